@@ -1,0 +1,68 @@
+//! Pass or fail for one kernel run: a run passes only if QEMU exited with the
+//! success status, the KTAP output is complete (every plan satisfied), the
+//! kernel printed its end-of-run line, and no test failed. Anything else is a
+//! failure with a reason that names what went wrong.
+
+use std::fmt::Write;
+
+use crate::{
+    ktap::{self, Report},
+    qemu::{Exit, Outcome},
+};
+
+/// The kernel's last line in a finished run.
+pub const END_OF_RUN: &str = "# pcs: end of run";
+
+#[derive(Debug)]
+pub struct Verdict {
+    pub passed: bool,
+    pub report: Report,
+    /// Empty when passed; otherwise one line per problem.
+    pub reasons: Vec<String>,
+}
+
+pub fn judge(out: &Outcome) -> Verdict {
+    let mut report = ktap::parse(&out.lines);
+    if matches!(out.exit, Exit::Timeout(_)) {
+        report.mark_timeout();
+    }
+    let mut reasons = Vec::new();
+    if out.exit != Exit::Success {
+        reasons.push(format!("QEMU exit: {}", out.exit));
+    }
+    if !report.found {
+        reasons.push("no KTAP output".into());
+    } else if !report.complete {
+        let mut r = "KTAP output truncated".to_string();
+        if let Some(c) = &report.crashed_in {
+            let _ = write!(r, " while running {c}");
+        }
+        reasons.push(r);
+    }
+    if !out.lines.iter().any(|l| l.trim() == END_OF_RUN) {
+        reasons.push("no end-of-run line".into());
+    }
+    for (path, status) in report.failures() {
+        reasons.push(format!("{path}: {status:?}"));
+    }
+    for e in &report.errors {
+        reasons.push(format!("KTAP format: {e}"));
+    }
+    if let Some(fatal) = out.lines.iter().find(|l| l.contains("# pcs: FATAL")) {
+        reasons.push(fatal.trim().to_string());
+    }
+    Verdict { passed: reasons.is_empty(), report, reasons }
+}
+
+impl Verdict {
+    /// A multi-line failure report with the log paths.
+    pub fn explain(&self, out: &Outcome) -> String {
+        let mut s = String::new();
+        for r in &self.reasons {
+            let _ = writeln!(s, "  - {r}");
+        }
+        let _ = writeln!(s, "  serial log: {}", out.serial_log.display());
+        let _ = writeln!(s, "  QEMU log:   {}", out.qemu_log.display());
+        s
+    }
+}

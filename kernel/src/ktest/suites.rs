@@ -1,0 +1,5 @@
+//! The registry: every test suite of the kernel, in run order.
+
+use super::Suite;
+
+pub static ALL: &[&Suite] = &[&crate::selftest::SUITE, &super::SUITE, &crate::params::SUITE];

@@ -1,0 +1,85 @@
+//! The pcs kernel: a bare-metal x86_64 kernel whose memory manager reproduces
+//! the page-level synchronization of Linux's page cache.
+//!
+//! Boot order (each step may rely on the ones before it):
+//! 1. serial console, so that everything after can report;
+//! 2. GDT/TSS and IDT, so that every CPU exception ends in a report;
+//! 3. run-time parameters from QEMU's fw_cfg, rejected loudly when malformed;
+//! 4. the selected mode: the in-kernel KTAP test suites (default) or idle.
+//!
+//! Every run ends through [`arch::qemu::exit`] with a status the host runner
+//! checks; a run never ends by falling off the end of `kernel_main`.
+
+#![no_std]
+#![no_main]
+#![feature(abi_x86_interrupt)]
+
+mod arch;
+mod console;
+mod ktest;
+mod panic;
+mod params;
+mod selftest;
+
+use bootloader_api::{
+    BootInfo, BootloaderConfig,
+    config::{Mapping, Mappings},
+    entry_point,
+};
+
+use crate::arch::qemu::{ExitCode, exit};
+
+/// Size of the boot CPU's kernel stack, set up by the bootloader with a guard
+/// page below it. 256 KiB leaves ample room for the test suites' frames.
+pub const KERNEL_STACK_SIZE: u64 = 256 * 1024;
+
+/// What we ask of the bootloader: all physical memory mapped at an offset the
+/// bootloader picks (read back from `BootInfo::physical_memory_offset`), and
+/// a kernel stack of [`KERNEL_STACK_SIZE`].
+pub static BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut mappings = Mappings::new_default();
+    mappings.physical_memory = Some(Mapping::Dynamic);
+    let mut config = BootloaderConfig::new_default();
+    config.mappings = mappings;
+    config.kernel_stack_size = KERNEL_STACK_SIZE;
+    config
+};
+
+entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
+
+/// The version string in the banner; the host tests look for the banner.
+pub const BANNER: &str = concat!("pcs kernel ", env!("CARGO_PKG_VERSION"));
+
+fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    console::init();
+    println!("{BANNER}: page-cache synchronization on x86_64");
+    arch::init_boot_cpu();
+
+    let params = match params::load() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("bad kernel parameters: {e}");
+            log::error!("{}", params::USAGE);
+            exit(ExitCode::BadParams);
+        }
+    };
+    console::set_level(params.loglevel);
+    log::info!(
+        "boot: physical memory at offset {:#x}, {} memory regions, rsdp {:?}",
+        boot_info.physical_memory_offset.into_option().unwrap_or(0),
+        boot_info.memory_regions.len(),
+        boot_info.rsdp_addr.into_option()
+    );
+    log::info!("parameters: {}", params.describe());
+
+    match params.mode {
+        params::Mode::Test => {
+            let ok = ktest::run_all(&params);
+            exit(if ok { ExitCode::Success } else { ExitCode::TestsFailed });
+        }
+        params::Mode::Idle => {
+            log::info!("mode=idle: nothing to run; exiting");
+            exit(ExitCode::Success);
+        }
+    }
+}

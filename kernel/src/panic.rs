@@ -1,0 +1,79 @@
+//! The end of every failed run: panics and fatal exceptions.
+//!
+//! Both print what happened, on which CPU, in which test case, and a
+//! frame-pointer backtrace (the kernel is built with frame pointers), then
+//! exit QEMU with a failure status. A fault *inside* this path (say, a bad
+//! frame pointer during the backtrace) skips straight to the exit, so the
+//! path can never loop or hang.
+
+use core::{
+    fmt,
+    panic::PanicInfo,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use crate::{
+    arch::{
+        self,
+        qemu::{ExitCode, exit},
+    },
+    console::emergency_print,
+    ktest,
+};
+
+/// Set by the first CPU to enter the fatal path.
+static DYING: AtomicBool = AtomicBool::new(false);
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    die(ExitCode::Panic, format_args!("PANIC: {}", info))
+}
+
+pub fn fatal_exception(report: fmt::Arguments) -> ! {
+    die(ExitCode::Exception, report)
+}
+
+fn die(code: ExitCode, report: fmt::Arguments) -> ! {
+    if DYING.swap(true, Ordering::AcqRel) {
+        // A second fault while reporting the first (or another CPU dying at
+        // the same time): the first report is what matters.
+        emergency_print(format_args!("# pcs: nested fatal error on cpu{}: {}\n", arch::cpu_index(), report));
+        exit(code);
+    }
+    emergency_print(format_args!("\n# pcs: FATAL on cpu{}: {}\n", arch::cpu_index(), report));
+    if let Some((suite, case)) = ktest::current() {
+        emergency_print(format_args!("# pcs: crashed in test case {suite}.{case}\n"));
+    }
+    backtrace();
+    emergency_print(format_args!("# pcs: run aborted ({code:?})\n"));
+    exit(code)
+}
+
+/// Walks the frame-pointer chain from the caller. Each frame is
+/// `[rbp] = caller's rbp`, `[rbp + 8] = return address`. The walk only moves
+/// upward within 1 MiB of where it started, so a corrupt chain ends it
+/// instead of faulting.
+fn backtrace() {
+    let mut rbp: u64;
+    // SAFETY: reading rbp has no side effects.
+    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    let start = rbp;
+    emergency_print(format_args!("# backtrace:\n"));
+    for depth in 0..32 {
+        if rbp == 0 || rbp % 8 != 0 || rbp < start || rbp - start > (1 << 20) {
+            break;
+        }
+        // SAFETY: rbp is 8-aligned and within 1 MiB above a live frame of
+        // this stack, which is mapped (stacks are at least that large or
+        // bounded below a guard page that the range check keeps us from).
+        let (next, ret) = unsafe { (*(rbp as *const u64), *((rbp + 8) as *const u64)) };
+        if ret == 0 {
+            break;
+        }
+        emergency_print(format_args!("#   {depth:2}: {ret:#018x}\n"));
+        if next <= rbp {
+            break;
+        }
+        rbp = next;
+    }
+}

@@ -1,0 +1,252 @@
+//! Run-time parameters: a `key=value ...` string the host hands to the kernel
+//! through QEMU's fw_cfg file `opt/pcs/cmdline` (see `boot::qemu`).
+//!
+//! Every key is declared once in [`KEYS`] with its type and range. Unknown
+//! keys, duplicates, malformed or out-of-range values are errors: the kernel
+//! prints the error and [`USAGE`] and exits with `ExitCode::BadParams`. A
+//! parameter is never silently ignored.
+
+use core::{cell::UnsafeCell, fmt};
+
+use crate::arch::x86_64::fw_cfg;
+
+/// The fw_cfg file holding the parameter string.
+pub const FW_CFG_NAME: &str = "opt/pcs/cmdline";
+const MAX_LEN: usize = 4096;
+
+pub const USAGE: &str = "parameters: mode=test|idle filter=GLOB[,GLOB..] seed=U64 \
+loglevel=off|error|warn|info|debug|trace fail=0|1 crash=none|panic|pagefault|divide|stackoverflow|hang";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Run the in-kernel test suites and exit with their verdict.
+    Test,
+    /// Boot, report, and exit successfully.
+    Idle,
+}
+
+/// A deliberate crash, used by the host tests to prove that each kind of
+/// failure is detected. Runs inside the test case `boot.deliberate_crash`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crash {
+    None,
+    Panic,
+    PageFault,
+    Divide,
+    StackOverflow,
+    Hang,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    pub mode: Mode,
+    /// Comma-separated glob patterns over `suite` or `suite.case`.
+    pub filter: Option<&'static str>,
+    pub seed: u64,
+    pub loglevel: log::LevelFilter,
+    /// Enables the deliberately failing test case `boot.deliberate_failure`.
+    pub fail: bool,
+    pub crash: Crash,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params { mode: Mode::Test, filter: None, seed: 1, loglevel: log::LevelFilter::Info, fail: false, crash: Crash::None }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParamError<'a> {
+    TooLong(usize),
+    NotUtf8,
+    MissingEquals(&'a str),
+    UnknownKey(&'a str),
+    Duplicate(&'a str),
+    BadValue { key: &'a str, value: &'a str, expected: &'static str },
+}
+
+impl fmt::Display for ParamError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            ParamError::TooLong(n) => write!(f, "parameter string is {n} bytes; the limit is {MAX_LEN}"),
+            ParamError::NotUtf8 => write!(f, "parameter string is not UTF-8"),
+            ParamError::MissingEquals(w) => write!(f, "'{w}' is not of the form key=value"),
+            ParamError::UnknownKey(k) => write!(f, "unknown parameter '{k}'"),
+            ParamError::Duplicate(k) => write!(f, "parameter '{k}' given twice"),
+            ParamError::BadValue { key, value, expected } => {
+                write!(f, "bad value '{value}' for '{key}': expected {expected}")
+            }
+        }
+    }
+}
+
+/// The keys, in the order [`Params::describe`] prints them.
+const KEYS: &[&str] = &["mode", "filter", "seed", "loglevel", "fail", "crash"];
+
+struct Buf(UnsafeCell<[u8; MAX_LEN]>);
+// SAFETY: written once by the boot CPU in `load`, before any other CPU runs,
+// and only read (through the `&'static str`s handed out) afterwards.
+unsafe impl Sync for Buf {}
+static CMDLINE: Buf = Buf(UnsafeCell::new([0; MAX_LEN]));
+
+/// Reads the parameter string from fw_cfg (absent = empty) and parses it.
+/// Call once, on the boot CPU.
+pub fn load() -> Result<Params, ParamError<'static>> {
+    // SAFETY: single call on the boot CPU before SMP; see `Buf`.
+    let buf: &'static mut [u8; MAX_LEN] = unsafe { &mut *CMDLINE.0.get() };
+    let len = match fw_cfg::read_file(FW_CFG_NAME, buf) {
+        None => 0,
+        Some(Ok(n)) => n,
+        Some(Err(n)) => return Err(ParamError::TooLong(n)),
+    };
+    let s = core::str::from_utf8(&buf[..len]).map_err(|_| ParamError::NotUtf8)?;
+    parse(s)
+}
+
+pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
+    let mut p = Params::default();
+    let mut seen = [false; KEYS.len()];
+    for word in s.split_ascii_whitespace() {
+        let (key, value) = word.split_once('=').ok_or(ParamError::MissingEquals(word))?;
+        let idx = KEYS.iter().position(|k| *k == key).ok_or(ParamError::UnknownKey(key))?;
+        if core::mem::replace(&mut seen[idx], true) {
+            return Err(ParamError::Duplicate(key));
+        }
+        let bad = |expected| ParamError::BadValue { key, value, expected };
+        match key {
+            "mode" => {
+                p.mode = match value {
+                    "test" => Mode::Test,
+                    "idle" => Mode::Idle,
+                    _ => return Err(bad("test or idle")),
+                }
+            }
+            "filter" => {
+                if value.is_empty() || value.split(',').any(str::is_empty) {
+                    return Err(bad("comma-separated non-empty globs"));
+                }
+                p.filter = Some(value);
+            }
+            "seed" => p.seed = parse_u64(value, 0, u64::MAX).ok_or(bad("an integer (decimal or 0x hex)"))?,
+            "loglevel" => {
+                p.loglevel = match value {
+                    "off" => log::LevelFilter::Off,
+                    "error" => log::LevelFilter::Error,
+                    "warn" => log::LevelFilter::Warn,
+                    "info" => log::LevelFilter::Info,
+                    "debug" => log::LevelFilter::Debug,
+                    "trace" => log::LevelFilter::Trace,
+                    _ => return Err(bad("off, error, warn, info, debug or trace")),
+                }
+            }
+            "fail" => p.fail = parse_bool(value).ok_or(bad("0 or 1"))?,
+            "crash" => {
+                p.crash = match value {
+                    "none" => Crash::None,
+                    "panic" => Crash::Panic,
+                    "pagefault" => Crash::PageFault,
+                    "divide" => Crash::Divide,
+                    "stackoverflow" => Crash::StackOverflow,
+                    "hang" => Crash::Hang,
+                    _ => return Err(bad("none, panic, pagefault, divide, stackoverflow or hang")),
+                }
+            }
+            _ => unreachable!("every entry of KEYS has a case"),
+        }
+    }
+    Ok(p)
+}
+
+/// Parses a decimal or `0x` hexadecimal integer in `min..=max`.
+pub fn parse_u64(s: &str, min: u64, max: u64) -> Option<u64> {
+    let v = match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
+        None => s.parse().ok()?,
+    };
+    (min..=max).contains(&v).then_some(v)
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "0" | "false" | "off" => Some(false),
+        "1" | "true" | "on" => Some(true),
+        _ => None,
+    }
+}
+
+impl Params {
+    pub fn describe(&self) -> impl fmt::Display + '_ {
+        struct D<'a>(&'a Params);
+        impl fmt::Display for D<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                let p = self.0;
+                write!(
+                    f,
+                    "mode={:?} filter={} seed={} loglevel={} fail={} crash={:?}",
+                    p.mode,
+                    p.filter.unwrap_or("*"),
+                    p.seed,
+                    p.loglevel,
+                    p.fail as u8,
+                    p.crash
+                )
+            }
+        }
+        D(self)
+    }
+}
+
+mod tests {
+    use super::*;
+    use crate::{
+        kassert, kassert_eq,
+        ktest::{Case, Ctx, Suite, TestResult},
+    };
+
+    fn accepts_valid(_: &Ctx) -> TestResult {
+        let p = parse("  mode=idle seed=0x10 filter=boot,params.* loglevel=debug fail=1 crash=panic ");
+        kassert!(p.is_ok(), "parse failed: {:?}", p.err());
+        let p = p.unwrap();
+        kassert_eq!(p.mode, Mode::Idle);
+        kassert_eq!(p.seed, 16);
+        kassert_eq!(p.filter, Some("boot,params.*"));
+        kassert_eq!(p.loglevel, log::LevelFilter::Debug);
+        kassert!(p.fail);
+        kassert_eq!(p.crash, Crash::Panic);
+        kassert!(parse("").is_ok());
+        Ok(())
+    }
+
+    fn rejects_malformed(_: &Ctx) -> TestResult {
+        kassert_eq!(parse("seed"), Err(ParamError::MissingEquals("seed")));
+        kassert_eq!(parse("speed=3"), Err(ParamError::UnknownKey("speed")));
+        kassert_eq!(parse("seed=1 seed=2"), Err(ParamError::Duplicate("seed")));
+        kassert!(matches!(parse("seed=12x"), Err(ParamError::BadValue { key: "seed", .. })));
+        kassert!(matches!(parse("seed=18446744073709551616"), Err(ParamError::BadValue { .. })));
+        kassert!(matches!(parse("mode=fast"), Err(ParamError::BadValue { key: "mode", .. })));
+        kassert!(matches!(parse("filter=a,,b"), Err(ParamError::BadValue { key: "filter", .. })));
+        kassert!(matches!(parse("fail=yes"), Err(ParamError::BadValue { key: "fail", .. })));
+        Ok(())
+    }
+
+    fn numbers_in_range(_: &Ctx) -> TestResult {
+        kassert_eq!(parse_u64("0", 0, 10), Some(0));
+        kassert_eq!(parse_u64("10", 0, 10), Some(10));
+        kassert_eq!(parse_u64("11", 0, 10), None);
+        kassert_eq!(parse_u64("0xff", 0, 1000), Some(255));
+        kassert_eq!(parse_u64("-1", 0, 10), None);
+        kassert_eq!(parse_u64("", 0, 10), None);
+        Ok(())
+    }
+
+    pub static SUITE: Suite = Suite {
+        name: "params",
+        cases: &[
+            Case { name: "accepts_valid", run: accepts_valid },
+            Case { name: "rejects_malformed", run: rejects_malformed },
+            Case { name: "numbers_in_range", run: numbers_in_range },
+        ],
+    };
+}
+
+pub use tests::SUITE;

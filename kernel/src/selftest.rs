@@ -1,0 +1,79 @@
+//! The `boot` suite: the kernel checks its own foundation, and hosts the
+//! deliberate failures the host tests use to prove that every kind of failure
+//! (a failed assertion, a panic, a CPU exception, a hang) is detected.
+
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestError, TestResult},
+    params::Crash,
+};
+
+/// The loaded IDT is ours (its limit covers all 256 gates) and the GDT has a
+/// TSS loaded, so exceptions have somewhere to go.
+fn descriptor_tables(_: &Ctx) -> TestResult {
+    let idt = x86_64::instructions::tables::sidt();
+    kassert_eq!(idt.limit as usize + 1, 256 * 16);
+    let tr: u16;
+    // SAFETY: `str` only reads the task register.
+    unsafe { core::arch::asm!("str {0:x}", out(reg) tr, options(nomem, nostack, preserves_flags)) };
+    kassert!(tr != 0, "no TSS loaded (TR = {:#x})", tr);
+    Ok(())
+}
+
+/// Fails on purpose when `fail=1`, to show a failing assertion is reported.
+fn deliberate_failure(ctx: &Ctx) -> TestResult {
+    if !ctx.params.fail {
+        return Err(TestError::Skip("enable with fail=1"));
+    }
+    let two_plus_two = core::hint::black_box(2) + 2;
+    kassert_eq!(two_plus_two, 5);
+    Ok(())
+}
+
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    // black_box keeps the frame (and the recursion) from being optimised out.
+    let frame = core::hint::black_box([depth; 64]);
+    recurse(depth + 1) + frame[0]
+}
+
+/// Crashes on purpose in the way `crash=` names.
+fn deliberate_crash(ctx: &Ctx) -> TestResult {
+    match ctx.params.crash {
+        Crash::None => Err(TestError::Skip("enable with crash=panic|pagefault|divide|stackoverflow|hang")),
+        Crash::Panic => panic!("deliberate panic (crash=panic)"),
+        Crash::PageFault => {
+            // An address in the non-canonical-free but unmapped low range.
+            let p = core::hint::black_box(0xdead_b000usize) as *const u64;
+            // SAFETY: not safe at all: this read is meant to fault.
+            let v = unsafe { core::ptr::read_volatile(p) };
+            kassert!(false, "read of unmapped address returned {v}");
+            Ok(())
+        }
+        Crash::Divide => {
+            let zero = core::hint::black_box(0u64);
+            // SAFETY: not safe at all: `div` by zero is meant to raise #DE
+            // (Rust's `/` would panic before the CPU saw it).
+            unsafe { core::arch::asm!("div {0}", in(reg) zero, inout("rax") 1u64 => _, inout("rdx") 0u64 => _) };
+            Ok(())
+        }
+        Crash::StackOverflow => {
+            let r = recurse(0);
+            kassert!(false, "recursion returned {r}");
+            Ok(())
+        }
+        Crash::Hang => {
+            log::info!("crash=hang: spinning forever with interrupts off");
+            crate::arch::halt_forever()
+        }
+    }
+}
+
+pub static SUITE: Suite = Suite {
+    name: "boot",
+    cases: &[
+        Case { name: "descriptor_tables", run: descriptor_tables },
+        Case { name: "deliberate_failure", run: deliberate_failure },
+        Case { name: "deliberate_crash", run: deliberate_crash },
+    ],
+};
