@@ -31,7 +31,11 @@ pub fn disk_image(kernel: &Path, firmware: Firmware) -> io::Result<PathBuf> {
     }
     // Build to a temporary name and rename, so a crash mid-build never
     // leaves a half-written image that looks up to date.
-    let tmp = image.with_extension("img.tmp");
+    // The name is unique per process and call, so concurrent builders (test
+    // threads, parallel test binaries) never write the same file.
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = image.with_extension(format!("img.{}.{seq}.tmp", std::process::id()));
     let r = match firmware {
         Firmware::Bios => bootloader::BiosBoot::new(kernel).create_disk_image(&tmp),
         Firmware::Uefi => bootloader::UefiBoot::new(kernel).create_disk_image(&tmp),

@@ -193,7 +193,9 @@ pub fn command(cfg: &Config, dir: &Path) -> io::Result<Command> {
         .arg("-fw_cfg")
         .arg(format!("name={PARAMS_FW_CFG},file={}", params_file.display()))
         .arg("-drive")
-        .arg(format!("format=raw,file={}", cfg.image.display()));
+        // snapshot=on: writes go to a throw-away overlay, so many runs can
+        // share one image without QEMU's image lock refusing them.
+        .arg(format!("format=raw,snapshot=on,file={}", cfg.image.display()));
     if cfg.firmware == Firmware::Uefi {
         cmd.args(["-bios", OVMF]);
     }

@@ -15,6 +15,7 @@
 #![feature(abi_x86_interrupt)]
 
 mod arch;
+mod bench;
 mod console;
 mod ktest;
 mod panic;
@@ -75,6 +76,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     match params.mode {
         params::Mode::Test => {
             let ok = ktest::run_all(&params);
+            exit(if ok { ExitCode::Success } else { ExitCode::TestsFailed });
+        }
+        params::Mode::Bench => {
+            let ok = bench::run_all(&params);
             exit(if ok { ExitCode::Success } else { ExitCode::TestsFailed });
         }
         params::Mode::Idle => {

@@ -14,13 +14,15 @@ use crate::arch::x86_64::fw_cfg;
 pub const FW_CFG_NAME: &str = "opt/pcs/cmdline";
 const MAX_LEN: usize = 4096;
 
-pub const USAGE: &str = "parameters: mode=test|idle filter=GLOB[,GLOB..] seed=U64 \
-loglevel=off|error|warn|info|debug|trace fail=0|1 crash=none|panic|pagefault|divide|stackoverflow|hang";
+pub const USAGE: &str = "parameters: mode=test|bench|idle filter=GLOB[,GLOB..] seed=U64 \
+loglevel=off|error|warn|info|debug|trace fail=0|1 crash=none|panic|pagefault|divide|stackoverflow|hang|triplefault";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Run the in-kernel test suites and exit with their verdict.
     Test,
+    /// Run the benchmarks and print `BENCH` lines.
+    Bench,
     /// Boot, report, and exit successfully.
     Idle,
 }
@@ -35,6 +37,9 @@ pub enum Crash {
     Divide,
     StackOverflow,
     Hang,
+    /// Loads an empty IDT and raises an exception: a triple fault, which
+    /// QEMU (`-no-reboot`) reports as exit status 0.
+    TripleFault,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +123,8 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
                 p.mode = match value {
                     "test" => Mode::Test,
                     "idle" => Mode::Idle,
-                    _ => return Err(bad("test or idle")),
+                    "bench" => Mode::Bench,
+                    _ => return Err(bad("test, bench or idle")),
                 }
             }
             "filter" => {
@@ -148,7 +154,8 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
                     "divide" => Crash::Divide,
                     "stackoverflow" => Crash::StackOverflow,
                     "hang" => Crash::Hang,
-                    _ => return Err(bad("none, panic, pagefault, divide, stackoverflow or hang")),
+                    "triplefault" => Crash::TripleFault,
+                    _ => return Err(bad("none, panic, pagefault, divide, stackoverflow, hang or triplefault")),
                 }
             }
             _ => unreachable!("every entry of KEYS has a case"),

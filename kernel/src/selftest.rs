@@ -40,7 +40,7 @@ fn recurse(depth: u64) -> u64 {
 /// Crashes on purpose in the way `crash=` names.
 fn deliberate_crash(ctx: &Ctx) -> TestResult {
     match ctx.params.crash {
-        Crash::None => Err(TestError::Skip("enable with crash=panic|pagefault|divide|stackoverflow|hang")),
+        Crash::None => Err(TestError::Skip("enable with crash=KIND")),
         Crash::Panic => panic!("deliberate panic (crash=panic)"),
         Crash::PageFault => {
             // An address in the non-canonical-free but unmapped low range.
@@ -65,6 +65,17 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
         Crash::Hang => {
             log::info!("crash=hang: spinning forever with interrupts off");
             crate::arch::halt_forever()
+        }
+        Crash::TripleFault => {
+            log::info!("crash=triplefault: loading an empty IDT, then int3");
+            let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::zero() };
+            // SAFETY: not safe at all: with no IDT, int3 escalates to a
+            // triple fault, which is the point of this case.
+            unsafe {
+                x86_64::instructions::tables::lidt(&empty);
+                core::arch::asm!("int3");
+            }
+            Ok(())
         }
     }
 }

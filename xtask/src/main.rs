@@ -30,6 +30,8 @@ struct Cli {
 enum Cmd {
     /// Build the kernel and boot it in QEMU, streaming the serial console.
     Run(RunArgs),
+    /// Run the in-kernel benchmarks (release build) and print their results.
+    Bench(BenchArgs),
     /// Run every test: host, loom, QEMU integration, in-kernel suites.
     Test {
         /// Only tests whose name contains FILTER (kernel cases: `*FILTER*`).
@@ -65,10 +67,30 @@ struct RunArgs {
     params: Vec<String>,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    /// Number of CPUs (`-smp`).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=255))]
+    smp: u32,
+    /// Guest memory (`-m` syntax).
+    #[arg(long, default_value = "512M")]
+    mem: String,
+    /// Only benchmarks whose name matches this glob (kernel `filter=`).
+    #[arg(long)]
+    filter: Option<String>,
+    /// Kill QEMU after this many seconds.
+    #[arg(long, default_value_t = 1200)]
+    timeout: u64,
+    /// Further kernel parameters, `key=value` (after `--`).
+    #[arg(last = true)]
+    params: Vec<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run(a) => run(a),
+        Cmd::Bench(a) => bench(a),
         Cmd::Test { filter } => test(filter.as_deref()),
     };
     match r {
@@ -119,6 +141,38 @@ fn run(a: RunArgs) -> Result<bool> {
         eprintln!("xtask: FAIL ({c}):\n{}", v.explain(&out));
     }
     Ok(v.passed)
+}
+
+fn bench(a: BenchArgs) -> Result<bool> {
+    qemu::ensure_qemu(Firmware::Bios)?;
+    let img = kernel_image(true, Firmware::Bios, true)?;
+    let mut cfg = qemu::Config::new("bench", img);
+    cfg.smp = a.smp;
+    cfg.mem = a.mem;
+    cfg.timeout = Duration::from_secs(a.timeout);
+    cfg.echo = true;
+    cfg.params = vec!["mode=bench".into()];
+    if let Some(f) = a.filter {
+        cfg.params.push(format!("filter={f}"));
+    }
+    cfg.params.extend(a.params);
+    eprintln!("xtask: benchmarks: -smp {} -m {} {}", cfg.smp, cfg.mem, cfg.params.join(" "));
+    let out = qemu::run(&cfg)?;
+    let results: Vec<&str> = out.lines.iter().filter(|l| l.starts_with("BENCH ")).map(|l| l.as_str()).collect();
+    let dir = boot::target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join(format!("bench-smp{}.txt", cfg.smp));
+    std::fs::write(&file, results.join("\n") + "\n")?;
+    println!();
+    println!("xtask: {} result lines (also in {}):", results.len(), file.display());
+    for r in &results {
+        println!("  {}", r.trim_start_matches("BENCH "));
+    }
+    let ok = out.exit == qemu::Exit::Success && out.contains(verdict::END_OF_RUN);
+    if !ok {
+        eprintln!("xtask: benchmark run failed: {}\n  serial log: {}", out.exit, out.serial_log.display());
+    }
+    Ok(ok)
 }
 
 /// Runs a cargo test command, streaming its output, and adds up its

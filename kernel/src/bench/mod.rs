@@ -1,0 +1,61 @@
+//! Benchmarks (`mode=bench`, driven by `cargo xtask bench`).
+//!
+//! Timings never decide pass or fail; they are reported. Each benchmark
+//! prints machine-readable result lines
+//!
+//! ```text
+//! BENCH <bench> <variant> key=value key=value ...
+//! ```
+//!
+//! that `cargo xtask bench` collects into a table. A benchmark measures its
+//! baseline in the same run and reports ratios against it, because absolute
+//! numbers under TCG mean little across hosts.
+//!
+//! Each module with benchmarks declares `pub static BENCHES: &[Bench]`;
+//! [`ALL`] lists them.
+
+use crate::{ktest::glob, params::Params, println};
+
+pub struct Bench {
+    pub name: &'static str,
+    pub run: fn(&Params),
+}
+
+/// The registry of benchmark groups, in run order.
+pub static ALL: &[&[Bench]] = &[];
+
+/// Reads the time-stamp counter (cycles at a constant rate on every CPU
+/// QEMU emulates).
+#[inline]
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no side effects and is allowed at CPL 0.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// Percentile `p` (0..=100) of `v`, which is sorted in place.
+pub fn percentile(v: &mut [u64], p: u32) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    let idx = ((v.len() - 1) as u64 * p as u64 / 100) as usize;
+    v[idx]
+}
+
+/// Runs every benchmark selected by `filter=`, returning whether any ran.
+pub fn run_all(params: &Params) -> bool {
+    let mut ran = 0;
+    for group in ALL {
+        for b in group.iter() {
+            if params.filter.is_some_and(|f| !f.split(',').any(|p| glob(p, b.name))) {
+                continue;
+            }
+            println!("# bench: {}", b.name);
+            (b.run)(params);
+            ran += 1;
+        }
+    }
+    println!("# pcs: {ran} benchmarks run");
+    println!("# pcs: end of run");
+    ran > 0
+}
