@@ -21,6 +21,7 @@ mod ktest;
 mod panic;
 mod params;
 mod selftest;
+mod smp;
 
 use bootloader_api::{
     BootInfo, BootloaderConfig,
@@ -51,10 +52,20 @@ entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 /// The version string in the banner; the host tests look for the banner.
 pub const BANNER: &str = concat!("pcs kernel ", env!("CARGO_PKG_VERSION"));
 
+mod alloc_free_fmt {
+    /// Formats the average AP bring-up time, if any AP started.
+    pub struct Avg(pub u64);
+    impl core::fmt::Display for Avg {
+        fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+            if self.0 > 0 { write!(f, " (AP bring-up {} us each on average)", self.0 / 1000) } else { Ok(()) }
+        }
+    }
+}
+
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    arch::init_boot_cpu();
     console::init();
     println!("{BANNER}: page-cache synchronization on x86_64");
-    arch::init_boot_cpu();
 
     let params = match params::load() {
         Ok(p) => p,
@@ -72,6 +83,25 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         boot_info.rsdp_addr.into_option()
     );
     log::info!("parameters: {}", params.describe());
+    arch::x86_64::paging::init(boot_info.physical_memory_offset.into_option().expect("physical memory mapping"));
+
+    let tsc_hz = arch::x86_64::time::init();
+    log::info!(
+        "time: TSC {}.{:03} MHz (calibrated against the PIT), invariant TSC: {}",
+        tsc_hz / 1_000_000,
+        tsc_hz / 1000 % 1000,
+        if arch::x86_64::time::invariant_tsc() { "yes" } else { "no" }
+    );
+    let up = arch::x86_64::smp::init(&boot_info.memory_regions, boot_info.rsdp_addr.into_option(), params.hz);
+    x86_64::instructions::interrupts::enable();
+    let started: u64 = up.ap_ns.iter().sum();
+    let aps = up.online.saturating_sub(1) as u64;
+    log::info!(
+        "cpus online: {}/{}{}",
+        up.online,
+        up.present,
+        if aps > 0 { alloc_free_fmt::Avg(started / aps) } else { alloc_free_fmt::Avg(0) }
+    );
 
     match params.mode {
         params::Mode::Test => {

@@ -29,6 +29,12 @@ fn panic(info: &PanicInfo) -> ! {
     die(ExitCode::Panic, format_args!("PANIC: {}", info))
 }
 
+/// Whether some CPU is already reporting a fatal error (the NMI handler
+/// then parks its CPU instead of reporting a second one).
+pub fn is_dying() -> bool {
+    DYING.load(Ordering::Acquire)
+}
+
 pub fn fatal_exception(report: fmt::Arguments) -> ! {
     die(ExitCode::Exception, report)
 }
@@ -39,6 +45,11 @@ fn die(code: ExitCode, report: fmt::Arguments) -> ! {
         // the same time): the first report is what matters.
         emergency_print(format_args!("# pcs: nested fatal error on cpu{}: {}\n", arch::cpu_index(), report));
         exit(code);
+    }
+    // Stop the other CPUs first, so the report is not interleaved with
+    // their output and nothing runs on after the failure.
+    if arch::x86_64::apic::ready() {
+        arch::x86_64::smp::nmi_all_others();
     }
     emergency_print(format_args!("\n# pcs: FATAL on cpu{}: {}\n", arch::cpu_index(), report));
     if let Some((suite, case)) = ktest::current() {

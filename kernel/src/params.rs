@@ -15,7 +15,7 @@ pub const FW_CFG_NAME: &str = "opt/pcs/cmdline";
 const MAX_LEN: usize = 4096;
 
 pub const USAGE: &str = "parameters: mode=test|bench|idle filter=GLOB[,GLOB..] seed=U64 \
-loglevel=off|error|warn|info|debug|trace fail=0|1 crash=none|panic|pagefault|divide|stackoverflow|hang|triplefault";
+loglevel=off|error|warn|info|debug|trace fail=0|1 crash=none|panic|pagefault|divide|stackoverflow|hang|triplefault|appanic hz=10..1000";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -40,6 +40,8 @@ pub enum Crash {
     /// Loads an empty IDT and raises an exception: a triple fault, which
     /// QEMU (`-no-reboot`) reports as exit status 0.
     TripleFault,
+    /// A panic on the last application processor, via a function-call IPI.
+    ApPanic,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,11 +54,13 @@ pub struct Params {
     /// Enables the deliberately failing test case `boot.deliberate_failure`.
     pub fail: bool,
     pub crash: Crash,
+    /// Local APIC timer tick rate on every CPU.
+    pub hz: u64,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { mode: Mode::Test, filter: None, seed: 1, loglevel: log::LevelFilter::Info, fail: false, crash: Crash::None }
+        Params { mode: Mode::Test, filter: None, seed: 1, loglevel: log::LevelFilter::Info, fail: false, crash: Crash::None, hz: 100 }
     }
 }
 
@@ -86,7 +90,7 @@ impl fmt::Display for ParamError<'_> {
 }
 
 /// The keys, in the order [`Params::describe`] prints them.
-const KEYS: &[&str] = &["mode", "filter", "seed", "loglevel", "fail", "crash"];
+const KEYS: &[&str] = &["mode", "filter", "seed", "loglevel", "fail", "crash", "hz"];
 
 struct Buf(UnsafeCell<[u8; MAX_LEN]>);
 // SAFETY: written once by the boot CPU in `load`, before any other CPU runs,
@@ -145,6 +149,7 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
                     _ => return Err(bad("off, error, warn, info, debug or trace")),
                 }
             }
+            "hz" => p.hz = parse_u64(value, 10, 1000).ok_or(bad("a tick rate in 10..=1000 Hz"))?,
             "fail" => p.fail = parse_bool(value).ok_or(bad("0 or 1"))?,
             "crash" => {
                 p.crash = match value {
@@ -155,7 +160,8 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
                     "stackoverflow" => Crash::StackOverflow,
                     "hang" => Crash::Hang,
                     "triplefault" => Crash::TripleFault,
-                    _ => return Err(bad("none, panic, pagefault, divide, stackoverflow, hang or triplefault")),
+                    "appanic" => Crash::ApPanic,
+                    _ => return Err(bad("none, panic, pagefault, divide, stackoverflow, hang, triplefault or appanic")),
                 }
             }
             _ => unreachable!("every entry of KEYS has a case"),
@@ -189,13 +195,14 @@ impl Params {
                 let p = self.0;
                 write!(
                     f,
-                    "mode={:?} filter={} seed={} loglevel={} fail={} crash={:?}",
+                    "mode={:?} filter={} seed={} loglevel={} fail={} crash={:?} hz={}",
                     p.mode,
                     p.filter.unwrap_or("*"),
                     p.seed,
                     p.loglevel,
                     p.fail as u8,
-                    p.crash
+                    p.crash,
+                    p.hz
                 )
             }
         }

@@ -66,6 +66,14 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
             log::info!("crash=hang: spinning forever with interrupts off");
             crate::arch::halt_forever()
         }
+        Crash::ApPanic => {
+            let n = crate::smp::online_cpus();
+            if n < 2 {
+                return Err(TestError::Skip("crash=appanic needs -smp 2 or more"));
+            }
+            crate::smp::call_on_cpu(n - 1, &|cpu| panic!("deliberate panic on cpu{cpu} (crash=appanic)"));
+            Ok(())
+        }
         Crash::TripleFault => {
             log::info!("crash=triplefault: loading an empty IDT, then int3");
             let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::zero() };

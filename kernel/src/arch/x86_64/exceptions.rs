@@ -13,7 +13,11 @@ use x86_64::{
     structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode},
 };
 
-use super::gdt::{DOUBLE_FAULT_IST, MACHINE_CHECK_IST, NMI_IST};
+use super::{
+    apic,
+    gdt::{DOUBLE_FAULT_IST, MACHINE_CHECK_IST, NMI_IST},
+    interrupts,
+};
 
 static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     let mut idt = InterruptDescriptorTable::new();
@@ -37,6 +41,14 @@ static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     idt.hv_injection_exception.set_handler_fn(hv_injection);
     idt.vmm_communication_exception.set_handler_fn(vmm_communication);
     idt.security_exception.set_handler_fn(security_exception);
+    for v in 0x20..0x30 {
+        idt[v].set_handler_fn(interrupts::legacy_pic);
+    }
+    idt[apic::TIMER_VECTOR].set_handler_fn(interrupts::timer);
+    idt[apic::CALL_VECTOR].set_handler_fn(interrupts::call_function);
+    idt[apic::RESCHEDULE_VECTOR].set_handler_fn(interrupts::reschedule);
+    idt[apic::ERROR_VECTOR].set_handler_fn(interrupts::apic_error);
+    idt[apic::SPURIOUS_VECTOR].set_handler_fn(interrupts::spurious);
     // SAFETY: each IST index names a stack that `gdt::CpuTables::load` set
     // up in every CPU's TSS before interrupts can arrive.
     unsafe {
@@ -114,7 +126,6 @@ macro_rules! with_error_code {
 no_error_code! {
     divide_error, "divide error (#DE)", 0;
     debug, "debug (#DB)", 1;
-    nmi, "non-maskable interrupt", 2;
     breakpoint, "breakpoint (#BP)", 3;
     overflow, "overflow (#OF)", 4;
     bound_range_exceeded, "bound range exceeded (#BR)", 5;
@@ -139,6 +150,16 @@ with_error_code! {
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
     fatal(Fault { name: "double fault (#DF; kernel stack overflow?)", vector: 8, error_code: Some(code), frame: &frame, cr2: None })
+}
+
+/// NMIs are how a dying CPU stops the others (`panic::stop_other_cpus`):
+/// once a fatal error is being reported, an NMI parks this CPU for good.
+/// Any other NMI is unexpected and fatal.
+extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
+    if crate::panic::is_dying() {
+        super::halt_forever();
+    }
+    fatal(Fault { name: "non-maskable interrupt", vector: 2, error_code: None, frame: &frame, cr2: None })
 }
 
 extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {

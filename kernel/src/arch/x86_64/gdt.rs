@@ -78,19 +78,3 @@ impl CpuTables {
         }
     }
 }
-
-/// Static storage for the boot CPU's tables (other CPUs get theirs at
-/// bring-up).
-struct BootTables(UnsafeCell<CpuTables>);
-// SAFETY: touched once, by the boot CPU, in `init_boot_cpu` before any other
-// CPU runs.
-unsafe impl Sync for BootTables {}
-static BOOT_TABLES: BootTables = BootTables(UnsafeCell::new(CpuTables::new()));
-static BOOT_IST: IstStacks = IstStacks::new();
-
-pub fn init_boot_cpu() {
-    // SAFETY: called exactly once, on the boot CPU, before SMP bring-up, so
-    // this is the only reference to the boot tables ever created.
-    let tables = unsafe { &mut *BOOT_TABLES.0.get() };
-    tables.load(&BOOT_IST);
-}

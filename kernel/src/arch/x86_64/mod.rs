@@ -1,21 +1,30 @@
-//! x86_64 support: serial port, descriptor tables, exceptions, QEMU devices.
+//! x86_64 support: serial port, descriptor tables, exceptions, APICs, SMP
+//! bring-up, per-CPU state, time, QEMU devices.
 
+pub mod acpi;
+pub mod apic;
 pub mod exceptions;
 pub mod fw_cfg;
 pub mod gdt;
+pub mod interrupts;
+pub mod paging;
+pub mod percpu;
 pub mod qemu;
 pub mod serial;
+pub mod smp;
+pub mod time;
+mod trampoline;
 
-/// Index of the CPU running this code (0 = boot CPU). Until the SMP bring-up
-/// exists only the boot CPU runs.
-#[inline]
-pub fn cpu_index() -> usize {
-    0
-}
+pub use percpu::cpu_index;
 
-/// Descriptor tables and exception handlers for the boot CPU.
+/// The boot CPU's first steps: per-CPU slot 0 (GS base, GDT/TSS), then the
+/// IDT. Must run before anything that prints, so `cpu_index()` works.
 pub fn init_boot_cpu() {
-    gdt::init_boot_cpu();
+    // CPUID leaf 1, EBX[31:24]: the initial APIC id.
+    let apic_id = core::arch::x86_64::__cpuid(1).ebx >> 24;
+    // SAFETY: first and only initialisation of slot 0, on the boot CPU,
+    // with interrupts still disabled by the bootloader.
+    unsafe { percpu::init_cpu(0, apic_id) };
     exceptions::init();
 }
 

@@ -1,0 +1,57 @@
+//! Device and IPI interrupt handlers (the vectors in `apic`), and the legacy
+//! PIC, which we mask so that only the local APICs deliver interrupts.
+
+use core::sync::atomic::Ordering;
+
+use x86_64::{instructions::port::Port, structures::idt::InterruptStackFrame};
+
+use super::{apic, percpu};
+
+/// Remaps the 8259 PICs away from the exception vectors (to 0x20..0x30) and
+/// masks every line; a spurious PIC interrupt then lands on a harmless
+/// vector instead of looking like a double fault.
+pub fn disable_legacy_pic() {
+    // SAFETY: ports 0x20/0x21/0xa0/0xa1 are the two 8259s of every PC; this
+    // is the standard ICW1..ICW4 initialisation followed by a full mask.
+    unsafe {
+        let (mut c1, mut d1, mut c2, mut d2) = (Port::<u8>::new(0x20), Port::<u8>::new(0x21), Port::<u8>::new(0xa0), Port::<u8>::new(0xa1));
+        c1.write(0x11);
+        c2.write(0x11);
+        d1.write(0x20);
+        d2.write(0x28);
+        d1.write(4);
+        d2.write(2);
+        d1.write(1);
+        d2.write(1);
+        d1.write(0xff);
+        d2.write(0xff);
+    }
+}
+
+pub extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
+    let g = percpu::CpuGuard::new();
+    percpu::this_cpu(&g).ticks.fetch_add(1, Ordering::Relaxed);
+    apic::eoi();
+}
+
+pub extern "x86-interrupt" fn call_function(_frame: InterruptStackFrame) {
+    apic::eoi();
+    crate::smp::handle_call_ipi();
+}
+
+pub extern "x86-interrupt" fn reschedule(_frame: InterruptStackFrame) {
+    apic::eoi();
+}
+
+pub extern "x86-interrupt" fn apic_error(_frame: InterruptStackFrame) {
+    let esr = apic::error_status();
+    apic::eoi();
+    log::error!("local APIC error, ESR={esr:#x}");
+}
+
+pub extern "x86-interrupt" fn spurious(_frame: InterruptStackFrame) {
+    // No EOI for the spurious vector (SDM 10.9).
+}
+
+/// Legacy PIC vectors, should one still arrive despite the mask.
+pub extern "x86-interrupt" fn legacy_pic(_frame: InterruptStackFrame) {}

@@ -1,0 +1,148 @@
+//! Per-CPU state, reached through the GS base.
+//!
+//! Each CPU's `IA32_GS_BASE` points at its own [`PerCpu`], whose first word
+//! points at itself, so `gs:[0]` gives the structure and `gs:[8]` the CPU
+//! index in one instruction each. Slots are statically allocated for up to
+//! [`MAX_CPUS`] CPUs; the index is the order in which CPUs came up (0 = boot
+//! CPU), not the APIC id.
+//!
+//! Migration: a reference to "this CPU's" data is only meaningful while the
+//! code cannot move to another CPU. [`this_cpu`] therefore takes a
+//! [`CpuGuard`] (interrupts disabled, so neither preemption nor migration can
+//! happen) and ties the reference's lifetime to it. [`cpu_index`] returns a
+//! plain number for logging, which may be stale after the next preemption.
+
+use core::{
+    cell::UnsafeCell,
+    marker::PhantomData,
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering},
+};
+
+use x86_64::{VirtAddr, registers::model_specific::GsBase};
+
+use super::gdt::{CpuTables, IstStacks};
+
+pub const MAX_CPUS: usize = 64;
+
+#[repr(C, align(64))]
+pub struct PerCpu {
+    /// Address of this structure (read as `gs:[0]`).
+    self_addr: AtomicU64,
+    /// CPU index (read as `gs:[8]`). Set at compile time, never changes.
+    index: usize,
+    /// Local APIC id of the CPU in this slot.
+    pub apic_id: AtomicU32,
+    /// Set (Release) by the CPU itself once it is fully up; paired with the
+    /// Acquire loads in `smp` that count online CPUs.
+    pub online: AtomicBool,
+    /// Local APIC timer interrupts taken on this CPU.
+    pub ticks: AtomicU64,
+    /// Pending function-call request for this CPU (see `crate::smp`).
+    pub call: AtomicPtr<()>,
+    /// The thread running on this CPU (for the scheduler).
+    pub current_thread: AtomicPtr<()>,
+    /// Scratch counter for tests (each CPU increments its own).
+    pub test_counter: AtomicU64,
+    /// TSC when this CPU reached its Rust entry.
+    pub boot_tsc: AtomicU64,
+    tables: UnsafeCell<CpuTables>,
+}
+
+// SAFETY: all fields but `tables` are atomics or immutable; `tables` is
+// written once by the owning CPU in `init_cpu` before it is marked online.
+unsafe impl Sync for PerCpu {}
+
+impl PerCpu {
+    const fn new(index: usize) -> PerCpu {
+        PerCpu {
+            self_addr: AtomicU64::new(0),
+            index,
+            apic_id: AtomicU32::new(0),
+            online: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
+            call: AtomicPtr::new(core::ptr::null_mut()),
+            current_thread: AtomicPtr::new(core::ptr::null_mut()),
+            test_counter: AtomicU64::new(0),
+            boot_tsc: AtomicU64::new(0),
+            tables: UnsafeCell::new(CpuTables::new()),
+        }
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+const fn all_slots() -> [PerCpu; MAX_CPUS] {
+    let mut slots = [const { PerCpu::new(0) }; MAX_CPUS];
+    let mut i = 0;
+    while i < MAX_CPUS {
+        slots[i].index = i;
+        i += 1;
+    }
+    slots
+}
+
+static CPUS: [PerCpu; MAX_CPUS] = all_slots();
+/// IST stacks, kept apart from `CPUS` so that they stay in `.bss`.
+static IST: [IstStacks; MAX_CPUS] = [const { IstStacks::new() }; MAX_CPUS];
+
+/// Slot `i` (any CPU's).
+pub fn cpu(i: usize) -> &'static PerCpu {
+    &CPUS[i]
+}
+
+/// Makes slot `index` the calling CPU's: sets GS base, loads its GDT/TSS.
+///
+/// # Safety
+/// Call once per slot, on the CPU that will own it, before it takes
+/// interrupts.
+pub unsafe fn init_cpu(index: usize, apic_id: u32) {
+    let slot = &CPUS[index];
+    slot.self_addr.store(slot as *const PerCpu as u64, Ordering::Relaxed);
+    slot.apic_id.store(apic_id, Ordering::Relaxed);
+    GsBase::write(VirtAddr::from_ptr(slot));
+    // SAFETY: the caller guarantees this CPU is the only user of the slot's
+    // tables, and this is the only time they are loaded.
+    let tables = unsafe { &mut *slot.tables.get() };
+    tables.load(&IST[index]);
+}
+
+/// The calling CPU's index. Valid from the first line of `kernel_main` (the
+/// boot CPU's GS is set before anything else). Possibly stale once the
+/// caller can be preempted and migrated; use [`this_cpu`] for state.
+#[inline]
+pub fn cpu_index() -> usize {
+    let i: usize;
+    // SAFETY: GS points at this CPU's PerCpu, whose second word is `index`.
+    unsafe { core::arch::asm!("mov {}, gs:[8]", out(reg) i, options(nostack, readonly, preserves_flags)) };
+    i
+}
+
+/// Proof that the holder cannot migrate: interrupts are off until it drops.
+/// Nests: the previous interrupt state is restored on drop.
+pub struct CpuGuard {
+    were_enabled: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl CpuGuard {
+    pub fn new() -> CpuGuard {
+        let were_enabled = x86_64::instructions::interrupts::are_enabled();
+        x86_64::instructions::interrupts::disable();
+        CpuGuard { were_enabled, _not_send: PhantomData }
+    }
+}
+
+impl Drop for CpuGuard {
+    fn drop(&mut self) {
+        if self.were_enabled {
+            x86_64::instructions::interrupts::enable();
+        }
+    }
+}
+
+/// This CPU's state, valid as long as `guard` keeps us on this CPU.
+pub fn this_cpu(_guard: &CpuGuard) -> &PerCpu {
+    &CPUS[cpu_index()]
+}
