@@ -22,7 +22,7 @@ pub struct Bench {
 }
 
 /// The registry of benchmark groups, in run order.
-pub static ALL: &[&[Bench]] = &[];
+pub static ALL: &[&[Bench]] = &[crate::smp::bench::BENCHES];
 
 /// Reads the time-stamp counter (cycles at a constant rate on every CPU
 /// QEMU emulates).

@@ -20,6 +20,8 @@ use super::{paging, time};
 pub const TIMER_VECTOR: u8 = 0xec;
 pub const CALL_VECTOR: u8 = 0xf0;
 pub const RESCHEDULE_VECTOR: u8 = 0xf1;
+/// Test IPI: counted, and answered if the CPU is set up to (ping-pong).
+pub const PING_VECTOR: u8 = 0xf2;
 pub const ERROR_VECTOR: u8 = 0xfe;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 

@@ -47,6 +47,7 @@ static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     idt[apic::TIMER_VECTOR].set_handler_fn(interrupts::timer);
     idt[apic::CALL_VECTOR].set_handler_fn(interrupts::call_function);
     idt[apic::RESCHEDULE_VECTOR].set_handler_fn(interrupts::reschedule);
+    idt[apic::PING_VECTOR].set_handler_fn(interrupts::ping);
     idt[apic::ERROR_VECTOR].set_handler_fn(interrupts::apic_error);
     idt[apic::SPURIOUS_VECTOR].set_handler_fn(interrupts::spurious);
     // SAFETY: each IST index names a stack that `gdt::CpuTables::load` set

@@ -43,6 +43,19 @@ pub extern "x86-interrupt" fn reschedule(_frame: InterruptStackFrame) {
     apic::eoi();
 }
 
+pub extern "x86-interrupt" fn ping(_frame: InterruptStackFrame) {
+    let g = percpu::CpuGuard::new();
+    let me = percpu::this_cpu(&g);
+    // Release pairs with the Acquire load of the waiting CPU: it sees the
+    // count only after everything before this IPI's delivery.
+    me.pings.fetch_add(1, Ordering::Release);
+    let to = me.pong_to.load(Ordering::Relaxed);
+    apic::eoi();
+    if to != usize::MAX {
+        super::smp::send_ipi(to, apic::PING_VECTOR);
+    }
+}
+
 pub extern "x86-interrupt" fn apic_error(_frame: InterruptStackFrame) {
     let esr = apic::error_status();
     apic::eoi();

@@ -15,7 +15,7 @@
 use core::{
     cell::UnsafeCell,
     marker::PhantomData,
-    sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering},
 };
 
 use x86_64::{VirtAddr, registers::model_specific::GsBase};
@@ -43,6 +43,10 @@ pub struct PerCpu {
     pub current_thread: AtomicPtr<()>,
     /// Scratch counter for tests (each CPU increments its own).
     pub test_counter: AtomicU64,
+    /// Test IPIs (`apic::PING_VECTOR`) received.
+    pub pings: AtomicU64,
+    /// CPU to answer each ping to (ping-pong tests), or `usize::MAX`.
+    pub pong_to: AtomicUsize,
     /// TSC when this CPU reached its Rust entry.
     pub boot_tsc: AtomicU64,
     tables: UnsafeCell<CpuTables>,
@@ -63,6 +67,8 @@ impl PerCpu {
             call: AtomicPtr::new(core::ptr::null_mut()),
             current_thread: AtomicPtr::new(core::ptr::null_mut()),
             test_counter: AtomicU64::new(0),
+            pings: AtomicU64::new(0),
+            pong_to: AtomicUsize::new(usize::MAX),
             boot_tsc: AtomicU64::new(0),
             tables: UnsafeCell::new(CpuTables::new()),
         }

@@ -44,6 +44,13 @@ static ONLINE: AtomicUsize = AtomicUsize::new(1);
 /// Enabled processors the MADT lists.
 static PRESENT: AtomicUsize = AtomicUsize::new(1);
 static TICK_HZ: AtomicU64 = AtomicU64::new(100);
+/// Nanoseconds from INIT to "online" per CPU index (0 for the BSP and for
+/// CPUs that did not come up), for the benchmarks.
+static BRINGUP_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+pub fn bringup_ns(index: usize) -> u64 {
+    BRINGUP_NS[index].load(Ordering::Relaxed)
+}
 
 pub fn online() -> usize {
     ONLINE.load(Ordering::Acquire)
@@ -147,6 +154,7 @@ pub fn init(regions: &MemoryRegions, rsdp: Option<u64>, tick_hz: u64) -> BringUp
         }
         if percpu::cpu(index).online.load(Ordering::Acquire) {
             result.ap_ns[index] = time::now_ns() - t0;
+            BRINGUP_NS[index].store(result.ap_ns[index], Ordering::Relaxed);
             next += 1;
         } else {
             log::error!("smp: CPU with APIC id {id} did not come up within {AP_DEADLINE_MS} ms; continuing without it");

@@ -18,6 +18,9 @@
 //! each other at the same time cannot deadlock, whatever their interrupt
 //! state.
 
+pub mod bench;
+pub mod tests;
+
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arch::x86_64::{percpu, smp as arch_smp, time};

@@ -1,0 +1,42 @@
+//! SMP: every CPU comes up and passes the `smp` suite for several CPU
+//! counts, and a panic on an application processor ends the run cleanly.
+
+use boot::qemu::Exit;
+use tests::{Boot, check};
+
+fn all_online(n: u32) {
+    let (out, v) = Boot::new(&format!("smp{n}")).smp(n).params(&["filter=smp"]).run();
+    check(v.passed, &format!("-smp {n}: {:?}", v.reasons), &out);
+    check(out.contains(&format!("cpus online: {n}/{n}")), "not every CPU came online", &out);
+    check(v.report.counts().passed >= 6 || n == 1, "smp suite did not run", &out);
+}
+
+#[test]
+fn smp_1() {
+    all_online(1);
+}
+
+#[test]
+fn smp_2() {
+    all_online(2);
+}
+
+#[test]
+fn smp_4() {
+    all_online(4);
+}
+
+#[test]
+fn smp_8() {
+    all_online(8);
+}
+
+#[test]
+fn panic_on_application_processor_is_reported() {
+    let (out, v) = Boot::new("appanic").smp(3).params(&["crash=appanic"]).run();
+    check(out.exit == Exit::Panic, "an AP panic must end in the panic exit", &out);
+    check(out.contains("# pcs: FATAL on cpu2: PANIC"), "the failing CPU must be named", &out);
+    check(out.contains("deliberate panic on cpu2"), "panic message missing", &out);
+    check(out.contains("# backtrace:"), "backtrace missing", &out);
+    check(!v.passed, "must fail", &out);
+}
