@@ -121,18 +121,29 @@ pub fn call_on_cpu(cpu: usize, f: &(dyn Fn(usize) + Sync)) {
 /// Runs `f(i)` on every online CPU `i` in parallel (including the caller's)
 /// and returns when all have finished.
 pub fn run_on_all_cpus(f: &(dyn Fn(usize) + Sync)) {
+    run_on_cpus(u64::MAX, f)
+}
+
+/// Runs `f(i)` in parallel on every online CPU `i` whose bit is set in
+/// `set` (bit `i` = CPU `i`), the caller's CPU included if selected, and
+/// returns when all have finished.
+pub fn run_on_cpus(set: u64, f: &(dyn Fn(usize) + Sync)) {
+    const _: () = assert!(MAX_CPUS <= 64, "CPU sets are u64 bit masks");
     let n = online_cpus();
     let me = percpu::cpu_index();
     let reqs: [CallRequest; MAX_CPUS] = core::array::from_fn(|_| CallRequest { f, done: AtomicBool::new(false) });
     let forever = u64::MAX / 2;
+    let selected = |cpu: usize| set & (1 << cpu) != 0;
     for (cpu, req) in reqs.iter().enumerate().take(n) {
-        if cpu != me {
+        if cpu != me && selected(cpu) {
             post(cpu, req, forever).expect("no deadline");
         }
     }
-    f(me);
+    if selected(me) {
+        f(me);
+    }
     for (cpu, req) in reqs.iter().enumerate().take(n) {
-        if cpu != me {
+        if cpu != me && selected(cpu) {
             wait(cpu, req, forever).expect("no deadline");
         }
     }

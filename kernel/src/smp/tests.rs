@@ -40,6 +40,18 @@ fn per_cpu_counters(_: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// A call to a set of CPUs runs on exactly that set.
+fn call_cpu_set(_: &Ctx) -> TestResult {
+    let n = online_cpus();
+    let set: u64 = (0..n).filter(|i| i % 2 == 1).fold(0, |m, i| m | 1 << i);
+    let ran = AtomicU64::new(0);
+    super::run_on_cpus(set, &|cpu| {
+        ran.fetch_or(1 << cpu, Ordering::Relaxed);
+    });
+    kassert_eq!(ran.load(Ordering::Relaxed), set);
+    Ok(())
+}
+
 /// A function-call IPI reaches each CPU, runs there, and returns.
 fn call_each_cpu(_: &Ctx) -> TestResult {
     for target in 0..online_cpus() {
@@ -156,6 +168,7 @@ pub static SUITE: Suite = Suite {
         Case { name: "all_cpus_online", run: all_cpus_online },
         Case { name: "per_cpu_counters", run: per_cpu_counters },
         Case { name: "call_each_cpu", run: call_each_cpu },
+        Case { name: "call_cpu_set", run: call_cpu_set },
         Case { name: "ipi_ping_pong", run: ipi_ping_pong },
         Case { name: "timer_ticks_everywhere", run: timer_ticks_everywhere },
         Case { name: "clock_monotonic_and_agrees", run: clock_monotonic_and_agrees },
