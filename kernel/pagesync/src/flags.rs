@@ -1,0 +1,310 @@
+//! The page flags word and its atomic bit operations.
+//!
+//! Mental model: a page's state bits live in one 64-bit word that many CPUs
+//! change at once with locked read-modify-writes. The low byte is special:
+//! it holds the bits people sleep on (`PG_LOCKED`, `PG_WRITEBACK`) *and*
+//! `PG_WAITERS` as bit 7, the byte's sign bit. So one locked instruction can
+//! clear the bit being waited on and report, through the CPU sign flag,
+//! whether anybody may be waiting ([`PageFlags::xor_unlock_is_negative_byte`]).
+//!
+//! Why that needs no barrier: every RMW on one word is totally ordered
+//! (coherence). A waiter sets `PG_WAITERS` with an RMW and then reads the
+//! word; an unlocker clears `PG_LOCKED` with an RMW that returns the old
+//! byte. Whichever RMW comes second sees the first: either the unlocker sees
+//! `PG_WAITERS` and wakes, or the waiter's later read sees the lock free.
+//! This is why `PG_WAITERS` must share the word (here, the byte) with the
+//! bits that are waited on.
+//!
+//! Orderings, as in Linux `Documentation/atomic_bitops.txt`:
+//! * [`PageFlags::test`]: a plain (Relaxed) load.
+//! * [`PageFlags::set`] / [`PageFlags::clear`]: atomic, unordered (Relaxed).
+//!   On x86 they are `lock or`/`lock and`, full barriers in practice; the
+//!   protocol never relies on that.
+//! * [`PageFlags::test_and_set`] / [`PageFlags::test_and_clear`]: fully
+//!   ordered (AcqRel), also when the bit does not change (Linux since 2022).
+//! * [`PageFlags::test_and_set_bit_lock`]: Acquire when it takes the bit.
+//! * [`PageFlags::clear_bit_unlock`] and the `xor_unlock` family: Release.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// Bit number of the page lock. Must be in the low byte (see module docs).
+pub const PG_LOCKED: u32 = 0;
+/// Bit number of "I/O from this page to storage is in flight". In the low
+/// byte (Linux 6.7+) so ending writeback can use the unlock sign-bit trick.
+pub const PG_WRITEBACK: u32 = 1;
+/// Recently accessed (LRU aging).
+pub const PG_REFERENCED: u32 = 2;
+/// Contents are valid.
+pub const PG_UPTODATE: u32 = 3;
+/// Contents differ from storage.
+pub const PG_DIRTY: u32 = 4;
+/// On an LRU list.
+pub const PG_LRU: u32 = 5;
+/// First page of a compound page. Bit 6 so that writing an order (< 64)
+/// into the low byte of the first tail page also clears it.
+pub const PG_HEAD: u32 = 6;
+/// Somebody may sleep in the page wait table on a bit of this page. Must be
+/// bit 7, the sign bit of the low byte. May be set with nobody waiting
+/// (harmless); must never be clear while a waiter for this page is queued.
+pub const PG_WAITERS: u32 = 7;
+/// On the active LRU list.
+pub const PG_ACTIVE: u32 = 8;
+/// Refaulted soon after eviction.
+pub const PG_WORKINGSET: u32 = 9;
+/// An I/O error occurred on this page.
+pub const PG_ERROR: u32 = 10;
+/// Never freed or swapped (kernel image, firmware tables, MMIO holes).
+pub const PG_RESERVED: u32 = 11;
+/// `Page::private` holds filesystem data.
+pub const PG_PRIVATE: u32 = 12;
+/// Rotate to the LRU tail when writeback ends.
+pub const PG_RECLAIM: u32 = 13;
+/// First bit free for later users; bits up to 47 are free, the top 16 are
+/// kept for zone/node numbers as in Linux.
+pub const PG_FIRST_FREE: u32 = 14;
+
+/// The mask for one bit number.
+pub const fn mask(bit: u32) -> u64 {
+    1 << bit
+}
+
+// The sign-bit trick needs these placements (Linux checks the same at build
+// time in `folio_unlock`).
+const _: () = assert!(PG_WAITERS == 7);
+const _: () = assert!(PG_LOCKED < 7 && PG_WRITEBACK < 7);
+
+/// The atomic flags word of a [`crate::Page`].
+#[derive(Debug)]
+#[repr(transparent)]
+pub struct PageFlags {
+    word: AtomicU64,
+}
+
+impl PageFlags {
+    /// All flags clear.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            word: AtomicU64::new(0),
+        }
+    }
+
+    /// All flags clear.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            word: AtomicU64::new(0),
+        }
+    }
+
+    /// The whole word with the given ordering.
+    pub fn load(&self, order: Ordering) -> u64 {
+        self.word.load(order)
+    }
+
+    /// Overwrites the whole word. Only for a page nobody else can see yet
+    /// (Linux `__folio_set_locked` before insertion into the page cache):
+    /// on a visible page this erases concurrently set bits, PG_WAITERS
+    /// included.
+    pub fn store_private(&self, value: u64) {
+        self.word.store(value, Ordering::Relaxed);
+    }
+
+    /// A plain Release store of the whole word. Exists only for the
+    /// `NonAtomicFlags` known-bad variant: on a visible page it erases
+    /// concurrently set bits.
+    pub(crate) fn store_release_racy(&self, value: u64) {
+        self.word.store(value, Ordering::Release);
+    }
+
+    /// `test_bit`: a plain load, no ordering.
+    pub fn test(&self, bit: u32) -> bool {
+        self.word.load(Ordering::Relaxed) & mask(bit) != 0
+    }
+
+    /// Like [`PageFlags::test`] but Acquire: when it sees a bit cleared by a
+    /// Release operation, the clearer's earlier writes are visible.
+    pub fn test_acquire(&self, bit: u32) -> bool {
+        self.word.load(Ordering::Acquire) & mask(bit) != 0
+    }
+
+    /// `set_bit`: atomic, unordered.
+    pub fn set(&self, bit: u32) {
+        self.word.fetch_or(mask(bit), Ordering::Relaxed);
+    }
+
+    /// `clear_bit`: atomic, unordered.
+    pub fn clear(&self, bit: u32) {
+        self.word.fetch_and(!mask(bit), Ordering::Relaxed);
+    }
+
+    /// `test_and_set_bit`: returns the old bit; fully ordered.
+    pub fn test_and_set(&self, bit: u32) -> bool {
+        self.word.fetch_or(mask(bit), Ordering::AcqRel) & mask(bit) != 0
+    }
+
+    /// `test_and_clear_bit`: returns the old bit; fully ordered.
+    pub fn test_and_clear(&self, bit: u32) -> bool {
+        self.word.fetch_and(!mask(bit), Ordering::AcqRel) & mask(bit) != 0
+    }
+
+    /// `test_and_set_bit_lock`: returns the old bit. Acquire pairs with the
+    /// Release in [`PageFlags::clear_bit_unlock`] or the `xor_unlock` family
+    /// of the previous holder, so its critical section happens-before ours.
+    pub fn test_and_set_bit_lock(&self, bit: u32) -> bool {
+        self.word.fetch_or(mask(bit), Ordering::Acquire) & mask(bit) != 0
+    }
+
+    /// `clear_bit_unlock`: Release pairs with the Acquire of the next
+    /// [`PageFlags::test_and_set_bit_lock`]. Does not report waiters; use
+    /// [`PageFlags::xor_unlock_is_negative_byte`] when somebody may sleep.
+    pub fn clear_bit_unlock(&self, bit: u32) {
+        self.word.fetch_and(!mask(bit), Ordering::Release);
+    }
+
+    /// Flips `mask` in the low byte with Release ordering and returns
+    /// whether bit 7 ([`PG_WAITERS`]) is set afterwards, in one atomic RMW.
+    ///
+    /// Use it only to clear bits known to be set (the lock on unlock,
+    /// writeback at its end); `mask` must not include bit 7. On x86_64 this
+    /// is Linux's `lock xorb` + sign flag; elsewhere, and under loom, it is
+    /// [`PageFlags::xor_unlock_is_negative_byte_fetch_xor`]. The Release
+    /// pairs with the Acquire of the next locker's test-and-set; the read of
+    /// PG_WAITERS relies on coherence only (module docs).
+    #[inline]
+    pub fn xor_unlock_is_negative_byte(&self, mask: u8) -> bool {
+        #[cfg(all(target_arch = "x86_64", not(loom)))]
+        {
+            self.xor_unlock_is_negative_byte_asm(mask)
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+        {
+            self.xor_unlock_is_negative_byte_fetch_xor(mask)
+        }
+    }
+
+    /// The x86 form: `lock xor` on the low byte, then `sets` reads the sign
+    /// flag, which after the XOR is bit 7 of the new byte. Bit 7 is not in
+    /// `mask`, so old and new bit 7 are equal, the same answer as the
+    /// `fetch_xor` form. `lock xor` is a full barrier (stronger than
+    /// Release); the asm also acts as a compiler barrier.
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    #[inline]
+    pub fn xor_unlock_is_negative_byte_asm(&self, mask: u8) -> bool {
+        debug_assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
+        let negative: u8;
+        // SAFETY: the pointer is the first (lowest, x86 is little-endian)
+        // byte of an `AtomicU64` we borrow, so it is valid and aligned for a
+        // one-byte access for the duration of the asm. All other accesses to
+        // the word are atomic, and a locked byte RMW is atomic with respect
+        // to them on x86 (this mixed-size access is outside the Rust memory
+        // model but defined by the hardware; the asm is opaque to the
+        // compiler). The asm only writes that byte, `negative` and flags.
+        unsafe {
+            core::arch::asm!(
+                "lock xor byte ptr [{word}], {mask}",
+                "sets {negative}",
+                word = in(reg) self.word.as_ptr().cast::<u8>(),
+                mask = in(reg_byte) mask,
+                negative = out(reg_byte) negative,
+                options(nostack),
+            );
+        }
+        negative != 0
+    }
+
+    /// The portable form (Linux's generic one): `fetch_xor(Release)` on the
+    /// whole word and test bit 7 of the old value. Bit 7 is not flipped, so
+    /// old bit 7 = new bit 7 = the sign flag the asm form reads.
+    #[inline]
+    pub fn xor_unlock_is_negative_byte_fetch_xor(&self, mask: u8) -> bool {
+        debug_assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
+        let old = self.word.fetch_xor(u64::from(mask), Ordering::Release);
+        old & (1 << PG_WAITERS) != 0
+    }
+
+    /// A compare-exchange loop computing the same thing (powerpc-style
+    /// LL/SC shape), kept so the kernel can benchmark the three forms.
+    #[inline]
+    pub fn xor_unlock_is_negative_byte_cas(&self, mask: u8) -> bool {
+        debug_assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
+        let mut old = self.word.load(Ordering::Relaxed);
+        loop {
+            // Release on success pairs like the other forms; a failed CAS
+            // publishes nothing.
+            match self.word.compare_exchange_weak(
+                old,
+                old ^ u64::from(mask),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return old & (1 << PG_WAITERS) != 0,
+                Err(now) => old = now,
+            }
+        }
+    }
+}
+
+impl Default for PageFlags {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_bit_semantics() {
+        let f = PageFlags::new();
+        assert!(!f.test_and_set_bit_lock(PG_LOCKED));
+        assert!(f.test_and_set_bit_lock(PG_LOCKED));
+        assert!(f.test(PG_LOCKED));
+        f.clear_bit_unlock(PG_LOCKED);
+        assert!(!f.test(PG_LOCKED));
+        assert_eq!(f.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn set_clear_test_and() {
+        let f = PageFlags::new();
+        f.set(PG_DIRTY);
+        assert!(f.test(PG_DIRTY));
+        assert!(f.test_and_clear(PG_DIRTY));
+        assert!(!f.test_and_clear(PG_DIRTY));
+        assert!(!f.test_and_set(PG_ERROR));
+        assert!(f.test_and_set(PG_ERROR));
+        f.clear(PG_ERROR);
+        assert_eq!(f.load(Ordering::Relaxed), 0);
+    }
+
+    /// All three xor forms clear the masked bits, leave the others, and
+    /// report PG_WAITERS, including bits above the low byte.
+    #[test]
+    fn xor_unlock_forms_agree() {
+        type Form = fn(&PageFlags, u8) -> bool;
+        let forms: [Form; 3] = [
+            PageFlags::xor_unlock_is_negative_byte,
+            PageFlags::xor_unlock_is_negative_byte_fetch_xor,
+            PageFlags::xor_unlock_is_negative_byte_cas,
+        ];
+        for form in forms {
+            for waiters in [false, true] {
+                let f = PageFlags::new();
+                let mut v = mask(PG_LOCKED) | mask(PG_DIRTY) | mask(PG_RECLAIM) | (1 << 63);
+                if waiters {
+                    v |= mask(PG_WAITERS);
+                }
+                f.store_private(v);
+                assert_eq!(form(&f, 1 << PG_LOCKED), waiters);
+                assert_eq!(f.load(Ordering::Relaxed), v & !mask(PG_LOCKED));
+                // folio_end_read: unlock and mark uptodate in one XOR.
+                f.set(PG_LOCKED);
+                let m = (1 << PG_LOCKED) | (1 << PG_UPTODATE);
+                assert_eq!(form(&f, m), waiters);
+                assert!(f.test(PG_UPTODATE) && !f.test(PG_LOCKED));
+            }
+        }
+    }
+}

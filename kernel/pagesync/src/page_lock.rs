@@ -1,0 +1,534 @@
+//! Sleeping on page bits: the page lock, writeback waits and hand-off.
+//!
+//! Mental model (Linux 5.9+ `folio_wait_bit_common`): a waiter decides
+//! "take the bit now, or queue" *inside* the queue's critical section, right
+//! after setting `PG_WAITERS`. An unlocker clears the bit and reads
+//! `PG_WAITERS` in one RMW; if it saw the bit it takes the same queue lock
+//! to wake. So either the waiter's try sees the bit free, or the unlocker's
+//! RMW sees `PG_WAITERS` and its walk runs after the waiter is queued. Both
+//! cannot miss each other:
+//!
+//! ```text
+//! waiter (queue lock held)             unlocker
+//! set PG_WAITERS           (RMW 1)     xor PG_LOCKED -> old   (RMW 2)
+//! test_and_set PG_LOCKED   (RMW 3)     if old has PG_WAITERS: lock queue, walk
+//! fails -> queue at tail, unlock
+//! ```
+//! RMW 1 and RMW 2 are ordered on one word: if 2 comes first, 3 (later in
+//! the waiter's program) sees the lock free; if 1 comes first, 2 sees
+//! `PG_WAITERS`, and the walk needs the lock the waiter holds until queued.
+//!
+//! Waking happens in `wake_page_function`, under the queue lock. For an
+//! exclusive (lock) waiter it stops the walk if the bit is held again (the
+//! new owner will wake the next one). If the waiter has asked for a
+//! hand-off (`WQ_FLAG_CUSTOM`, after `unfairness` lost races) it takes the
+//! bit *for* the waiter and says so with `WQ_FLAG_DONE`. A woken waiter
+//! never re-queues while it holds a hand-off; without one it races once for
+//! the bit and re-queues at the tail if it loses.
+//!
+//! With `Config::handoff == false` the pre-5.9 loop runs instead
+//! (`wait_bit_legacy`), where the race for the bit happens
+//! outside the queue lock. It has Oleg Nesterov's killable missed wake-up.
+
+use core::pin::pin;
+use core::ptr;
+
+use crate::flags::{PG_LOCKED, PG_WAITERS, PG_WRITEBACK, mask};
+use crate::page::Page;
+use crate::platform::Platform;
+use crate::refcount::{PutOutcome, RefError};
+use crate::sync::Ordering;
+use crate::variant::Bug;
+use crate::wait_table::PageWaitTable;
+use crate::waitqueue::{
+    FinishWait, Interrupted, LockedQueue, WQ_FLAG_CUSTOM, WQ_FLAG_DONE, WQ_FLAG_EXCLUSIVE,
+    WQ_FLAG_WOKEN, WaitEntry, autoremove_wake_function,
+};
+
+/// The walk key of a page wake-up (`wait_page_key`).
+pub(crate) struct WaitPageKey {
+    pub(crate) page: *const Page,
+    pub(crate) bit: u32,
+    /// Set when the walk meets any entry of `page` (any bit).
+    pub(crate) page_match: bool,
+}
+
+/// What a waiter wants (Linux `enum behavior`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behavior {
+    /// Take the bit (lock).
+    Exclusive,
+    /// Wait for the bit to clear.
+    Shared,
+    /// Like `Shared`, but drop the caller's page reference once queued and
+    /// never touch the page again.
+    Drop,
+}
+
+/// Whether the entry's (page, bit) is the walk's; records a page match.
+///
+/// # Safety
+///
+/// `entry` is live; `key` points to a live [`WaitPageKey`].
+unsafe fn wake_page_match<P: Platform>(entry: *const WaitEntry<P>, key: *mut ()) -> bool {
+    // SAFETY: caller.
+    let (entry_key, key) = unsafe { ((*entry).key(), &mut *key.cast::<WaitPageKey>()) };
+    if entry_key[0] != key.page as usize {
+        return false;
+    }
+    key.page_match = true;
+    entry_key[1] == key.bit as usize
+}
+
+/// `wake_page_function`, run by the waker under the queue lock.
+///
+/// # Safety
+///
+/// As for [`crate::waitqueue::WakeFn`], with a [`WaitPageKey`] key.
+pub(crate) unsafe fn wake_page_function<P: Platform>(
+    q: &mut LockedQueue<'_, P>,
+    entry: *const WaitEntry<P>,
+    key: *mut (),
+) -> i32 {
+    // SAFETY: the entry is linked in `q`, so live until we unlink it below;
+    // `key` is the walk's `WaitPageKey` (caller).
+    unsafe {
+        if !wake_page_match(entry, key) {
+            return 0;
+        }
+        let key = &*key.cast::<WaitPageKey>();
+        let page = &*key.page;
+        let mut flags = (*entry).flags().load(Ordering::Relaxed);
+        if flags & WQ_FLAG_EXCLUSIVE != 0 {
+            // Somebody took the bit since it was cleared: they will unlock
+            // and walk again, so stop here and keep this waiter queued.
+            if page.flags.test(key.bit) {
+                return -1;
+            }
+            if flags & WQ_FLAG_CUSTOM != 0 {
+                // Hand-off: take the bit for the waiter. AcqRel: Acquire
+                // pairs with the unlocker's Release xor (the previous
+                // critical section happens-before the waiter's, through the
+                // Release store of DONE below).
+                if page.flags.test_and_set(key.bit) {
+                    return -1;
+                }
+                flags |= WQ_FLAG_DONE;
+            }
+        }
+        // Release pairs with the waiter's Acquire load of its flags (in the
+        // wait loop, or after finish_wait): seeing WOKEN|DONE, it sees the
+        // bit taken on its behalf.
+        (*entry)
+            .flags()
+            .store(flags | WQ_FLAG_WOKEN, Ordering::Release);
+        P::wake((*entry).thread());
+        // Last touch of the entry: after this the waiter may return.
+        q.del_init_careful(entry);
+        i32::from(flags & WQ_FLAG_EXCLUSIVE != 0)
+    }
+}
+
+/// `folio_trylock_flag`, under the queue lock, on an unqueued entry: take
+/// (exclusive) or check (shared) the bit; on success mark the entry done.
+fn trylock_flag<P: Platform>(page: &Page, bit: u32, entry: &WaitEntry<P>) -> bool {
+    let flags = entry.flags().load(Ordering::Relaxed);
+    if flags & WQ_FLAG_EXCLUSIVE != 0 {
+        // AcqRel: Acquire pairs with the previous owner's Release unlock.
+        if page.flags.test_and_set(bit) {
+            return false;
+        }
+    } else if page.flags.test_acquire(bit) {
+        // Acquire pairs with the Release xor that cleared the bit, so a
+        // shared waiter that sees it clear sees what the clearer published.
+        return false;
+    }
+    entry
+        .flags()
+        .store(flags | WQ_FLAG_WOKEN | WQ_FLAG_DONE, Ordering::Relaxed);
+    true
+}
+
+fn drop_ref(page: &Page, free: impl FnOnce(&Page)) {
+    match page.put_page() {
+        Ok(PutOutcome::StillReferenced) => {}
+        Ok(PutOutcome::LastReference) => free(page),
+        Err(e) => panic!(
+            "put_and_wait_on_page_locked on page {:#x}: {e:?}",
+            page.addr()
+        ),
+    }
+}
+
+impl<P: Platform> PageWaitTable<P> {
+    /// `folio_wait_bit_common`, the 5.9+ algorithm (module docs).
+    fn wait_bit_common(
+        &self,
+        page: &Page,
+        bit: u32,
+        behavior: Behavior,
+        killable: bool,
+        mut free: Option<impl FnOnce(&Page)>,
+    ) -> Result<(), Interrupted> {
+        if !self.cfg.handoff {
+            return self.wait_bit_legacy(page, bit, behavior, killable, free);
+        }
+        let q = self.queue(page);
+        let entry = pin!(WaitEntry::<P>::new(
+            wake_page_function::<P>,
+            [page.addr(), bit as usize]
+        ));
+        let entry = entry.as_ref();
+        let finish = FinishWait { q, entry };
+        let mut unfairness = i64::from(self.cfg.unfairness);
+        'repeat: loop {
+            let mut flags = 0;
+            if behavior == Behavior::Exclusive {
+                flags = WQ_FLAG_EXCLUSIVE;
+                unfairness -= 1;
+                if unfairness < 0 {
+                    flags |= WQ_FLAG_CUSTOM;
+                }
+            }
+            // The entry is unqueued here (never queued, or unlinked by the
+            // waker that set WOKEN and no longer reads the flags); the queue
+            // lock below publishes this store to later walkers.
+            entry.flags().store(flags, Ordering::Relaxed);
+            let early =
+                if self.cfg.bug == Some(Bug::TasOutsideLock) && behavior == Behavior::Exclusive {
+                    // BUG(TasOutsideLock): try before the queue lock. The owner
+                    // may unlock right after this fails, see no PG_WAITERS and
+                    // wake nobody; we then queue below without re-testing.
+                    Some(!page.flags.test_and_set(bit))
+                } else {
+                    None
+                };
+            {
+                let mut locked = q.lock();
+                // First PG_WAITERS, then the try (module docs).
+                page.flags.set(PG_WAITERS);
+                let done = match early {
+                    Some(true) => {
+                        entry
+                            .flags()
+                            .store(flags | WQ_FLAG_WOKEN | WQ_FLAG_DONE, Ordering::Relaxed);
+                        true
+                    }
+                    Some(false) => false,
+                    None => trylock_flag(page, bit, &entry),
+                };
+                if !done {
+                    // SAFETY: `finish` unlinks the entry before it drops.
+                    unsafe { locked.add_tail(entry) };
+                }
+            }
+            if behavior == Behavior::Drop
+                && let Some(free) = free.take()
+            {
+                drop_ref(page, free);
+            }
+            loop {
+                P::prepare_to_sleep();
+                // Acquire pairs with the Release store in
+                // `wake_page_function`.
+                let flags = entry.flags().load(Ordering::Acquire);
+                if flags & WQ_FLAG_WOKEN == 0 {
+                    if killable && P::cancel_pending() {
+                        break 'repeat;
+                    }
+                    P::sleep();
+                    continue;
+                }
+                if behavior != Behavior::Exclusive || flags & WQ_FLAG_DONE != 0 {
+                    break 'repeat;
+                }
+                // Woken without a hand-off: race for the bit once. AcqRel:
+                // Acquire pairs with the unlocker's Release.
+                if page.flags.test_and_set(bit) {
+                    continue 'repeat;
+                }
+                entry.flags().fetch_or(WQ_FLAG_DONE, Ordering::Relaxed);
+                break 'repeat;
+            }
+        }
+        drop(finish);
+        // Only now are the flags final: a waker may have chosen us between
+        // our last look and finish_wait. Acquire pairs with its Release.
+        let flags = entry.flags().load(Ordering::Acquire);
+        if behavior == Behavior::Exclusive {
+            if flags & WQ_FLAG_DONE != 0 {
+                // Includes a hand-off that raced with cancellation: we own
+                // the bit and report success, as Linux does.
+                return Ok(());
+            }
+            if flags & WQ_FLAG_WOKEN != 0 && self.cfg.killable_fix {
+                // THE KILLABLE WINDOW. We saw no WOKEN, saw the cancel and
+                // left the loop; then an unlocker chose us (WOKEN without
+                // DONE) and stopped its walk, using up the one exclusive
+                // wake-up. Returning Interrupted now would leave the next
+                // waiter asleep with the bit free until somebody else locks
+                // and unlocks. Pass the wake-up on: the walk wakes the next
+                // waiter if the bit is free, and stops harmlessly if a new
+                // owner holds it (that owner's unlock will wake).
+                self.wake_page_bit(page, bit);
+            }
+            return Err(Interrupted);
+        }
+        if flags & WQ_FLAG_WOKEN != 0 {
+            Ok(())
+        } else {
+            Err(Interrupted)
+        }
+    }
+
+    /// The pre-5.9 loop (`Config::handoff == false`): queue at the tail,
+    /// sleep if the bit is set, then race for it *outside* the queue lock;
+    /// on failure loop and re-queue. The wake function unlinks the waiter,
+    /// so a loser goes to the tail again (starvation), and a waiter that
+    /// skipped sleeping can still use up an exclusive wake-up and then
+    /// leave on cancel (Oleg Nesterov's missed wake-up).
+    fn wait_bit_legacy(
+        &self,
+        page: &Page,
+        bit: u32,
+        behavior: Behavior,
+        killable: bool,
+        mut free: Option<impl FnOnce(&Page)>,
+    ) -> Result<(), Interrupted> {
+        let q = self.queue(page);
+        let entry = pin!(WaitEntry::<P>::new(
+            legacy_wake_page_function::<P>,
+            [page.addr(), bit as usize]
+        ));
+        let entry = entry.as_ref();
+        if behavior == Behavior::Exclusive {
+            entry.flags().store(WQ_FLAG_EXCLUSIVE, Ordering::Relaxed);
+        }
+        let finish = FinishWait { q, entry };
+        let result = loop {
+            {
+                let mut locked = q.lock();
+                if !entry.is_linked_locked() {
+                    // SAFETY: `finish` unlinks the entry before it drops.
+                    unsafe { locked.add_tail(entry) };
+                }
+                page.flags.set(PG_WAITERS);
+                P::prepare_to_sleep();
+            }
+            let bit_is_set = page.flags.test(bit);
+            if behavior == Behavior::Drop
+                && let Some(free) = free.take()
+            {
+                drop_ref(page, free);
+            }
+            if bit_is_set {
+                P::sleep();
+            }
+            match behavior {
+                Behavior::Exclusive => {
+                    if !page.flags.test_and_set_bit_lock(bit) {
+                        break Ok(());
+                    }
+                }
+                Behavior::Shared => {
+                    if !page.flags.test_acquire(bit) {
+                        break Ok(());
+                    }
+                }
+                Behavior::Drop => {}
+            }
+            if killable && P::cancel_pending() {
+                break Err(Interrupted);
+            }
+            if behavior == Behavior::Drop {
+                break Ok(());
+            }
+        };
+        drop(finish);
+        result
+    }
+
+    /// `folio_trylock`: take the page lock if it is free, without sleeping.
+    pub fn trylock_page(&self, page: &Page) -> bool {
+        !page.flags.test_and_set_bit_lock(PG_LOCKED)
+    }
+
+    /// `folio_lock`: take the page lock, sleeping uninterruptibly.
+    pub fn lock_page(&self, page: &Page) {
+        if !self.trylock_page(page) {
+            let r = self.wait_bit_common(page, PG_LOCKED, Behavior::Exclusive, false, NO_FREE);
+            debug_assert!(r.is_ok());
+        }
+    }
+
+    /// `folio_lock_killable`: take the page lock, or give up when
+    /// [`Platform::cancel_pending`]. `Ok` means the caller holds the lock.
+    pub fn lock_page_killable(&self, page: &Page) -> Result<(), Interrupted> {
+        if self.trylock_page(page) {
+            return Ok(());
+        }
+        self.wait_bit_common(page, PG_LOCKED, Behavior::Exclusive, true, NO_FREE)
+    }
+
+    /// `folio_unlock`: release the lock and wake the next waiter if
+    /// `PG_WAITERS` was set. Unlocking an unlocked page is a bug (panics).
+    pub fn unlock_page(&self, page: &Page) {
+        assert!(
+            page.flags.test(PG_LOCKED),
+            "unlock_page: page {:#x} is not locked",
+            page.addr()
+        );
+        let waiters = match self.cfg.bug {
+            Some(Bug::NonAtomicFlags) => {
+                // BUG(NonAtomicFlags): a plain read-modify-write. A waiter
+                // can set PG_WAITERS between the load and the store, test
+                // PG_LOCKED (still set), queue and sleep; the store then
+                // erases PG_WAITERS and `old` never had it: nobody wakes.
+                let old = page.flags.load(Ordering::Relaxed);
+                page.flags.store_release_racy(old & !mask(PG_LOCKED));
+                old & mask(PG_WAITERS) != 0
+            }
+            Some(Bug::ClearAfterWake) => {
+                // BUG(ClearAfterWake): wake while the bit is still set, then
+                // clear it outside the queue lock without re-reading
+                // PG_WAITERS. The exclusive waiter's wake function sees the
+                // bit held and stops; after the clear nobody walks again.
+                if page.flags.test(PG_WAITERS) {
+                    self.wake_page_bit(page, PG_LOCKED);
+                }
+                page.flags.clear_bit_unlock(PG_LOCKED);
+                false
+            }
+            // Release pairs with the next owner's Acquire test-and-set.
+            _ => page.flags.xor_unlock_is_negative_byte(1 << PG_LOCKED),
+        };
+        if waiters {
+            self.wake_page_bit(page, PG_LOCKED);
+        }
+    }
+
+    /// `folio_wait_locked`: sleep until the lock is free (shared; does not
+    /// take it).
+    pub fn wait_on_page_locked(&self, page: &Page) {
+        if page.flags.test_acquire(PG_LOCKED) {
+            let _ = self.wait_bit_common(page, PG_LOCKED, Behavior::Shared, false, NO_FREE);
+        }
+    }
+
+    /// `folio_wait_locked_killable`.
+    pub fn wait_on_page_locked_killable(&self, page: &Page) -> Result<(), Interrupted> {
+        if !page.flags.test_acquire(PG_LOCKED) {
+            return Ok(());
+        }
+        self.wait_bit_common(page, PG_LOCKED, Behavior::Shared, true, NO_FREE)
+    }
+
+    /// `folio_wait_bit`: sleep until a wake-up of (`page`, `bit`) finds the
+    /// bit clear (shared). It may be set again by the time this returns.
+    pub fn wait_on_page_bit(&self, page: &Page, bit: u32) {
+        let _ = self.wait_bit_common(page, bit, Behavior::Shared, false, NO_FREE);
+    }
+
+    /// `folio_wait_bit_killable`.
+    pub fn wait_on_page_bit_killable(&self, page: &Page, bit: u32) -> Result<(), Interrupted> {
+        self.wait_bit_common(page, bit, Behavior::Shared, true, NO_FREE)
+    }
+
+    /// `folio_put_wait_locked`: queue for the lock to be released, drop the
+    /// caller's reference (calling `free` if it was the last), sleep, and
+    /// return without touching the page again. Lets migration succeed while
+    /// this thread waits (Linux 9a1ea439b16b).
+    pub fn put_and_wait_on_page_locked(
+        &self,
+        page: &Page,
+        killable: bool,
+        free: impl FnOnce(&Page),
+    ) -> Result<(), Interrupted> {
+        self.wait_bit_common(page, PG_LOCKED, Behavior::Drop, killable, Some(free))
+    }
+
+    /// Clears `bit` (which must be set, and must be set only by holders of
+    /// the page lock) and wakes its waiters, in one RMW that also reads
+    /// `PG_WAITERS` (Linux `folio_xor_flags_has_waiters`). For ending
+    /// writeback; may run in interrupt context.
+    pub fn clear_bit_and_wake(&self, page: &Page, bit: u32) {
+        assert!(
+            bit < PG_WAITERS,
+            "clear_bit_and_wake: bit {bit} not below PG_WAITERS"
+        );
+        assert!(
+            page.flags.test(bit),
+            "clear_bit_and_wake: bit {bit} of {:#x} clear",
+            page.addr()
+        );
+        // Release pairs with the Acquire test in the waiter's check (and
+        // `wait_on_page_writeback`'s loop).
+        if page.flags.xor_unlock_is_negative_byte(1 << bit) {
+            self.wake_page_bit(page, bit);
+        }
+    }
+
+    /// `folio_start_writeback` (the flag part): the caller holds the page
+    /// lock. Panics if writeback is already set.
+    pub fn set_page_writeback(&self, page: &Page) {
+        assert!(
+            page.flags.test(PG_LOCKED),
+            "set_page_writeback: page not locked"
+        );
+        assert!(
+            !page.flags.test_and_set(PG_WRITEBACK),
+            "set_page_writeback: already set"
+        );
+    }
+
+    /// `folio_end_writeback`: hold a reference across the clear and the
+    /// wake-up, so the page cannot be freed and reused under the waker
+    /// (Linux 073861ed77b6). On `LastReference` the caller frees the page.
+    pub fn end_page_writeback(&self, page: &Page) -> Result<PutOutcome, RefError> {
+        page.get_page()?;
+        self.clear_bit_and_wake(page, PG_WRITEBACK);
+        page.put_page()
+    }
+
+    /// `folio_wait_writeback`: loop until `PG_WRITEBACK` is clear (it may be
+    /// set again after a wake-up unless the caller holds the page lock).
+    pub fn wait_on_page_writeback(&self, page: &Page) {
+        while page.flags.test_acquire(PG_WRITEBACK) {
+            self.wait_on_page_bit(page, PG_WRITEBACK);
+        }
+    }
+
+    /// `folio_wait_writeback_killable`.
+    pub fn wait_on_page_writeback_killable(&self, page: &Page) -> Result<(), Interrupted> {
+        while page.flags.test_acquire(PG_WRITEBACK) {
+            self.wait_on_page_bit_killable(page, PG_WRITEBACK)?;
+        }
+        Ok(())
+    }
+}
+
+const NO_FREE: Option<fn(&Page)> = None;
+
+/// The pre-5.9 `wake_page_function`: wake only if the bit is clear, then
+/// `autoremove_wake_function` (WOKEN, wake, careful unlink).
+///
+/// # Safety
+///
+/// As for [`crate::waitqueue::WakeFn`], with a [`WaitPageKey`] key.
+unsafe fn legacy_wake_page_function<P: Platform>(
+    q: &mut LockedQueue<'_, P>,
+    entry: *const WaitEntry<P>,
+    key: *mut (),
+) -> i32 {
+    // SAFETY: caller; the key is a live `WaitPageKey`.
+    unsafe {
+        if !wake_page_match(entry, key) {
+            return 0;
+        }
+        let key = &*key.cast::<WaitPageKey>();
+        if (*key.page).flags.test(key.bit) {
+            return -1;
+        }
+        autoremove_wake_function(q, entry, ptr::null_mut())
+    }
+}

@@ -1,0 +1,217 @@
+//! The hashed page wait table and the waker side of page waits.
+//!
+//! Mental model: a `Page` has no wait queue of its own (that would cost 16+
+//! bytes in every 64-byte descriptor). Instead all sleepers on any bit of
+//! any page share `2^bits` global [`WaitQueueHead`]s, one per cache line,
+//! chosen by hashing the page's address. Each entry remembers its (page,
+//! bit), and the wake function skips entries of other pages that collide
+//! in the same queue. `PG_WAITERS` in the page's flags says "somebody may be
+//! queued for this page", so unlockers only visit the table when it is set.
+//!
+//! [`PageWaitTable::wake_page_bit`] is Linux's `folio_wake_bit`: walk the
+//! queue with the key (page, bit), then clear `PG_WAITERS` only if the
+//! queue is empty or the walk met no entry of this page. Entries of
+//! colliding pages do not count; entries of this page waiting on another
+//! bit do (they keep `PG_WAITERS` set, possibly stale, which is harmless:
+//! the next waker clears it).
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::pin::pin;
+use core::ptr;
+
+use crate::flags::PG_WAITERS;
+use crate::page::Page;
+use crate::page_lock::WaitPageKey;
+use crate::platform::Platform;
+use crate::sync::Ordering;
+use crate::variant::{Bug, Config};
+use crate::waitqueue::{LockedQueue, WQ_FLAG_BOOKMARK, WaitEntry, WaitQueueHead};
+
+/// Linux's `PAGE_WAIT_TABLE_BITS`.
+pub const DEFAULT_TABLE_BITS: u32 = 8;
+/// Largest accepted `table_bits` (65536 queues, 4 MiB).
+pub const MAX_TABLE_BITS: u32 = 16;
+/// Linux's `GOLDEN_RATIO_64` for `hash_64`.
+pub const GOLDEN_RATIO_64: u64 = 0x61C8_8646_80B5_83EB;
+
+/// `hash_ptr(addr, bits)` on 64-bit: the top `bits` bits of
+/// `addr * GOLDEN_RATIO_64`. `bits == 0` selects the single queue 0.
+pub const fn hash_page_addr(addr: usize, bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        ((addr as u64).wrapping_mul(GOLDEN_RATIO_64) >> (64 - bits)) as usize
+    }
+}
+
+/// One queue per cache line, so CPUs working on different queues do not
+/// bounce each other's lock line.
+#[repr(C, align(64))]
+struct Bucket<P: Platform>(WaitQueueHead<P>);
+
+/// The global table of page wait queues, plus the protocol [`Config`].
+/// The page-lock API lives in `crate::page_lock` as methods on this type.
+pub struct PageWaitTable<P: Platform> {
+    buckets: Box<[Bucket<P>]>,
+    pub(crate) cfg: Config,
+}
+
+impl<P: Platform> PageWaitTable<P> {
+    /// A table of `2^cfg.table_bits` empty queues.
+    ///
+    /// # Panics
+    ///
+    /// If `cfg.table_bits > MAX_TABLE_BITS`.
+    pub fn new(cfg: Config) -> Self {
+        assert!(
+            cfg.table_bits <= MAX_TABLE_BITS,
+            "page wait table too large"
+        );
+        let buckets: Vec<Bucket<P>> = (0..1usize << cfg.table_bits)
+            .map(|_| Bucket(WaitQueueHead::new()))
+            .collect();
+        Self {
+            buckets: buckets.into_boxed_slice(),
+            cfg,
+        }
+    }
+
+    /// The configuration the table was built with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Which queue `page` hashes to.
+    pub fn bucket_index(&self, page: &Page) -> usize {
+        hash_page_addr(page.addr(), self.cfg.table_bits)
+    }
+
+    /// The queue `page`'s waiters sleep on (`folio_waitqueue`).
+    pub fn queue(&self, page: &Page) -> &WaitQueueHead<P> {
+        &self.buckets[self.bucket_index(page)].0
+    }
+
+    /// How many entries for `page` (any bit) are queued now. Takes the
+    /// queue lock; for tests and watchdogs.
+    pub fn waiters_queued(&self, page: &Page) -> usize {
+        let q = self.queue(page).lock();
+        count_page_entries(&q, page)
+    }
+
+    /// Panics if an entry for `page` is queued while `PG_WAITERS` is clear
+    /// (the state that turns into a hang at the next unlock). Takes the
+    /// queue lock, which orders it against every legitimate change of the
+    /// bit.
+    pub fn assert_waiters_invariant(&self, page: &Page) {
+        let q = self.queue(page).lock();
+        check_waiters_invariant(&q, page);
+    }
+
+    /// `folio_wake_bit`: wake waiters of (`page`, `bit`) and clear
+    /// `PG_WAITERS` if none of this page's entries remain. Called by
+    /// unlockers whose RMW saw `PG_WAITERS`.
+    pub fn wake_page_bit(&self, page: &Page, bit: u32) {
+        let q = self.queue(page);
+        let mut key = WaitPageKey {
+            page: ptr::from_ref(page),
+            bit,
+            page_match: false,
+        };
+        let key_ptr = ptr::from_mut(&mut key).cast::<()>();
+        let mut locked = q.lock();
+        #[cfg(any(loom, debug_assertions))]
+        check_waiters_invariant(&locked, page);
+        if self.cfg.bookmarks {
+            // Linux 4.14-6.6 `wake_up_page_bit`: walk in chunks, dropping
+            // the lock (and re-enabling interrupts) in between so a
+            // thousands-long walk does not trip the watchdog. Each chunk
+            // may use one exclusive wake-up, as in Linux.
+            let bookmark = pin!(WaitEntry::<P>::bookmark());
+            let bookmark = bookmark.as_ref();
+            let batch = self.cfg.bookmark_batch.max(1) as usize;
+            loop {
+                // SAFETY: every page-table entry's wake function takes a
+                // `WaitPageKey`; `bookmark` is resumed by the next call
+                // before the loop can end, so it is unlinked when dropped.
+                unsafe { locked.wake_up_locked_key(key_ptr, 1, Some(bookmark), batch) };
+                if bookmark.flags().load(Ordering::Relaxed) & WQ_FLAG_BOOKMARK == 0 {
+                    break;
+                }
+                drop(locked);
+                P::cpu_relax();
+                locked = q.lock();
+            }
+        } else {
+            // SAFETY: every page-table entry's wake function takes a
+            // `WaitPageKey`, which lives until after the walk.
+            unsafe { locked.wake_up_locked_key(key_ptr, 1, None, 0) };
+        }
+        // The walk visited every entry unless a wake function of *this*
+        // page stopped it, and that set `page_match`; so `!page_match`
+        // means no entry of this page is queued.
+        // SAFETY: the walk is over; `key` is ours again.
+        let page_match = unsafe { (*key_ptr.cast::<WaitPageKey>()).page_match };
+        if locked.is_empty() || !page_match || self.cfg.bug == Some(Bug::ClearWaitersEarly) {
+            // Under the queue lock: a waiter sets the bit under this same
+            // lock before queueing, so it cannot slip in between our walk
+            // and this clear.
+            page.flags.clear(PG_WAITERS);
+        }
+        #[cfg(any(loom, debug_assertions))]
+        check_waiters_invariant(&locked, page);
+    }
+}
+
+fn count_page_entries<P: Platform>(q: &LockedQueue<'_, P>, page: &Page) -> usize {
+    let mut n = 0;
+    q.for_each(|e| {
+        if e.key()[0] == page.addr() {
+            n += 1;
+        }
+    });
+    n
+}
+
+fn check_waiters_invariant<P: Platform>(q: &LockedQueue<'_, P>, page: &Page) {
+    let n = count_page_entries(q, page);
+    assert!(
+        n == 0 || page.flags.test(PG_WAITERS),
+        "PG_waiters clear while {n} waiter(s) of page {:#x} are queued",
+        page.addr()
+    );
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_matches_linux_constant_and_ranges() {
+        assert_eq!(hash_page_addr(0x1234_5678, 0), 0);
+        assert_eq!(hash_page_addr(1, 8), (GOLDEN_RATIO_64 >> 56) as usize);
+        for bits in 1..=MAX_TABLE_BITS {
+            for addr in [0usize, 64, 0xffff_8000_0000_0000, usize::MAX] {
+                assert!(hash_page_addr(addr, bits) < 1 << bits);
+            }
+        }
+    }
+
+    /// 64-byte descriptors of 16384 consecutive frames (a 64 MiB machine's
+    /// page array) spread over 256 queues within 25% of the mean.
+    #[test]
+    fn hash_spreads_a_page_array() {
+        let base = 0xffff_8880_0100_0000usize;
+        let frames = 16384;
+        let mut counts = [0u32; 256];
+        for i in 0..frames {
+            counts[hash_page_addr(base + i * 64, 8)] += 1;
+        }
+        let mean = frames as u32 / 256;
+        let (min, max) = (*counts.iter().min().unwrap(), *counts.iter().max().unwrap());
+        assert!(
+            min * 4 >= mean * 3 && max * 4 <= mean * 5,
+            "min {min} max {max} mean {mean}"
+        );
+    }
+}

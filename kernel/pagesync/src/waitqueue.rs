@@ -1,0 +1,578 @@
+//! The generic wait queue (Linux `kernel/sched/wait.c` shape).
+//!
+//! Mental model: a [`WaitQueueHead`] is a spin lock plus a doubly-linked
+//! list of [`WaitEntry`]s. An entry lives on the *sleeping thread's stack*
+//! (pinned), so linking it costs no allocation. A waker walks the list under
+//! the lock and calls each entry's wake function, which decides whether the
+//! entry is interested (key match), wakes the thread, and usually unlinks
+//! the entry itself.
+//!
+//! The one subtle rule is the entry's lifetime. A sleeper may return (and
+//! reuse its stack) only once nobody can touch its entry again. A waker that
+//! unlinks an entry does so *last*, with [`LockedQueue::del_init_careful`]:
+//! the entry's `next` pointer is set to point at the entry itself with a
+//! Release store. The sleeper's [`WaitEntry::is_unlinked_careful`] loads
+//! `next` with Acquire; when it sees the self-pointer it knows the waker is
+//! done with the entry and may skip taking the lock (Linux
+//! `list_del_init_careful` / `list_empty_careful`). If it does not see it,
+//! [`WaitQueueHead::finish_wait`] takes the lock and unlinks itself.
+//!
+//! Walk semantics ([`LockedQueue::wake_up_locked_key`]): a wake function
+//! returns `< 0` to stop the walk, `> 0` on an exclusive entry to use up
+//! one of `nr_exclusive` wake-ups (the walk stops at zero), `0` to go on.
+//! Non-exclusive waiters are queued at the head and exclusive ones at the
+//! tail, so a walk wakes every non-exclusive waiter before the first
+//! exclusive one. The optional bookmark lets a very long walk drop the lock
+//! every `break_after` entries (Linux 4.14–6.6; see `crate::wait_table`).
+
+use core::marker::{PhantomData, PhantomPinned};
+use core::pin::Pin;
+use core::ptr;
+
+use crate::platform::Platform;
+use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Ordering, RawSpinLock, SpinGuard};
+
+/// The entry takes part in exclusive wake-ups (wake one).
+pub const WQ_FLAG_EXCLUSIVE: u32 = 0x01;
+/// The wake function has chosen this entry (Release-published).
+pub const WQ_FLAG_WOKEN: u32 = 0x02;
+/// Per-user meaning; page waits use it for "hand the bit over to me".
+pub const WQ_FLAG_CUSTOM: u32 = 0x04;
+/// Per-user meaning; page waits use it for "you own the bit now".
+pub const WQ_FLAG_DONE: u32 = 0x08;
+/// The entry is a walker's bookmark, not a waiter: walks skip it.
+/// (Linux 4.14–6.6 used 0x04; we keep CUSTOM/DONE at their current values.)
+pub const WQ_FLAG_BOOKMARK: u32 = 0x10;
+
+/// A wait was abandoned because [`Platform::cancel_pending`] said so
+/// (Linux `-EINTR` from a killable wait).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
+
+/// A wake function, called with the queue lock held.
+///
+/// # Safety
+///
+/// Callers pass an entry linked in the locked queue and the key the walk
+/// was given. If the function unlinks the entry it must do so last, with
+/// [`LockedQueue::del_init_careful`], and not touch the entry afterwards.
+pub type WakeFn<P> = unsafe fn(&mut LockedQueue<'_, P>, *const WaitEntry<P>, *mut ()) -> i32;
+
+#[repr(C)]
+#[derive(Debug)]
+struct Link {
+    next: AtomicPtr<Link>,
+    prev: AtomicPtr<Link>,
+}
+
+impl Link {
+    fn new() -> Self {
+        Self {
+            next: AtomicPtr::new(ptr::null_mut()),
+            prev: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+}
+
+/// One sleeping thread's place in a [`WaitQueueHead`].
+#[repr(C)]
+pub struct WaitEntry<P: Platform> {
+    // First field: a `*mut Link` in the list is also the entry's address.
+    link: Link,
+    flags: AtomicU32,
+    func: WakeFn<P>,
+    thread: P::Thread,
+    key: [usize; 2],
+    _pinned: PhantomPinned,
+}
+
+impl<P: Platform> WaitEntry<P> {
+    /// An unlinked entry for the calling thread. `key` is opaque to the
+    /// queue; wake functions compare it with the walk's key.
+    pub fn new(func: WakeFn<P>, key: [usize; 2]) -> Self {
+        Self {
+            link: Link::new(),
+            flags: AtomicU32::new(0),
+            func,
+            thread: P::current(),
+            key,
+            _pinned: PhantomPinned,
+        }
+    }
+
+    /// An unlinked bookmark for [`LockedQueue::wake_up_locked_key`].
+    pub fn bookmark() -> Self {
+        Self::new(noop_wake_function::<P>, [0, 0])
+    }
+
+    /// The `WQ_FLAG_*` word. The owner writes it while unlinked; wake
+    /// functions write it under the queue lock.
+    pub fn flags(&self) -> &AtomicU32 {
+        &self.flags
+    }
+
+    /// The key given to [`WaitEntry::new`].
+    pub fn key(&self) -> [usize; 2] {
+        self.key
+    }
+
+    /// The thread to wake.
+    pub fn thread(&self) -> &P::Thread {
+        &self.thread
+    }
+
+    fn link_ptr(&self) -> *mut Link {
+        ptr::from_ref(&self.link).cast_mut()
+    }
+
+    /// `list_empty_careful`: true once no waker can touch the entry any
+    /// more. The Acquire load pairs with the Release store of `next` in
+    /// [`LockedQueue::del_init_careful`] (or [`LockedQueue::del_init`]);
+    /// seeing it, we also see `prev` reset and every earlier write of the
+    /// waker. A never-linked entry (null links) is unlinked too.
+    pub fn is_unlinked_careful(&self) -> bool {
+        let me = self.link_ptr();
+        let next = self.link.next.load(Ordering::Acquire);
+        (next.is_null() || next == me) && self.link.prev.load(Ordering::Relaxed) == next
+    }
+
+    /// Whether linked; only meaningful with the queue lock held.
+    pub(crate) fn is_linked_locked(&self) -> bool {
+        let next = self.link.next.load(Ordering::Relaxed);
+        !next.is_null() && next != self.link_ptr()
+    }
+}
+
+/// A spin lock and a list of waiting entries.
+pub struct WaitQueueHead<P: Platform> {
+    lock: RawSpinLock,
+    // Sentinel. Its self-pointers are (re)written whenever the lock is taken
+    // with the list empty, so an empty head may be moved freely.
+    head: Link,
+    // Number of linked entries, bookmarks included; changed under the lock.
+    len: AtomicUsize,
+    _platform: PhantomData<fn() -> P>,
+}
+
+impl<P: Platform> WaitQueueHead<P> {
+    /// An empty queue.
+    #[cfg(not(loom))]
+    pub const fn new() -> Self {
+        Self {
+            lock: RawSpinLock::new(),
+            head: Link {
+                next: AtomicPtr::new(ptr::null_mut()),
+                prev: AtomicPtr::new(ptr::null_mut()),
+            },
+            len: AtomicUsize::new(0),
+            _platform: PhantomData,
+        }
+    }
+
+    /// An empty queue.
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            lock: RawSpinLock::new(),
+            head: Link::new(),
+            len: AtomicUsize::new(0),
+            _platform: PhantomData,
+        }
+    }
+
+    /// Takes the queue lock (IRQs masked).
+    pub fn lock(&self) -> LockedQueue<'_, P> {
+        let guard = self.lock.lock::<P>();
+        let locked = LockedQueue {
+            q: self,
+            _guard: guard,
+        };
+        if self.len.load(Ordering::Relaxed) == 0 {
+            let head = locked.head();
+            self.head.next.store(head, Ordering::Relaxed);
+            self.head.prev.store(head, Ordering::Relaxed);
+        }
+        locked
+    }
+
+    /// A racy "anybody queued?" hint (`waitqueue_active`). Only a hint: a
+    /// waker that relies on it needs its own barrier pairing.
+    pub fn has_waiters_hint(&self) -> bool {
+        self.len.load(Ordering::Relaxed) != 0
+    }
+
+    /// `prepare_to_wait`: queue `entry` non-exclusively at the head if it is
+    /// not queued, then [`Platform::prepare_to_sleep`], all under the lock.
+    ///
+    /// # Safety
+    ///
+    /// [`WaitQueueHead::finish_wait`] must be called on this queue before
+    /// `entry` is dropped, and `entry` must not be queued on another queue.
+    pub unsafe fn prepare_to_wait(&self, entry: Pin<&WaitEntry<P>>) {
+        entry.flags.fetch_and(!WQ_FLAG_EXCLUSIVE, Ordering::Relaxed);
+        let mut q = self.lock();
+        if !entry.is_linked_locked() {
+            // SAFETY: forwarded from our caller's contract.
+            unsafe { q.add_head(entry) };
+        }
+        P::prepare_to_sleep();
+    }
+
+    /// `prepare_to_wait_exclusive`: like [`WaitQueueHead::prepare_to_wait`]
+    /// but exclusive, queued at the tail.
+    ///
+    /// # Safety
+    ///
+    /// As for [`WaitQueueHead::prepare_to_wait`].
+    pub unsafe fn prepare_to_wait_exclusive(&self, entry: Pin<&WaitEntry<P>>) {
+        entry.flags.fetch_or(WQ_FLAG_EXCLUSIVE, Ordering::Relaxed);
+        let mut q = self.lock();
+        if !entry.is_linked_locked() {
+            // SAFETY: forwarded from our caller's contract.
+            unsafe { q.add_tail(entry) };
+        }
+        P::prepare_to_sleep();
+    }
+
+    /// `finish_wait`: mark the thread running and make sure `entry` is
+    /// unlinked; afterwards no waker can touch it. Takes the lock only if a
+    /// waker has not already unlinked the entry (see module docs).
+    pub fn finish_wait(&self, entry: Pin<&WaitEntry<P>>) {
+        P::set_running();
+        if !entry.is_unlinked_careful() {
+            let mut q = self.lock();
+            // SAFETY: `entry` is ours and, per the contract of the prepare
+            // functions, linked in this queue if at all.
+            unsafe { q.del_init(entry.get_ref()) };
+        }
+    }
+
+    /// Wakes all non-exclusive waiters and up to `nr_exclusive` exclusive
+    /// ones (0 = all), passing a null key.
+    pub fn wake_up(&self, nr_exclusive: i32) {
+        let mut q = self.lock();
+        // SAFETY: the wake functions of entries queued through this API
+        // accept a null key.
+        unsafe { q.wake_up_locked_key(ptr::null_mut(), nr_exclusive, None, 0) };
+    }
+
+    /// Wakes everybody.
+    pub fn wake_up_all(&self) {
+        self.wake_up(0);
+    }
+
+    /// Sleeps until `cond()` is true. The waker must make the condition
+    /// true *before* calling [`WaitQueueHead::wake_up`] (the queue lock then
+    /// orders the waker's store before our re-check).
+    pub fn wait_event(&self, cond: impl FnMut() -> bool) {
+        let _ = self.wait_event_common(cond, false);
+    }
+
+    /// Like [`WaitQueueHead::wait_event`] but gives up when
+    /// [`Platform::cancel_pending`] (the condition wins if both hold).
+    pub fn wait_event_killable(&self, cond: impl FnMut() -> bool) -> Result<(), Interrupted> {
+        self.wait_event_common(cond, true)
+    }
+
+    fn wait_event_common(
+        &self,
+        mut cond: impl FnMut() -> bool,
+        killable: bool,
+    ) -> Result<(), Interrupted> {
+        if cond() {
+            return Ok(());
+        }
+        let entry = core::pin::pin!(WaitEntry::<P>::new(autoremove_wake_function::<P>, [0, 0]));
+        let entry = entry.as_ref();
+        let finish = FinishWait { q: self, entry };
+        let result = loop {
+            // SAFETY: `finish` calls `finish_wait` before `entry` drops,
+            // even if `cond` panics.
+            unsafe { self.prepare_to_wait(entry) };
+            if cond() {
+                break Ok(());
+            }
+            if killable && P::cancel_pending() {
+                break Err(Interrupted);
+            }
+            P::sleep();
+        };
+        drop(finish);
+        result
+    }
+}
+
+impl<P: Platform> Default for WaitQueueHead<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Calls [`WaitQueueHead::finish_wait`] when dropped: keeps a stack entry
+/// from outliving its queue link on every exit path.
+pub(crate) struct FinishWait<'a, P: Platform> {
+    pub(crate) q: &'a WaitQueueHead<P>,
+    pub(crate) entry: Pin<&'a WaitEntry<P>>,
+}
+
+impl<P: Platform> Drop for FinishWait<'_, P> {
+    fn drop(&mut self) {
+        self.q.finish_wait(self.entry);
+    }
+}
+
+/// A [`WaitQueueHead`] with its lock held: the list operations.
+pub struct LockedQueue<'a, P: Platform> {
+    q: &'a WaitQueueHead<P>,
+    _guard: SpinGuard<'a, P>,
+}
+
+impl<P: Platform> LockedQueue<'_, P> {
+    fn head(&self) -> *mut Link {
+        ptr::from_ref(&self.q.head).cast_mut()
+    }
+
+    /// No entry is linked.
+    pub fn is_empty(&self) -> bool {
+        self.q.len.load(Ordering::Relaxed) == 0
+    }
+
+    /// Number of linked entries.
+    pub fn len(&self) -> usize {
+        self.q.len.load(Ordering::Relaxed)
+    }
+
+    /// Links `new` between `prev` and `next`.
+    ///
+    /// # Safety
+    ///
+    /// `prev` and `next` are adjacent in this list; `new` is unlinked and
+    /// stays valid until unlinked.
+    unsafe fn link_between(&mut self, new: *mut Link, prev: *mut Link, next: *mut Link) {
+        // SAFETY: all three point to live links of this list (caller); we
+        // hold the lock, so Relaxed suffices: the lock orders these stores
+        // before any other list access.
+        unsafe {
+            (*new).next.store(next, Ordering::Relaxed);
+            (*new).prev.store(prev, Ordering::Relaxed);
+            (*prev).next.store(new, Ordering::Relaxed);
+            (*next).prev.store(new, Ordering::Relaxed);
+        }
+        self.q.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `__add_wait_queue_entry_tail`.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is not linked anywhere and is unlinked from this queue
+    /// before it is dropped.
+    pub unsafe fn add_tail(&mut self, entry: Pin<&WaitEntry<P>>) {
+        let head = self.head();
+        // SAFETY: the head is live; the caller vouches for `entry`.
+        unsafe { self.link_between(entry.link_ptr(), (*head).prev.load(Ordering::Relaxed), head) };
+    }
+
+    /// `__add_wait_queue`: link at the head.
+    ///
+    /// # Safety
+    ///
+    /// As for [`LockedQueue::add_tail`].
+    pub unsafe fn add_head(&mut self, entry: Pin<&WaitEntry<P>>) {
+        let head = self.head();
+        // SAFETY: the head is live; the caller vouches for `entry`.
+        unsafe { self.link_between(entry.link_ptr(), head, (*head).next.load(Ordering::Relaxed)) };
+    }
+
+    /// Unlinks `link` (`__list_del_entry`); its own pointers are left stale.
+    ///
+    /// # Safety
+    ///
+    /// `link` is linked in this queue.
+    unsafe fn unlink(&mut self, link: *mut Link) {
+        // SAFETY: a linked entry's neighbours are live links of this list.
+        unsafe {
+            let next = (*link).next.load(Ordering::Relaxed);
+            let prev = (*link).prev.load(Ordering::Relaxed);
+            (*next).prev.store(prev, Ordering::Relaxed);
+            (*prev).next.store(next, Ordering::Relaxed);
+        }
+        self.q.len.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// `list_del_init` by the entry's owner, if linked.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is linked in this queue or not at all.
+    pub unsafe fn del_init(&mut self, entry: &WaitEntry<P>) {
+        if entry.is_linked_locked() {
+            let me = entry.link_ptr();
+            // SAFETY: linked here (caller).
+            unsafe { self.unlink(me) };
+            entry.link.prev.store(me, Ordering::Relaxed);
+            // Release pairs with the Acquire in `is_unlinked_careful`.
+            entry.link.next.store(me, Ordering::Release);
+        }
+    }
+
+    /// `list_del_init_careful`, for wake functions: unlink, then publish
+    /// "done with this entry" with a Release store of `next`, which pairs
+    /// with the Acquire load in [`WaitEntry::is_unlinked_careful`]. After
+    /// the store the owner may return and reuse the entry's memory, so this
+    /// must be the waker's last access to the entry.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is live and linked in this queue.
+    pub unsafe fn del_init_careful(&mut self, entry: *const WaitEntry<P>) {
+        // SAFETY: live and linked (caller); the link is the first field.
+        unsafe {
+            let me = (*entry).link_ptr();
+            self.unlink(me);
+            (*me).prev.store(me, Ordering::Relaxed);
+            (*me).next.store(me, Ordering::Release);
+        }
+    }
+
+    /// Calls `f` on every linked entry, bookmarks included, head to tail.
+    pub fn for_each(&self, mut f: impl FnMut(&WaitEntry<P>)) {
+        let head = self.head();
+        let mut curr = self.q.head.next.load(Ordering::Relaxed);
+        while curr != head {
+            // SAFETY: linked entries stay alive while linked, and nobody can
+            // unlink them while we hold the lock; `Link` is the first field
+            // of the `repr(C)` entry, so the cast recovers the entry.
+            let entry = unsafe { &*curr.cast::<WaitEntry<P>>() };
+            f(entry);
+            curr = entry.link.next.load(Ordering::Relaxed);
+        }
+    }
+
+    /// `__wake_up_common`: walks from the head (or from `bookmark`, if it is
+    /// parked in the list) calling wake functions; returns the unused
+    /// exclusive budget. With a bookmark, after `break_after` woken or
+    /// skipped-by-key entries it parks the bookmark before the next entry and stops, so
+    /// the caller can drop the lock and call again.
+    ///
+    /// # Safety
+    ///
+    /// `key` must be what the queued entries' wake functions expect; the
+    /// bookmark, if any, is owned by the caller and, if parked here, must be
+    /// resumed (unlinked) before it is dropped.
+    pub unsafe fn wake_up_locked_key(
+        &mut self,
+        key: *mut (),
+        mut nr_exclusive: i32,
+        bookmark: Option<Pin<&WaitEntry<P>>>,
+        break_after: usize,
+    ) -> i32 {
+        let head = self.head();
+        let mut curr = match bookmark {
+            Some(bm) if bm.flags.load(Ordering::Relaxed) & WQ_FLAG_BOOKMARK != 0 => {
+                let next = bm.link.next.load(Ordering::Relaxed);
+                // SAFETY: a flagged bookmark is parked in this queue.
+                unsafe { self.del_init(bm.get_ref()) };
+                bm.flags.store(0, Ordering::Relaxed);
+                next
+            }
+            _ => self.q.head.next.load(Ordering::Relaxed),
+        };
+        let mut count = 0usize;
+        while curr != head {
+            let entry = curr.cast::<WaitEntry<P>>().cast_const();
+            // Read `next` first: the wake function may unlink (and thereby
+            // hand back) `entry`. `next` itself stays linked: only its owner
+            // (under this lock) or our walk can unlink it.
+            // SAFETY: `entry` is linked, hence live (see `for_each`).
+            let (next, flags, func) = unsafe {
+                (
+                    (*entry).link.next.load(Ordering::Relaxed),
+                    (*entry).flags.load(Ordering::Relaxed),
+                    (*entry).func,
+                )
+            };
+            if flags & WQ_FLAG_BOOKMARK != 0 {
+                curr = next;
+                continue;
+            }
+            // SAFETY: `entry` is linked here and `key` is what it expects.
+            let ret = unsafe { func(self, entry, key) };
+            if ret < 0 {
+                break;
+            }
+            if ret > 0 && flags & WQ_FLAG_EXCLUSIVE != 0 {
+                nr_exclusive -= 1;
+                if nr_exclusive == 0 {
+                    break;
+                }
+            }
+            count += 1;
+            if let Some(bm) = bookmark
+                && count >= break_after
+                && next != head
+            {
+                bm.flags.store(WQ_FLAG_BOOKMARK, Ordering::Relaxed);
+                // SAFETY: `next` is linked here and so is its `prev`; the
+                // caller resumes (unlinks) the bookmark later.
+                unsafe {
+                    let prev = (*next).prev.load(Ordering::Relaxed);
+                    self.link_between(bm.link_ptr(), prev, next);
+                }
+                break;
+            }
+            curr = next;
+        }
+        nr_exclusive
+    }
+}
+
+/// Wakes the thread and leaves the entry queued (the sleeper's
+/// `finish_wait` unlinks it). Returns 1.
+///
+/// # Safety
+///
+/// See [`WakeFn`].
+pub unsafe fn default_wake_function<P: Platform>(
+    _q: &mut LockedQueue<'_, P>,
+    entry: *const WaitEntry<P>,
+    _key: *mut (),
+) -> i32 {
+    // SAFETY: the entry is linked, hence live (caller).
+    P::wake(unsafe { &(*entry).thread });
+    1
+}
+
+/// Marks the entry WOKEN, wakes the thread, then unlinks the entry
+/// carefully, last. Returns 1.
+///
+/// # Safety
+///
+/// See [`WakeFn`].
+pub unsafe fn autoremove_wake_function<P: Platform>(
+    q: &mut LockedQueue<'_, P>,
+    entry: *const WaitEntry<P>,
+    _key: *mut (),
+) -> i32 {
+    // SAFETY: the entry is linked, hence live, until `del_init_careful`.
+    unsafe {
+        // Release pairs with an Acquire load of the flags by the sleeper.
+        (*entry).flags.fetch_or(WQ_FLAG_WOKEN, Ordering::Release);
+        P::wake(&(*entry).thread);
+        q.del_init_careful(entry);
+    }
+    1
+}
+
+/// For bookmarks, which walks skip. Returns 0.
+///
+/// # Safety
+///
+/// See [`WakeFn`].
+pub unsafe fn noop_wake_function<P: Platform>(
+    _q: &mut LockedQueue<'_, P>,
+    _entry: *const WaitEntry<P>,
+    _key: *mut (),
+) -> i32 {
+    0
+}
