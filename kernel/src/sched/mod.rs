@@ -1,0 +1,474 @@
+//! Kernel threads and the per-CPU scheduler.
+//!
+//! Mental model: every CPU has a run queue (a FIFO of runnable threads,
+//! round-robin) behind a spin lock taken with interrupts off, an idle thread
+//! (the CPU's boot context on APs), and a current thread. Threads never
+//! migrate: a thread is spawned onto a CPU and always runs there, so a
+//! thread can only ever be switched in by one CPU and the run queue lock of
+//! its CPU protects all its scheduling state.
+//!
+//! Sleeping and waking follow Linux's order, which makes lost wake-ups
+//! impossible (the contract is in `pagesync::platform`):
+//!
+//! ```text
+//! sleeper                                 waker
+//! state = SLEEPING   (SeqCst: full fence) cond = true
+//! if cond { state = RUNNING; done }       wake(t): lock rq(t.cpu)
+//! schedule(): lock rq                       if t.state == SLEEPING:
+//!   if state == SLEEPING: dequeue             t.state = RUNNABLE
+//!   else keep running                         enqueue unless t is current
+//! ```
+//!
+//! Either the waker's `wake` finds SLEEPING (and makes the thread runnable,
+//! whether or not it has switched away yet: both sides decide under the same
+//! run queue lock), or the sleeper's condition check sees the waker's store
+//! (the SeqCst store of SLEEPING is a full barrier on x86, `xchg`, and pairs
+//! with the waker's ordering of `cond = true` before its locked RMW on the
+//! run queue lock and its load of `state`).
+//!
+//! Preemption: the local APIC tick calls [`tick`]; if this CPU's preempt
+//! count is zero and another thread is runnable, it switches. A preempted
+//! thread is always put back on the queue whatever its state, so a thread
+//! preempted between `state = SLEEPING` and its own `schedule()` is not
+//! lost; `on_rq` keeps a concurrent wake from queueing it twice.
+
+pub mod bench;
+pub mod platform;
+pub mod stack;
+mod switch;
+pub mod tests;
+pub mod thread;
+pub mod timer;
+pub mod watchdog;
+
+use alloc::{boxed::Box, collections::VecDeque, string::String, sync::Arc, vec::Vec};
+use core::{
+    cell::UnsafeCell,
+    sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+};
+
+pub use platform::KernelPlatform;
+pub use thread::{DEAD, RUNNABLE, RUNNING, SLEEPING, Thread, ThreadRef};
+
+use crate::{
+    arch::x86_64::{apic, percpu, percpu::MAX_CPUS, smp as arch_smp, time},
+    mm::irqlock::IrqMutex,
+};
+
+/// A run queue lock: a plain spin lock; every user disables interrupts
+/// first (a `CpuGuard`), because the tick takes it on this CPU.
+struct RqLock(AtomicBool);
+
+impl RqLock {
+    fn lock(&self) {
+        // Acquire pairs with the Release in `unlock` by the previous holder,
+        // which may be another thread resuming on this CPU after a switch.
+        while self.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            while self.0.load(Ordering::Relaxed) {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    fn unlock(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+struct RqInner {
+    queue: VecDeque<ThreadRef>,
+    current: Option<ThreadRef>,
+    idle: Option<ThreadRef>,
+    /// A thread that exited on this CPU, reaped by the next one after the
+    /// switch (it cannot free its own stack while running on it).
+    dead: Option<ThreadRef>,
+    /// Timed sleepers: (deadline ns, thread).
+    timers: Vec<(u64, ThreadRef)>,
+}
+
+pub struct RunQueue {
+    lock: RqLock,
+    inner: UnsafeCell<RqInner>,
+    /// Threads queued (mirror of queue.len(), readable without the lock).
+    pub nr_queued: AtomicUsize,
+    /// Nesting depth of preempt_disable; the tick switches only at zero.
+    pub preempt_count: AtomicU32,
+    /// Context switches on this CPU.
+    pub switches: AtomicU64,
+    /// `time::now_ns()` of the last switch (soft-lockup watchdog).
+    pub last_switch_ns: AtomicU64,
+    /// Set once the scheduler runs on this CPU.
+    pub active: AtomicBool,
+}
+
+// SAFETY: `inner` is only accessed with `lock` held (and interrupts off).
+unsafe impl Sync for RunQueue {}
+
+impl RunQueue {
+    const fn new() -> RunQueue {
+        RunQueue {
+            lock: RqLock(AtomicBool::new(false)),
+            inner: UnsafeCell::new(RqInner { queue: VecDeque::new(), current: None, idle: None, dead: None, timers: Vec::new() }),
+            nr_queued: AtomicUsize::new(0),
+            preempt_count: AtomicU32::new(0),
+            switches: AtomicU64::new(0),
+            last_switch_ns: AtomicU64::new(0),
+            active: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `f` with the lock held. Interrupts must be off.
+    fn with<R>(&self, f: impl FnOnce(&mut RqInner) -> R) -> R {
+        debug_assert!(!x86_64::instructions::interrupts::are_enabled());
+        self.lock.lock();
+        // SAFETY: we hold the lock.
+        let r = f(unsafe { &mut *self.inner.get() });
+        self.lock.unlock();
+        r
+    }
+}
+
+static RQS: [RunQueue; MAX_CPUS] = [const { RunQueue::new() }; MAX_CPUS];
+
+pub fn rq(cpu: usize) -> &'static RunQueue {
+    &RQS[cpu]
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Every live thread, for the watchdog and diagnostics.
+pub(crate) static THREADS: IrqMutex<Vec<ThreadRef>> = IrqMutex::new(Vec::new());
+/// Live spawned threads (not yet reaped).
+pub static NR_THREADS: AtomicUsize = AtomicUsize::new(0);
+/// Most spawned threads alive at once.
+pub static MAX_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The running thread.
+pub fn current() -> ThreadRef {
+    let g = percpu::CpuGuard::new();
+    let p = percpu::this_cpu(&g).current_thread.load(Ordering::Relaxed) as *const Thread;
+    assert!(!p.is_null(), "scheduler not running on cpu{}", percpu::cpu_index());
+    // SAFETY: current_thread points into the Arc held by this CPU's
+    // `RqInner::current`, which stays alive while the thread runs; we add a
+    // reference before anything can drop it.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Arc::from_raw(p)
+    }
+}
+
+/// Makes the calling CPU's boot context a thread (the idle thread on APs,
+/// "main" on the boot CPU) and activates its run queue.
+fn init_cpu(name: &str) -> ThreadRef {
+    let g = percpu::CpuGuard::new();
+    let cpu = percpu::cpu_index();
+    let t = Arc::new(Thread::new(NEXT_ID.fetch_add(1, Ordering::Relaxed), String::from(name), cpu, None, None));
+    t.state.store(RUNNING, Ordering::Relaxed);
+    percpu::this_cpu(&g).current_thread.store(Arc::as_ptr(&t) as *mut (), Ordering::Relaxed);
+    let r = rq(cpu);
+    r.with(|inner| inner.current = Some(t.clone()));
+    r.last_switch_ns.store(time::now_ns(), Ordering::Relaxed);
+    r.active.store(true, Ordering::Release);
+    drop(g);
+    t
+}
+
+/// Boot CPU: prepares the scheduler on every CPU. The boot context becomes
+/// the thread "main"; each AP's boot context becomes its idle thread.
+pub fn init() {
+    stack::init();
+    init_cpu("main");
+    let idle = new_thread("idle/0", 0, Box::new(|| idle_loop())).expect("no memory for the idle thread");
+    {
+        let _g = percpu::CpuGuard::new();
+        rq(0).with(|inner| inner.idle = Some(idle));
+    }
+    crate::smp::run_on_all_cpus(&|cpu| {
+        if cpu != 0 {
+            let t = init_cpu(&alloc::format!("idle/{cpu}"));
+            let _g = percpu::CpuGuard::new();
+            rq(cpu).with(|inner| inner.idle = Some(t));
+        }
+    });
+}
+
+fn new_thread(name: &str, cpu: usize, f: Box<dyn FnOnce() + Send>) -> Option<ThreadRef> {
+    let stack = stack::alloc()?;
+    // SAFETY: a freshly allocated (or recycled, unused) stack.
+    let sp = unsafe { switch::initial_frame(stack.top) };
+    let t = Arc::new(Thread::new(NEXT_ID.fetch_add(1, Ordering::Relaxed), String::from(name), cpu, Some(stack), Some(f)));
+    // SAFETY: nobody else sees `t` yet.
+    unsafe { *t.rsp.get() = sp };
+    Some(t)
+}
+
+/// Why a spawn failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    NoSuchCpu(usize),
+    OutOfMemory,
+}
+
+/// Round-robin CPU choice for `spawn` without a CPU.
+static NEXT_CPU: AtomicUsize = AtomicUsize::new(0);
+
+/// Starts `f` in a new thread on `cpu` (or the next CPU round-robin).
+pub fn spawn(name: &str, cpu: Option<usize>, f: impl FnOnce() + Send + 'static) -> Result<ThreadRef, SpawnError> {
+    let n = crate::smp::online_cpus();
+    let cpu = cpu.unwrap_or_else(|| NEXT_CPU.fetch_add(1, Ordering::Relaxed) % n);
+    if cpu >= n || !rq(cpu).active.load(Ordering::Acquire) {
+        return Err(SpawnError::NoSuchCpu(cpu));
+    }
+    let t = new_thread(name, cpu, Box::new(f)).ok_or(SpawnError::OutOfMemory)?;
+    THREADS.lock().push(t.clone());
+    let live = NR_THREADS.fetch_add(1, Ordering::Relaxed) + 1;
+    MAX_THREADS.fetch_max(live, Ordering::Relaxed);
+    let _g = percpu::CpuGuard::new();
+    let r = rq(cpu);
+    let idle = r.with(|inner| {
+        // SAFETY: run queue lock held.
+        unsafe { *t.on_rq.get() = true };
+        inner.queue.push_back(t.clone());
+        r.nr_queued.store(inner.queue.len(), Ordering::Relaxed);
+        is_idle(inner)
+    });
+    kick(cpu, idle);
+    Ok(t)
+}
+
+fn is_idle(inner: &RqInner) -> bool {
+    match (&inner.current, &inner.idle) {
+        (Some(c), Some(i)) => Arc::ptr_eq(c, i),
+        _ => false,
+    }
+}
+
+/// Tells `cpu` to look at its run queue if it idles there.
+fn kick(cpu: usize, idle: bool) {
+    if idle && cpu != percpu::cpu_index() {
+        arch_smp::send_ipi(cpu, apic::RESCHEDULE_VECTOR);
+    }
+}
+
+/// Makes a sleeping `t` runnable; returns whether it was sleeping. Callable
+/// from any CPU and from interrupt handlers.
+pub fn wake(t: &ThreadRef) -> bool {
+    let _g = percpu::CpuGuard::new();
+    let r = rq(t.cpu);
+    let mut idle = false;
+    let woke = r.with(|inner| {
+        if t.state.load(Ordering::Relaxed) != SLEEPING {
+            return false;
+        }
+        t.state.store(RUNNABLE, Ordering::Release);
+        // SAFETY: run queue lock held.
+        let queued = unsafe { &mut *t.on_rq.get() };
+        let is_current = inner.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, t));
+        if !*queued && !is_current {
+            *queued = true;
+            inner.queue.push_back(t.clone());
+            r.nr_queued.store(inner.queue.len(), Ordering::Relaxed);
+            idle = is_idle(inner);
+        }
+        true
+    });
+    kick(t.cpu, idle);
+    woke
+}
+
+/// Preempt-disable nesting on this CPU.
+pub fn preempt_disable() {
+    let g = percpu::CpuGuard::new();
+    rq(percpu::this_cpu(&g).index()).preempt_count.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn preempt_enable() {
+    let g = percpu::CpuGuard::new();
+    rq(percpu::this_cpu(&g).index()).preempt_count.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// The thread chose to (yield, sleep, exit): a SLEEPING/DEAD thread
+    /// leaves the queue.
+    Voluntary,
+    /// The tick or an IPI took the CPU: the thread goes back on the queue
+    /// whatever its state.
+    Preempt,
+}
+
+/// Gives up the CPU voluntarily; a SLEEPING caller stays off the queue
+/// until woken.
+pub fn schedule() {
+    schedule_inner(Why::Voluntary)
+}
+
+/// Lets other runnable threads on this CPU run first.
+pub fn yield_now() {
+    schedule_inner(Why::Voluntary)
+}
+
+fn schedule_inner(why: Why) {
+    let g = percpu::CpuGuard::new();
+    let cpu = percpu::this_cpu(&g).index();
+    let r = rq(cpu);
+    r.lock.lock();
+    // SAFETY: lock held; released after the switch by whichever thread runs
+    // next on this CPU (`finish_switch`), or below if we do not switch.
+    let inner = unsafe { &mut *r.inner.get() };
+    let prev = inner.current.clone().expect("no current thread");
+    let prev_is_idle = is_idle(inner);
+    let state = prev.state.load(Ordering::Relaxed);
+    if !prev_is_idle {
+        // SAFETY: lock held.
+        let queued = unsafe { &mut *prev.on_rq.get() };
+        let requeue = match (why, state) {
+            (_, DEAD) => false,
+            (Why::Preempt, _) => true,
+            (Why::Voluntary, SLEEPING) => false,
+            (Why::Voluntary, _) => true,
+        };
+        if requeue && !*queued {
+            *queued = true;
+            inner.queue.push_back(prev.clone());
+        }
+        if state == RUNNING {
+            prev.state.store(RUNNABLE, Ordering::Relaxed);
+        }
+    }
+    let next = match inner.queue.pop_front() {
+        Some(t) => {
+            // SAFETY: lock held.
+            unsafe { *t.on_rq.get() = false };
+            t
+        }
+        None => inner.idle.clone().unwrap_or_else(|| prev.clone()),
+    };
+    r.nr_queued.store(inner.queue.len(), Ordering::Relaxed);
+    if Arc::ptr_eq(&next, &prev) {
+        if state != SLEEPING && state != DEAD {
+            prev.state.store(RUNNING, Ordering::Relaxed);
+        }
+        r.lock.unlock();
+        drop(g);
+        return;
+    }
+    // A woken (RUNNABLE) thread becomes RUNNING; a thread preempted while
+    // SLEEPING keeps that state so its own schedule() still sees it.
+    let _ = next.state.compare_exchange(RUNNABLE, RUNNING, Ordering::Relaxed, Ordering::Relaxed);
+    next.switches.fetch_add(1, Ordering::Relaxed);
+    if state == DEAD {
+        inner.dead = Some(prev.clone());
+    }
+    inner.current = Some(next.clone());
+    percpu::this_cpu(&g).current_thread.store(Arc::as_ptr(&next) as *mut (), Ordering::Relaxed);
+    r.switches.fetch_add(1, Ordering::Relaxed);
+    r.last_switch_ns.store(time::now_ns(), Ordering::Relaxed);
+    let prev_rsp = prev.rsp.get();
+    // SAFETY: lock held, so nobody else reads next.rsp.
+    let next_rsp = unsafe { *next.rsp.get() };
+    drop(prev);
+    drop(next);
+    // SAFETY: interrupts are off (g); next_rsp was saved by switch_to or
+    // built by initial_frame, and `next` runs on no other CPU (threads do
+    // not migrate and it was not current here). `prev` stays alive: the
+    // thread list, a waiter entry, a timer or `inner.dead` holds a
+    // reference, and the idle/main threads are held by the run queue.
+    unsafe { switch::switch_to(prev_rsp, next_rsp) };
+    finish_switch(cpu);
+    drop(g);
+}
+
+/// First thing after a switch, on the thread switched to: release the run
+/// queue lock taken by the thread we switched from, and reap a dead one.
+fn finish_switch(cpu: usize) {
+    let r = rq(cpu);
+    // SAFETY: the lock is held (taken by the previous thread in
+    // schedule_inner before it switched to us).
+    let dead = unsafe { (*r.inner.get()).dead.take() };
+    r.lock.unlock();
+    if let Some(d) = dead {
+        reap(d);
+    }
+}
+
+fn reap(t: ThreadRef) {
+    // SAFETY: `t` is dead and switched out; only the reaper touches its
+    // stack now.
+    if let Some(s) = unsafe { (*t.stack.get()).take() } {
+        stack::free(s);
+    }
+    let mut list = THREADS.lock();
+    if let Some(i) = list.iter().position(|x| Arc::ptr_eq(x, &t)) {
+        list.swap_remove(i);
+        NR_THREADS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Rust entry of every new thread (called by `pcs_thread_start`).
+extern "C" fn thread_entry() -> ! {
+    finish_switch(percpu::cpu_index());
+    x86_64::instructions::interrupts::enable();
+    let me = current();
+    // SAFETY: only the thread itself takes its entry, once, at start.
+    let f = unsafe { (*me.entry.get()).take() }.expect("thread started twice");
+    drop(me);
+    f();
+    exit()
+}
+
+/// Ends the calling thread and wakes its joiners.
+pub fn exit() -> ! {
+    let me = current();
+    // Release pairs with the Acquire in `join`.
+    me.exited.store(true, Ordering::Release);
+    me.join_wq.wake_up_all();
+    let g = percpu::CpuGuard::new();
+    me.state.store(DEAD, Ordering::Release);
+    drop(me);
+    schedule();
+    drop(g);
+    unreachable!("a dead thread was scheduled")
+}
+
+/// Waits for `t` to exit.
+pub fn join(t: &Thread) {
+    // Acquire pairs with the Release store of `exited` in `exit`: what the
+    // thread did is visible after join.
+    t.join_wq.wait_event(|| t.exited.load(Ordering::Acquire));
+}
+
+/// Called from the timer interrupt on every tick; `rip` was interrupted.
+pub fn tick(cpu: usize, rip: u64) {
+    let r = rq(cpu);
+    if !r.active.load(Ordering::Acquire) {
+        return;
+    }
+    timer::expire(cpu);
+    watchdog::tick(cpu, rip);
+    preempt_check(cpu);
+}
+
+/// From an interrupt handler: switch if allowed and someone waits.
+pub fn preempt_check(cpu: usize) {
+    let r = rq(cpu);
+    if r.active.load(Ordering::Acquire) && r.preempt_count.load(Ordering::Relaxed) == 0 && r.nr_queued.load(Ordering::Relaxed) > 0 {
+        schedule_inner(Why::Preempt);
+    }
+}
+
+/// The idle loop: run queued threads, else halt until an interrupt. The
+/// queue check and `sti; hlt` happen with interrupts off, so a wake-up IPI
+/// arriving between them is taken right at the `hlt`.
+pub fn idle_loop() -> ! {
+    loop {
+        x86_64::instructions::interrupts::disable();
+        let cpu = percpu::cpu_index();
+        if rq(cpu).nr_queued.load(Ordering::Relaxed) > 0 {
+            x86_64::instructions::interrupts::enable();
+            schedule();
+        } else {
+            rq(cpu).last_switch_ns.store(time::now_ns(), Ordering::Relaxed);
+            x86_64::instructions::interrupts::enable_and_hlt();
+        }
+    }
+}
