@@ -1,0 +1,107 @@
+//! Watchdogs, scaled down from Linux's for a test kernel:
+//!
+//! - **Hung task**: a thread in a watched sleep (any wait-queue or page
+//!   wait; not a timed sleep) for longer than `HUNG_LIMIT_NS` is reported
+//!   once per sleep with its name, id and what it waits on. A lost wake-up
+//!   shows up here. CPU 0's tick scans every thread twice a second.
+//! - **Soft lockup**: a CPU that has not switched threads for
+//!   `LOCKUP_LIMIT_NS` while its thread holds off preemption, or while other
+//!   threads wait for it, is reported with the CPU and the interrupted RIP
+//!   (its own tick samples it).
+//! - **Hard lockup**: a CPU that takes no timer tick for `LOCKUP_LIMIT_NS`
+//!   (interrupts disabled) is found by its neighbour CPU (i+1 checks i),
+//!   which sends it an NMI; the NMI handler reports the CPU and its RIP.
+//!
+//! Each report increments a counter; stress tests fail when one moves.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::{THREADS, rq};
+use crate::arch::x86_64::{percpu, percpu::MAX_CPUS, smp as arch_smp, time};
+
+pub static HUNG_LIMIT_NS: AtomicU64 = AtomicU64::new(10_000_000_000);
+pub static LOCKUP_LIMIT_NS: AtomicU64 = AtomicU64::new(5_000_000_000);
+
+pub static HUNG_REPORTS: AtomicU64 = AtomicU64::new(0);
+pub static SOFT_LOCKUPS: AtomicU64 = AtomicU64::new(0);
+pub static HARD_LOCKUPS: AtomicU64 = AtomicU64::new(0);
+
+static LAST_SCAN: AtomicU64 = AtomicU64::new(0);
+/// Per CPU: tick count last seen by the neighbour, and when it changed.
+static SEEN_TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+static SEEN_AT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Set by the neighbour before it sends the NMI (Release), checked by the
+/// NMI handler (Acquire) and cleared by it.
+static NMI_REQUESTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Soft lockup already reported for the current stretch.
+static SOFT_REPORTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// From the tick on `cpu`; `rip` is the interrupted instruction.
+pub fn tick(cpu: usize, rip: u64) {
+    let now = time::now_ns();
+    let limit = LOCKUP_LIMIT_NS.load(Ordering::Relaxed);
+    let r = rq(cpu);
+    let since = now.saturating_sub(r.last_switch_ns.load(Ordering::Relaxed));
+    let stuck = r.preempt_count.load(Ordering::Relaxed) > 0 || r.nr_queued.load(Ordering::Relaxed) > 0;
+    if since > limit && stuck {
+        if !SOFT_REPORTED[cpu].swap(true, Ordering::Relaxed) {
+            SOFT_LOCKUPS.fetch_add(1, Ordering::Relaxed);
+            log::error!("watchdog: soft lockup on cpu{cpu}: no switch for {} ms, RIP={rip:#x}", since / 1_000_000);
+        }
+    } else {
+        SOFT_REPORTED[cpu].store(false, Ordering::Relaxed);
+    }
+
+    // Hard lockup: check the previous CPU in the ring.
+    let n = crate::smp::online_cpus();
+    if n > 1 {
+        let victim = (cpu + n - 1) % n;
+        let ticks = percpu::cpu(victim).ticks.load(Ordering::Relaxed);
+        if ticks != SEEN_TICKS[victim].swap(ticks, Ordering::Relaxed) || SEEN_AT[victim].load(Ordering::Relaxed) == 0 {
+            SEEN_AT[victim].store(now, Ordering::Relaxed);
+        } else if now - SEEN_AT[victim].load(Ordering::Relaxed) > limit && !NMI_REQUESTED[victim].swap(true, Ordering::AcqRel) {
+            SEEN_AT[victim].store(now, Ordering::Relaxed);
+            arch_smp::send_nmi(victim);
+        }
+    }
+
+    if cpu == 0 && now - LAST_SCAN.load(Ordering::Relaxed) > 500_000_000 {
+        LAST_SCAN.store(now, Ordering::Relaxed);
+        scan_hung(now);
+    }
+}
+
+/// From the NMI handler: whether the NMI was a lockup probe (and reported).
+pub fn nmi(rip: u64) -> bool {
+    let cpu = percpu::cpu_index();
+    if !NMI_REQUESTED[cpu].load(Ordering::Acquire) {
+        return false;
+    }
+    HARD_LOCKUPS.fetch_add(1, Ordering::Relaxed);
+    crate::console::emergency_print(format_args!(
+        "[ERROR cpu{cpu}] watchdog: hard lockup on cpu{cpu}: no timer tick for over {} ms (interrupts off?), RIP={rip:#x}\n",
+        LOCKUP_LIMIT_NS.load(Ordering::Relaxed) / 1_000_000
+    ));
+    NMI_REQUESTED[cpu].store(false, Ordering::Release);
+    true
+}
+
+fn scan_hung(now: u64) {
+    let limit = HUNG_LIMIT_NS.load(Ordering::Relaxed);
+    // The tick may interrupt a holder on this CPU: never wait for the lock.
+    let Some(list) = THREADS.try_lock() else { return };
+    for t in list.iter() {
+        let since = t.sleep_since.load(Ordering::Relaxed);
+        if since != 0 && now.saturating_sub(since) > limit && !t.hung_reported.swap(true, Ordering::Relaxed) {
+            HUNG_REPORTS.fetch_add(1, Ordering::Relaxed);
+            log::error!(
+                "watchdog: hung task: thread '{}' (tid {}, cpu{}) blocked for {} ms on {}",
+                t.name,
+                t.id,
+                t.cpu,
+                (now - since) / 1_000_000,
+                t.wait_desc()
+            );
+        }
+    }
+}
