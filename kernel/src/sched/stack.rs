@@ -45,7 +45,10 @@ pub struct Stack {
 
 fn zeroed_frame() -> Option<u64> {
     let p = alloc_pages(0, AllocFlags::ZERO)?;
-    Some(p.into_raw_phys())
+    let phys = p.phys();
+    // Page-table and stack frames are never freed (see the module doc).
+    let _ = p.into_raw();
+    Some(phys)
 }
 
 /// Allocates a stack, reusing a freed one when possible.
