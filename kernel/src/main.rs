@@ -14,12 +14,16 @@
 #![no_main]
 #![feature(abi_x86_interrupt)]
 
+extern crate alloc;
+
 mod arch;
 mod bench;
 mod console;
 mod ktest;
+mod mm;
 mod panic;
 mod params;
+mod sched;
 mod selftest;
 mod smp;
 
@@ -84,6 +88,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
     log::info!("parameters: {}", params.describe());
     arch::x86_64::paging::init(boot_info.physical_memory_offset.into_option().expect("physical memory mapping"));
+    mm::init(boot_info, params.pcp);
 
     let tsc_hz = arch::x86_64::time::init();
     log::info!(
@@ -94,6 +99,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
     let up = arch::x86_64::smp::init(&boot_info.memory_regions, boot_info.rsdp_addr.into_option(), params.hz);
     x86_64::instructions::interrupts::enable();
+    sched::init();
     let started: u64 = up.ap_ns.iter().sum();
     let aps = up.online.saturating_sub(1) as u64;
     log::info!(

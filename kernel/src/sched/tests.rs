@@ -109,7 +109,7 @@ fn exclusive_wait(wq: &Wq, token: &AtomicUsize) {
     loop {
         // SAFETY: finish_wait runs before `entry` is dropped.
         unsafe { wq.prepare_to_wait_exclusive(entry) };
-        if token.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1)).is_ok() {
+        if token.try_update(Ordering::AcqRel, Ordering::Acquire, |t| t.checked_sub(1)).is_ok() {
             break;
         }
         KernelPlatform::sleep();
