@@ -15,7 +15,7 @@ pub const FW_CFG_NAME: &str = "opt/pcs/cmdline";
 const MAX_LEN: usize = 4096;
 
 pub const USAGE: &str = "parameters: mode=test|bench|idle filter=GLOB[,GLOB..] seed=U64 \
-loglevel=off|error|warn|info|debug|trace fail=0|1 crash=none|panic|pagefault|divide|stackoverflow|hang|triplefault|appanic hz=10..1000";
+loglevel=off|error|warn|info|debug|trace fail=0|1 crash=none|panic|pagefault|divide|stackoverflow|hang|triplefault|appanic|doublefree hz=10..1000 pcp=0|1";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -42,6 +42,9 @@ pub enum Crash {
     TripleFault,
     /// A panic on the last application processor, via a function-call IPI.
     ApPanic,
+    /// Frees one frame twice through the public free path: the frame
+    /// allocator must panic with a dump of the descriptor.
+    DoubleFree,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,11 +59,13 @@ pub struct Params {
     pub crash: Crash,
     /// Local APIC timer tick rate on every CPU.
     pub hz: u64,
+    /// Per-CPU caches of free single frames in the frame allocator.
+    pub pcp: bool,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { mode: Mode::Test, filter: None, seed: 1, loglevel: log::LevelFilter::Info, fail: false, crash: Crash::None, hz: 100 }
+        Params { mode: Mode::Test, filter: None, seed: 1, loglevel: log::LevelFilter::Info, fail: false, crash: Crash::None, hz: 100, pcp: true }
     }
 }
 
@@ -90,7 +95,7 @@ impl fmt::Display for ParamError<'_> {
 }
 
 /// The keys, in the order [`Params::describe`] prints them.
-const KEYS: &[&str] = &["mode", "filter", "seed", "loglevel", "fail", "crash", "hz"];
+const KEYS: &[&str] = &["mode", "filter", "seed", "loglevel", "fail", "crash", "hz", "pcp"];
 
 struct Buf(UnsafeCell<[u8; MAX_LEN]>);
 // SAFETY: written once by the boot CPU in `load`, before any other CPU runs,
@@ -151,6 +156,7 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
             }
             "hz" => p.hz = parse_u64(value, 10, 1000).ok_or(bad("a tick rate in 10..=1000 Hz"))?,
             "fail" => p.fail = parse_bool(value).ok_or(bad("0 or 1"))?,
+            "pcp" => p.pcp = parse_bool(value).ok_or(bad("0 or 1"))?,
             "crash" => {
                 p.crash = match value {
                     "none" => Crash::None,
@@ -161,7 +167,8 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
                     "hang" => Crash::Hang,
                     "triplefault" => Crash::TripleFault,
                     "appanic" => Crash::ApPanic,
-                    _ => return Err(bad("none, panic, pagefault, divide, stackoverflow, hang, triplefault or appanic")),
+                    "doublefree" => Crash::DoubleFree,
+                    _ => return Err(bad("none, panic, pagefault, divide, stackoverflow, hang, triplefault, appanic or doublefree")),
                 }
             }
             _ => unreachable!("every entry of KEYS has a case"),
@@ -195,14 +202,15 @@ impl Params {
                 let p = self.0;
                 write!(
                     f,
-                    "mode={:?} filter={} seed={} loglevel={} fail={} crash={:?} hz={}",
+                    "mode={:?} filter={} seed={} loglevel={} fail={} crash={:?} hz={} pcp={}",
                     p.mode,
                     p.filter.unwrap_or("*"),
                     p.seed,
                     p.loglevel,
                     p.fail as u8,
                     p.crash,
-                    p.hz
+                    p.hz,
+                    p.pcp as u8
                 )
             }
         }

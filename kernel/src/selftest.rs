@@ -42,6 +42,7 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
     match ctx.params.crash {
         Crash::None => Err(TestError::Skip("enable with crash=KIND")),
         Crash::Panic => panic!("deliberate panic (crash=panic)"),
+        Crash::DoubleFree => crate::mm::tests::deliberate_double_free(),
         Crash::PageFault => {
             // An address in the non-canonical-free but unmapped low range.
             let p = core::hint::black_box(0xdead_b000usize) as *const u64;

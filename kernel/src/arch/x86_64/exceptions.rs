@@ -160,6 +160,9 @@ extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
     if crate::panic::is_dying() {
         super::halt_forever();
     }
+    if crate::sched::watchdog::nmi(frame.instruction_pointer.as_u64()) {
+        return;
+    }
     fatal(Fault { name: "non-maskable interrupt", vector: 2, error_code: None, frame: &frame, cr2: None })
 }
 

@@ -28,10 +28,12 @@ pub fn disable_legacy_pic() {
     }
 }
 
-pub extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
-    let g = percpu::CpuGuard::new();
-    percpu::this_cpu(&g).ticks.fetch_add(1, Ordering::Relaxed);
+pub extern "x86-interrupt" fn timer(frame: InterruptStackFrame) {
+    let cpu = percpu::cpu_index();
+    percpu::cpu(cpu).ticks.fetch_add(1, Ordering::Relaxed);
     apic::eoi();
+    // May switch threads: EOI first, so this CPU takes ticks meanwhile.
+    crate::sched::tick(cpu, frame.instruction_pointer.as_u64());
 }
 
 pub extern "x86-interrupt" fn call_function(_frame: InterruptStackFrame) {
@@ -41,6 +43,7 @@ pub extern "x86-interrupt" fn call_function(_frame: InterruptStackFrame) {
 
 pub extern "x86-interrupt" fn reschedule(_frame: InterruptStackFrame) {
     apic::eoi();
+    crate::sched::preempt_check(percpu::cpu_index());
 }
 
 pub extern "x86-interrupt" fn ping(_frame: InterruptStackFrame) {

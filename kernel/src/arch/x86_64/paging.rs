@@ -77,3 +77,50 @@ pub fn unmap_guard_page(virt: u64) -> bool {
     });
     ok
 }
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum MapError {
+    /// No frame for an intermediate page table.
+    OutOfFrames,
+    /// Something is already mapped there (or a huge page covers it).
+    AlreadyMapped,
+}
+
+/// Maps the 4 KiB page at `virt` to `phys` (writable, no-execute), creating
+/// intermediate tables with frames from `alloc_frame` (physical addresses of
+/// zeroed frames). The caller serialises calls that may touch the same
+/// tables. No TLB flush is needed: the page was not present.
+pub fn map_4k(virt: u64, phys: u64, alloc_frame: &mut dyn FnMut() -> Option<u64>) -> Result<(), MapError> {
+    let va = VirtAddr::new(virt);
+    let indices = [va.p4_index(), va.p3_index(), va.p2_index(), va.p1_index()];
+    let mut table_phys = Cr3::read().0.start_address().as_u64();
+    for (level, idx) in indices.iter().enumerate() {
+        // SAFETY: as in `with_leaf`; the caller serialises writers.
+        let table = unsafe { &mut *(phys_to_virt(table_phys) as *mut PageTable) };
+        let entry = &mut table[*idx];
+        if level == 3 {
+            if entry.flags().contains(F::PRESENT) {
+                return Err(MapError::AlreadyMapped);
+            }
+            entry.set_addr(x86_64::PhysAddr::new(phys), F::PRESENT | F::WRITABLE | F::NO_EXECUTE);
+            return Ok(());
+        }
+        if !entry.flags().contains(F::PRESENT) {
+            let frame = alloc_frame().ok_or(MapError::OutOfFrames)?;
+            entry.set_addr(x86_64::PhysAddr::new(frame), F::PRESENT | F::WRITABLE);
+        } else if entry.flags().contains(F::HUGE_PAGE) {
+            return Err(MapError::AlreadyMapped);
+        }
+        table_phys = entry.addr().as_u64();
+    }
+    unreachable!()
+}
+
+/// The first top-level (PML4) slot in the upper half that nothing maps, as
+/// the base of a kernel virtual area. Boot CPU, before APs start mapping.
+pub fn free_upper_half_slot() -> Option<u64> {
+    let table_phys = Cr3::read().0.start_address().as_u64();
+    // SAFETY: reading the live PML4 through the offset mapping.
+    let table = unsafe { &*(phys_to_virt(table_phys) as *const PageTable) };
+    (256..511).find(|&i| !table[i].flags().contains(F::PRESENT)).map(|i| 0xffff_0000_0000_0000 | ((i as u64) << 39))
+}

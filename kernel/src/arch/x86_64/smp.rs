@@ -199,6 +199,12 @@ pub fn nmi_all_others() {
     apic::send_ipi(0, apic::icr::NMI | apic::icr::ALL_EXCLUDING_SELF);
 }
 
+/// Sends an NMI to CPU `index` (lockup probes).
+pub fn send_nmi(index: usize) {
+    let id = percpu::cpu(index).apic_id.load(Ordering::Relaxed);
+    apic::send_ipi(id, apic::icr::NMI);
+}
+
 /// Sends the function-call IPI to CPU `index`.
 pub fn send_call_ipi(index: usize) {
     let id = percpu::cpu(index).apic_id.load(Ordering::Relaxed);

@@ -1,0 +1,146 @@
+//! Per-CPU caches of free single frames ("pcp lists", Linux
+//! `struct per_cpu_pages`).
+//!
+//! Mental model: each CPU keeps a small LIFO stack of free order-0 frames.
+//! Allocating or freeing one frame touches only this CPU's stack; the
+//! shared buddy lock is taken once per [`BATCH`] frames, to refill an empty
+//! stack or to drain one that grew past [`HIGH`]. Recently freed frames
+//! are handed out first, while they are still in this CPU's cache.
+//!
+//! Each stack has its own [`IrqMutex`], as Linux's `pcp->lock` has since
+//! 5.19: on the owning CPU it is uncontended (one cache line that never
+//! leaves the CPU), its interrupt-disabling keeps an interrupt handler on
+//! the same CPU out, and it lets another CPU drain the stack
+//! ([`drain_all`]) for exact accounting or when the caches are switched off.
+//! The lock order is stack, then buddy ([`super::buddy::ZONE`]).
+//!
+//! Frames on a stack have count 0 and no flags; they are linked through
+//! `list_next`.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use pagesync::Page;
+
+use super::{buddy::ZONE, frame_array, irqlock::IrqMutex};
+
+/// Compile-time bound on CPU indices (the SMP code's bound).
+pub const MAX_CPUS: usize = crate::smp::MAX_CPUS;
+/// Frames moved between a stack and the buddy lists at a time.
+pub const BATCH: u64 = 31;
+/// A stack longer than this is drained by one batch.
+pub const HIGH: u64 = 4 * BATCH;
+
+struct Stack {
+    /// Top descriptor's address, 0 = empty.
+    top: usize,
+}
+
+#[repr(align(64))]
+struct PerCpuCache {
+    stack: IrqMutex<Stack>,
+    /// Frames on the stack. Written under the lock, read Relaxed by
+    /// [`cached_frames`] (a snapshot; exact only when all CPUs are quiet).
+    count: AtomicU64,
+}
+
+static CACHES: [PerCpuCache; MAX_CPUS] =
+    [const { PerCpuCache { stack: IrqMutex::new(Stack { top: 0 }), count: AtomicU64::new(0) } }; MAX_CPUS];
+
+/// Whether order-0 allocations go through the caches. Relaxed: a CPU that
+/// sees a stale value uses or skips its cache once more, which is harmless
+/// (frames left in a cache are still counted and drained by [`drain_all`]).
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Are the caches in use?
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Switches the caches on or off; switching off drains them all.
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+    if !on {
+        drain_all();
+    }
+}
+
+fn at(addr: usize) -> &'static Page {
+    // SAFETY: stack links only hold addresses of frame-array descriptors,
+    // which live for the rest of the run.
+    unsafe { &*(addr as *const Page) }
+}
+
+fn this_cache() -> &'static PerCpuCache {
+    // The index may be stale if we migrate right after reading it; the lock
+    // keeps even a remote access correct.
+    &CACHES[crate::arch::cpu_index()]
+}
+
+fn pop(stack: &mut Stack, count: &AtomicU64) -> Option<u64> {
+    if stack.top == 0 {
+        return None;
+    }
+    let p = at(stack.top);
+    stack.top = p.list_next.load(Ordering::Relaxed);
+    p.list_next.store(0, Ordering::Relaxed);
+    count.store(count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+    Some(frame_array::pfn_of(p))
+}
+
+fn push(stack: &mut Stack, count: &AtomicU64, pfn: u64) {
+    let p = frame_array::page(pfn).expect("pcp: frame has no descriptor");
+    p.list_next.store(stack.top, Ordering::Relaxed);
+    stack.top = p.addr();
+    count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Takes one free frame from this CPU's cache, refilling it from the buddy
+/// lists if empty. None when memory is exhausted.
+pub fn alloc() -> Option<u64> {
+    let c = this_cache();
+    let mut stack = c.stack.lock();
+    if stack.top == 0 {
+        let mut zone = ZONE.lock();
+        for _ in 0..BATCH {
+            match zone.alloc(0) {
+                Some(pfn) => push(&mut stack, &c.count, pfn),
+                None => break,
+            }
+        }
+    }
+    pop(&mut stack, &c.count)
+}
+
+/// Puts a checked free frame on this CPU's cache, draining a batch to the
+/// buddy lists when the cache is over [`HIGH`].
+pub fn free(pfn: u64) {
+    let c = this_cache();
+    let mut stack = c.stack.lock();
+    push(&mut stack, &c.count, pfn);
+    if c.count.load(Ordering::Relaxed) > HIGH {
+        let mut zone = ZONE.lock();
+        for _ in 0..BATCH {
+            let pfn = pop(&mut stack, &c.count).expect("count > HIGH");
+            zone.free(pfn, 0);
+        }
+    }
+}
+
+/// Moves every cached frame of every CPU back to the buddy lists.
+pub fn drain_all() {
+    for c in &CACHES {
+        let mut stack = c.stack.lock();
+        if stack.top == 0 {
+            continue;
+        }
+        let mut zone = ZONE.lock();
+        while let Some(pfn) = pop(&mut stack, &c.count) {
+            zone.free(pfn, 0);
+        }
+    }
+}
+
+/// Frames sitting in all caches (a snapshot).
+pub fn cached_frames() -> u64 {
+    CACHES.iter().map(|c| c.count.load(Ordering::Relaxed)).sum()
+}
