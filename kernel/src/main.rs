@@ -21,6 +21,7 @@ mod bench;
 mod console;
 mod ktest;
 mod mm;
+mod pagelock;
 mod panic;
 mod params;
 mod sched;
@@ -97,9 +98,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         tsc_hz / 1000 % 1000,
         if arch::x86_64::time::invariant_tsc() { "yes" } else { "no" }
     );
-    let up = arch::x86_64::smp::init(&boot_info.memory_regions, boot_info.rsdp_addr.into_option(), params.hz);
+    let up = arch::x86_64::smp::init(&boot_info.memory_regions, boot_info.rsdp_addr.into_option(), params.hz, params.ap_skip);
     x86_64::instructions::interrupts::enable();
     sched::init();
+    pagelock::init(&params);
     let started: u64 = up.ap_ns.iter().sum();
     let aps = up.online.saturating_sub(1) as u64;
     log::info!(

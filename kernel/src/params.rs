@@ -15,7 +15,10 @@ pub const FW_CFG_NAME: &str = "opt/pcs/cmdline";
 const MAX_LEN: usize = 4096;
 
 pub const USAGE: &str = "parameters: mode=test|bench|idle filter=GLOB[,GLOB..] seed=U64 \
-loglevel=off|error|warn|info|debug|trace fail=0|1 crash=none|panic|pagefault|divide|stackoverflow|hang|triplefault|appanic|doublefree hz=10..1000 pcp=0|1";
+loglevel=off|error|warn|info|debug|trace fail=0|1 crash=none|panic|pagefault|divide|stackoverflow|hang|triplefault|appanic|doublefree hz=10..1000 pcp=0|1 ap_skip=APIC_ID \
+bits=0..16 handoff=on|off unfairness=N bookmarks=on|off killable_fix=on|off \
+bug=none|tas-outside-lock|clear-after-wake|clear-waiters-early|non-atomic-flags \
+torture_threads=1..64 torture_pages=1..4096 torture_ms=100..600000";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -59,13 +62,30 @@ pub struct Params {
     pub crash: Crash,
     /// Local APIC timer tick rate on every CPU.
     pub hz: u64,
+    /// Fault injection: never send INIT/SIPI to the CPU with this APIC id,
+    /// to show that a CPU that does not come up is reported.
+    pub ap_skip: Option<u32>,
     /// Per-CPU caches of free single frames in the frame allocator.
     pub pcp: bool,
+    /// The page-lock protocol: `bits=`, `handoff=`, `unfairness=`,
+    /// `bookmarks=`, `killable_fix=`, `bug=` (forwarded to
+    /// `pagesync::Config::set`, which rejects bad values).
+    pub pagelock: pagesync::Config,
+    /// Page-lock torture knobs (`None` = the test's own default).
+    pub torture: TortureParams,
+}
+
+/// `torture_threads=` (per CPU), `torture_pages=`, `torture_ms=`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TortureParams {
+    pub threads_per_cpu: Option<u32>,
+    pub pages: Option<u32>,
+    pub ms: Option<u64>,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { mode: Mode::Test, filter: None, seed: 1, loglevel: log::LevelFilter::Info, fail: false, crash: Crash::None, hz: 100, pcp: true }
+        Params { mode: Mode::Test, filter: None, seed: 1, loglevel: log::LevelFilter::Info, fail: false, crash: Crash::None, hz: 100, pcp: true, ap_skip: None, pagelock: pagesync::Config::DEFAULT, torture: TortureParams { threads_per_cpu: None, pages: None, ms: None } }
     }
 }
 
@@ -77,6 +97,8 @@ pub enum ParamError<'a> {
     UnknownKey(&'a str),
     Duplicate(&'a str),
     BadValue { key: &'a str, value: &'a str, expected: &'static str },
+    /// A page-lock protocol key that `pagesync::Config::set` rejected.
+    Protocol { key: &'a str, value: &'a str, err: pagesync::variant::ConfigError },
 }
 
 impl fmt::Display for ParamError<'_> {
@@ -90,12 +112,17 @@ impl fmt::Display for ParamError<'_> {
             ParamError::BadValue { key, value, expected } => {
                 write!(f, "bad value '{value}' for '{key}': expected {expected}")
             }
+            ParamError::Protocol { key, value, err } => write!(f, "bad page-lock parameter {key}={value}: {err}"),
         }
     }
 }
 
 /// The keys, in the order [`Params::describe`] prints them.
-const KEYS: &[&str] = &["mode", "filter", "seed", "loglevel", "fail", "crash", "hz", "pcp"];
+const KEYS: &[&str] = &["mode", "filter", "seed", "loglevel", "fail", "crash", "hz", "pcp", "ap_skip",
+    // Page lock (kernel/src/pagelock): protocol, then torture knobs.
+    "bits", "handoff", "unfairness", "bookmarks", "killable_fix", "bug",
+    "torture_threads", "torture_pages", "torture_ms",
+];
 
 struct Buf(UnsafeCell<[u8; MAX_LEN]>);
 // SAFETY: written once by the boot CPU in `load`, before any other CPU runs,
@@ -154,9 +181,17 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
                     _ => return Err(bad("off, error, warn, info, debug or trace")),
                 }
             }
+            "ap_skip" => p.ap_skip = Some(parse_u64(value, 0, 255).ok_or(bad("an APIC id in 0..=255"))? as u32),
             "hz" => p.hz = parse_u64(value, 10, 1000).ok_or(bad("a tick rate in 10..=1000 Hz"))?,
             "fail" => p.fail = parse_bool(value).ok_or(bad("0 or 1"))?,
             "pcp" => p.pcp = parse_bool(value).ok_or(bad("0 or 1"))?,
+            "bits" | "handoff" | "unfairness" | "bookmarks" | "killable_fix" | "bug" => {
+                let pkey = if key == "bits" { "table_bits" } else { key };
+                p.pagelock.set(pkey, value).map_err(|err| ParamError::Protocol { key, value, err })?;
+            }
+            "torture_threads" => p.torture.threads_per_cpu = Some(parse_u64(value, 1, 64).ok_or(bad("threads per CPU in 1..=64"))? as u32),
+            "torture_pages" => p.torture.pages = Some(parse_u64(value, 1, 4096).ok_or(bad("pages in 1..=4096"))? as u32),
+            "torture_ms" => p.torture.ms = Some(parse_u64(value, 100, 600_000).ok_or(bad("milliseconds in 100..=600000"))?),
             "crash" => {
                 p.crash = match value {
                     "none" => Crash::None,
@@ -194,6 +229,16 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+struct ApSkip(Option<u32>);
+impl fmt::Display for ApSkip {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, " ap_skip={id}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Params {
     pub fn describe(&self) -> impl fmt::Display + '_ {
         struct D<'a>(&'a Params);
@@ -202,7 +247,7 @@ impl Params {
                 let p = self.0;
                 write!(
                     f,
-                    "mode={:?} filter={} seed={} loglevel={} fail={} crash={:?} hz={} pcp={}",
+                    "mode={:?} filter={} seed={} loglevel={} fail={} crash={:?} hz={} pcp={}{}",
                     p.mode,
                     p.filter.unwrap_or("*"),
                     p.seed,
@@ -210,7 +255,8 @@ impl Params {
                     p.fail as u8,
                     p.crash,
                     p.hz,
-                    p.pcp as u8
+                    p.pcp as u8,
+                    ApSkip(p.ap_skip)
                 )
             }
         }
@@ -248,6 +294,16 @@ mod tests {
         kassert!(matches!(parse("mode=fast"), Err(ParamError::BadValue { key: "mode", .. })));
         kassert!(matches!(parse("filter=a,,b"), Err(ParamError::BadValue { key: "filter", .. })));
         kassert!(matches!(parse("fail=yes"), Err(ParamError::BadValue { key: "fail", .. })));
+        kassert!(matches!(parse("bug=nope"), Err(ParamError::Protocol { key: "bug", .. })));
+        kassert!(matches!(parse("bits=17"), Err(ParamError::Protocol { key: "bits", .. })));
+        kassert!(matches!(parse("handoff=maybe"), Err(ParamError::Protocol { key: "handoff", .. })));
+        kassert!(matches!(parse("torture_threads=0"), Err(ParamError::BadValue { key: "torture_threads", .. })));
+        let p = parse("bits=0 unfairness=0 bug=clear-after-wake torture_ms=500");
+        kassert!(p.is_ok(), "parse failed: {:?}", p.err());
+        let p = p.unwrap();
+        kassert_eq!((p.pagelock.table_bits, p.pagelock.unfairness), (0, 0));
+        kassert_eq!(p.pagelock.bug, Some(pagesync::Bug::ClearAfterWake));
+        kassert_eq!(p.torture.ms, Some(500));
         Ok(())
     }
 

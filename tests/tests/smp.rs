@@ -40,3 +40,16 @@ fn panic_on_application_processor_is_reported() {
     check(out.contains("# backtrace:"), "backtrace missing", &out);
     check(!v.passed, "must fail", &out);
 }
+
+#[test]
+fn cpu_that_does_not_start_is_reported_and_boot_continues() {
+    let (out, v) = Boot::new("apskip").smp(3).params(&["ap_skip=2", "filter=smp"]).run();
+    check(out.contains("CPU with APIC id 2 did not come up"), "the missing CPU must be named", &out);
+    check(out.contains("cpus online: 2/3"), "boot must continue with the other CPUs", &out);
+    check(
+        v.report.failures().iter().any(|(p, _)| p == "smp.all_cpus_online"),
+        "smp.all_cpus_online must fail when a CPU is missing",
+        &out,
+    );
+    check(v.report.counts().passed >= 5, "the other smp cases still run on 2 CPUs", &out);
+}

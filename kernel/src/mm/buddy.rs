@@ -49,7 +49,7 @@ pub static ZONE: IrqMutex<Zone> =
 
 /// A descriptor from an address stored in a link word.
 fn at(addr: usize) -> &'static Page {
-    debug_assert!(addr != 0 && addr % core::mem::align_of::<Page>() == 0);
+    debug_assert!(addr != 0 && addr.is_multiple_of(core::mem::align_of::<Page>()));
     // SAFETY: link words and list heads only ever hold addresses of
     // descriptors in the frame array, which lives for the rest of the run.
     unsafe { &*(addr as *const Page) }

@@ -75,6 +75,6 @@ pub fn init(boot_info: &BootInfo, pcp_enabled: bool) {
         stats.array_bytes * 100 / stats.ram_bytes.max(1),
         stats.array_bytes * 100_000 / stats.ram_bytes.max(1) % 1000,
         free,
-        free * PAGE_SIZE as u64 >> 20,
+        (free * PAGE_SIZE as u64) >> 20,
     );
 }

@@ -115,7 +115,7 @@ fn alloc_all_free_all(_: &Ctx) -> TestResult {
     let (free1, blocks1) = snapshot();
     kassert_eq!(free1, free0);
     kassert_eq!(blocks1, blocks0);
-    crate::println!("    # {} frames ({} MiB) allocated, checked and freed", n, n * 4096 >> 20);
+    crate::println!("    # {} frames ({} MiB) allocated, checked and freed", n, (n * 4096) >> 20);
     Ok(())
 }
 
@@ -263,7 +263,7 @@ fn heap_smoke(_: &Ctx) -> TestResult {
     let aligned = alloc::alloc::Layout::from_size_align(8192, 4096).unwrap();
     // SAFETY: a valid non-zero-size layout; freed with the same layout.
     let ptr = unsafe { alloc::alloc::alloc(aligned) };
-    kassert!(!ptr.is_null() && ptr as usize % 4096 == 0);
+    kassert!(!ptr.is_null() && (ptr as usize).is_multiple_of(4096));
     // SAFETY: allocated above with this layout.
     unsafe { alloc::alloc::dealloc(ptr, aligned) };
     let (bytes, grows) = heap::stats();
@@ -283,7 +283,7 @@ fn concurrent_body(cpu: usize, ops: &AtomicU64) -> u64 {
     for round in 0..CONCURRENT_ROUNDS {
         let mut held: [Option<super::Pages>; 8] = Default::default();
         for h in held.iter_mut() {
-            let order = if rng.next() % 4 == 0 { (rng.next() % 4) as u32 } else { 0 };
+            let order = if rng.next().is_multiple_of(4) { (rng.next() % 4) as u32 } else { 0 };
             *h = alloc_pages(order, AllocFlags::NONE);
             if let Some(p) = h {
                 let stamp = ((cpu as u64) << 48) | (round << 8) | u64::from(p.order());

@@ -80,7 +80,7 @@ fn find_trampoline_base(regions: &MemoryRegions) -> Option<u64> {
 }
 
 /// Brings up the boot CPU's APIC and timer, then every AP.
-pub fn init(regions: &MemoryRegions, rsdp: Option<u64>, tick_hz: u64) -> BringUp {
+pub fn init(regions: &MemoryRegions, rsdp: Option<u64>, tick_hz: u64, skip: Option<u32>) -> BringUp {
     TICK_HZ.store(tick_hz, Ordering::Relaxed);
     interrupts::disable_legacy_pic();
     let platform = match rsdp.map(acpi::discover) {
@@ -139,12 +139,16 @@ pub fn init(regions: &MemoryRegions, rsdp: Option<u64>, tick_hz: u64) -> BringUp
         // reads them: the IPI write is a serializing MMIO store after these
         // plain stores on x86 (stores are not reordered with other stores).
         let t0 = time::now_ns();
-        apic::send_ipi(id, apic::icr::INIT | apic::icr::LEVEL_ASSERT);
-        time::delay_us(10_000);
-        apic::send_ipi(id, apic::icr::STARTUP | tramp.vector() as u32);
-        time::delay_us(200);
-        if !percpu::cpu(index).online.load(Ordering::Acquire) {
+        if skip == Some(id) {
+            log::warn!("smp: ap_skip={id}: not sending INIT-SIPI-SIPI to APIC id {id} (fault injection)");
+        } else {
+            apic::send_ipi(id, apic::icr::INIT | apic::icr::LEVEL_ASSERT);
+            time::delay_us(10_000);
             apic::send_ipi(id, apic::icr::STARTUP | tramp.vector() as u32);
+            time::delay_us(200);
+            if !percpu::cpu(index).online.load(Ordering::Acquire) {
+                apic::send_ipi(id, apic::icr::STARTUP | tramp.vector() as u32);
+            }
         }
         let deadline = t0 + AP_DEADLINE_MS * 1_000_000;
         // Acquire pairs with the AP's Release store of `online`: once seen,
