@@ -1,0 +1,5 @@
+//! Page-lock benchmarks (`mode=bench`).
+
+use crate::bench::Bench;
+
+pub static BENCHES: &[Bench] = &[];

@@ -1,0 +1,121 @@
+//! The page lock, as the kernel uses it: one global hashed page wait table
+//! built from the boot parameters, and a thin API over it.
+//!
+//! Mental model: the protocol itself (flag bits, wait table, hand-off,
+//! bounded unfairness, killable waits, the known-bad variants) is the
+//! portable `pagesync` crate, model-checked with loom on the host. This
+//! module only decides *which* protocol runs in this boot ([`init`], from
+//! `bits=`, `handoff=`, `unfairness=`, `bookmarks=`, `killable_fix=`,
+//! `bug=`), runs it on the scheduler ([`crate::sched::KernelPlatform`]), and
+//! holds the in-kernel checks beside it:
+//! * [`torture`]: locktorture-style stress with an owner word per page,
+//!   quiescence checks for lost wake-ups and the hung-task watchdog;
+//! * [`tests`]: the KTAP suite `pagelock`;
+//! * [`bench`]: uncontended cost against the atomic floor, the fairness
+//!   table, and wake-walk lock hold times with thousands of waiters.
+//!
+//! Tests that need another protocol build their own table
+//! ([`leak_table`]) from [`config`] with one knob changed, so a `bug=` given
+//! at boot reaches them too.
+
+pub mod bench;
+pub mod herd;
+pub mod tests;
+pub mod torture;
+
+use alloc::boxed::Box;
+
+use pagesync::{Config, Interrupted, Page, PageWaitTable};
+
+use crate::{params::Params, sched::KernelPlatform};
+
+/// The page wait table type the kernel runs.
+pub type Table = PageWaitTable<KernelPlatform>;
+
+static TABLE: spin::Once<Table> = spin::Once::new();
+
+/// Builds the global table from the boot parameters and prints the active
+/// protocol. Call once, after `sched::init` (waiters need threads).
+pub fn init(params: &Params) {
+    let cfg = params.pagelock;
+    let t = TABLE.call_once(|| Table::new(cfg));
+    if let Some(bug) = cfg.bug {
+        crate::println!("pagelock: RUNNING KNOWN-BAD VARIANT {bug}");
+    }
+    log::info!("pagelock: {}", Describe(t.config()));
+}
+
+/// The global table.
+///
+/// # Panics
+///
+/// Before [`init`].
+pub fn table() -> &'static Table {
+    TABLE.get().expect("pagelock::init not called")
+}
+
+/// The protocol configuration of this boot.
+pub fn config() -> Config {
+    *table().config()
+}
+
+/// A table that lives for the rest of the run. Tests use it: a broken
+/// protocol may leave threads asleep on it forever, so it is never freed.
+pub fn leak_table(cfg: Config) -> &'static Table {
+    Box::leak(Box::new(Table::new(cfg)))
+}
+
+/// `folio_lock` on the global table.
+pub fn lock_page(page: &Page) {
+    table().lock_page(page)
+}
+
+/// `folio_lock_killable`: gives up when the thread's `cancel` is set.
+pub fn lock_page_killable(page: &Page) -> Result<(), Interrupted> {
+    table().lock_page_killable(page)
+}
+
+/// `folio_trylock`.
+pub fn trylock_page(page: &Page) -> bool {
+    table().trylock_page(page)
+}
+
+/// `folio_unlock`.
+pub fn unlock_page(page: &Page) {
+    table().unlock_page(page)
+}
+
+/// `folio_wait_locked`.
+pub fn wait_on_page_locked(page: &Page) {
+    table().wait_on_page_locked(page)
+}
+
+/// `folio_wait_bit`.
+pub fn wait_on_page_bit(page: &Page, bit: u32) {
+    table().wait_on_page_bit(page, bit)
+}
+
+/// Prints a [`Config`] as `key=value` boot parameters.
+pub struct Describe<'a>(pub &'a Config);
+
+impl core::fmt::Display for Describe<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        let c = self.0;
+        let on = |b: bool| if b { "on" } else { "off" };
+        write!(
+            f,
+            "bits={} ({} queues) handoff={} unfairness={} bookmarks={} killable_fix={} bug={}",
+            c.table_bits,
+            1u32 << c.table_bits,
+            on(c.handoff),
+            c.unfairness,
+            on(c.bookmarks),
+            on(c.killable_fix),
+            c.bug.map_or("none", |b| b.name())
+        )?;
+        if c.is_known_bad() {
+            f.write_str(" (KNOWN-BAD)")?;
+        }
+        Ok(())
+    }
+}

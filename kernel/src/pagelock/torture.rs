@@ -1,0 +1,544 @@
+//! Page-lock torture, in the style of Linux's locktorture.
+//!
+//! Mental model: `T` threads per CPU loop over `lock a random page; claim
+//! its owner word; hold a random while; release the owner word; unlock`.
+//! Three independent detectors turn protocol bugs into a FAILURE:
+//!
+//! 1. **Mutual exclusion**: right after locking, a thread CASes the page's
+//!    `lock_owner` from 0 to its id; a failed CAS means two holders.
+//! 2. **Lost wake-ups at quiescence** ("stutter"): every `stutter_ms` the
+//!    controller pauses the workers. Each finishes its iteration and parks.
+//!    With a correct protocol every waiter is woken by the last unlock of
+//!    its page, so all park within milliseconds; a waiter whose wake-up was
+//!    lost sleeps on with the page unlocked, nobody left to wake it. (While
+//!    traffic runs, a later unlock of the same page usually rescues such a
+//!    waiter, which is why a pause is needed to see it.)
+//! 3. **Hung tasks**: the watchdog limit is scaled down to 2 s for the run;
+//!    any new hung-task report fails the run. Threads that do not finish
+//!    after the stop also fail it.
+//!
+//! A fraction of the threads lock with `lock_page_killable`, and the
+//! controller cancels random ones of them (sets `Thread::cancel` and wakes
+//! the thread); they count the cancellation and go on.
+//!
+//! After a failure the controller wakes every page's queue (a "rescue
+//! kick") so that threads stranded by a broken protocol can finish; any that
+//! still do not are left asleep, with their pages and table leaked, and the
+//! run reports FAILURE rather than hanging the kernel.
+//!
+//! Everything random comes from a xorshift seeded with `seed=`, so a run is
+//! reproducible up to scheduling. The same runner, without detectors 2 and
+//! the cancellations, measures the fairness table in `super::bench`.
+
+use alloc::{format, string::String, sync::Arc, vec::Vec};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use pagesync::{
+    Page,
+    flags::{PG_LOCKED, PG_WAITERS},
+};
+
+use super::Table;
+use crate::{
+    arch::x86_64::time,
+    mm::{AllocFlags, Pages, alloc_pages},
+    println,
+    sched::{self, ThreadRef, timer, watchdog},
+    smp::online_cpus,
+};
+
+const MS: u64 = 1_000_000;
+/// Hung-task limit during a run.
+pub const HUNG_LIMIT_NS: u64 = 2_000 * MS;
+/// How long the workers may take to park at a pause.
+pub const QUIESCE_NS: u64 = 1_500 * MS;
+/// How long the workers may take to finish after the stop.
+pub const JOIN_NS: u64 = 2_500 * MS;
+
+/// xorshift64*: small, seedable, good enough for hold times.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `0..n` (`n > 0`), near enough.
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next() >> 32) * n) >> 32
+    }
+}
+
+/// A plain FIFO ticket spin lock, the fairness table's baseline.
+#[repr(align(64))]
+#[derive(Default)]
+pub struct TicketLock {
+    next: AtomicU32,
+    serving: AtomicU32,
+}
+
+impl TicketLock {
+    pub fn lock(&self) {
+        let me = self.next.fetch_add(1, Ordering::Relaxed);
+        // Acquire pairs with the Release in `unlock` of the previous holder.
+        while self.serving.load(Ordering::Acquire) != me {
+            core::hint::spin_loop();
+        }
+    }
+    pub fn unlock(&self) {
+        // Only the holder writes `serving`. Release pairs with the Acquire
+        // spin of the next ticket holder.
+        let s = self.serving.load(Ordering::Relaxed);
+        self.serving.store(s.wrapping_add(1), Ordering::Release);
+    }
+}
+
+/// What the workers lock.
+#[derive(Clone, Copy)]
+pub enum Target {
+    /// Page locks of real frames through this wait table.
+    Pages(&'static Table),
+    /// One ticket spin lock per "page" instead.
+    Ticket,
+}
+
+/// One run's shape.
+#[derive(Clone, Copy)]
+pub struct Options {
+    pub name: &'static str,
+    pub threads_per_cpu: usize,
+    /// Use only the first `cpus` CPUs (0 = all online).
+    pub cpus: usize,
+    pub pages: usize,
+    pub duration_ms: u64,
+    /// Every `killable_one_in`-th thread uses `lock_page_killable` (0: none).
+    pub killable_one_in: usize,
+    /// Cancel this many random killable threads per controller tick.
+    pub cancels_per_tick: usize,
+    /// Pause and check for lost wake-ups this often (0: never).
+    pub stutter_ms: u64,
+    /// Critical section: 0..max_hold_spins `pause` instructions.
+    pub max_hold_spins: u64,
+    /// One in this many critical sections yields the CPU while holding the
+    /// lock, so waiters queue and sleep (0: never).
+    pub hold_yield_one_in: u64,
+    /// Print the periodic stats lines.
+    pub verbose: bool,
+    pub seed: u64,
+}
+
+impl Options {
+    pub const DEFAULT: Options = Options {
+        name: "torture",
+        threads_per_cpu: 4,
+        cpus: 0,
+        pages: 16,
+        duration_ms: 3000,
+        killable_one_in: 4,
+        cancels_per_tick: 1,
+        stutter_ms: 150,
+        max_hold_spins: 200,
+        hold_yield_one_in: 16,
+        verbose: true,
+        seed: 1,
+    };
+}
+
+/// What a run found.
+#[derive(Default, Debug)]
+pub struct Report {
+    pub threads: usize,
+    pub cpus: usize,
+    pub total: u64,
+    pub per_thread: Vec<u64>,
+    /// Longest time one thread waited for one lock.
+    pub max_wait_ns: u64,
+    pub owner_failures: u64,
+    pub cancelled: u64,
+    pub quiesced: u64,
+    pub lost_wakeups: u64,
+    pub hung_reports: u64,
+    pub unfinished: usize,
+    /// Longest `unlock_page` call that found waiters (the wake walk, queue
+    /// lock wait included).
+    pub max_wake_walk_ns: u64,
+    pub elapsed_ns: u64,
+    pub failures: Vec<String>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.failures.is_empty()
+    }
+    pub fn max_min(&self) -> (u64, u64) {
+        (self.per_thread.iter().copied().max().unwrap_or(0), self.per_thread.iter().copied().min().unwrap_or(0))
+    }
+    /// Jain's fairness index of the per-thread acquisition counts:
+    /// (sum x)^2 / (n sum x^2); 1 = perfectly even, 1/n = one thread got all.
+    pub fn jain(&self) -> f64 {
+        let n = self.per_thread.len() as f64;
+        let s: f64 = self.per_thread.iter().map(|&x| x as f64).sum();
+        let s2: f64 = self.per_thread.iter().map(|&x| (x as f64) * (x as f64)).sum();
+        if s2 == 0.0 { 0.0 } else { s * s / (n * s2) }
+    }
+}
+
+/// Worker phases, for the lost wake-up diagnosis.
+const RUNNING: u8 = 0;
+const WAITING: u8 = 1;
+const HOLDING: u8 = 2;
+const PARKED: u8 = 3;
+const EXITED: u8 = 4;
+
+#[repr(align(64))]
+#[derive(Default)]
+struct PerThread {
+    acquisitions: AtomicU64,
+    max_wait: AtomicU64,
+    phase: AtomicU8,
+    page: AtomicUsize,
+}
+
+struct Shared {
+    target: Target,
+    pages: Vec<&'static Page>,
+    tickets: Vec<TicketLock>,
+    per: Vec<PerThread>,
+    stop: AtomicBool,
+    pause: AtomicBool,
+    parked: AtomicUsize,
+    owner_failures: AtomicU64,
+    cancelled: AtomicU64,
+    max_walk: AtomicU64,
+}
+
+static TORTURE_WAIT: &str = "a page lock (pagelock torture)";
+
+fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
+    let me = sched::current();
+    sched::thread::set_wait_desc(&me, &TORTURE_WAIT);
+    let tid = me.id;
+    let per = &s.per[idx];
+    let mut rng = Rng::new(o.seed ^ ((idx as u64 + 1) << 20));
+    let n = s.pages.len().max(s.tickets.len()) as u64;
+    while !s.stop.load(Ordering::Acquire) {
+        if s.pause.load(Ordering::Acquire) {
+            per.phase.store(PARKED, Ordering::Relaxed);
+            s.parked.fetch_add(1, Ordering::AcqRel);
+            while s.pause.load(Ordering::Acquire) && !s.stop.load(Ordering::Acquire) {
+                timer::sleep_ns(MS);
+            }
+            s.parked.fetch_sub(1, Ordering::AcqRel);
+            per.phase.store(RUNNING, Ordering::Relaxed);
+            continue;
+        }
+        let i = rng.below(n) as usize;
+        per.page.store(i, Ordering::Relaxed);
+        per.phase.store(WAITING, Ordering::Relaxed);
+        let t0 = time::rdtsc();
+        match s.target {
+            Target::Ticket => s.tickets[i].lock(),
+            Target::Pages(t) if killable => {
+                if t.lock_page_killable(s.pages[i]).is_err() {
+                    s.cancelled.fetch_add(1, Ordering::Relaxed);
+                    me.cancel.store(false, Ordering::Relaxed);
+                    per.phase.store(RUNNING, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            Target::Pages(t) => t.lock_page(s.pages[i]),
+        }
+        per.max_wait.fetch_max(time::rdtsc() - t0, Ordering::Relaxed);
+        per.phase.store(HOLDING, Ordering::Relaxed);
+        // Detector 1. Relaxed suffices: two holders at once would both see
+        // the word in one coherence order, and one CAS must fail.
+        let owner = s.pages.get(i).map(|p| &p.lock_owner);
+        let claimed = owner.is_some_and(|w| w.compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed).is_ok());
+        if let Some(w) = owner
+            && !claimed
+            && s.owner_failures.fetch_add(1, Ordering::Relaxed) < 3
+        {
+            log::error!("pagelock-torture: MUTUAL EXCLUSION BROKEN: tid {tid} locked page {i} held by tid {}", w.load(Ordering::Relaxed));
+        }
+        for _ in 0..rng.below(o.max_hold_spins + 1) {
+            core::hint::spin_loop();
+        }
+        if o.hold_yield_one_in != 0 && rng.below(o.hold_yield_one_in) == 0 {
+            sched::yield_now();
+        }
+        if let Some(w) = owner
+            && claimed
+            && w.compare_exchange(tid, 0, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            s.owner_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        match s.target {
+            Target::Ticket => s.tickets[i].unlock(),
+            Target::Pages(t) => {
+                let page = s.pages[i];
+                let slow = page.flags.test(PG_WAITERS);
+                let t0 = time::rdtsc();
+                t.unlock_page(page);
+                if slow {
+                    s.max_walk.fetch_max(time::rdtsc() - t0, Ordering::Relaxed);
+                }
+            }
+        }
+        per.phase.store(RUNNING, Ordering::Relaxed);
+        per.acquisitions.fetch_add(1, Ordering::Relaxed);
+        for _ in 0..rng.below(o.max_hold_spins + 1) {
+            core::hint::spin_loop();
+        }
+    }
+    me.cancel.store(false, Ordering::Relaxed);
+    per.phase.store(EXITED, Ordering::Release);
+}
+
+fn stats_line(s: &Shared, o: &Options, quiesced: u64) {
+    let counts: Vec<u64> = s.per.iter().map(|p| p.acquisitions.load(Ordering::Relaxed)).collect();
+    let total: u64 = counts.iter().sum();
+    let (max, min) = (counts.iter().copied().max().unwrap_or(0), counts.iter().copied().min().unwrap_or(0));
+    let fail = s.owner_failures.load(Ordering::Relaxed);
+    if o.verbose {
+        println!(
+            "    # pagelock-torture: Acquisitions: Total {total} Max/Min {max}/{min}{} Fail {fail}{} Cancelled {} Quiesced {quiesced}",
+            if max / 2 > min { " ???" } else { "" },
+            if fail > 0 { " !!!" } else { "" },
+            s.cancelled.load(Ordering::Relaxed),
+        );
+    }
+}
+
+/// Pauses the workers and waits for all to park. On a timeout, names the
+/// stuck waiters and whether each one's page is free (a lost wake-up).
+fn quiesce(s: &Shared, table: Option<&Table>, r: &mut Report) -> bool {
+    s.pause.store(true, Ordering::SeqCst);
+    let t0 = time::now_ns();
+    let n = s.per.len();
+    while s.parked.load(Ordering::Acquire) < n {
+        if time::now_ns() - t0 > QUIESCE_NS {
+            let mut lost = 0;
+            for (k, p) in s.per.iter().enumerate() {
+                if p.phase.load(Ordering::Relaxed) != WAITING {
+                    continue;
+                }
+                let i = p.page.load(Ordering::Relaxed);
+                let Some(page) = s.pages.get(i) else { continue };
+                let locked = page.flags.test(PG_LOCKED);
+                let queued = table.map_or(0, |t| t.waiters_queued(page));
+                if !locked {
+                    lost += 1;
+                }
+                if lost <= 4 {
+                    log::error!(
+                        "pagelock-torture: worker {k} still waits for page {i} after {} ms: PG_locked={} PG_waiters={} queued={queued}{}",
+                        QUIESCE_NS / MS,
+                        locked as u8,
+                        page.flags.test(PG_WAITERS) as u8,
+                        if locked { "" } else { " -> LOST WAKE-UP (page free, waiter asleep)" }
+                    );
+                }
+            }
+            r.lost_wakeups += lost;
+            r.failures.push(format!("{} of {n} workers did not park within {} ms ({lost} waiting on a free page)", n - s.parked.load(Ordering::Relaxed), QUIESCE_NS / MS));
+            return false;
+        }
+        timer::sleep_ns(MS);
+    }
+    // Everybody parked: no page may be locked, claimed or have a queued
+    // waiter left.
+    if let Some(t) = table {
+        for (i, page) in s.pages.iter().enumerate() {
+            let queued = t.waiters_queued(page);
+            if page.flags.test(PG_LOCKED) || page.lock_owner.load(Ordering::Relaxed) != 0 || queued != 0 {
+                r.failures.push(format!("page {i} at quiescence: PG_locked={} owner={} queued={queued}", page.flags.test(PG_LOCKED) as u8, page.lock_owner.load(Ordering::Relaxed)));
+                return false;
+            }
+        }
+    }
+    r.quiesced += 1;
+    s.pause.store(false, Ordering::SeqCst);
+    true
+}
+
+/// Runs one torture (or measurement) and prints its verdict.
+pub fn run(target: Target, o: &Options) -> Report {
+    let cpus = if o.cpus == 0 { online_cpus() } else { o.cpus.min(online_cpus()) };
+    let nthreads = o.threads_per_cpu * cpus;
+    let mut r = Report { threads: nthreads, cpus, ..Report::default() };
+    let table = match target {
+        Target::Pages(t) => Some(t),
+        Target::Ticket => None,
+    };
+    let mut frames: Vec<Pages> = Vec::new();
+    if table.is_some() {
+        for _ in 0..o.pages {
+            match alloc_pages(0, AllocFlags::ZERO) {
+                Some(p) => frames.push(p),
+                None => {
+                    r.failures.push(String::from("out of frames"));
+                    return r;
+                }
+            }
+        }
+    }
+    let s = Arc::new(Shared {
+        target,
+        pages: frames.iter().map(|f| f.page()).collect(),
+        tickets: if table.is_none() { (0..o.pages).map(|_| TicketLock::default()).collect() } else { Vec::new() },
+        per: (0..nthreads).map(|_| PerThread::default()).collect(),
+        stop: AtomicBool::new(false),
+        pause: AtomicBool::new(false),
+        parked: AtomicUsize::new(0),
+        owner_failures: AtomicU64::new(0),
+        cancelled: AtomicU64::new(0),
+        max_walk: AtomicU64::new(0),
+    });
+    if o.verbose {
+        println!(
+            "    # pagelock-torture: {}: {nthreads} threads ({} per CPU x {cpus} CPUs), {} pages, {} ms, 1 in {} killable, seed {}, protocol: {}",
+            o.name,
+            o.threads_per_cpu,
+            o.pages,
+            o.duration_ms,
+            o.killable_one_in,
+            o.seed,
+            table.map_or(String::from("ticket spin lock"), |t| format!("{}", super::Describe(t.config())))
+        );
+    }
+    let old_limit = watchdog::HUNG_LIMIT_NS.swap(HUNG_LIMIT_NS, Ordering::Relaxed);
+    let hung0 = watchdog::HUNG_REPORTS.load(Ordering::Relaxed);
+    let killable = |k: usize| table.is_some() && o.killable_one_in != 0 && k % o.killable_one_in == o.killable_one_in - 1;
+    let mut threads: Vec<ThreadRef> = Vec::new();
+    for k in 0..nthreads {
+        let (s2, o2, kill) = (s.clone(), *o, killable(k));
+        match sched::spawn(&format!("pltort{k}"), Some(k % cpus), move || worker(&s2, k, kill, &o2)) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                r.failures.push(format!("spawn {k}: {e:?}"));
+                break;
+            }
+        }
+    }
+    let start = time::now_ns();
+    let end = start + o.duration_ms * MS;
+    let (mut next_stats, mut next_stutter) = (start + 1000 * MS, start + o.stutter_ms * MS);
+    let mut rng = Rng::new(o.seed);
+    let killables: Vec<&ThreadRef> = threads.iter().enumerate().filter(|(k, _)| killable(*k)).map(|(_, t)| t).collect();
+    while r.ok() && time::now_ns() < end {
+        timer::sleep_ns(MS);
+        if !killables.is_empty() {
+            for _ in 0..o.cancels_per_tick {
+                let t = killables[rng.below(killables.len() as u64) as usize];
+                t.cancel.store(true, Ordering::SeqCst);
+                sched::wake(t);
+            }
+        }
+        let now = time::now_ns();
+        if o.stutter_ms != 0 && now >= next_stutter {
+            quiesce(&s, table, &mut r);
+            next_stutter = time::now_ns() + o.stutter_ms * MS;
+        }
+        if now >= next_stats {
+            stats_line(&s, o, r.quiesced);
+            next_stats = now + 1000 * MS;
+        }
+        let owner_failures = s.owner_failures.load(Ordering::Relaxed);
+        if owner_failures > 0 {
+            r.failures.push(format!("mutual exclusion broken {owner_failures} times"));
+        }
+        if watchdog::HUNG_REPORTS.load(Ordering::Relaxed) != hung0 {
+            r.failures.push(String::from("hung task reported"));
+        }
+    }
+    r.elapsed_ns = time::now_ns() - start;
+    // Stop: resume parked workers so they see `stop`, cancel killable ones.
+    s.stop.store(true, Ordering::SeqCst);
+    s.pause.store(false, Ordering::SeqCst);
+    for t in &killables {
+        t.cancel.store(true, Ordering::SeqCst);
+        sched::wake(t);
+    }
+    let t0 = time::now_ns();
+    let mut kicked = false;
+    loop {
+        let live = threads.iter().filter(|t| !t.exited.load(Ordering::Acquire)).count();
+        if live == 0 {
+            break;
+        }
+        let waited = time::now_ns() - t0;
+        if !kicked && (waited > JOIN_NS / 2 || !r.ok()) {
+            if r.ok() {
+                r.failures.push(format!("{live} workers still running {} ms after the stop", waited / MS));
+            }
+            kicked = true;
+        }
+        if kicked && let Some(t) = table {
+            // Rescue kick (module docs): never reached by a correct run.
+            for p in &s.pages {
+                t.wake_page_bit(p, PG_LOCKED);
+            }
+        }
+        if waited > JOIN_NS {
+            r.unfinished = live;
+            break;
+        }
+        timer::sleep_ns(5 * MS);
+    }
+    let hung = watchdog::HUNG_REPORTS.load(Ordering::Relaxed) - hung0;
+    watchdog::HUNG_LIMIT_NS.store(old_limit, Ordering::Relaxed);
+    r.hung_reports = hung;
+    if hung > 0 && !r.failures.iter().any(|f| f.starts_with("hung")) {
+        r.failures.push(format!("{hung} hung task reports"));
+    }
+    if r.unfinished > 0 {
+        r.failures.push(format!("{} workers never finished (left asleep; their pages are leaked)", r.unfinished));
+    }
+    r.owner_failures = s.owner_failures.load(Ordering::Relaxed);
+    r.cancelled = s.cancelled.load(Ordering::Relaxed);
+    r.per_thread = s.per.iter().map(|p| p.acquisitions.load(Ordering::Relaxed)).collect();
+    r.total = r.per_thread.iter().sum();
+    r.max_wait_ns = time::cycles_to_ns(s.per.iter().map(|p| p.max_wait.load(Ordering::Relaxed)).max().unwrap_or(0));
+    r.max_wake_walk_ns = time::cycles_to_ns(s.max_walk.load(Ordering::Relaxed));
+    if r.unfinished == 0 {
+        for (i, p) in s.pages.iter().enumerate() {
+            if p.flags.test(PG_LOCKED) || p.lock_owner.load(Ordering::Relaxed) != 0 {
+                r.failures.push(format!("page {i} left locked after the run"));
+            }
+        }
+    }
+    stats_line(&s, o, r.quiesced);
+    if o.verbose {
+        let (max, min) = r.max_min();
+        println!(
+            "    # pagelock-torture: {}: {} acquisitions in {} ms, per thread max/min {max}/{min}, Jain {:.3}, max wait {} us, longest wake walk {} us, {} cancellations, {} quiescence checks",
+            o.name,
+            r.total,
+            r.elapsed_ns / MS,
+            r.jain(),
+            r.max_wait_ns / 1000,
+            r.max_wake_walk_ns / 1000,
+            r.cancelled,
+            r.quiesced
+        );
+        if r.ok() {
+            println!("    # pagelock-torture: SUCCESS");
+        } else {
+            println!("    # pagelock-torture: FAILURE: {}", r.failures.join("; "));
+        }
+    }
+    if r.unfinished == 0 && r.failures.iter().all(|f| !f.contains("left locked")) {
+        drop(frames);
+    } else {
+        // Sleeping threads (or a stuck lock) still reference the frames.
+        core::mem::forget(frames);
+    }
+    r
+}
