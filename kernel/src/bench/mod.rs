@@ -22,7 +22,7 @@ pub struct Bench {
 }
 
 /// The registry of benchmark groups, in run order.
-pub static ALL: &[&[Bench]] = &[crate::smp::bench::BENCHES, crate::mm::bench::BENCHES, crate::sched::bench::BENCHES];
+pub static ALL: &[&[Bench]] = &[crate::smp::bench::BENCHES, crate::mm::bench::BENCHES, crate::sched::bench::BENCHES, crate::pagelock::bench::BENCHES];
 
 /// Reads the time-stamp counter (cycles at a constant rate on every CPU
 /// QEMU emulates).

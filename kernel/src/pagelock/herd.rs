@@ -62,11 +62,14 @@ pub fn wake_walk(table: &'static Table, n: usize, pages: usize) -> HerdReport {
         assert!(table.trylock_page(p), "fresh page already locked");
     }
     let cpus = online_cpus();
+    // Waiters stay off the prober's CPU 1, so wake-ups there cannot switch
+    // the prober out while it waits for the lock.
+    let waiter_cpus: Vec<usize> = (0..cpus).filter(|&c| c != 1 || cpus == 1).collect();
     let done = Arc::new(AtomicUsize::new(0));
     let mut ts = Vec::new();
     for k in 0..n {
         let (pg, done) = (pg.clone(), done.clone());
-        match sched::spawn(&format!("herd{k}"), Some(k % cpus), move || {
+        match sched::spawn(&format!("herd{k}"), Some(waiter_cpus[k % waiter_cpus.len()]), move || {
             table.wait_on_page_locked(pg[k % pg.len()]);
             done.fetch_add(1, Ordering::AcqRel);
         }) {

@@ -91,9 +91,9 @@ fn unlock_reports_waiters(_: &Ctx) -> TestResult {
     let w = {
         let got = got.clone();
         spawn_on("pl-waiter", move || {
-            table().lock_page(p);
+            super::lock_page(p);
             got.store(true, Ordering::Release);
-            table().unlock_page(p);
+            super::unlock_page(p);
         })
     };
     kassert!(wait_queued(t, p, 1), "waiter never queued");
@@ -125,8 +125,8 @@ fn writeback_waiters(_: &Ctx) -> TestResult {
         }));
     }
     let locker = spawn_on("pl-locker", move || {
-        table().lock_page(p);
-        table().unlock_page(p);
+        super::lock_page(p);
+        super::unlock_page(p);
     });
     kassert!(wait_queued(t, p, N + 1), "waiters never queued ({} queued)", t.waiters_queued(p));
     kassert_eq!(done.load(Ordering::Acquire), 0);
@@ -154,16 +154,16 @@ fn killable_cancel(_: &Ctx) -> TestResult {
     let w = {
         let result = result.clone();
         spawn_on("pl-killable", move || {
-            let r = table().lock_page_killable(p);
+            let r = super::lock_page_killable(p);
             result.store(if r.is_ok() { 1 } else { 2 }, Ordering::Release);
             if r.is_ok() {
-                table().unlock_page(p);
+                super::unlock_page(p);
             }
         })
     };
     let plain = spawn_on("pl-plain", move || {
-        table().lock_page(p);
-        table().unlock_page(p);
+        super::lock_page(p);
+        super::unlock_page(p);
     });
     kassert!(wait_queued(t, p, 2), "waiters never queued");
     w.cancel.store(true, Ordering::SeqCst);
@@ -195,12 +195,22 @@ fn opts(ctx: &Ctx, name: &'static str, ms: u64) -> Options {
 
 /// The boot protocol and the boot knobs (`torture_threads=`,
 /// `torture_pages=`, `torture_ms=`): the case the known-bad host tests run.
+/// Half the time in lockstep with one thread per CPU on one page (every
+/// round all CPUs race for the same lock, then quiesce: the sharpest lost
+/// wake-up detector), half free-running, 4 threads per CPU on 16 pages,
+/// with pauses. The knobs override both halves.
 fn torture(ctx: &Ctx) -> TestResult {
     let tp = ctx.params.torture;
-    let mut o = opts(ctx, "torture", tp.ms.unwrap_or(3000));
-    o.threads_per_cpu = tp.threads_per_cpu.map_or(o.threads_per_cpu, |n| n as usize);
-    o.pages = tp.pages.map_or(o.pages, |n| n as usize);
-    torture_with(None, o)
+    let half = tp.ms.unwrap_or(4000).div_ceil(2);
+    let knobs = |o: Options| Options {
+        threads_per_cpu: tp.threads_per_cpu.map_or(o.threads_per_cpu, |n| n as usize),
+        pages: tp.pages.map_or(o.pages, |n| n as usize),
+        ..o
+    };
+    let base = opts(ctx, "torture", half);
+    let lockstep = Options { name: "torture_lockstep", lockstep: true, stutter_ms: 0, threads_per_cpu: 1, pages: 1, hold_yield_one_in: 0, max_hold_spins: 4, ..base };
+    torture_with(None, knobs(lockstep))?;
+    torture_with(None, knobs(base))
 }
 
 fn torture_many_pages(ctx: &Ctx) -> TestResult {

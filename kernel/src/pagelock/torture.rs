@@ -13,6 +13,11 @@
 //!    lost sleeps on with the page unlocked, nobody left to wake it. (While
 //!    traffic runs, a later unlock of the same page usually rescues such a
 //!    waiter, which is why a pause is needed to see it.)
+//!    Lockstep mode makes this check constant: every worker does a short
+//!    burst of acquisitions, then waits at a barrier for all the others.
+//!    Each round ends in quiescence, so a lost wake-up stalls the round
+//!    counter, which the controller watches (thousands of rounds a second
+//!    instead of one pause per `stutter_ms`).
 //! 3. **Hung tasks**: the watchdog limit is scaled down to 2 s for the run;
 //!    any new hung-task report fails the run. Threads that do not finish
 //!    after the stop also fail it.
@@ -39,6 +44,7 @@ use pagesync::{
 };
 
 use super::Table;
+use crate::sched::thread::WaitQueue;
 use crate::{
     arch::x86_64::time,
     mm::{AllocFlags, Pages, alloc_pages},
@@ -129,6 +135,8 @@ pub struct Options {
     /// One in this many critical sections yields the CPU while holding the
     /// lock, so waiters queue and sleep (0: never).
     pub hold_yield_one_in: u64,
+    /// Barrier after every burst of 1..=4 acquisitions (module docs).
+    pub lockstep: bool,
     /// Print the periodic stats lines.
     pub verbose: bool,
     pub seed: u64,
@@ -146,6 +154,7 @@ impl Options {
         stutter_ms: 150,
         max_hold_spins: 200,
         hold_yield_one_in: 16,
+        lockstep: false,
         verbose: true,
         seed: 1,
     };
@@ -155,7 +164,6 @@ impl Options {
 #[derive(Default, Debug)]
 pub struct Report {
     pub threads: usize,
-    pub cpus: usize,
     pub total: u64,
     pub per_thread: Vec<u64>,
     /// Longest time one thread waited for one lock.
@@ -217,6 +225,28 @@ struct Shared {
     owner_failures: AtomicU64,
     cancelled: AtomicU64,
     max_walk: AtomicU64,
+    /// Lockstep barrier: completed rounds, arrivals in this round.
+    round: AtomicU64,
+    arrived: AtomicUsize,
+    barrier: WaitQueue,
+}
+
+static BARRIER_WAIT: &str = "the pagelock torture barrier";
+
+/// Lockstep barrier. The last arriver resets `arrived` before it publishes
+/// the new round with Release; the others leave only after an Acquire load
+/// of the new round, so their next `fetch_add` follows the reset.
+fn barrier(s: &Shared, me: &ThreadRef) {
+    let r = s.round.load(Ordering::Acquire);
+    if s.arrived.fetch_add(1, Ordering::AcqRel) + 1 == s.per.len() {
+        s.arrived.store(0, Ordering::Relaxed);
+        s.round.store(r + 1, Ordering::Release);
+        s.barrier.wake_up_all();
+    } else {
+        sched::thread::set_wait_desc(me, &BARRIER_WAIT);
+        s.barrier.wait_event(|| s.round.load(Ordering::Acquire) != r || s.stop.load(Ordering::Acquire));
+        sched::thread::set_wait_desc(me, &TORTURE_WAIT);
+    }
 }
 
 static TORTURE_WAIT: &str = "a page lock (pagelock torture)";
@@ -228,7 +258,16 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
     let per = &s.per[idx];
     let mut rng = Rng::new(o.seed ^ ((idx as u64 + 1) << 20));
     let n = s.pages.len().max(s.tickets.len()) as u64;
+    let mut burst = 0;
     while !s.stop.load(Ordering::Acquire) {
+        if o.lockstep {
+            if burst == 0 {
+                barrier(s, &me);
+                burst = 1 + rng.below(4);
+                continue;
+            }
+            burst -= 1;
+        }
         if s.pause.load(Ordering::Acquire) {
             per.phase.store(PARKED, Ordering::Relaxed);
             s.parked.fetch_add(1, Ordering::AcqRel);
@@ -316,6 +355,37 @@ fn stats_line(s: &Shared, o: &Options, quiesced: u64) {
     }
 }
 
+/// Names the workers still waiting for a page lock after `QUIESCE_NS`
+/// without progress, and whether each one's page is free (a lost wake-up).
+fn diagnose_stuck(s: &Shared, table: Option<&Table>, r: &mut Report) {
+    let mut lost = 0;
+    let mut waiting = 0;
+    for (k, p) in s.per.iter().enumerate() {
+        if p.phase.load(Ordering::Relaxed) != WAITING {
+            continue;
+        }
+        waiting += 1;
+        let i = p.page.load(Ordering::Relaxed);
+        let Some(page) = s.pages.get(i) else { continue };
+        let locked = page.flags.test(PG_LOCKED);
+        let queued = table.map_or(0, |t| t.waiters_queued(page));
+        if !locked {
+            lost += 1;
+        }
+        if waiting <= 4 {
+            log::error!(
+                "pagelock-torture: worker {k} still waits for page {i} after {} ms: PG_locked={} PG_waiters={} queued={queued}{}",
+                QUIESCE_NS / MS,
+                locked as u8,
+                page.flags.test(PG_WAITERS) as u8,
+                if locked { "" } else { " -> LOST WAKE-UP (page free, waiter asleep)" }
+            );
+        }
+    }
+    r.lost_wakeups += lost;
+    r.failures.push(format!("no progress for {} ms: {waiting} of {} workers stuck waiting for a page lock, {lost} of them on a free page (lost wake-up)", QUIESCE_NS / MS, s.per.len()));
+}
+
 /// Pauses the workers and waits for all to park. On a timeout, names the
 /// stuck waiters and whether each one's page is free (a lost wake-up).
 fn quiesce(s: &Shared, table: Option<&Table>, r: &mut Report) -> bool {
@@ -324,30 +394,7 @@ fn quiesce(s: &Shared, table: Option<&Table>, r: &mut Report) -> bool {
     let n = s.per.len();
     while s.parked.load(Ordering::Acquire) < n {
         if time::now_ns() - t0 > QUIESCE_NS {
-            let mut lost = 0;
-            for (k, p) in s.per.iter().enumerate() {
-                if p.phase.load(Ordering::Relaxed) != WAITING {
-                    continue;
-                }
-                let i = p.page.load(Ordering::Relaxed);
-                let Some(page) = s.pages.get(i) else { continue };
-                let locked = page.flags.test(PG_LOCKED);
-                let queued = table.map_or(0, |t| t.waiters_queued(page));
-                if !locked {
-                    lost += 1;
-                }
-                if lost <= 4 {
-                    log::error!(
-                        "pagelock-torture: worker {k} still waits for page {i} after {} ms: PG_locked={} PG_waiters={} queued={queued}{}",
-                        QUIESCE_NS / MS,
-                        locked as u8,
-                        page.flags.test(PG_WAITERS) as u8,
-                        if locked { "" } else { " -> LOST WAKE-UP (page free, waiter asleep)" }
-                    );
-                }
-            }
-            r.lost_wakeups += lost;
-            r.failures.push(format!("{} of {n} workers did not park within {} ms ({lost} waiting on a free page)", n - s.parked.load(Ordering::Relaxed), QUIESCE_NS / MS));
+            diagnose_stuck(s, table, r);
             return false;
         }
         timer::sleep_ns(MS);
@@ -372,7 +419,7 @@ fn quiesce(s: &Shared, table: Option<&Table>, r: &mut Report) -> bool {
 pub fn run(target: Target, o: &Options) -> Report {
     let cpus = if o.cpus == 0 { online_cpus() } else { o.cpus.min(online_cpus()) };
     let nthreads = o.threads_per_cpu * cpus;
-    let mut r = Report { threads: nthreads, cpus, ..Report::default() };
+    let mut r = Report { threads: nthreads, ..Report::default() };
     let table = match target {
         Target::Pages(t) => Some(t),
         Target::Ticket => None,
@@ -400,14 +447,18 @@ pub fn run(target: Target, o: &Options) -> Report {
         owner_failures: AtomicU64::new(0),
         cancelled: AtomicU64::new(0),
         max_walk: AtomicU64::new(0),
+        round: AtomicU64::new(0),
+        arrived: AtomicUsize::new(0),
+        barrier: WaitQueue::new(),
     });
     if o.verbose {
         println!(
-            "    # pagelock-torture: {}: {nthreads} threads ({} per CPU x {cpus} CPUs), {} pages, {} ms, 1 in {} killable, seed {}, protocol: {}",
+            "    # pagelock-torture: {}: {nthreads} threads ({} per CPU x {cpus} CPUs), {} pages, {} ms{}, 1 in {} killable, seed {}, protocol: {}",
             o.name,
             o.threads_per_cpu,
             o.pages,
             o.duration_ms,
+            if o.lockstep { ", lockstep" } else { "" },
             o.killable_one_in,
             o.seed,
             table.map_or(String::from("ticket spin lock"), |t| format!("{}", super::Describe(t.config())))
@@ -430,6 +481,7 @@ pub fn run(target: Target, o: &Options) -> Report {
     let start = time::now_ns();
     let end = start + o.duration_ms * MS;
     let (mut next_stats, mut next_stutter) = (start + 1000 * MS, start + o.stutter_ms * MS);
+    let (mut last_round, mut last_round_at) = (0, start);
     let mut rng = Rng::new(o.seed);
     let killables: Vec<&ThreadRef> = threads.iter().enumerate().filter(|(k, _)| killable(*k)).map(|(_, t)| t).collect();
     while r.ok() && time::now_ns() < end {
@@ -445,6 +497,15 @@ pub fn run(target: Target, o: &Options) -> Report {
         if o.stutter_ms != 0 && now >= next_stutter {
             quiesce(&s, table, &mut r);
             next_stutter = time::now_ns() + o.stutter_ms * MS;
+        }
+        if o.lockstep {
+            let round = s.round.load(Ordering::Acquire);
+            if round != last_round {
+                (last_round, last_round_at) = (round, now);
+            } else if now - last_round_at > QUIESCE_NS {
+                diagnose_stuck(&s, table, &mut r);
+            }
+            r.quiesced = round;
         }
         if now >= next_stats {
             stats_line(&s, o, r.quiesced);
@@ -462,6 +523,7 @@ pub fn run(target: Target, o: &Options) -> Report {
     // Stop: resume parked workers so they see `stop`, cancel killable ones.
     s.stop.store(true, Ordering::SeqCst);
     s.pause.store(false, Ordering::SeqCst);
+    s.barrier.wake_up_all();
     for t in &killables {
         t.cancel.store(true, Ordering::SeqCst);
         sched::wake(t);
@@ -477,12 +539,16 @@ pub fn run(target: Target, o: &Options) -> Report {
         if !kicked && (waited > JOIN_NS / 2 || !r.ok()) {
             if r.ok() {
                 r.failures.push(format!("{live} workers still running {} ms after the stop", waited / MS));
+                diagnose_stuck(&s, table, &mut r);
             }
             kicked = true;
         }
         if kicked && let Some(t) = table {
             // Rescue kick (module docs): never reached by a correct run.
+            // PG_WAITERS first, so a broken protocol's stale clear does
+            // not trip pagesync's debug invariant check in the walk.
             for p in &s.pages {
+                p.flags.set(PG_WAITERS);
                 t.wake_page_bit(p, PG_LOCKED);
             }
         }

@@ -1,0 +1,72 @@
+//! The page-lock torture can fail: every known-bad protocol variant
+//! (`bug=<name>`, see `kernel/pagesync/src/variant.rs`) makes the
+//! `pagelock.torture` case fail, and the correct default passes it.
+//!
+//! Each boot: `-smp 2`, `filter=pagelock.torture`, `torture_ms=4000` (2 s
+//! lockstep with one thread per CPU on one page, then 2 s free-running
+//! with 4 threads per CPU on 16 pages). The kernel bounds a bad run itself:
+//! a lost wake-up stalls the lockstep rounds and is reported after 1.5 s
+//! without progress, or at the latest 2.5 s after the stop (plus the 2 s
+//! hung-task limit), so a run ends within about 12 s of the first KTAP line;
+//! the QEMU timeout below (120 s) only guards against a kernel that does not
+//! end at all. How each variant fails:
+//! * `tas-outside-lock`, `non-atomic-flags`, `clear-after-wake`: torture
+//!   FAILURE (lost wake-up: a waiter asleep on a free page; hung task);
+//! * `clear-waiters-early`: in the dev build pagesync's debug invariant
+//!   check in the wake walk panics first ("PG_waiters clear while N
+//!   waiter(s) ... are queued").
+
+use boot::qemu::Exit;
+use tests::{Boot, check};
+
+const TIMEOUT_S: u64 = 120;
+const KNOWN_BAD: [&str; 4] = ["tas-outside-lock", "clear-after-wake", "clear-waiters-early", "non-atomic-flags"];
+
+fn boot(name: &str, bug: &str) -> (boot::qemu::Outcome, boot::verdict::Verdict) {
+    let bug = format!("bug={bug}");
+    Boot::new(name).smp(2).params(&["filter=pagelock.torture", "torture_ms=4000", &bug]).timeout(TIMEOUT_S).run()
+}
+
+fn must_fail(bug: &str) {
+    let (out, v) = boot(&format!("pagelock-{bug}"), bug);
+    check(out.contains(&format!("pagelock: RUNNING KNOWN-BAD VARIANT {bug}")), "the known-bad variant must be announced", &out);
+    check(!matches!(out.exit, Exit::Timeout(_)), "a bad variant must end the run by itself, not hang it", &out);
+    check(!v.passed, &format!("bug={bug} must make the torture fail"), &out);
+    let torture_failed = out.contains("pagelock-torture: FAILURE");
+    let invariant_panic = out.exit == Exit::Panic && out.contains("PG_waiters clear while");
+    check(torture_failed || invariant_panic, "the failure must come from the torture or the PG_waiters invariant", &out);
+    eprintln!(
+        "bug={bug}: {} after {:.1} s: {}",
+        if torture_failed { "torture FAILURE" } else { "PG_waiters invariant panic" },
+        out.elapsed.as_secs_f64(),
+        out.lines.iter().find(|l| l.contains("pagelock-torture: FAILURE") || l.contains("PANIC")).map_or("", |l| l.trim())
+    );
+}
+
+#[test]
+fn correct_protocol_passes() {
+    let (out, v) = boot("pagelock-none", "none");
+    check(v.passed, &format!("the default protocol must pass: {:?}", v.reasons), &out);
+    check(out.contains("pagelock-torture: SUCCESS"), "torture verdict missing", &out);
+    check(!out.contains("KNOWN-BAD VARIANT"), "the default is not a bad variant", &out);
+}
+
+#[test]
+fn tas_outside_lock_fails() {
+    must_fail(KNOWN_BAD[0]);
+}
+
+#[test]
+fn clear_after_wake_fails() {
+    must_fail(KNOWN_BAD[1]);
+}
+
+#[test]
+fn clear_waiters_early_fails() {
+    must_fail(KNOWN_BAD[2]);
+}
+
+#[test]
+fn non_atomic_flags_fails() {
+    must_fail(KNOWN_BAD[3]);
+}
