@@ -29,7 +29,10 @@ pub const KERNEL_TARGET: &str = "x86_64-unknown-none";
 
 /// Directory holding the kernel build for `profile`.
 pub fn kernel_out_dir(profile: Profile) -> PathBuf {
-    crate::target_dir().join("kernel").join(KERNEL_TARGET).join(profile.dir())
+    crate::target_dir()
+        .join("kernel")
+        .join(KERNEL_TARGET)
+        .join(profile.dir())
 }
 
 /// Builds the kernel and returns the path of its ELF. Cargo's output goes to
@@ -48,7 +51,9 @@ pub fn kernel(profile: Profile, verbose: bool) -> io::Result<PathBuf> {
         cmd.arg("--release");
     }
     let out = if verbose {
-        cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit()).output()?
+        cmd.stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .output()?
     } else {
         cmd.arg("--quiet").output()?
     };

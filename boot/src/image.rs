@@ -25,7 +25,8 @@ pub fn disk_image(kernel: &Path, firmware: Firmware) -> io::Result<PathBuf> {
         Firmware::Uefi => "pcs-uefi.img",
     };
     let image = kernel.with_file_name(name);
-    let kernel_time = mtime(kernel).ok_or_else(|| io::Error::other(format!("no kernel at {}", kernel.display())))?;
+    let kernel_time = mtime(kernel)
+        .ok_or_else(|| io::Error::other(format!("no kernel at {}", kernel.display())))?;
     if mtime(&image).is_some_and(|t| t >= kernel_time) {
         return Ok(image);
     }

@@ -42,7 +42,11 @@ pub struct Counts {
 
 impl fmt::Display for Counts {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{} passed, {} failed, {} skipped", self.passed, self.failed, self.skipped)?;
+        write!(
+            f,
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        )?;
         if self.crashed > 0 {
             write!(f, " ({} crashed or timed out)", self.crashed)?;
         }
@@ -77,7 +81,11 @@ impl Test {
 
     /// Visits every test, depth first, with its path (`suite.case`).
     pub fn walk<'a>(&'a self, prefix: &str, f: &mut dyn FnMut(&str, &'a Test)) {
-        let path = if prefix.is_empty() { self.name.clone() } else { format!("{prefix}.{}", self.name) };
+        let path = if prefix.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{prefix}.{}", self.name)
+        };
         f(&path, self);
         for t in &self.subtests {
             t.walk(&path, f);
@@ -86,12 +94,15 @@ impl Test {
 }
 
 fn sum(tests: &[Test]) -> Counts {
-    tests.iter().map(Test::counts).fold(Counts::default(), |a, b| Counts {
-        passed: a.passed + b.passed,
-        failed: a.failed + b.failed,
-        skipped: a.skipped + b.skipped,
-        crashed: a.crashed + b.crashed,
-    })
+    tests
+        .iter()
+        .map(Test::counts)
+        .fold(Counts::default(), |a, b| Counts {
+            passed: a.passed + b.passed,
+            failed: a.failed + b.failed,
+            skipped: a.skipped + b.skipped,
+            crashed: a.crashed + b.crashed,
+        })
 }
 
 #[derive(Clone, Debug, Default)]
@@ -118,7 +129,9 @@ impl Report {
         let mut v = Vec::new();
         for t in &self.tests {
             t.walk("", &mut |path, t| {
-                if t.subtests.is_empty() && matches!(t.status, Status::Fail | Status::Crashed | Status::Timeout) {
+                if t.subtests.is_empty()
+                    && matches!(t.status, Status::Fail | Status::Crashed | Status::Timeout)
+                {
                     v.push((path.to_string(), t.status.clone()));
                 }
             });
@@ -148,7 +161,12 @@ impl Report {
 enum Line<'a> {
     Version,
     Plan(usize),
-    Result { ok: bool, number: usize, name: &'a str, directive: Option<&'a str> },
+    Result {
+        ok: bool,
+        number: usize,
+        name: &'a str,
+        directive: Option<&'a str>,
+    },
     Subtest(&'a str),
     Diagnostic(&'a str),
     Other,
@@ -158,7 +176,11 @@ fn classify(raw: &str) -> (usize, Line<'_>) {
     let indent = raw.len() - raw.trim_start().len();
     let s = raw.trim();
     let line = if let Some(v) = s.strip_prefix("KTAP version ") {
-        if v.chars().all(|c| c.is_ascii_digit()) && !v.is_empty() { Line::Version } else { Line::Other }
+        if v.chars().all(|c| c.is_ascii_digit()) && !v.is_empty() {
+            Line::Version
+        } else {
+            Line::Other
+        }
     } else if s == "TAP version 13" || s == "TAP version 14" {
         Line::Version
     } else if let Some(n) = s.strip_prefix("1..").and_then(|n| n.parse().ok()) {
@@ -183,15 +205,25 @@ fn parse_result(s: &str) -> Option<Line<'_>> {
     } else {
         return None;
     };
-    let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     let number = rest[..digits].parse().ok()?;
     let rest = rest[digits..].trim_start();
     let rest = rest.strip_prefix("- ").unwrap_or(rest);
-    let (name, directive) = match rest.split_once(" # ").or_else(|| rest.strip_prefix("# ").map(|d| ("", d))) {
+    let (name, directive) = match rest
+        .split_once(" # ")
+        .or_else(|| rest.strip_prefix("# ").map(|d| ("", d)))
+    {
         Some((n, d)) => (n.trim(), Some(d.trim())),
         None => (rest.trim(), None),
     };
-    Some(Line::Result { ok, number, name, directive })
+    Some(Line::Result {
+        ok,
+        number,
+        name,
+        directive,
+    })
 }
 
 struct Parser<'a> {
@@ -210,7 +242,9 @@ struct Block {
 
 fn status_of(ok: bool, directive: Option<&str>) -> Status {
     match directive {
-        Some(d) if d.starts_with("SKIP") => Status::Skip(d.trim_start_matches("SKIP").trim().to_string()),
+        Some(d) if d.starts_with("SKIP") => {
+            Status::Skip(d.trim_start_matches("SKIP").trim().to_string())
+        }
         Some(d) if d.starts_with("TIMEOUT") => Status::Timeout,
         _ if ok => Status::Pass,
         _ => Status::Fail,
@@ -220,7 +254,12 @@ fn status_of(ok: bool, directive: Option<&str>) -> Status {
 impl<'a> Parser<'a> {
     /// Parses the block whose version line (at `indent`) was just consumed.
     fn block(&mut self, indent: usize, path: &str) -> Block {
-        let mut b = Block { name: None, plan: None, tests: Vec::new(), complete: false };
+        let mut b = Block {
+            name: None,
+            plan: None,
+            tests: Vec::new(),
+            complete: false,
+        };
         let mut diags: Vec<String> = Vec::new();
         let mut running: Option<String> = None;
         while self.pos < self.lines.len() {
@@ -247,28 +286,55 @@ impl<'a> Parser<'a> {
                     if !child.complete {
                         // Died inside the subtest: it crashed, and so did
                         // everything after it at this level.
-                        b.tests.push(Test { name: name_hint, status: Status::Crashed, diagnostics: diags, subtests: child.tests });
+                        b.tests.push(Test {
+                            name: name_hint,
+                            status: Status::Crashed,
+                            diagnostics: diags,
+                            subtests: child.tests,
+                        });
                         self.fill_missing(&mut b, path, None);
                         return b;
                     }
                     // The subtest's own result line follows.
                     let result = match self.lines.get(self.pos) {
-                        Some((_, Line::Result { ok, number, name, directive })) => Some((*ok, *number, *name, *directive)),
+                        Some((
+                            _,
+                            Line::Result {
+                                ok,
+                                number,
+                                name,
+                                directive,
+                            },
+                        )) => Some((*ok, *number, *name, *directive)),
                         _ => None,
                     };
                     match result {
                         Some((ok, number, name, directive)) => {
                             self.check_number(path, b.tests.len() + 1, number);
                             let mut status = status_of(ok, directive);
-                            if status == Status::Pass && child.tests.iter().any(|t| t.counts().failed > 0) {
-                                self.errors.push(format!("{path}{name}: reported ok but has failing subtests"));
+                            if status == Status::Pass
+                                && child.tests.iter().any(|t| t.counts().failed > 0)
+                            {
+                                self.errors.push(format!(
+                                    "{path}{name}: reported ok but has failing subtests"
+                                ));
                                 status = Status::Fail;
                             }
-                            b.tests.push(Test { name: name.to_string(), status, diagnostics: std::mem::take(&mut diags), subtests: child.tests });
+                            b.tests.push(Test {
+                                name: name.to_string(),
+                                status,
+                                diagnostics: std::mem::take(&mut diags),
+                                subtests: child.tests,
+                            });
                             self.pos += 1;
                         }
                         _ => {
-                            b.tests.push(Test { name: name_hint, status: Status::Crashed, diagnostics: diags, subtests: child.tests });
+                            b.tests.push(Test {
+                                name: name_hint,
+                                status: Status::Crashed,
+                                diagnostics: diags,
+                                subtests: child.tests,
+                            });
                             self.fill_missing(&mut b, path, None);
                             return b;
                         }
@@ -283,9 +349,19 @@ impl<'a> Parser<'a> {
                     }
                     return b;
                 }
-                Line::Result { ok, number, name, directive } => {
+                Line::Result {
+                    ok,
+                    number,
+                    name,
+                    directive,
+                } => {
                     self.check_number(path, b.tests.len() + 1, number);
-                    b.tests.push(Test { name: name.to_string(), status: status_of(ok, directive), diagnostics: std::mem::take(&mut diags), subtests: Vec::new() });
+                    b.tests.push(Test {
+                        name: name.to_string(),
+                        status: status_of(ok, directive),
+                        diagnostics: std::mem::take(&mut diags),
+                        subtests: Vec::new(),
+                    });
                     running = None;
                     self.pos += 1;
                 }
@@ -315,7 +391,9 @@ impl<'a> Parser<'a> {
 
     fn check_number(&mut self, path: &str, expected: usize, found: usize) {
         if expected != found {
-            self.errors.push(format!("{path}: expected test number {expected} but found {found}"));
+            self.errors.push(format!(
+                "{path}: expected test number {expected} but found {found}"
+            ));
         }
     }
 
@@ -331,10 +409,19 @@ impl<'a> Parser<'a> {
                     }
                     full.rsplit('.').next().unwrap_or(full).to_string()
                 }
-                _ => format!("(test {} of {path}{} never reported)", b.tests.len() + 1, b.name.as_deref().unwrap_or("")),
+                _ => format!(
+                    "(test {} of {path}{} never reported)",
+                    b.tests.len() + 1,
+                    b.name.as_deref().unwrap_or("")
+                ),
             };
             first = false;
-            b.tests.push(Test { name, status: Status::Crashed, diagnostics: Vec::new(), subtests: Vec::new() });
+            b.tests.push(Test {
+                name,
+                status: Status::Crashed,
+                diagnostics: Vec::new(),
+                subtests: Vec::new(),
+            });
         }
     }
 }
@@ -348,19 +435,39 @@ pub fn parse<S: AsRef<str>>(output: &[S]) -> Report {
         let at = l.find("KTAP version ").or_else(|| l.find("TAP version "))?;
         (classify(&l[at..]).1 == Line::Version).then_some(at)
     };
-    let Some((start, prefix_len)) = output.iter().enumerate().find_map(|(i, l)| Some((i, version_at(l.as_ref())?))) else {
+    let Some((start, prefix_len)) = output
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| Some((i, version_at(l.as_ref())?)))
+    else {
         return Report::default();
     };
     let lines: Vec<(usize, Line)> = output[start + 1..]
         .iter()
         .map(|l| {
             let l = l.as_ref();
-            classify(if l.len() >= prefix_len && l.is_char_boundary(prefix_len) { &l[prefix_len..] } else { l })
+            classify(if l.len() >= prefix_len && l.is_char_boundary(prefix_len) {
+                &l[prefix_len..]
+            } else {
+                l
+            })
         })
         .collect();
-    let mut p = Parser { lines, pos: 0, errors: Vec::new(), crashed_in: None };
+    let mut p = Parser {
+        lines,
+        pos: 0,
+        errors: Vec::new(),
+        crashed_in: None,
+    };
     let b = p.block(0, "");
-    Report { found: true, plan: b.plan, tests: b.tests, complete: b.complete && b.plan.is_some(), errors: p.errors, crashed_in: p.crashed_in }
+    Report {
+        found: true,
+        plan: b.plan,
+        tests: b.tests,
+        complete: b.complete && b.plan.is_some(),
+        errors: p.errors,
+        crashed_in: p.crashed_in,
+    }
 }
 
 #[cfg(test)]
@@ -396,10 +503,24 @@ not ok 2 beta
         let r = parse(&lines(GOOD));
         assert!(r.found && r.complete, "{r:?}");
         assert!(r.errors.is_empty(), "{:?}", r.errors);
-        assert_eq!(r.counts(), Counts { passed: 1, failed: 1, skipped: 1, crashed: 0 });
-        assert_eq!(r.tests[0].subtests[1].status, Status::Skip("not today".into()));
+        assert_eq!(
+            r.counts(),
+            Counts {
+                passed: 1,
+                failed: 1,
+                skipped: 1,
+                crashed: 0
+            }
+        );
+        assert_eq!(
+            r.tests[0].subtests[1].status,
+            Status::Skip("not today".into())
+        );
         assert_eq!(r.failures(), vec![("beta.x".to_string(), Status::Fail)]);
-        assert_eq!(r.tests[1].subtests[0].diagnostics, vec!["# beta.x:3: assertion failed".to_string()]);
+        assert_eq!(
+            r.tests[1].subtests[0].diagnostics,
+            vec!["# beta.x:3: assertion failed".to_string()]
+        );
     }
 
     #[test]
@@ -437,21 +558,27 @@ not ok 2 beta
 
     #[test]
     fn prefix_is_stripped_and_tap14_accepted() {
-        let r = parse(&lines("[ 0.1] TAP version 14\n[ 0.1] 1..1\n[ 0.2] ok 1 - thing"));
+        let r = parse(&lines(
+            "[ 0.1] TAP version 14\n[ 0.1] 1..1\n[ 0.2] ok 1 - thing",
+        ));
         assert!(r.complete);
         assert_eq!(r.tests[0].name, "thing");
     }
 
     #[test]
     fn ok_parent_with_failing_child_is_failure() {
-        let r = parse(&lines("KTAP version 1\n1..1\n  KTAP version 1\n  1..1\n  not ok 1 x\nok 1 s"));
+        let r = parse(&lines(
+            "KTAP version 1\n1..1\n  KTAP version 1\n  1..1\n  not ok 1 x\nok 1 s",
+        ));
         assert_eq!(r.tests[0].status, Status::Fail);
         assert_eq!(r.errors.len(), 1);
     }
 
     #[test]
     fn unplanned_subtest_ends_at_outer_result() {
-        let r = parse(&lines("KTAP version 1\n1..1\n  KTAP version 1\n  ok 1 a\n  ok 2 b\nok 1 s"));
+        let r = parse(&lines(
+            "KTAP version 1\n1..1\n  KTAP version 1\n  ok 1 a\n  ok 2 b\nok 1 s",
+        ));
         assert!(r.complete, "{r:?}");
         assert_eq!(r.counts().passed, 2);
     }

@@ -20,7 +20,10 @@ use std::path::PathBuf;
 
 /// The workspace root (this crate lives in `<root>/boot`).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("boot/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("boot/ has a parent")
+        .to_path_buf()
 }
 
 /// `<root>/target`, where all artifacts and run logs go.

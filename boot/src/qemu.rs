@@ -144,18 +144,33 @@ impl Outcome {
 
 /// Finds QEMU, installing it on Debian/Ubuntu when running as root.
 pub fn ensure_qemu(firmware: Firmware) -> io::Result<()> {
-    let have_qemu = Command::new(QEMU).arg("--version").output().is_ok_and(|o| o.status.success());
+    let have_qemu = Command::new(QEMU)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
     let have_ovmf = firmware == Firmware::Bios || Path::new(OVMF).exists();
     if have_qemu && have_ovmf {
         return Ok(());
     }
-    let pkgs = if firmware == Firmware::Uefi { "qemu-system-x86 ovmf" } else { "qemu-system-x86" };
+    let pkgs = if firmware == Firmware::Uefi {
+        "qemu-system-x86 ovmf"
+    } else {
+        "qemu-system-x86"
+    };
     let debian = Path::new("/etc/debian_version").exists();
-    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
     if debian && root {
         eprintln!("pcs: {QEMU} or OVMF missing; installing with apt-get: {pkgs}");
         let ok = Command::new("sh")
-            .args(["-c", &format!("apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {pkgs}")])
+            .args([
+                "-c",
+                &format!(
+                    "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {pkgs}"
+                ),
+            ])
             .status()?
             .success();
         if ok {
@@ -169,10 +184,15 @@ pub fn ensure_qemu(firmware: Firmware) -> io::Result<()> {
 }
 
 fn run_dir(name: &str) -> io::Result<PathBuf> {
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let dir = crate::target_dir()
-        .join("runs")
-        .join(format!("{name}-{}-{:09}-{}", stamp.as_secs(), stamp.subsec_nanos(), std::process::id()));
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let dir = crate::target_dir().join("runs").join(format!(
+        "{name}-{}-{:09}-{}",
+        stamp.as_secs(),
+        stamp.subsec_nanos(),
+        std::process::id()
+    ));
     fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -184,18 +204,35 @@ pub fn command(cfg: &Config, dir: &Path) -> io::Result<Command> {
     fs::write(&params_file, cfg.params.join(" "))?;
     // `-nodefaults` drops QEMU's NIC and floppy; the bootloader's BIOS stage
     // needs a VGA device to set up its framebuffer, hence `-vga std`.
-    cmd.args(["-nodefaults", "-vga", "std", "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-        .args(["-smp", &cfg.smp.to_string(), "-m", &cfg.mem])
-        .args(["-accel", if cfg.kvm { "kvm" } else { "tcg" }])
-        .args(["-d", "cpu_reset,guest_errors", "-D"])
-        .arg(dir.join("qemu.log"))
-        .arg("-fw_cfg")
-        .arg(format!("name={PARAMS_FW_CFG},file={}", params_file.display()))
-        .arg("-drive")
-        // snapshot=on: writes go to a throw-away overlay, so many runs can
-        // share one image without QEMU's image lock refusing them.
-        .arg(format!("format=raw,snapshot=on,file={}", cfg.image.display()));
+    cmd.args([
+        "-nodefaults",
+        "-vga",
+        "std",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+    ])
+    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+    .args(["-smp", &cfg.smp.to_string(), "-m", &cfg.mem])
+    .args(["-accel", if cfg.kvm { "kvm" } else { "tcg" }])
+    .args(["-d", "cpu_reset,guest_errors", "-D"])
+    .arg(dir.join("qemu.log"))
+    .arg("-fw_cfg")
+    .arg(format!(
+        "name={PARAMS_FW_CFG},file={}",
+        params_file.display()
+    ))
+    .arg("-drive")
+    // snapshot=on: writes go to a throw-away overlay, so many runs can
+    // share one image without QEMU's image lock refusing them.
+    .arg(format!(
+        "format=raw,snapshot=on,file={}",
+        cfg.image.display()
+    ));
     if cfg.firmware == Firmware::Uefi {
         cmd.args(["-bios", OVMF]);
     }
@@ -215,7 +252,11 @@ pub fn run(cfg: &Config) -> io::Result<Outcome> {
     let mut cmd = command(cfg, &dir)?;
     fs::write(dir.join("command.txt"), format!("{cmd:?}\n"))?;
     let start = Instant::now();
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
 
     let (tx, rx) = mpsc::channel::<String>();
     let stdout = child.stdout.take().expect("piped");
@@ -227,7 +268,9 @@ pub fn run(cfg: &Config) -> io::Result<Outcome> {
             match r.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).replace('\r', "");
+                    let line = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\n', '\r'])
+                        .replace('\r', "");
                     if tx.send(line).is_err() {
                         break;
                     }
@@ -289,7 +332,14 @@ pub fn run(cfg: &Config) -> io::Result<Outcome> {
             }
         }
     }
-    Ok(Outcome { exit, lines, serial_log, qemu_log, elapsed: start.elapsed(), first_ktap })
+    Ok(Outcome {
+        exit,
+        lines,
+        serial_log,
+        qemu_log,
+        elapsed: start.elapsed(),
+        first_ktap,
+    })
 }
 
 fn kill(child: &mut Child) {

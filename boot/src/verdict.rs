@@ -51,7 +51,11 @@ pub fn judge(out: &Outcome) -> Verdict {
     if let Some(fatal) = out.lines.iter().find(|l| l.contains("# pcs: FATAL")) {
         reasons.push(fatal.trim().to_string());
     }
-    Verdict { passed: reasons.is_empty(), report, reasons }
+    Verdict {
+        passed: reasons.is_empty(),
+        report,
+        reasons,
+    }
 }
 
 impl Verdict {

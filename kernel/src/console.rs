@@ -28,7 +28,10 @@ struct Console {
 // `owner` lock (or is the single-threaded nested/steal path documented there).
 unsafe impl Sync for Console {}
 
-static CONSOLE: Console = Console { owner: AtomicUsize::new(NO_OWNER), serial: UnsafeCell::new(Serial::uninit()) };
+static CONSOLE: Console = Console {
+    owner: AtomicUsize::new(NO_OWNER),
+    serial: UnsafeCell::new(Serial::uninit()),
+};
 
 /// Highest level printed (a `log::LevelFilter` as u8).
 static LEVEL: AtomicU8 = AtomicU8::new(log::LevelFilter::Info as u8);
@@ -68,7 +71,12 @@ fn with_console<R>(f: impl FnOnce(&mut Serial) -> R) -> R {
 fn lock(me: usize, spins: usize) -> bool {
     let mut n = 0usize;
     loop {
-        match CONSOLE.owner.compare_exchange_weak(NO_OWNER, me, Ordering::Acquire, Ordering::Relaxed) {
+        match CONSOLE.owner.compare_exchange_weak(
+            NO_OWNER,
+            me,
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => return false,
             Err(o) if o == me => return true,
             Err(_) => {

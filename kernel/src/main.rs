@@ -62,7 +62,11 @@ mod alloc_free_fmt {
     pub struct Avg(pub u64);
     impl core::fmt::Display for Avg {
         fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
-            if self.0 > 0 { write!(f, " (AP bring-up {} us each on average)", self.0 / 1000) } else { Ok(()) }
+            if self.0 > 0 {
+                write!(f, " (AP bring-up {} us each on average)", self.0 / 1000)
+            } else {
+                Ok(())
+            }
         }
     }
 }
@@ -88,7 +92,12 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         boot_info.rsdp_addr.into_option()
     );
     log::info!("parameters: {}", params.describe());
-    arch::x86_64::paging::init(boot_info.physical_memory_offset.into_option().expect("physical memory mapping"));
+    arch::x86_64::paging::init(
+        boot_info
+            .physical_memory_offset
+            .into_option()
+            .expect("physical memory mapping"),
+    );
     mm::init(boot_info, params.pcp);
 
     let tsc_hz = arch::x86_64::time::init();
@@ -96,9 +105,18 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         "time: TSC {}.{:03} MHz (calibrated against the PIT), invariant TSC: {}",
         tsc_hz / 1_000_000,
         tsc_hz / 1000 % 1000,
-        if arch::x86_64::time::invariant_tsc() { "yes" } else { "no" }
+        if arch::x86_64::time::invariant_tsc() {
+            "yes"
+        } else {
+            "no"
+        }
     );
-    let up = arch::x86_64::smp::init(&boot_info.memory_regions, boot_info.rsdp_addr.into_option(), params.hz, params.ap_skip);
+    let up = arch::x86_64::smp::init(
+        &boot_info.memory_regions,
+        boot_info.rsdp_addr.into_option(),
+        params.hz,
+        params.ap_skip,
+    );
     x86_64::instructions::interrupts::enable();
     sched::init();
     pagelock::init(&params);
@@ -108,17 +126,29 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         "cpus online: {}/{}{}",
         up.online,
         up.present,
-        if aps > 0 { alloc_free_fmt::Avg(started / aps) } else { alloc_free_fmt::Avg(0) }
+        if aps > 0 {
+            alloc_free_fmt::Avg(started / aps)
+        } else {
+            alloc_free_fmt::Avg(0)
+        }
     );
 
     match params.mode {
         params::Mode::Test => {
             let ok = ktest::run_all(&params);
-            exit(if ok { ExitCode::Success } else { ExitCode::TestsFailed });
+            exit(if ok {
+                ExitCode::Success
+            } else {
+                ExitCode::TestsFailed
+            });
         }
         params::Mode::Bench => {
             let ok = bench::run_all(&params);
-            exit(if ok { ExitCode::Success } else { ExitCode::TestsFailed });
+            exit(if ok {
+                ExitCode::Success
+            } else {
+                ExitCode::TestsFailed
+            });
         }
         params::Mode::Idle => {
             log::info!("mode=idle: nothing to run; exiting");

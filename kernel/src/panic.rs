@@ -43,7 +43,11 @@ fn die(code: ExitCode, report: fmt::Arguments) -> ! {
     if DYING.swap(true, Ordering::AcqRel) {
         // A second fault while reporting the first (or another CPU dying at
         // the same time): the first report is what matters.
-        emergency_print(format_args!("# pcs: nested fatal error on cpu{}: {}\n", arch::cpu_index(), report));
+        emergency_print(format_args!(
+            "# pcs: nested fatal error on cpu{}: {}\n",
+            arch::cpu_index(),
+            report
+        ));
         exit(code);
     }
     // Stop the other CPUs first, so the report is not interleaved with
@@ -51,7 +55,11 @@ fn die(code: ExitCode, report: fmt::Arguments) -> ! {
     if arch::x86_64::apic::ready() {
         arch::x86_64::smp::nmi_all_others();
     }
-    emergency_print(format_args!("\n# pcs: FATAL on cpu{}: {}\n", arch::cpu_index(), report));
+    emergency_print(format_args!(
+        "\n# pcs: FATAL on cpu{}: {}\n",
+        arch::cpu_index(),
+        report
+    ));
     if let Some((suite, case)) = ktest::current() {
         emergency_print(format_args!("# pcs: crashed in test case {suite}.{case}\n"));
     }
@@ -67,7 +75,9 @@ fn die(code: ExitCode, report: fmt::Arguments) -> ! {
 fn backtrace() {
     let mut rbp: u64;
     // SAFETY: reading rbp has no side effects.
-    unsafe { core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags))
+    };
     let start = rbp;
     emergency_print(format_args!("# backtrace:\n"));
     for depth in 0..32 {

@@ -85,7 +85,23 @@ pub struct TortureParams {
 
 impl Default for Params {
     fn default() -> Self {
-        Params { mode: Mode::Test, filter: None, seed: 1, loglevel: log::LevelFilter::Info, fail: false, crash: Crash::None, hz: 100, pcp: true, ap_skip: None, pagelock: pagesync::Config::DEFAULT, torture: TortureParams { threads_per_cpu: None, pages: None, ms: None } }
+        Params {
+            mode: Mode::Test,
+            filter: None,
+            seed: 1,
+            loglevel: log::LevelFilter::Info,
+            fail: false,
+            crash: Crash::None,
+            hz: 100,
+            pcp: true,
+            ap_skip: None,
+            pagelock: pagesync::Config::DEFAULT,
+            torture: TortureParams {
+                threads_per_cpu: None,
+                pages: None,
+                ms: None,
+            },
+        }
     }
 }
 
@@ -96,32 +112,64 @@ pub enum ParamError<'a> {
     MissingEquals(&'a str),
     UnknownKey(&'a str),
     Duplicate(&'a str),
-    BadValue { key: &'a str, value: &'a str, expected: &'static str },
+    BadValue {
+        key: &'a str,
+        value: &'a str,
+        expected: &'static str,
+    },
     /// A page-lock protocol key that `pagesync::Config::set` rejected.
-    Protocol { key: &'a str, value: &'a str, err: pagesync::variant::ConfigError },
+    Protocol {
+        key: &'a str,
+        value: &'a str,
+        err: pagesync::variant::ConfigError,
+    },
 }
 
 impl fmt::Display for ParamError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
-            ParamError::TooLong(n) => write!(f, "parameter string is {n} bytes; the limit is {MAX_LEN}"),
+            ParamError::TooLong(n) => {
+                write!(f, "parameter string is {n} bytes; the limit is {MAX_LEN}")
+            }
             ParamError::NotUtf8 => write!(f, "parameter string is not UTF-8"),
             ParamError::MissingEquals(w) => write!(f, "'{w}' is not of the form key=value"),
             ParamError::UnknownKey(k) => write!(f, "unknown parameter '{k}'"),
             ParamError::Duplicate(k) => write!(f, "parameter '{k}' given twice"),
-            ParamError::BadValue { key, value, expected } => {
+            ParamError::BadValue {
+                key,
+                value,
+                expected,
+            } => {
                 write!(f, "bad value '{value}' for '{key}': expected {expected}")
             }
-            ParamError::Protocol { key, value, err } => write!(f, "bad page-lock parameter {key}={value}: {err}"),
+            ParamError::Protocol { key, value, err } => {
+                write!(f, "bad page-lock parameter {key}={value}: {err}")
+            }
         }
     }
 }
 
 /// The keys, in the order [`Params::describe`] prints them.
-const KEYS: &[&str] = &["mode", "filter", "seed", "loglevel", "fail", "crash", "hz", "pcp", "ap_skip",
+const KEYS: &[&str] = &[
+    "mode",
+    "filter",
+    "seed",
+    "loglevel",
+    "fail",
+    "crash",
+    "hz",
+    "pcp",
+    "ap_skip",
     // Page lock (kernel/src/pagelock): protocol, then torture knobs.
-    "bits", "handoff", "unfairness", "bookmarks", "killable_fix", "bug",
-    "torture_threads", "torture_pages", "torture_ms",
+    "bits",
+    "handoff",
+    "unfairness",
+    "bookmarks",
+    "killable_fix",
+    "bug",
+    "torture_threads",
+    "torture_pages",
+    "torture_ms",
 ];
 
 struct Buf(UnsafeCell<[u8; MAX_LEN]>);
@@ -148,12 +196,21 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
     let mut p = Params::default();
     let mut seen = [false; KEYS.len()];
     for word in s.split_ascii_whitespace() {
-        let (key, value) = word.split_once('=').ok_or(ParamError::MissingEquals(word))?;
-        let idx = KEYS.iter().position(|k| *k == key).ok_or(ParamError::UnknownKey(key))?;
+        let (key, value) = word
+            .split_once('=')
+            .ok_or(ParamError::MissingEquals(word))?;
+        let idx = KEYS
+            .iter()
+            .position(|k| *k == key)
+            .ok_or(ParamError::UnknownKey(key))?;
         if core::mem::replace(&mut seen[idx], true) {
             return Err(ParamError::Duplicate(key));
         }
-        let bad = |expected| ParamError::BadValue { key, value, expected };
+        let bad = |expected| ParamError::BadValue {
+            key,
+            value,
+            expected,
+        };
         match key {
             "mode" => {
                 p.mode = match value {
@@ -169,7 +226,10 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
                 }
                 p.filter = Some(value);
             }
-            "seed" => p.seed = parse_u64(value, 0, u64::MAX).ok_or(bad("an integer (decimal or 0x hex)"))?,
+            "seed" => {
+                p.seed =
+                    parse_u64(value, 0, u64::MAX).ok_or(bad("an integer (decimal or 0x hex)"))?
+            }
             "loglevel" => {
                 p.loglevel = match value {
                     "off" => log::LevelFilter::Off,
@@ -181,17 +241,32 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
                     _ => return Err(bad("off, error, warn, info, debug or trace")),
                 }
             }
-            "ap_skip" => p.ap_skip = Some(parse_u64(value, 0, 255).ok_or(bad("an APIC id in 0..=255"))? as u32),
+            "ap_skip" => {
+                p.ap_skip =
+                    Some(parse_u64(value, 0, 255).ok_or(bad("an APIC id in 0..=255"))? as u32)
+            }
             "hz" => p.hz = parse_u64(value, 10, 1000).ok_or(bad("a tick rate in 10..=1000 Hz"))?,
             "fail" => p.fail = parse_bool(value).ok_or(bad("0 or 1"))?,
             "pcp" => p.pcp = parse_bool(value).ok_or(bad("0 or 1"))?,
             "bits" | "handoff" | "unfairness" | "bookmarks" | "killable_fix" | "bug" => {
                 let pkey = if key == "bits" { "table_bits" } else { key };
-                p.pagelock.set(pkey, value).map_err(|err| ParamError::Protocol { key, value, err })?;
+                p.pagelock
+                    .set(pkey, value)
+                    .map_err(|err| ParamError::Protocol { key, value, err })?;
             }
-            "torture_threads" => p.torture.threads_per_cpu = Some(parse_u64(value, 1, 64).ok_or(bad("threads per CPU in 1..=64"))? as u32),
-            "torture_pages" => p.torture.pages = Some(parse_u64(value, 1, 4096).ok_or(bad("pages in 1..=4096"))? as u32),
-            "torture_ms" => p.torture.ms = Some(parse_u64(value, 100, 600_000).ok_or(bad("milliseconds in 100..=600000"))?),
+            "torture_threads" => {
+                p.torture.threads_per_cpu =
+                    Some(parse_u64(value, 1, 64).ok_or(bad("threads per CPU in 1..=64"))? as u32)
+            }
+            "torture_pages" => {
+                p.torture.pages =
+                    Some(parse_u64(value, 1, 4096).ok_or(bad("pages in 1..=4096"))? as u32)
+            }
+            "torture_ms" => {
+                p.torture.ms = Some(
+                    parse_u64(value, 100, 600_000).ok_or(bad("milliseconds in 100..=600000"))?,
+                )
+            }
             "crash" => {
                 p.crash = match value {
                     "none" => Crash::None,
@@ -203,7 +278,11 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
                     "triplefault" => Crash::TripleFault,
                     "appanic" => Crash::ApPanic,
                     "doublefree" => Crash::DoubleFree,
-                    _ => return Err(bad("none, panic, pagefault, divide, stackoverflow, hang, triplefault, appanic or doublefree")),
+                    _ => {
+                        return Err(bad(
+                            "none, panic, pagefault, divide, stackoverflow, hang, triplefault, appanic or doublefree",
+                        ));
+                    }
                 }
             }
             _ => unreachable!("every entry of KEYS has a case"),
@@ -272,7 +351,8 @@ mod tests {
     };
 
     fn accepts_valid(_: &Ctx) -> TestResult {
-        let p = parse("  mode=idle seed=0x10 filter=boot,params.* loglevel=debug fail=1 crash=panic ");
+        let p =
+            parse("  mode=idle seed=0x10 filter=boot,params.* loglevel=debug fail=1 crash=panic ");
         kassert!(p.is_ok(), "parse failed: {:?}", p.err());
         let p = p.unwrap();
         kassert_eq!(p.mode, Mode::Idle);
@@ -289,15 +369,45 @@ mod tests {
         kassert_eq!(parse("seed"), Err(ParamError::MissingEquals("seed")));
         kassert_eq!(parse("speed=3"), Err(ParamError::UnknownKey("speed")));
         kassert_eq!(parse("seed=1 seed=2"), Err(ParamError::Duplicate("seed")));
-        kassert!(matches!(parse("seed=12x"), Err(ParamError::BadValue { key: "seed", .. })));
-        kassert!(matches!(parse("seed=18446744073709551616"), Err(ParamError::BadValue { .. })));
-        kassert!(matches!(parse("mode=fast"), Err(ParamError::BadValue { key: "mode", .. })));
-        kassert!(matches!(parse("filter=a,,b"), Err(ParamError::BadValue { key: "filter", .. })));
-        kassert!(matches!(parse("fail=yes"), Err(ParamError::BadValue { key: "fail", .. })));
-        kassert!(matches!(parse("bug=nope"), Err(ParamError::Protocol { key: "bug", .. })));
-        kassert!(matches!(parse("bits=17"), Err(ParamError::Protocol { key: "bits", .. })));
-        kassert!(matches!(parse("handoff=maybe"), Err(ParamError::Protocol { key: "handoff", .. })));
-        kassert!(matches!(parse("torture_threads=0"), Err(ParamError::BadValue { key: "torture_threads", .. })));
+        kassert!(matches!(
+            parse("seed=12x"),
+            Err(ParamError::BadValue { key: "seed", .. })
+        ));
+        kassert!(matches!(
+            parse("seed=18446744073709551616"),
+            Err(ParamError::BadValue { .. })
+        ));
+        kassert!(matches!(
+            parse("mode=fast"),
+            Err(ParamError::BadValue { key: "mode", .. })
+        ));
+        kassert!(matches!(
+            parse("filter=a,,b"),
+            Err(ParamError::BadValue { key: "filter", .. })
+        ));
+        kassert!(matches!(
+            parse("fail=yes"),
+            Err(ParamError::BadValue { key: "fail", .. })
+        ));
+        kassert!(matches!(
+            parse("bug=nope"),
+            Err(ParamError::Protocol { key: "bug", .. })
+        ));
+        kassert!(matches!(
+            parse("bits=17"),
+            Err(ParamError::Protocol { key: "bits", .. })
+        ));
+        kassert!(matches!(
+            parse("handoff=maybe"),
+            Err(ParamError::Protocol { key: "handoff", .. })
+        ));
+        kassert!(matches!(
+            parse("torture_threads=0"),
+            Err(ParamError::BadValue {
+                key: "torture_threads",
+                ..
+            })
+        ));
         let p = parse("bits=0 unfairness=0 bug=clear-after-wake torture_ms=500");
         kassert!(p.is_ok(), "parse failed: {:?}", p.err());
         let p = p.unwrap();
@@ -320,9 +430,18 @@ mod tests {
     pub static SUITE: Suite = Suite {
         name: "params",
         cases: &[
-            Case { name: "accepts_valid", run: accepts_valid },
-            Case { name: "rejects_malformed", run: rejects_malformed },
-            Case { name: "numbers_in_range", run: numbers_in_range },
+            Case {
+                name: "accepts_valid",
+                run: accepts_valid,
+            },
+            Case {
+                name: "rejects_malformed",
+                run: rejects_malformed,
+            },
+            Case {
+                name: "numbers_in_range",
+                run: numbers_in_range,
+            },
         ],
     };
 }

@@ -55,7 +55,9 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
             let zero = core::hint::black_box(0u64);
             // SAFETY: not safe at all: `div` by zero is meant to raise #DE
             // (Rust's `/` would panic before the CPU saw it).
-            unsafe { core::arch::asm!("div {0}", in(reg) zero, inout("rax") 1u64 => _, inout("rdx") 0u64 => _) };
+            unsafe {
+                core::arch::asm!("div {0}", in(reg) zero, inout("rax") 1u64 => _, inout("rdx") 0u64 => _)
+            };
             Ok(())
         }
         Crash::StackOverflow => {
@@ -72,12 +74,17 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
             if n < 2 {
                 return Err(TestError::Skip("crash=appanic needs -smp 2 or more"));
             }
-            crate::smp::call_on_cpu(n - 1, &|cpu| panic!("deliberate panic on cpu{cpu} (crash=appanic)"));
+            crate::smp::call_on_cpu(n - 1, &|cpu| {
+                panic!("deliberate panic on cpu{cpu} (crash=appanic)")
+            });
             Ok(())
         }
         Crash::TripleFault => {
             log::info!("crash=triplefault: loading an empty IDT, then int3");
-            let empty = x86_64::structures::DescriptorTablePointer { limit: 0, base: x86_64::VirtAddr::zero() };
+            let empty = x86_64::structures::DescriptorTablePointer {
+                limit: 0,
+                base: x86_64::VirtAddr::zero(),
+            };
             // SAFETY: not safe at all: with no IDT, int3 escalates to a
             // triple fault, which is the point of this case.
             unsafe {
@@ -92,8 +99,17 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
 pub static SUITE: Suite = Suite {
     name: "boot",
     cases: &[
-        Case { name: "descriptor_tables", run: descriptor_tables },
-        Case { name: "deliberate_failure", run: deliberate_failure },
-        Case { name: "deliberate_crash", run: deliberate_crash },
+        Case {
+            name: "descriptor_tables",
+            run: descriptor_tables,
+        },
+        Case {
+            name: "deliberate_failure",
+            run: deliberate_failure,
+        },
+        Case {
+            name: "deliberate_crash",
+            run: deliberate_crash,
+        },
     ],
 };

@@ -18,7 +18,8 @@ pub fn image(fw: Firmware) -> PathBuf {
     static UEFI: OnceLock<PathBuf> = OnceLock::new();
     let elf = ELF.get_or_init(|| build::kernel(Profile::Dev, false).expect("kernel build"));
     let cell = if fw == Firmware::Bios { &BIOS } else { &UEFI };
-    cell.get_or_init(|| image::disk_image(elf, fw).expect("disk image")).clone()
+    cell.get_or_init(|| image::disk_image(elf, fw).expect("disk image"))
+        .clone()
 }
 
 /// One boot's settings; `Boot::new("name").params(&["seed=3"]).run()`.
@@ -73,6 +74,11 @@ impl Boot {
 #[track_caller]
 pub fn check(cond: bool, what: &str, out: &Outcome) {
     if !cond {
-        panic!("{what}\nexit: {}\nserial log ({}):\n{}", out.exit, out.serial_log.display(), out.lines.join("\n"));
+        panic!(
+            "{what}\nexit: {}\nserial log ({}):\n{}",
+            out.exit,
+            out.serial_log.display(),
+            out.lines.join("\n")
+        );
     }
 }

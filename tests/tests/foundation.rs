@@ -7,7 +7,11 @@ use tests::{Boot, check};
 #[test]
 fn banner_and_passing_suite() {
     let (out, v) = Boot::new("banner").run();
-    check(v.passed, &format!("a clean run must pass: {:?}", v.reasons), &out);
+    check(
+        v.passed,
+        &format!("a clean run must pass: {:?}", v.reasons),
+        &out,
+    );
     check(out.contains("pcs kernel "), "banner missing", &out);
     check(v.report.counts().passed >= 3, "too few cases passed", &out);
 }
@@ -16,41 +20,82 @@ fn banner_and_passing_suite() {
 fn deliberate_failure_is_reported() {
     let (out, v) = Boot::new("fail").params(&["fail=1"]).run();
     check(!v.passed, "a failing case must fail the run", &out);
-    check(out.exit == Exit::TestsFailed, "exit must be TestsFailed", &out);
     check(
-        v.report.failures().iter().any(|(p, s)| p == "boot.deliberate_failure" && *s == Status::Fail),
+        out.exit == Exit::TestsFailed,
+        "exit must be TestsFailed",
+        &out,
+    );
+    check(
+        v.report
+            .failures()
+            .iter()
+            .any(|(p, s)| p == "boot.deliberate_failure" && *s == Status::Fail),
         "boot.deliberate_failure must be reported not ok",
         &out,
     );
-    check(out.contains("expected: 5") && out.contains("actual: 4"), "expected/actual values missing", &out);
+    check(
+        out.contains("expected: 5") && out.contains("actual: 4"),
+        "expected/actual values missing",
+        &out,
+    );
     // The run went on past the failure: later suites still passed.
-    check(v.report.complete && v.report.counts().passed >= 3, "run did not continue after the failure", &out);
+    check(
+        v.report.complete && v.report.counts().passed >= 3,
+        "run did not continue after the failure",
+        &out,
+    );
 }
 
 fn crash(kind: &str, exit: Exit, needle: &str) {
     let (out, v) = Boot::new(kind).params(&[&format!("crash={kind}")]).run();
     check(!v.passed, "a crash must fail the run", &out);
     check(out.exit == exit, &format!("exit must be {exit}"), &out);
-    check(out.contains(needle), &format!("diagnostic '{needle}' missing"), &out);
-    check(v.report.crashed_in.as_deref() == Some("boot.deliberate_crash"), "crashed case not named", &out);
-    check(!v.report.complete, "a crashed run must not count as complete", &out);
+    check(
+        out.contains(needle),
+        &format!("diagnostic '{needle}' missing"),
+        &out,
+    );
+    check(
+        v.report.crashed_in.as_deref() == Some("boot.deliberate_crash"),
+        "crashed case not named",
+        &out,
+    );
+    check(
+        !v.report.complete,
+        "a crashed run must not count as complete",
+        &out,
+    );
 }
 
 #[test]
 fn panic_is_reported() {
-    crash("panic", Exit::Panic, "PANIC: panicked at kernel/src/selftest.rs");
+    crash(
+        "panic",
+        Exit::Panic,
+        "PANIC: panicked at kernel/src/selftest.rs",
+    );
 }
 
 #[test]
 fn page_fault_is_reported() {
-    crash("pagefault", Exit::Exception, "EXCEPTION: page fault (#PF) (vector 14)");
-    let (out, _) = Boot::new("pagefault-cr2").params(&["crash=pagefault"]).run();
+    crash(
+        "pagefault",
+        Exit::Exception,
+        "EXCEPTION: page fault (#PF) (vector 14)",
+    );
+    let (out, _) = Boot::new("pagefault-cr2")
+        .params(&["crash=pagefault"])
+        .run();
     check(out.contains("CR2=0xdeadb000"), "CR2 missing", &out);
 }
 
 #[test]
 fn divide_error_is_reported() {
-    crash("divide", Exit::Exception, "EXCEPTION: divide error (#DE) (vector 0)");
+    crash(
+        "divide",
+        Exit::Exception,
+        "EXCEPTION: divide error (#DE) (vector 0)",
+    );
 }
 
 #[test]
@@ -60,20 +105,37 @@ fn stack_overflow_is_reported_as_double_fault() {
 
 #[test]
 fn triple_fault_is_a_crash_not_a_success() {
-    let (out, v) = Boot::new("triplefault").params(&["crash=triplefault"]).run();
-    check(out.exit == Exit::Reset, "a triple fault exits QEMU with status 0", &out);
+    let (out, v) = Boot::new("triplefault")
+        .params(&["crash=triplefault"])
+        .run();
+    check(
+        out.exit == Exit::Reset,
+        "a triple fault exits QEMU with status 0",
+        &out,
+    );
     check(!v.passed, "status 0 must never pass", &out);
     let log = std::fs::read_to_string(&out.qemu_log).unwrap_or_default();
-    check(log.contains("Triple fault"), "QEMU log should record the triple fault", &out);
+    check(
+        log.contains("Triple fault"),
+        "QEMU log should record the triple fault",
+        &out,
+    );
 }
 
 #[test]
 fn hang_is_killed_at_timeout() {
     let (out, v) = Boot::new("hang").params(&["crash=hang"]).timeout(25).run();
-    check(matches!(out.exit, Exit::Timeout(_)), "a hang must end in a timeout", &out);
+    check(
+        matches!(out.exit, Exit::Timeout(_)),
+        "a hang must end in a timeout",
+        &out,
+    );
     check(!v.passed, "a timeout must fail", &out);
     check(
-        v.report.failures().iter().any(|(p, s)| p == "boot.deliberate_crash" && *s == Status::Timeout),
+        v.report
+            .failures()
+            .iter()
+            .any(|(p, s)| p == "boot.deliberate_crash" && *s == Status::Timeout),
         "the hanging case must be reported as timed out",
         &out,
     );
@@ -88,7 +150,11 @@ fn malformed_parameters_are_rejected() {
         ("fail=1 fail=0", "parameter 'fail' given twice"),
     ] {
         let (out, v) = Boot::new("badparams").params(&[params]).run();
-        check(out.exit == Exit::BadParams, &format!("'{params}' must be rejected"), &out);
+        check(
+            out.exit == Exit::BadParams,
+            &format!("'{params}' must be rejected"),
+            &out,
+        );
         check(out.contains(msg), &format!("message '{msg}' missing"), &out);
         check(!v.passed, "rejected parameters must fail", &out);
     }
@@ -97,5 +163,9 @@ fn malformed_parameters_are_rejected() {
 #[test]
 fn uefi_boot_passes() {
     let (out, v) = Boot::new("uefi").uefi().run();
-    check(v.passed, &format!("UEFI boot must pass: {:?}", v.reasons), &out);
+    check(
+        v.passed,
+        &format!("UEFI boot must pass: {:?}", v.reasons),
+        &out,
+    );
 }

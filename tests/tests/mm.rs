@@ -9,21 +9,49 @@ use tests::{Boot, check};
 fn mm_suite(mem: &str, extra: &[&str]) -> String {
     let mut params = vec!["filter=mm.*"];
     params.extend_from_slice(extra);
-    let (out, v) = Boot::new(&format!("mm-{mem}")).mem(mem).params(&params).timeout(400).run();
-    check(v.passed, &format!("mm suite must pass at -m {mem}: {:?}", v.reasons), &out);
-    check(v.report.counts().passed >= 14, "too few mm cases passed", &out);
-    let report = out.lines.iter().find(|l| l.contains("mm: ") && l.contains("frames described"));
+    let (out, v) = Boot::new(&format!("mm-{mem}"))
+        .mem(mem)
+        .params(&params)
+        .timeout(400)
+        .run();
+    check(
+        v.passed,
+        &format!("mm suite must pass at -m {mem}: {:?}", v.reasons),
+        &out,
+    );
+    check(
+        v.report.counts().passed >= 14,
+        "too few mm cases passed",
+        &out,
+    );
+    let report = out
+        .lines
+        .iter()
+        .find(|l| l.contains("mm: ") && l.contains("frames described"));
     check(report.is_some(), "boot report line missing", &out);
     let line = report.unwrap().clone();
-    check(line.contains("64 bytes per descriptor"), "descriptor size missing from the report", &out);
-    check(out.contains("allocated, checked and freed"), "alloc_all_free_all did not report", &out);
+    check(
+        line.contains("64 bytes per descriptor"),
+        "descriptor size missing from the report",
+        &out,
+    );
+    check(
+        out.contains("allocated, checked and freed"),
+        "alloc_all_free_all did not report",
+        &out,
+    );
     line
 }
 
 /// The number after `key` in the report line, e.g. "786432 frames described".
 fn number_before(line: &str, word: &str) -> u64 {
     let i = line.find(word).expect("word in line");
-    line[..i].split_whitespace().last().expect("a number").parse().expect("a number")
+    line[..i]
+        .split_whitespace()
+        .last()
+        .expect("a number")
+        .parse()
+        .expect("a number")
 }
 
 #[test]
@@ -63,7 +91,15 @@ fn double_free_panics_with_dump() {
     let (out, v) = Boot::new("doublefree").params(&["crash=doublefree"]).run();
     check(!v.passed, "a double free must fail the run", &out);
     check(out.exit == Exit::Panic, "exit must be Panic", &out);
-    check(out.contains("mm: bad page: double free (refcount already 0): pfn="), "double-free report missing", &out);
+    check(
+        out.contains("mm: bad page: double free (refcount already 0): pfn="),
+        "double-free report missing",
+        &out,
+    );
     check(out.contains("count=0"), "descriptor dump missing", &out);
-    check(v.report.crashed_in.as_deref() == Some("boot.deliberate_crash"), "crashed case not named", &out);
+    check(
+        v.report.crashed_in.as_deref() == Some("boot.deliberate_crash"),
+        "crashed case not named",
+        &out,
+    );
 }

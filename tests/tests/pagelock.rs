@@ -20,35 +20,79 @@ use boot::qemu::Exit;
 use tests::{Boot, check};
 
 const TIMEOUT_S: u64 = 120;
-const KNOWN_BAD: [&str; 4] = ["tas-outside-lock", "clear-after-wake", "clear-waiters-early", "non-atomic-flags"];
+const KNOWN_BAD: [&str; 4] = [
+    "tas-outside-lock",
+    "clear-after-wake",
+    "clear-waiters-early",
+    "non-atomic-flags",
+];
 
 fn boot(name: &str, bug: &str) -> (boot::qemu::Outcome, boot::verdict::Verdict) {
     let bug = format!("bug={bug}");
-    Boot::new(name).smp(2).params(&["filter=pagelock.torture", "torture_ms=4000", &bug]).timeout(TIMEOUT_S).run()
+    Boot::new(name)
+        .smp(2)
+        .params(&["filter=pagelock.torture", "torture_ms=4000", &bug])
+        .timeout(TIMEOUT_S)
+        .run()
 }
 
 fn must_fail(bug: &str) {
     let (out, v) = boot(&format!("pagelock-{bug}"), bug);
-    check(out.contains(&format!("pagelock: RUNNING KNOWN-BAD VARIANT {bug}")), "the known-bad variant must be announced", &out);
-    check(!matches!(out.exit, Exit::Timeout(_)), "a bad variant must end the run by itself, not hang it", &out);
-    check(!v.passed, &format!("bug={bug} must make the torture fail"), &out);
+    check(
+        out.contains(&format!("pagelock: RUNNING KNOWN-BAD VARIANT {bug}")),
+        "the known-bad variant must be announced",
+        &out,
+    );
+    check(
+        !matches!(out.exit, Exit::Timeout(_)),
+        "a bad variant must end the run by itself, not hang it",
+        &out,
+    );
+    check(
+        !v.passed,
+        &format!("bug={bug} must make the torture fail"),
+        &out,
+    );
     let torture_failed = out.contains("pagelock-torture: FAILURE");
     let invariant_panic = out.exit == Exit::Panic && out.contains("PG_waiters clear while");
-    check(torture_failed || invariant_panic, "the failure must come from the torture or the PG_waiters invariant", &out);
+    check(
+        torture_failed || invariant_panic,
+        "the failure must come from the torture or the PG_waiters invariant",
+        &out,
+    );
     eprintln!(
         "bug={bug}: {} after {:.1} s: {}",
-        if torture_failed { "torture FAILURE" } else { "PG_waiters invariant panic" },
+        if torture_failed {
+            "torture FAILURE"
+        } else {
+            "PG_waiters invariant panic"
+        },
         out.elapsed.as_secs_f64(),
-        out.lines.iter().find(|l| l.contains("pagelock-torture: FAILURE") || l.contains("PANIC")).map_or("", |l| l.trim())
+        out.lines
+            .iter()
+            .find(|l| l.contains("pagelock-torture: FAILURE") || l.contains("PANIC"))
+            .map_or("", |l| l.trim())
     );
 }
 
 #[test]
 fn correct_protocol_passes() {
     let (out, v) = boot("pagelock-none", "none");
-    check(v.passed, &format!("the default protocol must pass: {:?}", v.reasons), &out);
-    check(out.contains("pagelock-torture: SUCCESS"), "torture verdict missing", &out);
-    check(!out.contains("KNOWN-BAD VARIANT"), "the default is not a bad variant", &out);
+    check(
+        v.passed,
+        &format!("the default protocol must pass: {:?}", v.reasons),
+        &out,
+    );
+    check(
+        out.contains("pagelock-torture: SUCCESS"),
+        "torture verdict missing",
+        &out,
+    );
+    check(
+        !out.contains("KNOWN-BAD VARIANT"),
+        "the default is not a bad variant",
+        &out,
+    );
 }
 
 #[test]

@@ -4,9 +4,18 @@
 use tests::{Boot, check};
 
 fn sched(n: u32) {
-    let (out, v) = Boot::new(&format!("sched{n}")).smp(n).mem("512M").params(&["filter=sched"]).timeout(400).run();
+    let (out, v) = Boot::new(&format!("sched{n}"))
+        .smp(n)
+        .mem("512M")
+        .params(&["filter=sched"])
+        .timeout(400)
+        .run();
     check(v.passed, &format!("-smp {n}: {:?}", v.reasons), &out);
-    check(v.report.counts().passed >= 8, "sched suite did not run", &out);
+    check(
+        v.report.counts().passed >= 8,
+        "sched suite did not run",
+        &out,
+    );
 }
 
 #[test]

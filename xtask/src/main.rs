@@ -107,14 +107,29 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn kernel_image(release: bool, fw: Firmware, verbose: bool) -> Result<std::path::PathBuf> {
     let t = Instant::now();
-    let elf = build::kernel(if release { Profile::Release } else { Profile::Dev }, verbose)?;
+    let elf = build::kernel(
+        if release {
+            Profile::Release
+        } else {
+            Profile::Dev
+        },
+        verbose,
+    )?;
     let img = image::disk_image(&elf, fw)?;
-    eprintln!("xtask: kernel and image ready in {:.1} s: {}", t.elapsed().as_secs_f64(), img.display());
+    eprintln!(
+        "xtask: kernel and image ready in {:.1} s: {}",
+        t.elapsed().as_secs_f64(),
+        img.display()
+    );
     Ok(img)
 }
 
 fn run(a: RunArgs) -> Result<bool> {
-    let fw = if a.uefi { Firmware::Uefi } else { Firmware::Bios };
+    let fw = if a.uefi {
+        Firmware::Uefi
+    } else {
+        Firmware::Bios
+    };
     qemu::ensure_qemu(fw)?;
     let img = kernel_image(a.release, fw, true)?;
     let mut cfg = qemu::Config::new("run", img);
@@ -127,16 +142,30 @@ fn run(a: RunArgs) -> Result<bool> {
     cfg.echo = true;
     cfg.timeout = Duration::from_secs(if a.gdb { 24 * 3600 } else { a.timeout });
     if a.gdb {
-        let elf = build::kernel_out_dir(if a.release { Profile::Release } else { Profile::Dev }).join("kernel");
+        let elf = build::kernel_out_dir(if a.release {
+            Profile::Release
+        } else {
+            Profile::Dev
+        })
+        .join("kernel");
         eprintln!("xtask: QEMU waits for gdb; in another shell run:");
         eprintln!("    gdb {} -ex 'target remote :1234'", elf.display());
     }
-    eprintln!("xtask: booting: -smp {} -m {} params: {}", cfg.smp, cfg.mem, cfg.params.join(" "));
+    eprintln!(
+        "xtask: booting: -smp {} -m {} params: {}",
+        cfg.smp,
+        cfg.mem,
+        cfg.params.join(" ")
+    );
     let out = qemu::run(&cfg)?;
     let v = verdict::judge(&out);
     let c = v.report.counts();
     if v.passed {
-        eprintln!("xtask: PASS: {c}; {}; {:.1} s", out.exit, out.elapsed.as_secs_f64());
+        eprintln!(
+            "xtask: PASS: {c}; {}; {:.1} s",
+            out.exit,
+            out.elapsed.as_secs_f64()
+        );
     } else {
         eprintln!("xtask: FAIL ({c}):\n{}", v.explain(&out));
     }
@@ -156,21 +185,39 @@ fn bench(a: BenchArgs) -> Result<bool> {
         cfg.params.push(format!("filter={f}"));
     }
     cfg.params.extend(a.params);
-    eprintln!("xtask: benchmarks: -smp {} -m {} {}", cfg.smp, cfg.mem, cfg.params.join(" "));
+    eprintln!(
+        "xtask: benchmarks: -smp {} -m {} {}",
+        cfg.smp,
+        cfg.mem,
+        cfg.params.join(" ")
+    );
     let out = qemu::run(&cfg)?;
-    let results: Vec<&str> = out.lines.iter().filter(|l| l.starts_with("BENCH ")).map(|l| l.as_str()).collect();
+    let results: Vec<&str> = out
+        .lines
+        .iter()
+        .filter(|l| l.starts_with("BENCH "))
+        .map(|l| l.as_str())
+        .collect();
     let dir = boot::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join(format!("bench-smp{}.txt", cfg.smp));
     std::fs::write(&file, results.join("\n") + "\n")?;
     println!();
-    println!("xtask: {} result lines (also in {}):", results.len(), file.display());
+    println!(
+        "xtask: {} result lines (also in {}):",
+        results.len(),
+        file.display()
+    );
     for r in &results {
         println!("  {}", r.trim_start_matches("BENCH "));
     }
     let ok = out.exit == qemu::Exit::Success && out.contains(verdict::END_OF_RUN);
     if !ok {
-        eprintln!("xtask: benchmark run failed: {}\n  serial log: {}", out.exit, out.serial_log.display());
+        eprintln!(
+            "xtask: benchmark run failed: {}\n  serial log: {}",
+            out.exit,
+            out.serial_log.display()
+        );
     }
     Ok(ok)
 }
@@ -181,7 +228,9 @@ fn cargo_tests(label: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<Coun
     eprintln!("xtask: == {label}: cargo {}", args.join(" "));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(boot::workspace_root()).args(args).stdout(Stdio::piped());
+    cmd.current_dir(boot::workspace_root())
+        .args(args)
+        .stdout(Stdio::piped());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -194,7 +243,9 @@ fn cargo_tests(label: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<Coun
         if let Some(rest) = line.trim().strip_prefix("test result: ") {
             for part in rest.split(';') {
                 let mut w = part.split_whitespace().rev();
-                let (Some(kind), Some(n)) = (w.next(), w.next()) else { continue };
+                let (Some(kind), Some(n)) = (w.next(), w.next()) else {
+                    continue;
+                };
                 let Ok(n) = n.parse::<usize>() else { continue };
                 match kind {
                     "passed" => c.passed += n,
@@ -236,7 +287,12 @@ fn test(filter: Option<&str>) -> Result<bool> {
     if let Some(f) = filter {
         cfg.params.push(format!("filter=*{f}*"));
     }
-    eprintln!("xtask: == in-kernel suites: -smp {} -m {} {}", cfg.smp, cfg.mem, cfg.params.join(" "));
+    eprintln!(
+        "xtask: == in-kernel suites: -smp {} -m {} {}",
+        cfg.smp,
+        cfg.mem,
+        cfg.params.join(" ")
+    );
     let out = qemu::run(&cfg)?;
     let v = verdict::judge(&out);
     let kc = v.report.counts();
@@ -248,7 +304,10 @@ fn test(filter: Option<&str>) -> Result<bool> {
         kc2.failed += 1;
     }
     add(&mut total, kc2);
-    stages.push(format!("in-kernel suites: {kc} ({:.0} s)", t.elapsed().as_secs_f64()));
+    stages.push(format!(
+        "in-kernel suites: {kc} ({:.0} s)",
+        t.elapsed().as_secs_f64()
+    ));
 
     // 2. Host unit tests and the QEMU integration tests in tests/.
     let t = Instant::now();
@@ -258,7 +317,10 @@ fn test(filter: Option<&str>) -> Result<bool> {
     }
     let c = cargo_tests("host and QEMU integration tests", &args, &[])?;
     add(&mut total, c);
-    stages.push(format!("host and integration tests: {c} ({:.0} s)", t.elapsed().as_secs_f64()));
+    stages.push(format!(
+        "host and integration tests: {c} ({:.0} s)",
+        t.elapsed().as_secs_f64()
+    ));
 
     // 3. loom model checks of the portable protocol code.
     let t = Instant::now();
@@ -268,15 +330,25 @@ fn test(filter: Option<&str>) -> Result<bool> {
     if let Some(f) = filter {
         args.extend(["--", f]);
     }
-    let c = cargo_tests("loom model checks", &args, &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", &loom_dir)])?;
+    let c = cargo_tests(
+        "loom model checks",
+        &args,
+        &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", &loom_dir)],
+    )?;
     add(&mut total, c);
-    stages.push(format!("loom model checks: {c} ({:.0} s)", t.elapsed().as_secs_f64()));
+    stages.push(format!(
+        "loom model checks: {c} ({:.0} s)",
+        t.elapsed().as_secs_f64()
+    ));
 
     println!();
     for s in &stages {
         println!("xtask: {s}");
     }
     println!("xtask: total time {:.0} s", start.elapsed().as_secs_f64());
-    println!("{} passed, {} failed, {} skipped", total.passed, total.failed, total.skipped);
+    println!(
+        "{} passed, {} failed, {} skipped",
+        total.passed, total.failed, total.skipped
+    );
     Ok(total.failed == 0)
 }

@@ -22,7 +22,12 @@ pub struct Bench {
 }
 
 /// The registry of benchmark groups, in run order.
-pub static ALL: &[&[Bench]] = &[crate::smp::bench::BENCHES, crate::mm::bench::BENCHES, crate::sched::bench::BENCHES, crate::pagelock::bench::BENCHES];
+pub static ALL: &[&[Bench]] = &[
+    crate::smp::bench::BENCHES,
+    crate::mm::bench::BENCHES,
+    crate::sched::bench::BENCHES,
+    crate::pagelock::bench::BENCHES,
+];
 
 /// Reads the time-stamp counter (cycles at a constant rate on every CPU
 /// QEMU emulates).
@@ -47,7 +52,10 @@ pub fn run_all(params: &Params) -> bool {
     let mut ran = 0;
     for group in ALL {
         for b in group.iter() {
-            if params.filter.is_some_and(|f| !f.split(',').any(|p| glob(p, b.name))) {
+            if params
+                .filter
+                .is_some_and(|f| !f.split(',').any(|p| glob(p, b.name)))
+            {
                 continue;
             }
             println!("# bench: {}", b.name);

@@ -61,7 +61,10 @@ pub struct Suite {
 #[macro_export]
 macro_rules! case {
     ($f:path) => {
-        $crate::ktest::Case { name: stringify!($f), run: $f }
+        $crate::ktest::Case {
+            name: stringify!($f),
+            run: $f,
+        }
     };
 }
 
@@ -88,7 +91,13 @@ macro_rules! kassert_eq {
             (l, r) => {
                 if !(*l == *r) {
                     let i = $crate::ktest::CASE_INDENT;
-                    $crate::println!("{i}# {}:{}: assertion failed: {} == {}", file!(), line!(), stringify!($left), stringify!($right));
+                    $crate::println!(
+                        "{i}# {}:{}: assertion failed: {} == {}",
+                        file!(),
+                        line!(),
+                        stringify!($left),
+                        stringify!($right)
+                    );
                     $crate::println!("{i}#   expected: {:?}", r);
                     $crate::println!("{i}#     actual: {:?}", l);
                     return Err($crate::ktest::TestError::Fail);
@@ -149,14 +158,21 @@ fn selected(filter: Option<&str>, suite: &Suite, case: &Case) -> bool {
 }
 
 fn count_selected(filter: Option<&str>, suite: &Suite) -> usize {
-    suite.cases.iter().filter(|c| selected(filter, suite, c)).count()
+    suite
+        .cases
+        .iter()
+        .filter(|c| selected(filter, suite, c))
+        .count()
 }
 
 /// Runs every selected case of every suite, printing KTAP. Returns whether
 /// all ran cases passed. A filter that selects nothing is an error.
 pub fn run_all(params: &Params) -> bool {
     let filter = params.filter;
-    let nsuites = suites::ALL.iter().filter(|s| count_selected(filter, s) > 0).count();
+    let nsuites = suites::ALL
+        .iter()
+        .filter(|s| count_selected(filter, s) > 0)
+        .count();
     if nsuites == 0 {
         log::error!("filter '{}' selects no test case", filter.unwrap_or(""));
         return false;
@@ -202,7 +218,11 @@ pub fn run_all(params: &Params) -> bool {
                 }
             }
         }
-        println!("{} {suite_no} {}", if suite_ok { "ok" } else { "not ok" }, suite.name);
+        println!(
+            "{} {suite_no} {}",
+            if suite_ok { "ok" } else { "not ok" },
+            suite.name
+        );
     }
     println!("# pcs: {passed} passed, {failed} failed, {skipped} skipped");
     println!("# pcs: end of run");
@@ -224,4 +244,10 @@ fn glob_case(_: &Ctx) -> TestResult {
     glob_matches()
 }
 
-pub static SUITE: Suite = Suite { name: "ktest", cases: &[Case { name: "glob", run: glob_case }] };
+pub static SUITE: Suite = Suite {
+    name: "ktest",
+    cases: &[Case {
+        name: "glob",
+        run: glob_case,
+    }],
+};

@@ -2,4 +2,12 @@
 
 use super::Suite;
 
-pub static ALL: &[&Suite] = &[&crate::selftest::SUITE, &super::SUITE, &crate::params::SUITE, &crate::smp::tests::SUITE, &crate::mm::tests::SUITE, &crate::sched::tests::SUITE, &crate::pagelock::tests::SUITE];
+pub static ALL: &[&Suite] = &[
+    &crate::selftest::SUITE,
+    &super::SUITE,
+    &crate::params::SUITE,
+    &crate::smp::tests::SUITE,
+    &crate::mm::tests::SUITE,
+    &crate::sched::tests::SUITE,
+    &crate::pagelock::tests::SUITE,
+];

@@ -29,15 +29,19 @@ use crate::{
 /// Timed pairs per CPU per configuration.
 pub const ITERS: usize = 20_000;
 
-pub static BENCHES: &[Bench] = &[Bench { name: "mm_frame_alloc", run: frame_alloc }];
+pub static BENCHES: &[Bench] = &[Bench {
+    name: "mm_frame_alloc",
+    run: frame_alloc,
+}];
 
 /// (p50, p99, mean) in cycles of one configuration, summed over CPUs for
 /// the mean of means.
 fn run_config(ncpus: usize, pcp_on: bool) -> (u64, u64) {
     pcp::set_enabled(pcp_on);
     let online = crate::smp::online_cpus();
-    let samples: Vec<spin::Mutex<Vec<u64>>> =
-        (0..online).map(|_| spin::Mutex::new(Vec::with_capacity(ITERS))).collect();
+    let samples: Vec<spin::Mutex<Vec<u64>>> = (0..online)
+        .map(|_| spin::Mutex::new(Vec::with_capacity(ITERS)))
+        .collect();
     let arrived = AtomicU64::new(0);
     crate::smp::run_on_all_cpus(&|cpu| {
         if cpu >= ncpus {

@@ -44,8 +44,10 @@ pub struct Zone {
 }
 
 /// The buddy allocator's state.
-pub static ZONE: IrqMutex<Zone> =
-    IrqMutex::new(Zone { lists: [FreeList { head: 0, blocks: 0 }; NR_ORDERS], free_frames: 0 });
+pub static ZONE: IrqMutex<Zone> = IrqMutex::new(Zone {
+    lists: [FreeList { head: 0, blocks: 0 }; NR_ORDERS],
+    free_frames: 0,
+});
 
 /// A descriptor from an address stored in a link word.
 fn at(addr: usize) -> &'static Page {
@@ -72,7 +74,10 @@ impl Zone {
 
     fn unlink(&mut self, page: &'static Page, order: u32) {
         let l = &mut self.lists[order as usize];
-        let (next, prev) = (page.list_next.load(Ordering::Relaxed), page.list_prev.load(Ordering::Relaxed));
+        let (next, prev) = (
+            page.list_next.load(Ordering::Relaxed),
+            page.list_prev.load(Ordering::Relaxed),
+        );
         if prev == 0 {
             l.head = next;
         } else {
@@ -97,7 +102,8 @@ impl Zone {
         let pfn = frame_array::pfn_of(head);
         // Split: give back the upper half at each order above the request.
         for o in (order..found).rev() {
-            let upper = frame_array::page(pfn + (1 << o)).expect("buddy: split half has no descriptor");
+            let upper =
+                frame_array::page(pfn + (1 << o)).expect("buddy: split half has no descriptor");
             self.push(upper, o);
         }
         Some(pfn)
@@ -109,8 +115,12 @@ impl Zone {
     pub fn free(&mut self, mut pfn: u64, mut order: u32) {
         while order < MAX_ORDER {
             let buddy_pfn = pfn ^ (1 << order);
-            let Some(buddy) = frame_array::page(buddy_pfn) else { break };
-            if !buddy.flags.test(PG_BUDDY) || buddy.private.load(Ordering::Relaxed) != u64::from(order) {
+            let Some(buddy) = frame_array::page(buddy_pfn) else {
+                break;
+            };
+            if !buddy.flags.test(PG_BUDDY)
+                || buddy.private.load(Ordering::Relaxed) != u64::from(order)
+            {
                 break;
             }
             self.unlink(buddy, order);

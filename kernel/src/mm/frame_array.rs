@@ -98,7 +98,8 @@ pub fn page(pfn: u64) -> Option<&'static Page> {
     if pfn < u64::from(s.start) || pfn >= u64::from(s.end) {
         return None;
     }
-    a.pages.get(s.first as usize + (pfn - u64::from(s.start)) as usize)
+    a.pages
+        .get(s.first as usize + (pfn - u64::from(s.start)) as usize)
 }
 
 /// The frame number a descriptor of the array describes.
@@ -111,7 +112,11 @@ pub fn pfn_of(page: &Page) -> u64 {
     let base = a.pages.as_ptr() as usize;
     let off = (page as *const Page as usize).wrapping_sub(base);
     let idx = off / core::mem::size_of::<Page>();
-    assert!(idx < a.pages.len(), "mm: {:#x} is not a frame descriptor", page as *const Page as usize);
+    assert!(
+        idx < a.pages.len(),
+        "mm: {:#x} is not a frame descriptor",
+        page as *const Page as usize
+    );
     idx as u64 + u64::from(a.rbias[idx / GROUP as usize])
 }
 
@@ -135,7 +140,11 @@ pub fn pfn_of_virt(v: *const u8) -> u64 {
 
 /// The described frame ranges `start..end`, one per section with RAM.
 pub fn sections() -> impl Iterator<Item = (u64, u64)> {
-    array().sections.iter().filter(|s| s.end > s.start).map(|s| (u64::from(s.start), u64::from(s.end)))
+    array()
+        .sections
+        .iter()
+        .filter(|s| s.end > s.start)
+        .map(|s| (u64::from(s.start), u64::from(s.end)))
 }
 
 /// Is this region kind RAM (to be described), rather than device space?
@@ -200,7 +209,10 @@ pub fn init(boot: &BootInfo, phys_offset: u64) -> Stats {
         st.ram_bytes += r.end - r.start;
         st.end_pfn = st.end_pfn.max(pfn_up(r.end));
     }
-    assert!(st.end_pfn <= u64::from(u32::MAX), "mm: RAM above 16 TiB is not supported");
+    assert!(
+        st.end_pfn <= u64::from(u32::MAX),
+        "mm: RAM above 16 TiB is not supported"
+    );
     let nsections = st.end_pfn.div_ceil(1 << SECTION_SHIFT);
     for s in 0..nsections {
         if let Some((lo, hi)) = section_span(regions, s) {
@@ -214,12 +226,19 @@ pub fn init(boot: &BootInfo, phys_offset: u64) -> Stats {
     let pages_bytes = st.described * core::mem::size_of::<Page>() as u64;
     let rbias_bytes = (st.described / GROUP * 4).next_multiple_of(8);
     let sections_bytes = nsections * core::mem::size_of::<Section>() as u64;
-    st.array_bytes = (pages_bytes + rbias_bytes + sections_bytes).next_multiple_of(PAGE_SIZE as u64);
+    st.array_bytes =
+        (pages_bytes + rbias_bytes + sections_bytes).next_multiple_of(PAGE_SIZE as u64);
 
     // Frames no one may take: the kernel's ELF file and the ramdisk, in case
     // the memory map calls them usable.
-    let kernel = (pfn_down(boot.kernel_addr), pfn_up(boot.kernel_addr + boot.kernel_len));
-    let ramdisk = boot.ramdisk_addr.into_option().map_or((0, 0), |a| (pfn_down(a), pfn_up(a + boot.ramdisk_len)));
+    let kernel = (
+        pfn_down(boot.kernel_addr),
+        pfn_up(boot.kernel_addr + boot.kernel_len),
+    );
+    let ramdisk = boot
+        .ramdisk_addr
+        .into_option()
+        .map_or((0, 0), |a| (pfn_down(a), pfn_up(a + boot.ramdisk_len)));
     let array_frames = st.array_bytes >> PAGE_SHIFT;
     // Carve from the largest usable region above 1 MiB clear of both.
     let carve = regions
@@ -240,12 +259,18 @@ pub fn init(boot: &BootInfo, phys_offset: u64) -> Stats {
     let base = (phys_offset + st.array_phys) as *mut u8;
     let pages_ptr = base.cast::<Page>();
     let rbias_ptr = base.wrapping_add(pages_bytes as usize).cast::<u32>();
-    let sections_ptr = base.wrapping_add((pages_bytes + rbias_bytes) as usize).cast::<Section>();
+    let sections_ptr = base
+        .wrapping_add((pages_bytes + rbias_bytes) as usize)
+        .cast::<Section>();
     let mut first = 0u64;
     for s in 0..nsections {
         let span = section_span(regions, s);
         let sec = match span {
-            Some((lo, hi)) => Section { start: lo as u32, end: hi as u32, first: first as u32 },
+            Some((lo, hi)) => Section {
+                start: lo as u32,
+                end: hi as u32,
+                first: first as u32,
+            },
             None => Section::default(),
         };
         let (lo, hi) = span.unwrap_or((0, 0));
@@ -259,7 +284,11 @@ pub fn init(boot: &BootInfo, phys_offset: u64) -> Stats {
         }
         for g in (first..first + (hi - lo)).step_by(GROUP as usize) {
             // SAFETY: g / GROUP < described / GROUP, the rbias length.
-            unsafe { rbias_ptr.add((g / GROUP) as usize).write((lo - first) as u32) };
+            unsafe {
+                rbias_ptr
+                    .add((g / GROUP) as usize)
+                    .write((lo - first) as u32)
+            };
         }
         // SAFETY: s < nsections, the section table's length.
         unsafe { sections_ptr.add(s as usize).write(sec) };
@@ -282,7 +311,10 @@ pub fn init(boot: &BootInfo, phys_offset: u64) -> Stats {
     let array_range = (carve.0, carve.0 + array_frames);
     let mut excluded = [array_range, kernel, ramdisk];
     excluded.sort_unstable();
-    for r in regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable) {
+    for r in regions
+        .iter()
+        .filter(|r| r.kind == MemoryRegionKind::Usable)
+    {
         let lo = pfn_up(r.start).max(pfn_up(LOW_LIMIT));
         subtract(lo, pfn_down(r.end), &excluded, &mut |a, b| {
             st.usable_frames += b - a;

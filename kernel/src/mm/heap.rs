@@ -48,7 +48,10 @@ static HEAP: Heap = Heap::new(BuddySource { heap_end: 0 });
 
 /// (bytes taken from the buddy allocator, number of growths).
 pub fn stats() -> (u64, u64) {
-    (HEAP_BYTES.load(Ordering::Relaxed), GROWS.load(Ordering::Relaxed))
+    (
+        HEAP_BYTES.load(Ordering::Relaxed),
+        GROWS.load(Ordering::Relaxed),
+    )
 }
 
 // SAFETY: `acquire` touches only the frame allocator (which never
@@ -58,9 +61,20 @@ unsafe impl Source for BuddySource {
     fn acquire<B: Binning>(talc: &mut Talc<Self, B>, layout: Layout) -> Result<(), ()> {
         // Room for the request at its alignment, talc's per-heap tags and,
         // for the first heap, its metadata.
-        let need = layout.size() + layout.align() + 4 * talc::base::CHUNK_UNIT + min_first_heap_size::<B>();
-        let order = need.div_ceil(PAGE_SIZE).next_power_of_two().trailing_zeros().max(MIN_GROW_ORDER);
-        let block = if order <= MAX_ORDER { page_alloc::alloc_pages(order, AllocFlags::NONE) } else { None };
+        let need = layout.size()
+            + layout.align()
+            + 4 * talc::base::CHUNK_UNIT
+            + min_first_heap_size::<B>();
+        let order = need
+            .div_ceil(PAGE_SIZE)
+            .next_power_of_two()
+            .trailing_zeros()
+            .max(MIN_GROW_ORDER);
+        let block = if order <= MAX_ORDER {
+            page_alloc::alloc_pages(order, AllocFlags::NONE)
+        } else {
+            None
+        };
         let Some(block) = block else {
             crate::println!(
                 "# mm: heap out of memory: cannot grow by 2^{order} frames for a {}-byte request (align {}); {} frames free, largest blocks per order {:?}",

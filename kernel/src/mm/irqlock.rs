@@ -35,7 +35,10 @@ pub type IrqMutex<T> = lock_api::Mutex<IrqSpinRaw, T>;
 // most one holder at a time.
 unsafe impl RawMutex for IrqSpinRaw {
     #[allow(clippy::declare_interior_mutable_const)]
-    const INIT: Self = IrqSpinRaw { locked: AtomicBool::new(false), irq_were_enabled: AtomicBool::new(false) };
+    const INIT: Self = IrqSpinRaw {
+        locked: AtomicBool::new(false),
+        irq_were_enabled: AtomicBool::new(false),
+    };
     // Interrupts are off for this CPU only: the guard must not move to
     // another CPU.
     type GuardMarker = GuardNoSend;
@@ -45,7 +48,11 @@ unsafe impl RawMutex for IrqSpinRaw {
         interrupts::disable();
         // Acquire pairs with the Release store in `unlock` of the previous
         // holder: its critical section happens-before ours.
-        while self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             while self.locked.load(Ordering::Relaxed) {
                 core::hint::spin_loop();
             }
@@ -57,7 +64,11 @@ unsafe impl RawMutex for IrqSpinRaw {
         let were = interrupts::are_enabled();
         interrupts::disable();
         // Acquire: as in `lock`.
-        if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+        if self
+            .locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
             self.irq_were_enabled.store(were, Ordering::Relaxed);
             true
         } else {

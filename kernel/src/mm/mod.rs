@@ -61,7 +61,10 @@ pub const PG_BUDDY: u32 = pagesync::flags::PG_FIRST_FREE;
 /// boot CPU, before any other CPU runs and before the first heap
 /// allocation.
 pub fn init(boot_info: &BootInfo, pcp_enabled: bool) {
-    let phys_offset = boot_info.physical_memory_offset.into_option().expect("physical memory mapping");
+    let phys_offset = boot_info
+        .physical_memory_offset
+        .into_option()
+        .expect("physical memory mapping");
     let stats = frame_array::init(boot_info, phys_offset);
     pcp::set_enabled(pcp_enabled);
     let free = page_alloc::free_frames();

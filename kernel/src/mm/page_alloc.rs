@@ -130,11 +130,16 @@ impl fmt::Display for FreeError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             FreeError::DoubleFree => write!(f, "double free (refcount already 0)"),
-            FreeError::Referenced { count } => write!(f, "freeing a frame with refcount {count} (still referenced)"),
+            FreeError::Referenced { count } => write!(
+                f,
+                "freeing a frame with refcount {count} (still referenced)"
+            ),
             FreeError::Reserved => write!(f, "freeing a reserved frame"),
             FreeError::NotDescribed => write!(f, "freeing a frame that is not RAM"),
             FreeError::Misaligned => write!(f, "frame not aligned to its order"),
-            FreeError::BadFlags { flags } => write!(f, "freeing a frame with flags {}", FlagNames(*flags)),
+            FreeError::BadFlags { flags } => {
+                write!(f, "freeing a frame with flags {}", FlagNames(*flags))
+            }
             FreeError::Mapped { mapcount } => write!(f, "freeing a frame mapped {mapcount} times"),
             FreeError::BadTail { pfn } => write!(f, "tail frame {pfn:#x} of the block is not free"),
         }
@@ -215,7 +220,11 @@ pub fn alloc_pages(order: u32, how: AllocFlags) -> Option<Pages> {
     if order > MAX_ORDER {
         return None;
     }
-    let pfn = if order == 0 && pcp::enabled() { pcp::alloc()? } else { buddy::ZONE.lock().alloc(order)? };
+    let pfn = if order == 0 && pcp::enabled() {
+        pcp::alloc()?
+    } else {
+        buddy::ZONE.lock().alloc(order)?
+    };
     prep_new(pfn, order);
     let pages = Pages { pfn, order };
     if how.zero {
@@ -230,14 +239,21 @@ pub fn alloc_pages(order: u32, how: AllocFlags) -> Option<Pages> {
 /// head's first reference.
 fn prep_new(pfn: u64, order: u32) {
     for f in pfn..pfn + (1 << order) {
-        let p = frame_array::page(f).unwrap_or_else(|| bad_page(f, "allocated frame has no descriptor"));
-        if p.ref_count() != 0 || p.flags.load(core::sync::atomic::Ordering::Relaxed) != 0 || p.mapcount() != 0 {
+        let p = frame_array::page(f)
+            .unwrap_or_else(|| bad_page(f, "allocated frame has no descriptor"));
+        if p.ref_count() != 0
+            || p.flags.load(core::sync::atomic::Ordering::Relaxed) != 0
+            || p.mapcount() != 0
+        {
             bad_page(f, "free frame modified while free (at allocation)");
         }
     }
     let head = frame_array::page(pfn).expect("checked above");
     if head.init_ref().is_err() {
-        bad_page(pfn, "allocated frame gained a reference while being allocated");
+        bad_page(
+            pfn,
+            "allocated frame gained a reference while being allocated",
+        );
     }
 }
 
@@ -282,11 +298,16 @@ fn free_unreferenced(pfn: u64, order: u32) -> Result<(), FreeError> {
         return Err(FreeError::BadFlags { flags: fl });
     }
     if head.mapcount() != 0 {
-        return Err(FreeError::Mapped { mapcount: head.mapcount() });
+        return Err(FreeError::Mapped {
+            mapcount: head.mapcount(),
+        });
     }
     for f in pfn + 1..pfn + (1 << order) {
         let t = frame_array::page(f).ok_or(FreeError::BadTail { pfn: f })?;
-        if t.ref_count() != 0 || t.flags.load(core::sync::atomic::Ordering::Relaxed) != 0 || t.mapcount() != 0 {
+        if t.ref_count() != 0
+            || t.flags.load(core::sync::atomic::Ordering::Relaxed) != 0
+            || t.mapcount() != 0
+        {
             return Err(FreeError::BadTail { pfn: f });
         }
     }
@@ -297,7 +318,8 @@ fn free_unreferenced(pfn: u64, order: u32) -> Result<(), FreeError> {
     head.mapping.store(0, core::sync::atomic::Ordering::Relaxed);
     head.index.store(0, core::sync::atomic::Ordering::Relaxed);
     head.private.store(0, core::sync::atomic::Ordering::Relaxed);
-    head.lock_owner.store(0, core::sync::atomic::Ordering::Relaxed);
+    head.lock_owner
+        .store(0, core::sync::atomic::Ordering::Relaxed);
     if order == 0 && pcp::enabled() {
         pcp::free(pfn);
     } else {

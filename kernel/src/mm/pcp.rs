@@ -43,8 +43,12 @@ struct PerCpuCache {
     count: AtomicU64,
 }
 
-static CACHES: [PerCpuCache; MAX_CPUS] =
-    [const { PerCpuCache { stack: IrqMutex::new(Stack { top: 0 }), count: AtomicU64::new(0) } }; MAX_CPUS];
+static CACHES: [PerCpuCache; MAX_CPUS] = [const {
+    PerCpuCache {
+        stack: IrqMutex::new(Stack { top: 0 }),
+        count: AtomicU64::new(0),
+    }
+}; MAX_CPUS];
 
 /// Whether order-0 allocations go through the caches. Relaxed: a CPU that
 /// sees a stale value uses or skips its cache once more, which is harmless

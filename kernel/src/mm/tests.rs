@@ -17,9 +17,9 @@ use pagesync::{
 };
 
 use super::{
-    AllocFlags, FreeError, LOW_LIMIT, MAX_ORDER, PAGE_SIZE, alloc_pages, buddy, free_pages,
+    AllocFlags, FreeError, LOW_LIMIT, MAX_ORDER, PAGE_SIZE, alloc_pages, buddy,
     frame_array::{self, page, pfn_of},
-    heap,
+    free_pages, heap,
     page_alloc::{free_frames, get_page, put_page, try_get_page},
     pcp, try_free_raw,
 };
@@ -49,7 +49,12 @@ fn descriptor_layout(_: &Ctx) -> TestResult {
     kassert_eq!(core::mem::size_of::<Page>(), 64);
     kassert_eq!(core::mem::align_of::<Page>(), 64);
     let st = frame_array::stats();
-    kassert!(st.described * 4096 >= st.ram_bytes - 4096 * 16, "described {} frames for {} bytes", st.described, st.ram_bytes);
+    kassert!(
+        st.described * 4096 >= st.ram_bytes - 4096 * 16,
+        "described {} frames for {} bytes",
+        st.described,
+        st.ram_bytes
+    );
     let mut checked = 0;
     for (start, end) in frame_array::sections() {
         for pfn in [start, start + 1, (start + end) / 2, end - 1] {
@@ -70,11 +75,19 @@ fn reserved_frames(_: &Ctx) -> TestResult {
     let st = frame_array::stats();
     for pfn in 0..LOW_LIMIT / PAGE_SIZE as u64 {
         if let Some(p) = page(pfn) {
-            kassert!(p.flags.test(PG_RESERVED), "low frame {:#x} not reserved", pfn);
+            kassert!(
+                p.flags.test(PG_RESERVED),
+                "low frame {:#x} not reserved",
+                pfn
+            );
         }
     }
     for pfn in st.array_phys / 4096..(st.array_phys + st.array_bytes) / 4096 {
-        kassert!(page(pfn).unwrap().flags.test(PG_RESERVED), "array frame {:#x} not reserved", pfn);
+        kassert!(
+            page(pfn).unwrap().flags.test(PG_RESERVED),
+            "array frame {:#x} not reserved",
+            pfn
+        );
     }
     Ok(())
 }
@@ -115,7 +128,11 @@ fn alloc_all_free_all(_: &Ctx) -> TestResult {
     let (free1, blocks1) = snapshot();
     kassert_eq!(free1, free0);
     kassert_eq!(blocks1, blocks0);
-    crate::println!("    # {} frames ({} MiB) allocated, checked and freed", n, (n * 4096) >> 20);
+    crate::println!(
+        "    # {} frames ({} MiB) allocated, checked and freed",
+        n,
+        (n * 4096) >> 20
+    );
     Ok(())
 }
 
@@ -160,7 +177,11 @@ fn zeroed_allocation(_: &Ctx) -> TestResult {
         let z = alloc_pages(order, AllocFlags::ZERO).unwrap();
         // SAFETY: the block is ours, mapped, and initialised (zeroed).
         let bytes = unsafe { core::slice::from_raw_parts(z.virt(), z.bytes()) };
-        kassert!(bytes.iter().all(|&b| b == 0), "order-{} zeroed block has non-zero bytes", order);
+        kassert!(
+            bytes.iter().all(|&b| b == 0),
+            "order-{} zeroed block has non-zero bytes",
+            order
+        );
     }
     Ok(())
 }
@@ -182,7 +203,10 @@ fn free_referenced_caught(_: &Ctx) -> TestResult {
     kassert_eq!(try_get_page(pfn), Ok(2));
     kassert_eq!(get_page(pfn), 3);
     put_page(pfn);
-    kassert_eq!(try_free_raw(pfn, order), Err(FreeError::Referenced { count: 2 }));
+    kassert_eq!(
+        try_free_raw(pfn, order),
+        Err(FreeError::Referenced { count: 2 })
+    );
     kassert_eq!(page(pfn).unwrap().ref_count(), 2);
     put_page(pfn);
     let before = free_frames();
@@ -195,9 +219,15 @@ fn free_referenced_caught(_: &Ctx) -> TestResult {
 fn free_reserved_caught(_: &Ctx) -> TestResult {
     kassert_eq!(try_free_raw(0x10, 0), Err(FreeError::Reserved));
     let st = frame_array::stats();
-    kassert_eq!(try_free_raw(st.array_phys / 4096, 0), Err(FreeError::Reserved));
+    kassert_eq!(
+        try_free_raw(st.array_phys / 4096, 0),
+        Err(FreeError::Reserved)
+    );
     kassert_eq!(page(0x10).unwrap().ref_count(), 1);
-    kassert_eq!(try_free_raw(st.end_pfn + (1 << 20), 0), Err(FreeError::NotDescribed));
+    kassert_eq!(
+        try_free_raw(st.end_pfn + (1 << 20), 0),
+        Err(FreeError::NotDescribed)
+    );
     Ok(())
 }
 
@@ -220,11 +250,17 @@ fn free_bad_state_caught(_: &Ctx) -> TestResult {
     let p = alloc_pages(0, AllocFlags::NONE).unwrap();
     let d = p.page();
     kassert!(!d.flags.test_and_set_bit_lock(PG_LOCKED));
-    kassert!(matches!(try_free_raw(p.pfn(), 0), Err(FreeError::BadFlags { .. })));
+    kassert!(matches!(
+        try_free_raw(p.pfn(), 0),
+        Err(FreeError::BadFlags { .. })
+    ));
     kassert_eq!(d.ref_count(), 1);
     d.flags.clear_bit_unlock(PG_LOCKED);
     d.map_inc();
-    kassert_eq!(try_free_raw(p.pfn(), 0), Err(FreeError::Mapped { mapcount: 1 }));
+    kassert_eq!(
+        try_free_raw(p.pfn(), 0),
+        Err(FreeError::Mapped { mapcount: 1 })
+    );
     d.map_dec();
     let q = alloc_pages(1, AllocFlags::NONE).unwrap();
     kassert_eq!(try_free_raw(q.pfn() + 1, 1), Err(FreeError::Misaligned));
@@ -267,7 +303,12 @@ fn heap_smoke(_: &Ctx) -> TestResult {
     // SAFETY: allocated above with this layout.
     unsafe { alloc::alloc::dealloc(ptr, aligned) };
     let (bytes, grows) = heap::stats();
-    kassert!(bytes >= 3 << 20 && grows >= 1, "heap has {} bytes from {} growths", bytes, grows);
+    kassert!(
+        bytes >= 3 << 20 && grows >= 1,
+        "heap has {} bytes from {} growths",
+        bytes,
+        grows
+    );
     Ok(())
 }
 
@@ -283,7 +324,11 @@ fn concurrent_body(cpu: usize, ops: &AtomicU64) -> u64 {
     for round in 0..CONCURRENT_ROUNDS {
         let mut held: [Option<super::Pages>; 8] = Default::default();
         for h in held.iter_mut() {
-            let order = if rng.next().is_multiple_of(4) { (rng.next() % 4) as u32 } else { 0 };
+            let order = if rng.next().is_multiple_of(4) {
+                (rng.next() % 4) as u32
+            } else {
+                0
+            };
             *h = alloc_pages(order, AllocFlags::NONE);
             if let Some(p) = h {
                 let stamp = ((cpu as u64) << 48) | (round << 8) | u64::from(p.order());
@@ -315,11 +360,18 @@ fn concurrent_alloc_free(_: &Ctx) -> TestResult {
         bad.fetch_add(concurrent_body(cpu, &ops), Ordering::Relaxed);
     });
     kassert_eq!(bad.load(Ordering::Relaxed), 0);
-    kassert_eq!(ops.load(Ordering::Relaxed), n as u64 * CONCURRENT_ROUNDS * 8);
+    kassert_eq!(
+        ops.load(Ordering::Relaxed),
+        n as u64 * CONCURRENT_ROUNDS * 8
+    );
     let (free1, blocks1) = snapshot();
     kassert_eq!(free1, free0);
     kassert_eq!(blocks1, blocks0);
-    crate::println!("    # {} CPUs, {} alloc/free pairs", n, ops.load(Ordering::Relaxed));
+    crate::println!(
+        "    # {} CPUs, {} alloc/free pairs",
+        n,
+        ops.load(Ordering::Relaxed)
+    );
     Ok(())
 }
 
@@ -382,20 +434,62 @@ fn test_and_set_one_winner(_: &Ctx) -> TestResult {
 pub static SUITE: Suite = Suite {
     name: "mm",
     cases: &[
-        Case { name: "descriptor_layout", run: descriptor_layout },
-        Case { name: "reserved_frames", run: reserved_frames },
-        Case { name: "alloc_all_free_all", run: alloc_all_free_all },
-        Case { name: "coalescing", run: coalescing },
-        Case { name: "zeroed_allocation", run: zeroed_allocation },
-        Case { name: "double_free_caught", run: double_free_caught },
-        Case { name: "free_referenced_caught", run: free_referenced_caught },
-        Case { name: "free_reserved_caught", run: free_reserved_caught },
-        Case { name: "refcount_overflow_caught", run: refcount_overflow_caught },
-        Case { name: "free_bad_state_caught", run: free_bad_state_caught },
-        Case { name: "pcp_switch", run: pcp_switch },
-        Case { name: "heap_smoke", run: heap_smoke },
-        Case { name: "concurrent_alloc_free", run: concurrent_alloc_free },
-        Case { name: "test_and_set_one_winner", run: test_and_set_one_winner },
+        Case {
+            name: "descriptor_layout",
+            run: descriptor_layout,
+        },
+        Case {
+            name: "reserved_frames",
+            run: reserved_frames,
+        },
+        Case {
+            name: "alloc_all_free_all",
+            run: alloc_all_free_all,
+        },
+        Case {
+            name: "coalescing",
+            run: coalescing,
+        },
+        Case {
+            name: "zeroed_allocation",
+            run: zeroed_allocation,
+        },
+        Case {
+            name: "double_free_caught",
+            run: double_free_caught,
+        },
+        Case {
+            name: "free_referenced_caught",
+            run: free_referenced_caught,
+        },
+        Case {
+            name: "free_reserved_caught",
+            run: free_reserved_caught,
+        },
+        Case {
+            name: "refcount_overflow_caught",
+            run: refcount_overflow_caught,
+        },
+        Case {
+            name: "free_bad_state_caught",
+            run: free_bad_state_caught,
+        },
+        Case {
+            name: "pcp_switch",
+            run: pcp_switch,
+        },
+        Case {
+            name: "heap_smoke",
+            run: heap_smoke,
+        },
+        Case {
+            name: "concurrent_alloc_free",
+            run: concurrent_alloc_free,
+        },
+        Case {
+            name: "test_and_set_one_winner",
+            run: test_and_set_one_winner,
+        },
     ],
 };
 

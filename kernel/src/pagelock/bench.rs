@@ -68,16 +68,28 @@ fn uncontended(_: &Params) {
         t.lock_page(black_box(page));
         t.unlock_page(black_box(page));
     });
-    println!("BENCH pagelock_uncontended floor cycles={floor:.1} ns={}", time::cycles_to_ns(floor as u64));
+    println!(
+        "BENCH pagelock_uncontended floor cycles={floor:.1} ns={}",
+        time::cycles_to_ns(floor as u64)
+    );
     println!(
         "BENCH pagelock_uncontended lock_unlock cycles={lock_unlock:.1} ratio_to_floor={:.2} goal=1.2",
         lock_unlock / floor
     );
     type Form = fn(&pagesync::PageFlags, u8) -> bool;
     let forms: [(&str, Form); 3] = [
-        ("unlock_lock_xorb", pagesync::PageFlags::xor_unlock_is_negative_byte_asm),
-        ("unlock_fetch_xor", pagesync::PageFlags::xor_unlock_is_negative_byte_fetch_xor),
-        ("unlock_cas", pagesync::PageFlags::xor_unlock_is_negative_byte_cas),
+        (
+            "unlock_lock_xorb",
+            pagesync::PageFlags::xor_unlock_is_negative_byte_asm,
+        ),
+        (
+            "unlock_fetch_xor",
+            pagesync::PageFlags::xor_unlock_is_negative_byte_fetch_xor,
+        ),
+        (
+            "unlock_cas",
+            pagesync::PageFlags::xor_unlock_is_negative_byte_cas,
+        ),
     ];
     for (name, form) in forms {
         let c = cycles_per(N, || {
@@ -85,7 +97,10 @@ fn uncontended(_: &Params) {
             black_box(f.test_and_set_bit_lock(PG_LOCKED));
             black_box(form(f, 1 << PG_LOCKED));
         });
-        println!("BENCH pagelock_uncontended {name} cycles={c:.1} ratio_to_floor={:.2}", c / floor);
+        println!(
+            "BENCH pagelock_uncontended {name} cycles={c:.1} ratio_to_floor={:.2}",
+            c / floor
+        );
     }
 }
 
@@ -95,15 +110,29 @@ fn fairness(p: &Params) {
         "# pagelock_fairness: {online} vCPUs online; the host has 2 cores, so with more than 2 vCPUs they time-share and do not all run in parallel (TCG)"
     );
     let variants: [(&str, Option<Config>); 4] = [
-        ("unfairness=0", Some(Config { unfairness: 0, ..Config::DEFAULT })),
+        (
+            "unfairness=0",
+            Some(Config {
+                unfairness: 0,
+                ..Config::DEFAULT
+            }),
+        ),
         ("unfairness=5", Some(Config::DEFAULT)),
-        ("handoff=off", Some(Config { handoff: false, ..Config::DEFAULT })),
+        (
+            "handoff=off",
+            Some(Config {
+                handoff: false,
+                ..Config::DEFAULT
+            }),
+        ),
         ("ticket", None),
     ];
     for cpus in [1usize, 2, 4, 8].into_iter().filter(|&c| c <= online) {
         for pages in [1usize, 64] {
             for (name, cfg) in variants {
-                let target = cfg.map_or(torture::Target::Ticket, |c| torture::Target::Pages(leak_table(c)));
+                let target = cfg.map_or(torture::Target::Ticket, |c| {
+                    torture::Target::Pages(leak_table(c))
+                });
                 let o = torture::Options {
                     name: "fairness",
                     threads_per_cpu: 1,
@@ -141,7 +170,11 @@ fn herd_walks(_: &Params) {
     println!("# pagelock_herd: largest herd {max} waiters (free memory bound)");
     for n in [100usize, 1000, 10_000].into_iter().map(|n| n.min(max)) {
         for bookmarks in [false, true] {
-            let t = leak_table(Config { table_bits: 0, bookmarks, ..Config::DEFAULT });
+            let t = leak_table(Config {
+                table_bits: 0,
+                bookmarks,
+                ..Config::DEFAULT
+            });
             let r = herd::wake_walk(t, n, 4);
             println!(
                 "BENCH pagelock_herd bookmarks={} waiters={} woken={} walk_us={} max_queue_lock_hold_us={} probes={} unfinished={}",
@@ -166,7 +199,11 @@ fn herd_walks(_: &Params) {
 /// so one call can go on until the waiters stop restarting (after 3 s).
 /// Waiters run on CPUs other than the waker's (CPU 0).
 fn livelock_one(bookmarks: bool, n: usize) {
-    let t = leak_table(Config { table_bits: 0, bookmarks, ..Config::DEFAULT });
+    let t = leak_table(Config {
+        table_bits: 0,
+        bookmarks,
+        ..Config::DEFAULT
+    });
     let frame = alloc_pages(0, AllocFlags::ZERO).expect("frame");
     let page: &'static Page = frame.page();
     let cpus = online_cpus();
@@ -248,8 +285,20 @@ fn bookmark_livelock(_: &Params) {
 }
 
 pub static BENCHES: &[Bench] = &[
-    Bench { name: "pagelock_uncontended", run: uncontended },
-    Bench { name: "pagelock_fairness", run: fairness },
-    Bench { name: "pagelock_herd", run: herd_walks },
-    Bench { name: "pagelock_bookmark_livelock", run: bookmark_livelock },
+    Bench {
+        name: "pagelock_uncontended",
+        run: uncontended,
+    },
+    Bench {
+        name: "pagelock_fairness",
+        run: fairness,
+    },
+    Bench {
+        name: "pagelock_herd",
+        run: herd_walks,
+    },
+    Bench {
+        name: "pagelock_bookmark_livelock",
+        run: bookmark_livelock,
+    },
 ];

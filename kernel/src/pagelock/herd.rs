@@ -69,10 +69,14 @@ pub fn wake_walk(table: &'static Table, n: usize, pages: usize) -> HerdReport {
     let mut ts = Vec::new();
     for k in 0..n {
         let (pg, done) = (pg.clone(), done.clone());
-        match sched::spawn(&format!("herd{k}"), Some(waiter_cpus[k % waiter_cpus.len()]), move || {
-            table.wait_on_page_locked(pg[k % pg.len()]);
-            done.fetch_add(1, Ordering::AcqRel);
-        }) {
+        match sched::spawn(
+            &format!("herd{k}"),
+            Some(waiter_cpus[k % waiter_cpus.len()]),
+            move || {
+                table.wait_on_page_locked(pg[k % pg.len()]);
+                done.fetch_add(1, Ordering::AcqRel);
+            },
+        ) {
             Ok(t) => ts.push(t),
             Err(_) => break,
         }
@@ -100,7 +104,13 @@ pub fn wake_walk(table: &'static Table, n: usize, pages: usize) -> HerdReport {
     let rounds = Arc::new(AtomicU64::new(0));
     let started = Arc::new(AtomicBool::new(false));
     let prober = (cpus > 1).then(|| {
-        let (stop, max_wait, rounds, started, p0) = (stop.clone(), max_wait.clone(), rounds.clone(), started.clone(), pg[0]);
+        let (stop, max_wait, rounds, started, p0) = (
+            stop.clone(),
+            max_wait.clone(),
+            rounds.clone(),
+            started.clone(),
+            pg[0],
+        );
         sched::spawn("herd-prober", Some(1), move || {
             started.store(true, Ordering::Release);
             while !stop.load(Ordering::Acquire) {

@@ -76,7 +76,10 @@ pub fn lock_page_killable(page: &Page) -> Result<(), Interrupted> {
 }
 
 /// `folio_trylock`.
-#[allow(dead_code, reason = "API for the page cache; tests use the table directly")]
+#[allow(
+    dead_code,
+    reason = "API for the page cache; tests use the table directly"
+)]
 pub fn trylock_page(page: &Page) -> bool {
     table().trylock_page(page)
 }
@@ -87,13 +90,19 @@ pub fn unlock_page(page: &Page) {
 }
 
 /// `folio_wait_locked`.
-#[allow(dead_code, reason = "API for the page cache; tests use the table directly")]
+#[allow(
+    dead_code,
+    reason = "API for the page cache; tests use the table directly"
+)]
 pub fn wait_on_page_locked(page: &Page) {
     table().wait_on_page_locked(page)
 }
 
 /// `folio_wait_bit`.
-#[allow(dead_code, reason = "API for the page cache; tests use the table directly")]
+#[allow(
+    dead_code,
+    reason = "API for the page cache; tests use the table directly"
+)]
 pub fn wait_on_page_bit(page: &Page, bit: u32) {
     table().wait_on_page_bit(page, bit)
 }

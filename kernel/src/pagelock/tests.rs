@@ -72,15 +72,24 @@ fn unlock_reports_waiters(_: &Ctx) -> TestResult {
     let private = Page::new();
     type Form = fn(&pagesync::PageFlags, u8) -> bool;
     let forms: [(&str, Form); 3] = [
-        ("lock xorb", pagesync::PageFlags::xor_unlock_is_negative_byte_asm),
-        ("fetch_xor", pagesync::PageFlags::xor_unlock_is_negative_byte_fetch_xor),
+        (
+            "lock xorb",
+            pagesync::PageFlags::xor_unlock_is_negative_byte_asm,
+        ),
+        (
+            "fetch_xor",
+            pagesync::PageFlags::xor_unlock_is_negative_byte_fetch_xor,
+        ),
         ("cas", pagesync::PageFlags::xor_unlock_is_negative_byte_cas),
     ];
     for (name, form) in forms {
         for waiters in [false, true] {
             let v = mask(PG_LOCKED) | if waiters { mask(PG_WAITERS) } else { 0 };
             private.flags.store_private(v);
-            kassert!(form(&private.flags, 1 << PG_LOCKED) == waiters, "{name}: waiters={waiters}");
+            kassert!(
+                form(&private.flags, 1 << PG_LOCKED) == waiters,
+                "{name}: waiters={waiters}"
+            );
             kassert_eq!(private.flags.load(Ordering::Relaxed), v & !mask(PG_LOCKED));
         }
     }
@@ -97,7 +106,10 @@ fn unlock_reports_waiters(_: &Ctx) -> TestResult {
         })
     };
     kassert!(wait_queued(t, p, 1), "waiter never queued");
-    kassert!(p.flags.test(PG_WAITERS), "PG_waiters clear with a sleeper queued");
+    kassert!(
+        p.flags.test(PG_WAITERS),
+        "PG_waiters clear with a sleeper queued"
+    );
     kassert!(!got.load(Ordering::Acquire));
     t.unlock_page(p);
     kassert!(join_timeout(&w, 5_000), "waiter not woken by unlock_page");
@@ -128,7 +140,11 @@ fn writeback_waiters(_: &Ctx) -> TestResult {
         super::lock_page(p);
         super::unlock_page(p);
     });
-    kassert!(wait_queued(t, p, N + 1), "waiters never queued ({} queued)", t.waiters_queued(p));
+    kassert!(
+        wait_queued(t, p, N + 1),
+        "waiters never queued ({} queued)",
+        t.waiters_queued(p)
+    );
     kassert_eq!(done.load(Ordering::Acquire), 0);
     kassert_eq!(t.end_page_writeback(p), Ok(PutOutcome::StillReferenced));
     for w in &ws {
@@ -136,7 +152,10 @@ fn writeback_waiters(_: &Ctx) -> TestResult {
     }
     kassert_eq!(done.load(Ordering::Acquire), N);
     kassert_eq!(t.waiters_queued(p), 1);
-    kassert!(p.flags.test(PG_WAITERS), "lock waiter remains: PG_waiters must stay");
+    kassert!(
+        p.flags.test(PG_WAITERS),
+        "lock waiter remains: PG_waiters must stay"
+    );
     kassert!(!p.flags.test(PG_WRITEBACK));
     t.unlock_page(p);
     kassert!(join_timeout(&locker, 5_000), "lock waiter not woken");
@@ -171,7 +190,10 @@ fn killable_cancel(_: &Ctx) -> TestResult {
     kassert!(join_timeout(&w, 5_000), "cancelled waiter did not return");
     kassert_eq!(result.load(Ordering::Acquire), 2);
     kassert_eq!(t.waiters_queued(p), 1);
-    kassert!(p.flags.test(PG_LOCKED), "the owner's lock must survive a waiter's cancel");
+    kassert!(
+        p.flags.test(PG_LOCKED),
+        "the owner's lock must survive a waiter's cancel"
+    );
     t.unlock_page(p);
     kassert!(join_timeout(&plain, 5_000), "remaining waiter not woken");
     kassert_eq!(p.flags.load(Ordering::Relaxed) & 0xff, 0);
@@ -190,7 +212,12 @@ fn torture_with(cfg: Option<Config>, o: Options) -> TestResult {
 }
 
 fn opts(ctx: &Ctx, name: &'static str, ms: u64) -> Options {
-    Options { name, duration_ms: ms, seed: ctx.params.seed, ..Options::DEFAULT }
+    Options {
+        name,
+        duration_ms: ms,
+        seed: ctx.params.seed,
+        ..Options::DEFAULT
+    }
 }
 
 /// The boot protocol and the boot knobs (`torture_threads=`,
@@ -208,39 +235,89 @@ fn torture(ctx: &Ctx) -> TestResult {
         ..o
     };
     let base = opts(ctx, "torture", half);
-    let lockstep = Options { name: "torture_lockstep", lockstep: true, stutter_ms: 0, threads_per_cpu: 1, pages: 1, hold_yield_one_in: 0, max_hold_spins: 4, ..base };
+    let lockstep = Options {
+        name: "torture_lockstep",
+        lockstep: true,
+        stutter_ms: 0,
+        threads_per_cpu: 1,
+        pages: 1,
+        hold_yield_one_in: 0,
+        max_hold_spins: 4,
+        ..base
+    };
     torture_with(None, knobs(lockstep))?;
     torture_with(None, knobs(base))
 }
 
 fn torture_many_pages(ctx: &Ctx) -> TestResult {
-    torture_with(None, Options { pages: 256, ..opts(ctx, "many_pages", 2000) })
+    torture_with(
+        None,
+        Options {
+            pages: 256,
+            ..opts(ctx, "many_pages", 2000)
+        },
+    )
 }
 
 fn torture_one_page(ctx: &Ctx) -> TestResult {
-    torture_with(None, Options { pages: 1, ..opts(ctx, "one_page", 2000) })
+    torture_with(
+        None,
+        Options {
+            pages: 1,
+            ..opts(ctx, "one_page", 2000)
+        },
+    )
 }
 
 /// bits=0: every page's waiters share one queue (collisions everywhere).
 fn torture_one_queue(ctx: &Ctx) -> TestResult {
-    torture_with(Some(Config { table_bits: 0, ..config() }), Options { pages: 16, ..opts(ctx, "one_queue", 2000) })
+    torture_with(
+        Some(Config {
+            table_bits: 0,
+            ..config()
+        }),
+        Options {
+            pages: 16,
+            ..opts(ctx, "one_queue", 2000)
+        },
+    )
 }
 
 /// Half the threads are killable and get cancelled several times a tick.
 fn torture_killable(ctx: &Ctx) -> TestResult {
-    torture_with(None, Options { killable_one_in: 2, cancels_per_tick: 4, pages: 4, ..opts(ctx, "killable", 2000) })
+    torture_with(
+        None,
+        Options {
+            killable_one_in: 2,
+            cancels_per_tick: 4,
+            pages: 4,
+            ..opts(ctx, "killable", 2000)
+        },
+    )
 }
 
 /// unfairness=0: every contended acquisition is a FIFO hand-off.
 fn torture_fifo(ctx: &Ctx) -> TestResult {
-    torture_with(Some(Config { unfairness: 0, ..config() }), Options { pages: 4, ..opts(ctx, "fifo", 2000) })
+    torture_with(
+        Some(Config {
+            unfairness: 0,
+            ..config()
+        }),
+        Options {
+            pages: 4,
+            ..opts(ctx, "fifo", 2000)
+        },
+    )
 }
 
 /// 2000 waiters on 4 colliding pages in one queue: the walk that wakes one
 /// page's 500 visits all 2000 under the queue lock.
 fn herd_wake_walk(_: &Ctx) -> TestResult {
     const N: usize = 2000;
-    let t = leak_table(Config { table_bits: 0, ..config() });
+    let t = leak_table(Config {
+        table_bits: 0,
+        ..config()
+    });
     let r = herd::wake_walk(t, N, 4);
     println!(
         "    # pagelock-herd: {} entries in one queue, walk woke {}: unlock_page walk {} us, longest queue-lock hold seen by a prober {} us ({} probes)",
@@ -259,16 +336,49 @@ fn herd_wake_walk(_: &Ctx) -> TestResult {
 pub static SUITE: Suite = Suite {
     name: "pagelock",
     cases: &[
-        Case { name: "trylock_unlock", run: trylock_unlock },
-        Case { name: "unlock_reports_waiters", run: unlock_reports_waiters },
-        Case { name: "writeback_waiters", run: writeback_waiters },
-        Case { name: "killable_cancel", run: killable_cancel },
-        Case { name: "torture", run: torture },
-        Case { name: "torture_many_pages", run: torture_many_pages },
-        Case { name: "torture_one_page", run: torture_one_page },
-        Case { name: "torture_one_queue", run: torture_one_queue },
-        Case { name: "torture_killable", run: torture_killable },
-        Case { name: "torture_fifo", run: torture_fifo },
-        Case { name: "herd_wake_walk", run: herd_wake_walk },
+        Case {
+            name: "trylock_unlock",
+            run: trylock_unlock,
+        },
+        Case {
+            name: "unlock_reports_waiters",
+            run: unlock_reports_waiters,
+        },
+        Case {
+            name: "writeback_waiters",
+            run: writeback_waiters,
+        },
+        Case {
+            name: "killable_cancel",
+            run: killable_cancel,
+        },
+        Case {
+            name: "torture",
+            run: torture,
+        },
+        Case {
+            name: "torture_many_pages",
+            run: torture_many_pages,
+        },
+        Case {
+            name: "torture_one_page",
+            run: torture_one_page,
+        },
+        Case {
+            name: "torture_one_queue",
+            run: torture_one_queue,
+        },
+        Case {
+            name: "torture_killable",
+            run: torture_killable,
+        },
+        Case {
+            name: "torture_fifo",
+            run: torture_fifo,
+        },
+        Case {
+            name: "herd_wake_walk",
+            run: herd_wake_walk,
+        },
     ],
 };

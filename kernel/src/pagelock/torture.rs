@@ -186,14 +186,21 @@ impl Report {
         self.failures.is_empty()
     }
     pub fn max_min(&self) -> (u64, u64) {
-        (self.per_thread.iter().copied().max().unwrap_or(0), self.per_thread.iter().copied().min().unwrap_or(0))
+        (
+            self.per_thread.iter().copied().max().unwrap_or(0),
+            self.per_thread.iter().copied().min().unwrap_or(0),
+        )
     }
     /// Jain's fairness index of the per-thread acquisition counts:
     /// (sum x)^2 / (n sum x^2); 1 = perfectly even, 1/n = one thread got all.
     pub fn jain(&self) -> f64 {
         let n = self.per_thread.len() as f64;
         let s: f64 = self.per_thread.iter().map(|&x| x as f64).sum();
-        let s2: f64 = self.per_thread.iter().map(|&x| (x as f64) * (x as f64)).sum();
+        let s2: f64 = self
+            .per_thread
+            .iter()
+            .map(|&x| (x as f64) * (x as f64))
+            .sum();
         if s2 == 0.0 { 0.0 } else { s * s / (n * s2) }
     }
 }
@@ -244,7 +251,8 @@ fn barrier(s: &Shared, me: &ThreadRef) {
         s.barrier.wake_up_all();
     } else {
         sched::thread::set_wait_desc(me, &BARRIER_WAIT);
-        s.barrier.wait_event(|| s.round.load(Ordering::Acquire) != r || s.stop.load(Ordering::Acquire));
+        s.barrier
+            .wait_event(|| s.round.load(Ordering::Acquire) != r || s.stop.load(Ordering::Acquire));
         sched::thread::set_wait_desc(me, &TORTURE_WAIT);
     }
 }
@@ -294,17 +302,24 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
             }
             Target::Pages(t) => t.lock_page(s.pages[i]),
         }
-        per.max_wait.fetch_max(time::rdtsc() - t0, Ordering::Relaxed);
+        per.max_wait
+            .fetch_max(time::rdtsc() - t0, Ordering::Relaxed);
         per.phase.store(HOLDING, Ordering::Relaxed);
         // Detector 1. Relaxed suffices: two holders at once would both see
         // the word in one coherence order, and one CAS must fail.
         let owner = s.pages.get(i).map(|p| &p.lock_owner);
-        let claimed = owner.is_some_and(|w| w.compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed).is_ok());
+        let claimed = owner.is_some_and(|w| {
+            w.compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        });
         if let Some(w) = owner
             && !claimed
             && s.owner_failures.fetch_add(1, Ordering::Relaxed) < 3
         {
-            log::error!("pagelock-torture: MUTUAL EXCLUSION BROKEN: tid {tid} locked page {i} held by tid {}", w.load(Ordering::Relaxed));
+            log::error!(
+                "pagelock-torture: MUTUAL EXCLUSION BROKEN: tid {tid} locked page {i} held by tid {}",
+                w.load(Ordering::Relaxed)
+            );
         }
         for _ in 0..rng.below(o.max_hold_spins + 1) {
             core::hint::spin_loop();
@@ -314,7 +329,8 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
         }
         if let Some(w) = owner
             && claimed
-            && w.compare_exchange(tid, 0, Ordering::Relaxed, Ordering::Relaxed).is_err()
+            && w.compare_exchange(tid, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
         {
             s.owner_failures.fetch_add(1, Ordering::Relaxed);
         }
@@ -341,9 +357,16 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
 }
 
 fn stats_line(s: &Shared, o: &Options, quiesced: u64) {
-    let counts: Vec<u64> = s.per.iter().map(|p| p.acquisitions.load(Ordering::Relaxed)).collect();
+    let counts: Vec<u64> = s
+        .per
+        .iter()
+        .map(|p| p.acquisitions.load(Ordering::Relaxed))
+        .collect();
     let total: u64 = counts.iter().sum();
-    let (max, min) = (counts.iter().copied().max().unwrap_or(0), counts.iter().copied().min().unwrap_or(0));
+    let (max, min) = (
+        counts.iter().copied().max().unwrap_or(0),
+        counts.iter().copied().min().unwrap_or(0),
+    );
     let fail = s.owner_failures.load(Ordering::Relaxed);
     if o.verbose {
         println!(
@@ -378,7 +401,11 @@ fn diagnose_stuck(s: &Shared, table: Option<&Table>, r: &mut Report) {
                 QUIESCE_NS / MS,
                 locked as u8,
                 page.flags.test(PG_WAITERS) as u8,
-                if locked { "" } else { " -> LOST WAKE-UP (page free, waiter asleep)" }
+                if locked {
+                    ""
+                } else {
+                    " -> LOST WAKE-UP (page free, waiter asleep)"
+                }
             );
         }
     }
@@ -404,8 +431,15 @@ fn quiesce(s: &Shared, table: Option<&Table>, r: &mut Report) -> bool {
     if let Some(t) = table {
         for (i, page) in s.pages.iter().enumerate() {
             let queued = t.waiters_queued(page);
-            if page.flags.test(PG_LOCKED) || page.lock_owner.load(Ordering::Relaxed) != 0 || queued != 0 {
-                r.failures.push(format!("page {i} at quiescence: PG_locked={} owner={} queued={queued}", page.flags.test(PG_LOCKED) as u8, page.lock_owner.load(Ordering::Relaxed)));
+            if page.flags.test(PG_LOCKED)
+                || page.lock_owner.load(Ordering::Relaxed) != 0
+                || queued != 0
+            {
+                r.failures.push(format!(
+                    "page {i} at quiescence: PG_locked={} owner={} queued={queued}",
+                    page.flags.test(PG_LOCKED) as u8,
+                    page.lock_owner.load(Ordering::Relaxed)
+                ));
                 return false;
             }
         }
@@ -417,9 +451,16 @@ fn quiesce(s: &Shared, table: Option<&Table>, r: &mut Report) -> bool {
 
 /// Runs one torture (or measurement) and prints its verdict.
 pub fn run(target: Target, o: &Options) -> Report {
-    let cpus = if o.cpus == 0 { online_cpus() } else { o.cpus.min(online_cpus()) };
+    let cpus = if o.cpus == 0 {
+        online_cpus()
+    } else {
+        o.cpus.min(online_cpus())
+    };
     let nthreads = o.threads_per_cpu * cpus;
-    let mut r = Report { threads: nthreads, ..Report::default() };
+    let mut r = Report {
+        threads: nthreads,
+        ..Report::default()
+    };
     let table = match target {
         Target::Pages(t) => Some(t),
         Target::Ticket => None,
@@ -439,7 +480,11 @@ pub fn run(target: Target, o: &Options) -> Report {
     let s = Arc::new(Shared {
         target,
         pages: frames.iter().map(|f| f.page()).collect(),
-        tickets: if table.is_none() { (0..o.pages).map(|_| TicketLock::default()).collect() } else { Vec::new() },
+        tickets: if table.is_none() {
+            (0..o.pages).map(|_| TicketLock::default()).collect()
+        } else {
+            Vec::new()
+        },
         per: (0..nthreads).map(|_| PerThread::default()).collect(),
         stop: AtomicBool::new(false),
         pause: AtomicBool::new(false),
@@ -461,16 +506,23 @@ pub fn run(target: Target, o: &Options) -> Report {
             if o.lockstep { ", lockstep" } else { "" },
             o.killable_one_in,
             o.seed,
-            table.map_or(String::from("ticket spin lock"), |t| format!("{}", super::Describe(t.config())))
+            table.map_or(String::from("ticket spin lock"), |t| format!(
+                "{}",
+                super::Describe(t.config())
+            ))
         );
     }
     let old_limit = watchdog::HUNG_LIMIT_NS.swap(HUNG_LIMIT_NS, Ordering::Relaxed);
     let hung0 = watchdog::HUNG_REPORTS.load(Ordering::Relaxed);
-    let killable = |k: usize| table.is_some() && o.killable_one_in != 0 && k % o.killable_one_in == o.killable_one_in - 1;
+    let killable = |k: usize| {
+        table.is_some() && o.killable_one_in != 0 && k % o.killable_one_in == o.killable_one_in - 1
+    };
     let mut threads: Vec<ThreadRef> = Vec::new();
     for k in 0..nthreads {
         let (s2, o2, kill) = (s.clone(), *o, killable(k));
-        match sched::spawn(&format!("pltort{k}"), Some(k % cpus), move || worker(&s2, k, kill, &o2)) {
+        match sched::spawn(&format!("pltort{k}"), Some(k % cpus), move || {
+            worker(&s2, k, kill, &o2)
+        }) {
             Ok(t) => threads.push(t),
             Err(e) => {
                 r.failures.push(format!("spawn {k}: {e:?}"));
@@ -483,7 +535,12 @@ pub fn run(target: Target, o: &Options) -> Report {
     let (mut next_stats, mut next_stutter) = (start + 1000 * MS, start + o.stutter_ms * MS);
     let (mut last_round, mut last_round_at) = (0, start);
     let mut rng = Rng::new(o.seed);
-    let killables: Vec<&ThreadRef> = threads.iter().enumerate().filter(|(k, _)| killable(*k)).map(|(_, t)| t).collect();
+    let killables: Vec<&ThreadRef> = threads
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| killable(*k))
+        .map(|(_, t)| t)
+        .collect();
     while r.ok() && time::now_ns() < end {
         timer::sleep_ns(MS);
         if !killables.is_empty() {
@@ -513,7 +570,8 @@ pub fn run(target: Target, o: &Options) -> Report {
         }
         let owner_failures = s.owner_failures.load(Ordering::Relaxed);
         if owner_failures > 0 {
-            r.failures.push(format!("mutual exclusion broken {owner_failures} times"));
+            r.failures
+                .push(format!("mutual exclusion broken {owner_failures} times"));
         }
         if watchdog::HUNG_REPORTS.load(Ordering::Relaxed) != hung0 {
             r.failures.push(String::from("hung task reported"));
@@ -531,14 +589,20 @@ pub fn run(target: Target, o: &Options) -> Report {
     let t0 = time::now_ns();
     let mut kicked = false;
     loop {
-        let live = threads.iter().filter(|t| !t.exited.load(Ordering::Acquire)).count();
+        let live = threads
+            .iter()
+            .filter(|t| !t.exited.load(Ordering::Acquire))
+            .count();
         if live == 0 {
             break;
         }
         let waited = time::now_ns() - t0;
         if !kicked && (waited > JOIN_NS / 2 || !r.ok()) {
             if r.ok() {
-                r.failures.push(format!("{live} workers still running {} ms after the stop", waited / MS));
+                r.failures.push(format!(
+                    "{live} workers still running {} ms after the stop",
+                    waited / MS
+                ));
                 diagnose_stuck(&s, table, &mut r);
             }
             kicked = true;
@@ -565,18 +629,32 @@ pub fn run(target: Target, o: &Options) -> Report {
         r.failures.push(format!("{hung} hung task reports"));
     }
     if r.unfinished > 0 {
-        r.failures.push(format!("{} workers never finished (left asleep; their pages are leaked)", r.unfinished));
+        r.failures.push(format!(
+            "{} workers never finished (left asleep; their pages are leaked)",
+            r.unfinished
+        ));
     }
     r.owner_failures = s.owner_failures.load(Ordering::Relaxed);
     r.cancelled = s.cancelled.load(Ordering::Relaxed);
-    r.per_thread = s.per.iter().map(|p| p.acquisitions.load(Ordering::Relaxed)).collect();
+    r.per_thread = s
+        .per
+        .iter()
+        .map(|p| p.acquisitions.load(Ordering::Relaxed))
+        .collect();
     r.total = r.per_thread.iter().sum();
-    r.max_wait_ns = time::cycles_to_ns(s.per.iter().map(|p| p.max_wait.load(Ordering::Relaxed)).max().unwrap_or(0));
+    r.max_wait_ns = time::cycles_to_ns(
+        s.per
+            .iter()
+            .map(|p| p.max_wait.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0),
+    );
     r.max_wake_walk_ns = time::cycles_to_ns(s.max_walk.load(Ordering::Relaxed));
     if r.unfinished == 0 {
         for (i, p) in s.pages.iter().enumerate() {
             if p.flags.test(PG_LOCKED) || p.lock_owner.load(Ordering::Relaxed) != 0 {
-                r.failures.push(format!("page {i} left locked after the run"));
+                r.failures
+                    .push(format!("page {i} left locked after the run"));
             }
         }
     }

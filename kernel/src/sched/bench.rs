@@ -21,7 +21,9 @@ fn context_switch(_: &Params) {
     let start = Arc::new(AtomicU64::new(0));
     let mk = |start: Arc<AtomicU64>| {
         spawn("yielder", Some(0), move || {
-            start.compare_exchange(0, time::rdtsc(), Ordering::AcqRel, Ordering::Relaxed).ok();
+            start
+                .compare_exchange(0, time::rdtsc(), Ordering::AcqRel, Ordering::Relaxed)
+                .ok();
             for _ in 0..N {
                 yield_now();
             }
@@ -34,7 +36,11 @@ fn context_switch(_: &Params) {
     let cycles = time::rdtsc() - start.load(Ordering::Relaxed);
     if ok {
         let per = cycles / (2 * N);
-        println!("BENCH context_switch cpu0 switches={} cycles_per_switch={per} ns_per_switch={}", 2 * N, time::cycles_to_ns(per));
+        println!(
+            "BENCH context_switch cpu0 switches={} cycles_per_switch={per} ns_per_switch={}",
+            2 * N,
+            time::cycles_to_ns(per)
+        );
     }
 }
 
@@ -51,7 +57,13 @@ fn wake_latency(busy: bool) {
         lat: spin::Mutex<Vec<u64>>,
         stop: AtomicBool,
     }
-    let s = Arc::new(S { wq: WaitQueueHead::new(), seq: AtomicU64::new(0), sent: AtomicU64::new(0), lat: spin::Mutex::new(Vec::new()), stop: AtomicBool::new(false) });
+    let s = Arc::new(S {
+        wq: WaitQueueHead::new(),
+        seq: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        lat: spin::Mutex::new(Vec::new()),
+        stop: AtomicBool::new(false),
+    });
     let hog = busy.then(|| {
         let s = s.clone();
         spawn("hog", Some(1), move || {
@@ -96,7 +108,16 @@ fn wake_latency(busy: bool) {
 }
 
 pub static BENCHES: &[Bench] = &[
-    Bench { name: "context_switch", run: context_switch },
-    Bench { name: "wake_latency_idle", run: |_| wake_latency(false) },
-    Bench { name: "wake_latency_busy", run: |_| wake_latency(true) },
+    Bench {
+        name: "context_switch",
+        run: context_switch,
+    },
+    Bench {
+        name: "wake_latency_idle",
+        run: |_| wake_latency(false),
+    },
+    Bench {
+        name: "wake_latency_busy",
+        run: |_| wake_latency(true),
+    },
 ];

@@ -63,7 +63,11 @@ impl RqLock {
     fn lock(&self) {
         // Acquire pairs with the Release in `unlock` by the previous holder,
         // which may be another thread resuming on this CPU after a switch.
-        while self.0.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        while self
+            .0
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             while self.0.load(Ordering::Relaxed) {
                 core::hint::spin_loop();
             }
@@ -107,7 +111,13 @@ impl RunQueue {
     const fn new() -> RunQueue {
         RunQueue {
             lock: RqLock(AtomicBool::new(false)),
-            inner: UnsafeCell::new(RqInner { queue: VecDeque::new(), current: None, idle: None, dead: None, timers: Vec::new() }),
+            inner: UnsafeCell::new(RqInner {
+                queue: VecDeque::new(),
+                current: None,
+                idle: None,
+                dead: None,
+                timers: Vec::new(),
+            }),
             nr_queued: AtomicUsize::new(0),
             preempt_count: AtomicU32::new(0),
             switches: AtomicU64::new(0),
@@ -146,7 +156,11 @@ pub static MAX_THREADS: AtomicUsize = AtomicUsize::new(0);
 pub fn current() -> ThreadRef {
     let g = percpu::CpuGuard::new();
     let p = percpu::this_cpu(&g).current_thread.load(Ordering::Relaxed) as *const Thread;
-    assert!(!p.is_null(), "scheduler not running on cpu{}", percpu::cpu_index());
+    assert!(
+        !p.is_null(),
+        "scheduler not running on cpu{}",
+        percpu::cpu_index()
+    );
     // SAFETY: current_thread points into the Arc held by this CPU's
     // `RqInner::current`, which stays alive while the thread runs; we add a
     // reference before anything can drop it.
@@ -161,9 +175,17 @@ pub fn current() -> ThreadRef {
 fn init_cpu(name: &str) -> ThreadRef {
     let g = percpu::CpuGuard::new();
     let cpu = percpu::cpu_index();
-    let t = Arc::new(Thread::new(NEXT_ID.fetch_add(1, Ordering::Relaxed), String::from(name), cpu, None, None));
+    let t = Arc::new(Thread::new(
+        NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        String::from(name),
+        cpu,
+        None,
+        None,
+    ));
     t.state.store(RUNNING, Ordering::Relaxed);
-    percpu::this_cpu(&g).current_thread.store(Arc::as_ptr(&t) as *mut (), Ordering::Relaxed);
+    percpu::this_cpu(&g)
+        .current_thread
+        .store(Arc::as_ptr(&t) as *mut (), Ordering::Relaxed);
     let r = rq(cpu);
     r.with(|inner| inner.current = Some(t.clone()));
     r.last_switch_ns.store(time::now_ns(), Ordering::Relaxed);
@@ -177,7 +199,8 @@ fn init_cpu(name: &str) -> ThreadRef {
 pub fn init() {
     stack::init();
     init_cpu("main");
-    let idle = new_thread("idle/0", 0, Box::new(|| idle_loop())).expect("no memory for the idle thread");
+    let idle =
+        new_thread("idle/0", 0, Box::new(|| idle_loop())).expect("no memory for the idle thread");
     {
         let _g = percpu::CpuGuard::new();
         rq(0).with(|inner| inner.idle = Some(idle));
@@ -195,7 +218,13 @@ fn new_thread(name: &str, cpu: usize, f: Box<dyn FnOnce() + Send>) -> Option<Thr
     let stack = stack::alloc()?;
     // SAFETY: a freshly allocated (or recycled, unused) stack.
     let sp = unsafe { switch::initial_frame(stack.top) };
-    let t = Arc::new(Thread::new(NEXT_ID.fetch_add(1, Ordering::Relaxed), String::from(name), cpu, Some(stack), Some(f)));
+    let t = Arc::new(Thread::new(
+        NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        String::from(name),
+        cpu,
+        Some(stack),
+        Some(f),
+    ));
     // SAFETY: nobody else sees `t` yet.
     unsafe { *t.rsp.get() = sp };
     Some(t)
@@ -212,7 +241,11 @@ pub enum SpawnError {
 static NEXT_CPU: AtomicUsize = AtomicUsize::new(0);
 
 /// Starts `f` in a new thread on `cpu` (or the next CPU round-robin).
-pub fn spawn(name: &str, cpu: Option<usize>, f: impl FnOnce() + Send + 'static) -> Result<ThreadRef, SpawnError> {
+pub fn spawn(
+    name: &str,
+    cpu: Option<usize>,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<ThreadRef, SpawnError> {
     let n = crate::smp::online_cpus();
     let cpu = cpu.unwrap_or_else(|| NEXT_CPU.fetch_add(1, Ordering::Relaxed) % n);
     if cpu >= n || !rq(cpu).active.load(Ordering::Acquire) {
@@ -278,12 +311,16 @@ pub fn wake(t: &ThreadRef) -> bool {
 /// Preempt-disable nesting on this CPU.
 pub fn preempt_disable() {
     let g = percpu::CpuGuard::new();
-    rq(percpu::this_cpu(&g).index()).preempt_count.fetch_add(1, Ordering::Relaxed);
+    rq(percpu::this_cpu(&g).index())
+        .preempt_count
+        .fetch_add(1, Ordering::Relaxed);
 }
 
 pub fn preempt_enable() {
     let g = percpu::CpuGuard::new();
-    rq(percpu::this_cpu(&g).index()).preempt_count.fetch_sub(1, Ordering::Relaxed);
+    rq(percpu::this_cpu(&g).index())
+        .preempt_count
+        .fetch_sub(1, Ordering::Relaxed);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -354,13 +391,17 @@ fn schedule_inner(why: Why) {
     }
     // A woken (RUNNABLE) thread becomes RUNNING; a thread preempted while
     // SLEEPING keeps that state so its own schedule() still sees it.
-    let _ = next.state.compare_exchange(RUNNABLE, RUNNING, Ordering::Relaxed, Ordering::Relaxed);
+    let _ = next
+        .state
+        .compare_exchange(RUNNABLE, RUNNING, Ordering::Relaxed, Ordering::Relaxed);
     next.switches.fetch_add(1, Ordering::Relaxed);
     if state == DEAD {
         inner.dead = Some(prev.clone());
     }
     inner.current = Some(next.clone());
-    percpu::this_cpu(&g).current_thread.store(Arc::as_ptr(&next) as *mut (), Ordering::Relaxed);
+    percpu::this_cpu(&g)
+        .current_thread
+        .store(Arc::as_ptr(&next) as *mut (), Ordering::Relaxed);
     r.switches.fetch_add(1, Ordering::Relaxed);
     r.last_switch_ns.store(time::now_ns(), Ordering::Relaxed);
     let prev_rsp = prev.rsp.get();
@@ -451,7 +492,10 @@ pub fn tick(cpu: usize, rip: u64) {
 /// From an interrupt handler: switch if allowed and someone waits.
 pub fn preempt_check(cpu: usize) {
     let r = rq(cpu);
-    if r.active.load(Ordering::Acquire) && r.preempt_count.load(Ordering::Relaxed) == 0 && r.nr_queued.load(Ordering::Relaxed) > 0 {
+    if r.active.load(Ordering::Acquire)
+        && r.preempt_count.load(Ordering::Relaxed) == 0
+        && r.nr_queued.load(Ordering::Relaxed) > 0
+    {
         schedule_inner(Why::Preempt);
     }
 }
@@ -467,7 +511,9 @@ pub fn idle_loop() -> ! {
             x86_64::instructions::interrupts::enable();
             schedule();
         } else {
-            rq(cpu).last_switch_ns.store(time::now_ns(), Ordering::Relaxed);
+            rq(cpu)
+                .last_switch_ns
+                .store(time::now_ns(), Ordering::Relaxed);
             x86_64::instructions::interrupts::enable_and_hlt();
         }
     }

@@ -31,7 +31,8 @@ impl Platform for KernelPlatform {
     fn prepare_to_sleep() {
         with_current(|t| {
             if t.sleep_since.load(Ordering::Relaxed) == 0 {
-                t.sleep_since.store(time::now_ns().max(1), Ordering::Relaxed);
+                t.sleep_since
+                    .store(time::now_ns().max(1), Ordering::Relaxed);
             }
             // SeqCst store = `xchg` on x86, a full barrier: our later load
             // of the wait condition cannot pass it. Pairs with the waker,

@@ -28,12 +28,16 @@ struct Area {
     next_slot: u64,
     free: Vec<u64>,
 }
-static AREA: IrqMutex<Area> = IrqMutex::new(Area { next_slot: 0, free: Vec::new() });
+static AREA: IrqMutex<Area> = IrqMutex::new(Area {
+    next_slot: 0,
+    free: Vec::new(),
+});
 /// Stacks ever created (mapped), for the report.
 pub static CREATED: AtomicU64 = AtomicU64::new(0);
 
 pub fn init() {
-    let base = paging::free_upper_half_slot().expect("no free top-level page-table slot for stacks");
+    let base =
+        paging::free_upper_half_slot().expect("no free top-level page-table slot for stacks");
     AREA_BASE.store(base, Ordering::Relaxed);
 }
 
@@ -70,7 +74,10 @@ pub fn alloc() -> Option<Stack> {
             bottom
         }
     };
-    Some(Stack { bottom, top: bottom + STACK_SIZE })
+    Some(Stack {
+        bottom,
+        top: bottom + STACK_SIZE,
+    })
 }
 
 /// Returns a stack for reuse. Must not be the stack we are running on.

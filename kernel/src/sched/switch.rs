@@ -69,7 +69,17 @@ pub unsafe fn initial_frame(top: u64) -> u64 {
     // Layout popped by pcs_switch_to: rflags, r15, r14, r13, r12, rbx, rbp,
     // then the return address. One padding word keeps the entry's stack
     // 16-byte aligned minus 8, as after a call.
-    let words: [u64; 9] = [0x2, 0, 0, 0, 0, 0, 0, pcs_thread_start as *const () as u64, 0];
+    let words: [u64; 9] = [
+        0x2,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        pcs_thread_start as *const () as u64,
+        0,
+    ];
     let sp = top - (words.len() as u64) * 8;
     // SAFETY: the caller guarantees [top - 72, top) is ours and writable.
     unsafe { core::ptr::copy_nonoverlapping(words.as_ptr(), sp as *mut u64, words.len()) };

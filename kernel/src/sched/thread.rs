@@ -3,7 +3,7 @@
 use alloc::{boxed::Box, string::String, sync::Arc};
 use core::{
     cell::UnsafeCell,
-    sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering},
 };
 
 use super::{KernelPlatform, stack::Stack};
@@ -48,8 +48,6 @@ pub struct Thread {
     pub hung_reported: AtomicBool,
     /// Times it was switched in.
     pub switches: AtomicU64,
-    /// Free word for tests and benchmarks.
-    pub extra: AtomicUsize,
 }
 
 // SAFETY: the UnsafeCell fields are only touched under the owning run
@@ -60,7 +58,13 @@ unsafe impl Sync for Thread {}
 unsafe impl Send for Thread {}
 
 impl Thread {
-    pub fn new(id: u64, name: String, cpu: usize, stack: Option<Stack>, entry: Option<Box<dyn FnOnce() + Send>>) -> Thread {
+    pub fn new(
+        id: u64,
+        name: String,
+        cpu: usize,
+        stack: Option<Stack>,
+        entry: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Thread {
         Thread {
             id,
             name,
@@ -77,12 +81,7 @@ impl Thread {
             wait_desc: AtomicPtr::new(core::ptr::null_mut()),
             hung_reported: AtomicBool::new(false),
             switches: AtomicU64::new(0),
-            extra: AtomicUsize::new(0),
         }
-    }
-
-    pub fn state(&self) -> u8 {
-        self.state.load(Ordering::Acquire)
     }
 
     pub fn wait_desc(&self) -> &'static str {
@@ -98,5 +97,8 @@ impl Thread {
 
 /// Records what thread `t` is about to wait on.
 pub fn set_wait_desc(t: &Thread, desc: &'static &'static str) {
-    t.wait_desc.store(desc as *const &'static str as *mut &'static str, Ordering::Relaxed);
+    t.wait_desc.store(
+        desc as *const &'static str as *mut &'static str,
+        Ordering::Relaxed,
+    );
 }

@@ -48,13 +48,20 @@ pub fn sleep_ns(ns: u64) {
 
 /// Waits on `wq` until `cond()` or `timeout_ns` passes; returns whether the
 /// condition became true.
-pub fn wait_event_timeout(wq: &WaitQueueHead<KernelPlatform>, mut cond: impl FnMut() -> bool, timeout_ns: u64) -> bool {
+pub fn wait_event_timeout(
+    wq: &WaitQueueHead<KernelPlatform>,
+    mut cond: impl FnMut() -> bool,
+    timeout_ns: u64,
+) -> bool {
     if cond() {
         return true;
     }
     let deadline = time::now_ns() + timeout_ns;
     add_timer(deadline);
-    let entry = core::pin::pin!(WaitEntry::<KernelPlatform>::new(autoremove_wake_function::<KernelPlatform>, [0, 0]));
+    let entry = core::pin::pin!(WaitEntry::<KernelPlatform>::new(
+        autoremove_wake_function::<KernelPlatform>,
+        [0, 0]
+    ));
     let entry = entry.as_ref();
     let ok = loop {
         // SAFETY: finish_wait below runs before `entry` goes out of scope

@@ -42,11 +42,15 @@ pub fn tick(cpu: usize, rip: u64) {
     let limit = LOCKUP_LIMIT_NS.load(Ordering::Relaxed);
     let r = rq(cpu);
     let since = now.saturating_sub(r.last_switch_ns.load(Ordering::Relaxed));
-    let stuck = r.preempt_count.load(Ordering::Relaxed) > 0 || r.nr_queued.load(Ordering::Relaxed) > 0;
+    let stuck =
+        r.preempt_count.load(Ordering::Relaxed) > 0 || r.nr_queued.load(Ordering::Relaxed) > 0;
     if since > limit && stuck {
         if !SOFT_REPORTED[cpu].swap(true, Ordering::Relaxed) {
             SOFT_LOCKUPS.fetch_add(1, Ordering::Relaxed);
-            log::error!("watchdog: soft lockup on cpu{cpu}: no switch for {} ms, RIP={rip:#x}", since / 1_000_000);
+            log::error!(
+                "watchdog: soft lockup on cpu{cpu}: no switch for {} ms, RIP={rip:#x}",
+                since / 1_000_000
+            );
         }
     } else {
         SOFT_REPORTED[cpu].store(false, Ordering::Relaxed);
@@ -57,9 +61,13 @@ pub fn tick(cpu: usize, rip: u64) {
     if n > 1 {
         let victim = (cpu + n - 1) % n;
         let ticks = percpu::cpu(victim).ticks.load(Ordering::Relaxed);
-        if ticks != SEEN_TICKS[victim].swap(ticks, Ordering::Relaxed) || SEEN_AT[victim].load(Ordering::Relaxed) == 0 {
+        if ticks != SEEN_TICKS[victim].swap(ticks, Ordering::Relaxed)
+            || SEEN_AT[victim].load(Ordering::Relaxed) == 0
+        {
             SEEN_AT[victim].store(now, Ordering::Relaxed);
-        } else if now - SEEN_AT[victim].load(Ordering::Relaxed) > limit && !NMI_REQUESTED[victim].swap(true, Ordering::AcqRel) {
+        } else if now - SEEN_AT[victim].load(Ordering::Relaxed) > limit
+            && !NMI_REQUESTED[victim].swap(true, Ordering::AcqRel)
+        {
             SEEN_AT[victim].store(now, Ordering::Relaxed);
             arch_smp::send_nmi(victim);
         }
@@ -89,10 +97,15 @@ pub fn nmi(rip: u64) -> bool {
 fn scan_hung(now: u64) {
     let limit = HUNG_LIMIT_NS.load(Ordering::Relaxed);
     // The tick may interrupt a holder on this CPU: never wait for the lock.
-    let Some(list) = THREADS.try_lock() else { return };
+    let Some(list) = THREADS.try_lock() else {
+        return;
+    };
     for t in list.iter() {
         let since = t.sleep_since.load(Ordering::Relaxed);
-        if since != 0 && now.saturating_sub(since) > limit && !t.hung_reported.swap(true, Ordering::Relaxed) {
+        if since != 0
+            && now.saturating_sub(since) > limit
+            && !t.hung_reported.swap(true, Ordering::Relaxed)
+        {
             HUNG_REPORTS.fetch_add(1, Ordering::Relaxed);
             log::error!(
                 "watchdog: hung task: thread '{}' (tid {}, cpu{}) blocked for {} ms on {}",

@@ -41,8 +41,21 @@ fn ap_bringup(_: &Params) {
         println!("BENCH ap_bringup cpu{i} ns={ns}");
     }
     if n > 1 {
-        println!("BENCH ap_bringup mean cpus={} ns={} (includes the SDM's 10 ms INIT delay)", n - 1, total / (n as u64 - 1));
+        println!(
+            "BENCH ap_bringup mean cpus={} ns={} (includes the SDM's 10 ms INIT delay)",
+            n - 1,
+            total / (n as u64 - 1)
+        );
     }
 }
 
-pub static BENCHES: &[Bench] = &[Bench { name: "ipi_round_trip", run: ipi_round_trip }, Bench { name: "ap_bringup", run: ap_bringup }];
+pub static BENCHES: &[Bench] = &[
+    Bench {
+        name: "ipi_round_trip",
+        run: ipi_round_trip,
+    },
+    Bench {
+        name: "ap_bringup",
+        run: ap_bringup,
+    },
+];

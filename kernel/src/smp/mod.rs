@@ -45,7 +45,9 @@ pub fn present_cpus() -> usize {
 /// Runs a request waiting in this CPU's mailbox, if any.
 pub fn handle_call_ipi() {
     let me = percpu::cpu_index();
-    let p = percpu::cpu(me).call.swap(core::ptr::null_mut(), Ordering::Acquire);
+    let p = percpu::cpu(me)
+        .call
+        .swap(core::ptr::null_mut(), Ordering::Acquire);
     if p.is_null() {
         return;
     }
@@ -66,7 +68,15 @@ pub struct CallTimeout {
 fn post(cpu: usize, req: &CallRequest, deadline: u64) -> Result<(), CallTimeout> {
     let slot = &percpu::cpu(cpu).call;
     let p = req as *const CallRequest as *mut ();
-    while slot.compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+    while slot
+        .compare_exchange(
+            core::ptr::null_mut(),
+            p,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
         handle_call_ipi();
         if time::now_ns() > deadline {
             return Err(CallTimeout { cpu });
@@ -86,7 +96,15 @@ fn wait(cpu: usize, req: &CallRequest, deadline: u64) -> Result<(), CallTimeout>
             // the target holds a reference into our stack.
             let slot = &percpu::cpu(cpu).call;
             let p = req as *const CallRequest as *mut ();
-            if slot.compare_exchange(p, core::ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            if slot
+                .compare_exchange(
+                    p,
+                    core::ptr::null_mut(),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
                 return Err(CallTimeout { cpu });
             }
             while !req.done.load(Ordering::Acquire) {
@@ -101,14 +119,21 @@ fn wait(cpu: usize, req: &CallRequest, deadline: u64) -> Result<(), CallTimeout>
 }
 
 /// Runs `f(cpu)` on CPU `cpu` and waits, giving up after `timeout_ns`.
-pub fn call_on_cpu_timeout(cpu: usize, f: &(dyn Fn(usize) + Sync), timeout_ns: u64) -> Result<(), CallTimeout> {
+pub fn call_on_cpu_timeout(
+    cpu: usize,
+    f: &(dyn Fn(usize) + Sync),
+    timeout_ns: u64,
+) -> Result<(), CallTimeout> {
     assert!(cpu < online_cpus(), "call_on_cpu: CPU {cpu} is not online");
     if cpu == percpu::cpu_index() {
         f(cpu);
         return Ok(());
     }
     let deadline = time::now_ns() + timeout_ns;
-    let req = CallRequest { f, done: AtomicBool::new(false) };
+    let req = CallRequest {
+        f,
+        done: AtomicBool::new(false),
+    };
     post(cpu, &req, deadline)?;
     wait(cpu, &req, deadline)
 }
@@ -131,7 +156,10 @@ pub fn run_on_cpus(set: u64, f: &(dyn Fn(usize) + Sync)) {
     const _: () = assert!(MAX_CPUS <= 64, "CPU sets are u64 bit masks");
     let n = online_cpus();
     let me = percpu::cpu_index();
-    let reqs: [CallRequest; MAX_CPUS] = core::array::from_fn(|_| CallRequest { f, done: AtomicBool::new(false) });
+    let reqs: [CallRequest; MAX_CPUS] = core::array::from_fn(|_| CallRequest {
+        f,
+        done: AtomicBool::new(false),
+    });
     let forever = u64::MAX / 2;
     let selected = |cpu: usize| set & (1 << cpu) != 0;
     for (cpu, req) in reqs.iter().enumerate().take(n) {

@@ -23,7 +23,8 @@ fn all_cpus_online(_: &Ctx) -> TestResult {
 /// is its own.
 fn per_cpu_counters(_: &Ctx) -> TestResult {
     let n = online_cpus();
-    let before: [u64; super::MAX_CPUS] = core::array::from_fn(|i| percpu::cpu(i).test_counter.load(Ordering::Relaxed));
+    let before: [u64; super::MAX_CPUS] =
+        core::array::from_fn(|i| percpu::cpu(i).test_counter.load(Ordering::Relaxed));
     let wrong_apic = AtomicU64::new(0);
     run_on_all_cpus(&|cpu| {
         let g = percpu::CpuGuard::new();
@@ -34,7 +35,10 @@ fn per_cpu_counters(_: &Ctx) -> TestResult {
         }
     });
     for i in 0..n {
-        kassert_eq!(percpu::cpu(i).test_counter.load(Ordering::Relaxed), before[i] + 1);
+        kassert_eq!(
+            percpu::cpu(i).test_counter.load(Ordering::Relaxed),
+            before[i] + 1
+        );
     }
     kassert_eq!(wrong_apic.load(Ordering::Relaxed), 0);
     Ok(())
@@ -56,7 +60,16 @@ fn call_cpu_set(_: &Ctx) -> TestResult {
 fn call_each_cpu(_: &Ctx) -> TestResult {
     for target in 0..online_cpus() {
         let ran_on = AtomicU64::new(u64::MAX);
-        let r = call_on_cpu_timeout(target, &|cpu| ran_on.store(percpu::cpu_index() as u64 * 1000 + cpu as u64, Ordering::Relaxed), 5 * SECOND);
+        let r = call_on_cpu_timeout(
+            target,
+            &|cpu| {
+                ran_on.store(
+                    percpu::cpu_index() as u64 * 1000 + cpu as u64,
+                    Ordering::Relaxed,
+                )
+            },
+            5 * SECOND,
+        );
         kassert!(r.is_ok(), "call to cpu{target} timed out");
         kassert_eq!(ran_on.load(Ordering::Relaxed), target as u64 * 1001);
     }
@@ -69,7 +82,10 @@ fn call_each_cpu(_: &Ctx) -> TestResult {
 pub fn ping_pong(b: usize, rounds: usize, mut each: impl FnMut(u64)) -> Result<(), usize> {
     let a = percpu::cpu_index();
     let (ca, cb) = (percpu::cpu(a), percpu::cpu(b));
-    let (base_a, base_b) = (ca.pings.load(Ordering::Acquire), cb.pings.load(Ordering::Acquire));
+    let (base_a, base_b) = (
+        ca.pings.load(Ordering::Acquire),
+        cb.pings.load(Ordering::Acquire),
+    );
     cb.pong_to.store(a, Ordering::Relaxed);
     let mut result = Ok(());
     for r in 1..=rounds as u64 {
@@ -101,11 +117,18 @@ fn ipi_ping_pong(_: &Ctx) -> TestResult {
     if online_cpus() < 2 {
         return Err(TestError::Skip("needs two CPUs"));
     }
-    kassert!(x86_64::instructions::interrupts::are_enabled(), "interrupts off on the test CPU");
+    kassert!(
+        x86_64::instructions::interrupts::are_enabled(),
+        "interrupts off on the test CPU"
+    );
     for b in 1..online_cpus() {
         let rounds = if b == 1 { 5000 } else { 200 };
         let r = ping_pong(b, rounds, |_| {});
-        kassert!(r.is_ok(), "cpu0 <-> cpu{b}: IPI lost in round {}", r.unwrap_err());
+        kassert!(
+            r.is_ok(),
+            "cpu0 <-> cpu{b}: IPI lost in round {}",
+            r.unwrap_err()
+        );
     }
     Ok(())
 }
@@ -113,7 +136,8 @@ fn ipi_ping_pong(_: &Ctx) -> TestResult {
 /// The timer interrupt arrives on every CPU.
 fn timer_ticks_everywhere(_: &Ctx) -> TestResult {
     let n = online_cpus();
-    let before: [u64; super::MAX_CPUS] = core::array::from_fn(|i| percpu::cpu(i).ticks.load(Ordering::Relaxed));
+    let before: [u64; super::MAX_CPUS] =
+        core::array::from_fn(|i| percpu::cpu(i).ticks.load(Ordering::Relaxed));
     time::delay_us(300_000);
     for i in 0..n {
         let got = percpu::cpu(i).ticks.load(Ordering::Relaxed) - before[i];
@@ -149,12 +173,22 @@ fn clock_monotonic_and_agrees(_: &Ctx) -> TestResult {
             sent.store(t0, Ordering::Relaxed);
             // The call's Release/Acquire hand-over orders `sent` before the
             // remote read, and the remote read before our `t3`.
-            let r = call_on_cpu_timeout(b, &|_| seen.store(time::now_ns(), Ordering::Relaxed), 5 * SECOND);
+            let r = call_on_cpu_timeout(
+                b,
+                &|_| seen.store(time::now_ns(), Ordering::Relaxed),
+                5 * SECOND,
+            );
             kassert!(r.is_ok(), "call to cpu{b} timed out");
             let t3 = time::now_ns();
             let t1 = seen.load(Ordering::Relaxed);
-            kassert!(t1 >= t0, "cpu{b} read {t1} after cpu0 read {t0}: clocks disagree");
-            kassert!(t3 >= t1, "cpu0 read {t3} after cpu{b} read {t1}: clocks disagree");
+            kassert!(
+                t1 >= t0,
+                "cpu{b} read {t1} after cpu0 read {t0}: clocks disagree"
+            );
+            kassert!(
+                t3 >= t1,
+                "cpu0 read {t3} after cpu{b} read {t1}: clocks disagree"
+            );
             max_rtt = max_rtt.max(t3 - t0);
         }
     }
@@ -165,12 +199,33 @@ fn clock_monotonic_and_agrees(_: &Ctx) -> TestResult {
 pub static SUITE: Suite = Suite {
     name: "smp",
     cases: &[
-        Case { name: "all_cpus_online", run: all_cpus_online },
-        Case { name: "per_cpu_counters", run: per_cpu_counters },
-        Case { name: "call_each_cpu", run: call_each_cpu },
-        Case { name: "call_cpu_set", run: call_cpu_set },
-        Case { name: "ipi_ping_pong", run: ipi_ping_pong },
-        Case { name: "timer_ticks_everywhere", run: timer_ticks_everywhere },
-        Case { name: "clock_monotonic_and_agrees", run: clock_monotonic_and_agrees },
+        Case {
+            name: "all_cpus_online",
+            run: all_cpus_online,
+        },
+        Case {
+            name: "per_cpu_counters",
+            run: per_cpu_counters,
+        },
+        Case {
+            name: "call_each_cpu",
+            run: call_each_cpu,
+        },
+        Case {
+            name: "call_cpu_set",
+            run: call_cpu_set,
+        },
+        Case {
+            name: "ipi_ping_pong",
+            run: ipi_ping_pong,
+        },
+        Case {
+            name: "timer_ticks_everywhere",
+            run: timer_ticks_everywhere,
+        },
+        Case {
+            name: "clock_monotonic_and_agrees",
+            run: clock_monotonic_and_agrees,
+        },
     ],
 };

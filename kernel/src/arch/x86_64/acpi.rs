@@ -11,7 +11,10 @@
 
 use core::ptr::NonNull;
 
-use acpi::{AcpiTables, Handler, PciAddress, PhysicalMapping, sdt::madt::{Madt, MadtEntry}};
+use acpi::{
+    AcpiTables, Handler, PciAddress, PhysicalMapping,
+    sdt::madt::{Madt, MadtEntry},
+};
 use x86_64::instructions::port::Port;
 
 use super::{paging, percpu::MAX_CPUS, time};
@@ -20,7 +23,11 @@ use super::{paging, percpu::MAX_CPUS, time};
 struct PhysMap;
 
 impl Handler for PhysMap {
-    unsafe fn map_physical_region<T>(&self, physical_address: usize, size: usize) -> PhysicalMapping<Self, T> {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
         let virt = paging::phys_to_virt(physical_address as u64) as *mut T;
         PhysicalMapping {
             physical_start: physical_address,
@@ -125,7 +132,11 @@ impl Handler for PhysMap {
 
 /// PCI configuration mechanism #1 (ports 0xcf8/0xcfc).
 fn pci_addr(a: PciAddress, off: u16) -> u32 {
-    0x8000_0000 | (a.bus() as u32) << 16 | (a.device() as u32) << 11 | (a.function() as u32) << 8 | (off as u32 & 0xfc)
+    0x8000_0000
+        | (a.bus() as u32) << 16
+        | (a.device() as u32) << 11
+        | (a.function() as u32) << 8
+        | (off as u32 & 0xfc)
 }
 fn pci_read(a: PciAddress, off: u16) -> u32 {
     // SAFETY: config mechanism #1 is present on QEMU's pc machine.
@@ -159,7 +170,8 @@ pub struct Platform {
 pub fn discover(rsdp: u64) -> Result<Platform, &'static str> {
     // SAFETY: the bootloader reports the RSDP's physical address, and all
     // physical memory is mapped (see PhysMap).
-    let tables = unsafe { AcpiTables::from_rsdp(PhysMap, rsdp as usize) }.map_err(|_| "bad RSDP/RSDT")?;
+    let tables =
+        unsafe { AcpiTables::from_rsdp(PhysMap, rsdp as usize) }.map_err(|_| "bad RSDP/RSDT")?;
     let madt = tables.find_table::<Madt>().ok_or("no MADT")?;
     let madt = madt.get();
     let mut p = Platform {
@@ -171,7 +183,7 @@ pub fn discover(rsdp: u64) -> Result<Platform, &'static str> {
         ioapics: 0,
         overrides: 0,
     };
-    let mut add = |p: &mut Platform, id: u32, flags: u32| {
+    let add = |p: &mut Platform, id: u32, flags: u32| {
         if flags & 1 == 0 {
             p.disabled_slots += 1;
         } else if p.ncpus < MAX_CPUS {

@@ -8,7 +8,7 @@
 
 use core::{
     ptr::NonNull,
-    sync::atomic::{AtomicU64, AtomicU8, Ordering},
+    sync::atomic::{AtomicU8, AtomicU64, Ordering},
 };
 
 use volatile::VolatilePtr;
@@ -78,7 +78,10 @@ pub fn init_global(phys_base: u64) -> &'static str {
         "x2APIC (MSR)"
     } else {
         let virt = paging::phys_to_virt(phys_base);
-        assert!(paging::set_uncached(virt), "local APIC page {phys_base:#x} is not mapped");
+        assert!(
+            paging::set_uncached(virt),
+            "local APIC page {phys_base:#x} is not mapped"
+        );
         BASE.store(virt, Ordering::Relaxed);
         MODE.store(MODE_XAPIC, Ordering::Relaxed);
         "xAPIC (MMIO, uncached)"

@@ -25,13 +25,16 @@ static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     idt.debug.set_handler_fn(debug);
     idt.breakpoint.set_handler_fn(breakpoint);
     idt.overflow.set_handler_fn(overflow);
-    idt.bound_range_exceeded.set_handler_fn(bound_range_exceeded);
+    idt.bound_range_exceeded
+        .set_handler_fn(bound_range_exceeded);
     idt.invalid_opcode.set_handler_fn(invalid_opcode);
-    idt.device_not_available.set_handler_fn(device_not_available);
+    idt.device_not_available
+        .set_handler_fn(device_not_available);
     idt.invalid_tss.set_handler_fn(invalid_tss);
     idt.segment_not_present.set_handler_fn(segment_not_present);
     idt.stack_segment_fault.set_handler_fn(stack_segment_fault);
-    idt.general_protection_fault.set_handler_fn(general_protection_fault);
+    idt.general_protection_fault
+        .set_handler_fn(general_protection_fault);
     idt.page_fault.set_handler_fn(page_fault);
     idt.x87_floating_point.set_handler_fn(x87_floating_point);
     idt.alignment_check.set_handler_fn(alignment_check);
@@ -39,7 +42,8 @@ static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     idt.virtualization.set_handler_fn(virtualization);
     idt.cp_protection_exception.set_handler_fn(cp_protection);
     idt.hv_injection_exception.set_handler_fn(hv_injection);
-    idt.vmm_communication_exception.set_handler_fn(vmm_communication);
+    idt.vmm_communication_exception
+        .set_handler_fn(vmm_communication);
     idt.security_exception.set_handler_fn(security_exception);
     for v in 0x20..0x30 {
         idt[v].set_handler_fn(interrupts::legacy_pic);
@@ -53,9 +57,15 @@ static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     // SAFETY: each IST index names a stack that `gdt::CpuTables::load` set
     // up in every CPU's TSS before interrupts can arrive.
     unsafe {
-        idt.double_fault.set_handler_fn(double_fault).set_stack_index(DOUBLE_FAULT_IST);
-        idt.non_maskable_interrupt.set_handler_fn(nmi).set_stack_index(NMI_IST);
-        idt.machine_check.set_handler_fn(machine_check).set_stack_index(MACHINE_CHECK_IST);
+        idt.double_fault
+            .set_handler_fn(double_fault)
+            .set_stack_index(DOUBLE_FAULT_IST);
+        idt.non_maskable_interrupt
+            .set_handler_fn(nmi)
+            .set_stack_index(NMI_IST);
+        idt.machine_check
+            .set_handler_fn(machine_check)
+            .set_stack_index(MACHINE_CHECK_IST);
     }
     idt
 });
@@ -150,7 +160,13 @@ with_error_code! {
 }
 
 extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
-    fatal(Fault { name: "double fault (#DF; kernel stack overflow?)", vector: 8, error_code: Some(code), frame: &frame, cr2: None })
+    fatal(Fault {
+        name: "double fault (#DF; kernel stack overflow?)",
+        vector: 8,
+        error_code: Some(code),
+        frame: &frame,
+        cr2: None,
+    })
 }
 
 /// NMIs are how a dying CPU stops the others (`panic::stop_other_cpus`):
@@ -163,14 +179,32 @@ extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
     if crate::sched::watchdog::nmi(frame.instruction_pointer.as_u64()) {
         return;
     }
-    fatal(Fault { name: "non-maskable interrupt", vector: 2, error_code: None, frame: &frame, cr2: None })
+    fatal(Fault {
+        name: "non-maskable interrupt",
+        vector: 2,
+        error_code: None,
+        frame: &frame,
+        cr2: None,
+    })
 }
 
 extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
-    fatal(Fault { name: "machine check (#MC)", vector: 18, error_code: None, frame: &frame, cr2: None })
+    fatal(Fault {
+        name: "machine check (#MC)",
+        vector: 18,
+        error_code: None,
+        frame: &frame,
+        cr2: None,
+    })
 }
 
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
     let cr2 = Cr2::read_raw();
-    fatal(Fault { name: "page fault (#PF)", vector: 14, error_code: Some(code.bits()), frame: &frame, cr2: Some(cr2) })
+    fatal(Fault {
+        name: "page fault (#PF)",
+        vector: 14,
+        error_code: Some(code.bits()),
+        frame: &frame,
+        cr2: Some(cr2),
+    })
 }

@@ -51,7 +51,10 @@ pub fn read_file(name: &str, buf: &mut [u8]) -> Option<Result<usize, usize>> {
         let size = u32::from_be_bytes(entry[0..4].try_into().unwrap()) as usize;
         let key = u16::from_be_bytes(entry[4..6].try_into().unwrap());
         let raw_name = &entry[8..];
-        let len = raw_name.iter().position(|&b| b == 0).unwrap_or(raw_name.len());
+        let len = raw_name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(raw_name.len());
         if &raw_name[..len] == name.as_bytes() {
             if size > buf.len() {
                 return Some(Err(size));

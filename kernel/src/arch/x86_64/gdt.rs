@@ -49,7 +49,10 @@ pub struct CpuTables {
 
 impl CpuTables {
     pub const fn new() -> Self {
-        CpuTables { gdt: GlobalDescriptorTable::new(), tss: TaskStateSegment::new() }
+        CpuTables {
+            gdt: GlobalDescriptorTable::new(),
+            tss: TaskStateSegment::new(),
+        }
     }
 
     /// Fills in the TSS's IST pointers from `stacks` and loads GDT, segment
@@ -64,7 +67,9 @@ impl CpuTables {
         let data = self.gdt.append(Descriptor::kernel_data_segment());
         // SAFETY: `self` is 'static, so the TSS outlives the GDT entry that
         // points at it.
-        let tss_sel: SegmentSelector = self.gdt.append(Descriptor::tss_segment(unsafe { &*addr_of!(self.tss) }));
+        let tss_sel: SegmentSelector = self
+            .gdt
+            .append(Descriptor::tss_segment(unsafe { &*addr_of!(self.tss) }));
         let gdt: &'static GlobalDescriptorTable = &self.gdt;
         gdt.load();
         // SAFETY: the selectors come from the GDT just loaded: a 64-bit code

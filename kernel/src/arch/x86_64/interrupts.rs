@@ -14,7 +14,12 @@ pub fn disable_legacy_pic() {
     // SAFETY: ports 0x20/0x21/0xa0/0xa1 are the two 8259s of every PC; this
     // is the standard ICW1..ICW4 initialisation followed by a full mask.
     unsafe {
-        let (mut c1, mut d1, mut c2, mut d2) = (Port::<u8>::new(0x20), Port::<u8>::new(0x21), Port::<u8>::new(0xa0), Port::<u8>::new(0xa1));
+        let (mut c1, mut d1, mut c2, mut d2) = (
+            Port::<u8>::new(0x20),
+            Port::<u8>::new(0x21),
+            Port::<u8>::new(0xa0),
+            Port::<u8>::new(0xa1),
+        );
         c1.write(0x11);
         c2.write(0x11);
         d1.write(0x20);

@@ -30,7 +30,10 @@ pub fn phys_to_virt(phys: u64) -> u64 {
 /// Walks the current page table to the entry mapping `virt` and applies `f`
 /// to it (the leaf: a 1 GiB, 2 MiB or 4 KiB entry). Returns false if `virt`
 /// is not mapped.
-fn with_leaf(virt: u64, f: impl FnOnce(&mut x86_64::structures::paging::page_table::PageTableEntry)) -> bool {
+fn with_leaf(
+    virt: u64,
+    f: impl FnOnce(&mut x86_64::structures::paging::page_table::PageTableEntry),
+) -> bool {
     let va = VirtAddr::new(virt);
     let indices = [va.p4_index(), va.p3_index(), va.p2_index(), va.p1_index()];
     let (frame, _) = Cr3::read();
@@ -90,7 +93,11 @@ pub enum MapError {
 /// intermediate tables with frames from `alloc_frame` (physical addresses of
 /// zeroed frames). The caller serialises calls that may touch the same
 /// tables. No TLB flush is needed: the page was not present.
-pub fn map_4k(virt: u64, phys: u64, alloc_frame: &mut dyn FnMut() -> Option<u64>) -> Result<(), MapError> {
+pub fn map_4k(
+    virt: u64,
+    phys: u64,
+    alloc_frame: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(), MapError> {
     let va = VirtAddr::new(virt);
     let indices = [va.p4_index(), va.p3_index(), va.p2_index(), va.p1_index()];
     let mut table_phys = Cr3::read().0.start_address().as_u64();
@@ -102,7 +109,10 @@ pub fn map_4k(virt: u64, phys: u64, alloc_frame: &mut dyn FnMut() -> Option<u64>
             if entry.flags().contains(F::PRESENT) {
                 return Err(MapError::AlreadyMapped);
             }
-            entry.set_addr(x86_64::PhysAddr::new(phys), F::PRESENT | F::WRITABLE | F::NO_EXECUTE);
+            entry.set_addr(
+                x86_64::PhysAddr::new(phys),
+                F::PRESENT | F::WRITABLE | F::NO_EXECUTE,
+            );
             return Ok(());
         }
         if !entry.flags().contains(F::PRESENT) {
@@ -122,5 +132,7 @@ pub fn free_upper_half_slot() -> Option<u64> {
     let table_phys = Cr3::read().0.start_address().as_u64();
     // SAFETY: reading the live PML4 through the offset mapping.
     let table = unsafe { &*(phys_to_virt(table_phys) as *const PageTable) };
-    (256..511).find(|&i| !table[i].flags().contains(F::PRESENT)).map(|i| 0xffff_0000_0000_0000 | ((i as u64) << 39))
+    (256..511)
+        .find(|&i| !table[i].flags().contains(F::PRESENT))
+        .map(|i| 0xffff_0000_0000_0000 | ((i as u64) << 39))
 }

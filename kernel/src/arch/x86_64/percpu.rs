@@ -105,7 +105,8 @@ pub fn cpu(i: usize) -> &'static PerCpu {
 /// interrupts.
 pub unsafe fn init_cpu(index: usize, apic_id: u32) {
     let slot = &CPUS[index];
-    slot.self_addr.store(slot as *const PerCpu as u64, Ordering::Relaxed);
+    slot.self_addr
+        .store(slot as *const PerCpu as u64, Ordering::Relaxed);
     slot.apic_id.store(apic_id, Ordering::Relaxed);
     GsBase::write(VirtAddr::from_ptr(slot));
     // SAFETY: the caller guarantees this CPU is the only user of the slot's
@@ -121,7 +122,9 @@ pub unsafe fn init_cpu(index: usize, apic_id: u32) {
 pub fn cpu_index() -> usize {
     let i: usize;
     // SAFETY: GS points at this CPU's PerCpu, whose second word is `index`.
-    unsafe { core::arch::asm!("mov {}, gs:[8]", out(reg) i, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, gs:[8]", out(reg) i, options(nostack, readonly, preserves_flags))
+    };
     i
 }
 
@@ -136,7 +139,10 @@ impl CpuGuard {
     pub fn new() -> CpuGuard {
         let were_enabled = x86_64::instructions::interrupts::are_enabled();
         x86_64::instructions::interrupts::disable();
-        CpuGuard { were_enabled, _not_send: PhantomData }
+        CpuGuard {
+            were_enabled,
+            _not_send: PhantomData,
+        }
     }
 }
 

@@ -35,7 +35,8 @@ struct ApStack(UnsafeCell<[u8; AP_STACK_SIZE + 4096]>);
 // SAFETY: each stack is used by exactly one AP (found by APIC id), and by
 // nothing else; the BSP only computes addresses.
 unsafe impl Sync for ApStack {}
-static AP_STACKS: [ApStack; MAX_CPUS] = [const { ApStack(UnsafeCell::new([0; AP_STACK_SIZE + 4096])) }; MAX_CPUS];
+static AP_STACKS: [ApStack; MAX_CPUS] =
+    [const { ApStack(UnsafeCell::new([0; AP_STACK_SIZE + 4096])) }; MAX_CPUS];
 
 /// CPU index + 1 for each xAPIC id; 0 = not a CPU we start.
 static APIC_TO_INDEX: [AtomicU16; 256] = [const { AtomicU16::new(0) }; 256];
@@ -72,15 +73,23 @@ pub struct BringUp {
 /// and BIOS data area, and page aligned (the SIPI vector is a page number).
 fn find_trampoline_base(regions: &MemoryRegions) -> Option<u64> {
     let need = trampoline::PAGES * 4096;
-    regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable && r.start < 0x10_0000).find_map(|r| {
-        let start = r.start.max(0x1000).next_multiple_of(4096);
-        let end = r.end.min(0x10_0000);
-        (start + need <= end).then_some(start)
-    })
+    regions
+        .iter()
+        .filter(|r| r.kind == MemoryRegionKind::Usable && r.start < 0x10_0000)
+        .find_map(|r| {
+            let start = r.start.max(0x1000).next_multiple_of(4096);
+            let end = r.end.min(0x10_0000);
+            (start + need <= end).then_some(start)
+        })
 }
 
 /// Brings up the boot CPU's APIC and timer, then every AP.
-pub fn init(regions: &MemoryRegions, rsdp: Option<u64>, tick_hz: u64, skip: Option<u32>) -> BringUp {
+pub fn init(
+    regions: &MemoryRegions,
+    rsdp: Option<u64>,
+    tick_hz: u64,
+    skip: Option<u32>,
+) -> BringUp {
     TICK_HZ.store(tick_hz, Ordering::Relaxed);
     interrupts::disable_legacy_pic();
     let platform = match rsdp.map(acpi::discover) {
@@ -95,26 +104,43 @@ pub fn init(regions: &MemoryRegions, rsdp: Option<u64>, tick_hz: u64, skip: Opti
         "acpi: {} enabled CPUs ({} disabled slots{}), {} I/O APIC(s), {} overrides; local APIC {:#x} via {mode}",
         platform.ncpus,
         platform.disabled_slots,
-        if platform.dropped > 0 { " ; more than MAX_CPUS, extra ignored" } else { "" },
+        if platform.dropped > 0 {
+            " ; more than MAX_CPUS, extra ignored"
+        } else {
+            ""
+        },
         platform.ioapics,
         platform.overrides,
         platform.lapic_phys
     );
     let timer_hz = apic::calibrate_timer();
-    log::info!("apic timer: {} Hz after divide-by-16; tick {} Hz", timer_hz, tick_hz);
+    log::info!(
+        "apic timer: {} Hz after divide-by-16; tick {} Hz",
+        timer_hz,
+        tick_hz
+    );
     apic::start_tick(tick_hz);
     PRESENT.store(platform.ncpus, Ordering::Relaxed);
     APIC_TO_INDEX[bsp_id as usize & 0xff].store(1, Ordering::Relaxed);
 
-    let mut result = BringUp { present: platform.ncpus, online: 1, ap_ns: [0; MAX_CPUS] };
+    let mut result = BringUp {
+        present: platform.ncpus,
+        online: 1,
+        ap_ns: [0; MAX_CPUS],
+    };
     if platform.ncpus == 1 {
         return result;
     }
     let Some(base) = find_trampoline_base(regions) else {
-        log::error!("smp: no usable RAM below 1 MiB for the trampoline; running on the boot CPU only");
+        log::error!(
+            "smp: no usable RAM below 1 MiB for the trampoline; running on the boot CPU only"
+        );
         return result;
     };
-    let cr3 = x86_64::registers::control::Cr3::read().0.start_address().as_u64();
+    let cr3 = x86_64::registers::control::Cr3::read()
+        .0
+        .start_address()
+        .as_u64();
     // SAFETY: `base` is usable RAM below 1 MiB per the boot memory map; the
     // frame allocator never hands out memory below 1 MiB, so it is ours.
     let tramp = unsafe { Trampoline::install(base, paging::phys_to_virt(base) as *mut u8, cr3) };
@@ -124,7 +150,9 @@ pub fn init(regions: &MemoryRegions, rsdp: Option<u64>, tick_hz: u64, skip: Opti
             continue;
         }
         if id >= 256 {
-            log::error!("smp: CPU with APIC id {id} needs x2APIC ids in the trampoline; not started");
+            log::error!(
+                "smp: CPU with APIC id {id} needs x2APIC ids in the trampoline; not started"
+            );
             continue;
         }
         let index = next;
@@ -140,7 +168,9 @@ pub fn init(regions: &MemoryRegions, rsdp: Option<u64>, tick_hz: u64, skip: Opti
         // plain stores on x86 (stores are not reordered with other stores).
         let t0 = time::now_ns();
         if skip == Some(id) {
-            log::warn!("smp: ap_skip={id}: not sending INIT-SIPI-SIPI to APIC id {id} (fault injection)");
+            log::warn!(
+                "smp: ap_skip={id}: not sending INIT-SIPI-SIPI to APIC id {id} (fault injection)"
+            );
         } else {
             apic::send_ipi(id, apic::icr::INIT | apic::icr::LEVEL_ASSERT);
             time::delay_us(10_000);
@@ -161,7 +191,9 @@ pub fn init(regions: &MemoryRegions, rsdp: Option<u64>, tick_hz: u64, skip: Opti
             BRINGUP_NS[index].store(result.ap_ns[index], Ordering::Relaxed);
             next += 1;
         } else {
-            log::error!("smp: CPU with APIC id {id} did not come up within {AP_DEADLINE_MS} ms; continuing without it");
+            log::error!(
+                "smp: CPU with APIC id {id} did not come up within {AP_DEADLINE_MS} ms; continuing without it"
+            );
             APIC_TO_INDEX[id as usize].store(0, Ordering::Relaxed);
         }
     }
@@ -172,7 +204,10 @@ pub fn init(regions: &MemoryRegions, rsdp: Option<u64>, tick_hz: u64, skip: Opti
 /// Rust entry of an AP, called by the trampoline's 64-bit stub on the AP's
 /// own stack with its APIC id.
 pub extern "C" fn ap_main(apic_id: u64) -> ! {
-    let index = match APIC_TO_INDEX.get(apic_id as usize).map(|i| i.load(Ordering::Relaxed)) {
+    let index = match APIC_TO_INDEX
+        .get(apic_id as usize)
+        .map(|i| i.load(Ordering::Relaxed))
+    {
         Some(i) if i > 0 => i as usize - 1,
         // Not a CPU we started (or given up on): park it.
         _ => super::halt_forever(),

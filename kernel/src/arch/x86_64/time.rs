@@ -26,7 +26,10 @@ pub fn rdtsc() -> u64 {
 /// that passed. Works before any interrupt is set up.
 fn pit_wait_cycles(ms: u64) -> u64 {
     let count = PIT_HZ * ms / 1000;
-    assert!(count > 0 && count <= 0xffff, "PIT one-shot of {ms} ms does not fit 16 bits");
+    assert!(
+        count > 0 && count <= 0xffff,
+        "PIT one-shot of {ms} ms does not fit 16 bits"
+    );
     let mut ctl = Port::<u8>::new(0x61);
     let mut cmd = Port::<u8>::new(0x43);
     let mut ch2 = Port::<u8>::new(0x42);

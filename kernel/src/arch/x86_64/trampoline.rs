@@ -181,8 +181,15 @@ impl Trampoline {
     /// `base .. base + PAGES * 4096` must be free RAM below 1 MiB that
     /// nothing else uses while APs start, mapped writable at `virt`.
     pub unsafe fn install(base: u64, virt: *mut u8, kernel_cr3: u64) -> Trampoline {
-        assert!(base % 4096 == 0 && base + PAGES * 4096 <= 0x10_0000, "trampoline at {base:#x}");
-        assert!(code_len() <= 4096, "trampoline code is {} bytes", code_len());
+        assert!(
+            base % 4096 == 0 && base + PAGES * 4096 <= 0x10_0000,
+            "trampoline at {base:#x}"
+        );
+        assert!(
+            code_len() <= 4096,
+            "trampoline code is {} bytes",
+            code_len()
+        );
         let t = Trampoline { base, virt };
         // SAFETY: the caller guarantees the region is ours; source and
         // destination do not overlap (the kernel image is above 1 MiB).
@@ -198,7 +205,10 @@ impl Trampoline {
             t.put32(pcs_tr_off_lm_ptr, (base + pcs_tr_off_lm) as u32);
             t.put64(pcs_tr_off_low_cr3, base + 4096);
             t.put64(pcs_tr_off_kernel_cr3, kernel_cr3);
-            t.put64(pcs_tr_off_entry, pcs_ap_entry64 as usize as u64);
+            t.put64(
+                pcs_tr_off_entry,
+                pcs_ap_entry64 as *const () as usize as u64,
+            );
         }
         // Low page tables: PML4 at +1 page, PDPT at +2, PD at +3.
         const P: u64 = 1; // present
@@ -209,9 +219,11 @@ impl Trampoline {
             let pml4 = virt.add(4096) as *mut u64;
             let pdpt = virt.add(2 * 4096) as *mut u64;
             let pd = virt.add(3 * 4096) as *mut u64;
-            let kernel_pml4 = (crate::arch::x86_64::paging::phys_to_virt(kernel_cr3 & !0xfff)) as *const u64;
+            let kernel_pml4 =
+                (crate::arch::x86_64::paging::phys_to_virt(kernel_cr3 & !0xfff)) as *const u64;
             for i in 1..512 {
-                pml4.add(i).write_volatile(kernel_pml4.add(i).read_volatile());
+                pml4.add(i)
+                    .write_volatile(kernel_pml4.add(i).read_volatile());
             }
             pml4.write_volatile((base + 2 * 4096) | P | W);
             pdpt.write_volatile((base + 3 * 4096) | P | W);
@@ -223,7 +235,10 @@ impl Trampoline {
 
     /// Publishes the stack top for the CPU with `apic_id`.
     pub fn set_stack(&self, apic_id: u32, top: u64) {
-        assert!(apic_id < 256, "APIC id {apic_id} does not fit the trampoline's stack table");
+        assert!(
+            apic_id < 256,
+            "APIC id {apic_id} does not fit the trampoline's stack table"
+        );
         // SAFETY: the table holds 256 entries inside the copy.
         unsafe { self.put64(pcs_tr_off_stacks + 8 * apic_id as u64, top) }
     }
