@@ -160,8 +160,16 @@ fn drop_ref(page: &Page, free: impl FnOnce(&Page)) {
     }
 }
 
+/// `cpu_relax` calls inside the `NonAtomicFlags` bug's load/store window.
+#[cfg(not(loom))]
+const BUG_WINDOW_RELAX: u32 = 500;
+#[cfg(loom)]
+const BUG_WINDOW_RELAX: u32 = 0;
+
 impl<P: Platform> PageWaitTable<P> {
     /// `folio_wait_bit_common`, the 5.9+ algorithm (module docs).
+    #[cold]
+    #[inline(never)]
     fn wait_bit_common(
         &self,
         page: &Page,
@@ -199,7 +207,15 @@ impl<P: Platform> PageWaitTable<P> {
                     // BUG(TasOutsideLock): try before the queue lock. The owner
                     // may unlock right after this fails, see no PG_WAITERS and
                     // wake nobody; we then queue below without re-testing.
-                    Some(!page.flags.test_and_set(bit))
+                    let got = !page.flags.test_and_set(bit);
+                    if !got {
+                        // Widen the window for kernel torture runs (see
+                        // BUG_WINDOW_RELAX).
+                        for _ in 0..BUG_WINDOW_RELAX {
+                            P::cpu_relax();
+                        }
+                    }
+                    Some(got)
                 } else {
                     None
                 };
@@ -349,11 +365,13 @@ impl<P: Platform> PageWaitTable<P> {
     }
 
     /// `folio_trylock`: take the page lock if it is free, without sleeping.
+    #[inline]
     pub fn trylock_page(&self, page: &Page) -> bool {
         !page.flags.test_and_set_bit_lock(PG_LOCKED)
     }
 
     /// `folio_lock`: take the page lock, sleeping uninterruptibly.
+    #[inline]
     pub fn lock_page(&self, page: &Page) {
         if !self.trylock_page(page) {
             let r = self.wait_bit_common(page, PG_LOCKED, Behavior::Exclusive, false, NO_FREE);
@@ -372,8 +390,12 @@ impl<P: Platform> PageWaitTable<P> {
 
     /// `folio_unlock`: release the lock and wake the next waiter if
     /// `PG_WAITERS` was set. Unlocking an unlocked page is a bug (panics).
+    #[inline]
     pub fn unlock_page(&self, page: &Page) {
-        assert!(
+        // Like Linux's VM_BUG_ON_FOLIO, checked in debug builds (all the
+        // tests and torture runs) and left out of the release fast path:
+        // it is a third access to the flags word per lock/unlock pair.
+        debug_assert!(
             page.flags.test(PG_LOCKED),
             "unlock_page: page {:#x} is not locked",
             page.addr()
@@ -385,6 +407,13 @@ impl<P: Platform> PageWaitTable<P> {
                 // PG_LOCKED (still set), queue and sleep; the store then
                 // erases PG_WAITERS and `old` never had it: nobody wakes.
                 let old = page.flags.load(Ordering::Relaxed);
+                // Widen the window (kernel builds only; loom explores every
+                // interleaving anyway) so that torture runs under QEMU hit
+                // it within seconds: a torture-style delay, as Linux's
+                // torture tests add, in the bad variant only.
+                for _ in 0..BUG_WINDOW_RELAX {
+                    P::cpu_relax();
+                }
                 page.flags.store_release_racy(old & !mask(PG_LOCKED));
                 old & mask(PG_WAITERS) != 0
             }

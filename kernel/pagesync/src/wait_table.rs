@@ -111,6 +111,8 @@ impl<P: Platform> PageWaitTable<P> {
     /// `folio_wake_bit`: wake waiters of (`page`, `bit`) and clear
     /// `PG_WAITERS` if none of this page's entries remain. Called by
     /// unlockers whose RMW saw `PG_WAITERS`.
+    #[cold]
+    #[inline(never)]
     pub fn wake_page_bit(&self, page: &Page, bit: u32) {
         let q = self.queue(page);
         let mut key = WaitPageKey {
