@@ -161,8 +161,11 @@ fn run(a: RunArgs) -> Result<bool> {
     let v = verdict::judge(&out);
     let c = v.report.counts();
     if v.passed {
+        let first = out.first_ktap.map_or("no KTAP output".to_string(), |d| {
+            format!("first KTAP line after {:.1} s", d.as_secs_f64())
+        });
         eprintln!(
-            "xtask: PASS: {c}; {}; {:.1} s",
+            "xtask: PASS: {c}; {}; {first}; {:.1} s in all",
             out.exit,
             out.elapsed.as_secs_f64()
         );
