@@ -127,15 +127,17 @@ fn fairness(p: &Params) {
         ),
         ("ticket", None),
     ];
+    // With one thread per CPU a queue never holds more than CPUs-1 waiters;
+    // four per CPU lets queues form, which is where hand-off matters.
     for cpus in [1usize, 2, 4, 8].into_iter().filter(|&c| c <= online) {
-        for pages in [1usize, 64] {
+        for (threads_per_cpu, pages) in [(1usize, 1usize), (1, 64), (4, 1), (4, 64)] {
             for (name, cfg) in variants {
                 let target = cfg.map_or(torture::Target::Ticket, |c| {
                     torture::Target::Pages(leak_table(c))
                 });
                 let o = torture::Options {
                     name: "fairness",
-                    threads_per_cpu: 1,
+                    threads_per_cpu,
                     cpus,
                     pages,
                     duration_ms: 1000,
