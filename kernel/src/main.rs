@@ -57,7 +57,7 @@ entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 /// The version string in the banner; the host tests look for the banner.
 pub const BANNER: &str = concat!("pcs kernel ", env!("CARGO_PKG_VERSION"));
 
-mod alloc_free_fmt {
+mod bringup_fmt {
     /// Formats the average AP bring-up time, if any AP started.
     pub struct Avg(pub u64);
     impl core::fmt::Display for Avg {
@@ -126,11 +126,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         "cpus online: {}/{}{}",
         up.online,
         up.present,
-        if aps > 0 {
-            alloc_free_fmt::Avg(started / aps)
-        } else {
-            alloc_free_fmt::Avg(0)
-        }
+        bringup_fmt::Avg(started.checked_div(aps).unwrap_or(0))
     );
 
     match params.mode {

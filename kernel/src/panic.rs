@@ -81,7 +81,7 @@ fn backtrace() {
     let start = rbp;
     emergency_print(format_args!("# backtrace:\n"));
     for depth in 0..32 {
-        if rbp == 0 || rbp % 8 != 0 || rbp < start || rbp - start > (1 << 20) {
+        if rbp == 0 || !rbp.is_multiple_of(8) || rbp < start || rbp - start > (1 << 20) {
             break;
         }
         // SAFETY: rbp is 8-aligned and within 1 MiB above a live frame of

@@ -14,6 +14,7 @@
 //!    own): swap mailbox -> null (Acquire), run `f`, store `done` (Release);
 //! 4. caller: wait for `done` (Acquire, pairs with step 3's Release, so the
 //!    caller sees everything `f` wrote).
+//!
 //! A caller that waits keeps draining its own mailbox, so two CPUs calling
 //! each other at the same time cannot deadlock, whatever their interrupt
 //! state.

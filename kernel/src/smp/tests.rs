@@ -34,11 +34,8 @@ fn per_cpu_counters(_: &Ctx) -> TestResult {
             wrong_apic.fetch_add(1, Ordering::Relaxed);
         }
     });
-    for i in 0..n {
-        kassert_eq!(
-            percpu::cpu(i).test_counter.load(Ordering::Relaxed),
-            before[i] + 1
-        );
+    for (i, &b) in before.iter().enumerate().take(n) {
+        kassert_eq!(percpu::cpu(i).test_counter.load(Ordering::Relaxed), b + 1);
     }
     kassert_eq!(wrong_apic.load(Ordering::Relaxed), 0);
     Ok(())
@@ -139,8 +136,8 @@ fn timer_ticks_everywhere(_: &Ctx) -> TestResult {
     let before: [u64; super::MAX_CPUS] =
         core::array::from_fn(|i| percpu::cpu(i).ticks.load(Ordering::Relaxed));
     time::delay_us(300_000);
-    for i in 0..n {
-        let got = percpu::cpu(i).ticks.load(Ordering::Relaxed) - before[i];
+    for (i, &b) in before.iter().enumerate().take(n) {
+        let got = percpu::cpu(i).ticks.load(Ordering::Relaxed) - b;
         println!("    # cpu{i}: {got} ticks in 300 ms");
         kassert!(got >= 1, "cpu{i} took no timer tick in 300 ms");
     }

@@ -59,6 +59,9 @@ impl CpuTables {
     /// registers and TSS on the calling CPU.
     pub fn load(&'static mut self, stacks: &'static IstStacks) {
         let base = VirtAddr::from_ptr(stacks.0.get());
+        // Indexing, not iter_mut: the TSS is a packed struct, so no
+        // reference into its array may be taken.
+        #[allow(clippy::needless_range_loop)]
         for i in 0..IST_COUNT {
             // Stacks grow down: the IST entry is the end of stack `i`.
             self.tss.interrupt_stack_table[i] = base + ((i + 1) * IST_STACK_SIZE) as u64;

@@ -182,7 +182,7 @@ impl Trampoline {
     /// nothing else uses while APs start, mapped writable at `virt`.
     pub unsafe fn install(base: u64, virt: *mut u8, kernel_cr3: u64) -> Trampoline {
         assert!(
-            base % 4096 == 0 && base + PAGES * 4096 <= 0x10_0000,
+            base.is_multiple_of(4096) && base + PAGES * 4096 <= 0x10_0000,
             "trampoline at {base:#x}"
         );
         assert!(
