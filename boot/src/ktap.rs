@@ -409,11 +409,15 @@ impl<'a> Parser<'a> {
                     }
                     full.rsplit('.').next().unwrap_or(full).to_string()
                 }
-                _ => format!(
-                    "(test {} of {path}{} never reported)",
-                    b.tests.len() + 1,
-                    b.name.as_deref().unwrap_or("")
-                ),
+                _ => {
+                    let block = format!("{path}{}", b.name.as_deref().unwrap_or(""));
+                    let block = if block.is_empty() {
+                        "the top level".to_string()
+                    } else {
+                        block
+                    };
+                    format!("(test {} of {block} never reported)", b.tests.len() + 1)
+                }
             };
             first = false;
             b.tests.push(Test {

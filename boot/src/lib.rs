@@ -14,6 +14,7 @@ pub mod build;
 pub mod image;
 pub mod ktap;
 pub mod qemu;
+pub mod symbolize;
 pub mod verdict;
 
 use std::path::PathBuf;

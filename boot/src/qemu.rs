@@ -134,6 +134,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Time from QEMU start to the first `KTAP version` line, if any.
     pub first_ktap: Option<Duration>,
+    /// The unstripped kernel ELF beside the image, for symbolizing.
+    pub kernel_elf: Option<PathBuf>,
 }
 
 impl Outcome {
@@ -339,6 +341,7 @@ pub fn run(cfg: &Config) -> io::Result<Outcome> {
         qemu_log,
         elapsed: start.elapsed(),
         first_ktap,
+        kernel_elf: Some(cfg.image.with_file_name("kernel")).filter(|p| p.exists()),
     })
 }
 

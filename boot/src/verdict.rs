@@ -65,6 +65,15 @@ impl Verdict {
         for r in &self.reasons {
             let _ = writeln!(s, "  - {r}");
         }
+        if let Some(elf) = &out.kernel_elf {
+            let bt = crate::symbolize::backtrace(&out.lines, elf);
+            if !bt.is_empty() {
+                let _ = writeln!(s, "  backtrace of the failing CPU:");
+                for l in bt {
+                    let _ = writeln!(s, "  {l}");
+                }
+            }
+        }
         let _ = writeln!(s, "  serial log: {}", out.serial_log.display());
         let _ = writeln!(s, "  QEMU log:   {}", out.qemu_log.display());
         s

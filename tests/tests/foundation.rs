@@ -74,6 +74,14 @@ fn panic_is_reported() {
         Exit::Panic,
         "PANIC: panicked at kernel/src/selftest.rs",
     );
+    // The host names the functions of the failing CPU's backtrace.
+    let (out, v) = Boot::new("panic-symbols").params(&["crash=panic"]).run();
+    let report = v.explain(&out);
+    check(
+        report.contains("kernel::selftest::deliberate_crash"),
+        &format!("backtrace not symbolized:\n{report}"),
+        &out,
+    );
 }
 
 #[test]

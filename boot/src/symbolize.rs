@@ -1,0 +1,76 @@
+//! Turns the kernel's frame-pointer backtrace (`#   N: 0x...` lines after
+//! `# backtrace:`) into function names, on the host, from the unstripped
+//! kernel ELF and the toolchain's `llvm-nm` (`llvm-tools` component).
+//!
+//! The kernel is position-independent; the bootloader prints where it put
+//! it (`virtual_address_offset: 0x...`), which is subtracted first.
+
+use std::{path::Path, process::Command};
+
+/// The function containing each backtrace address, as `  N: addr  name+off`
+/// lines; empty when there is no backtrace or no symbol table.
+pub fn backtrace(lines: &[String], elf: &Path) -> Vec<String> {
+    let addrs: Vec<u64> = lines
+        .iter()
+        .skip_while(|l| !l.contains("# backtrace:"))
+        .skip(1)
+        .map_while(|l| {
+            l.trim()
+                .strip_prefix('#')?
+                .split_once(": 0x")
+                .and_then(|(_, a)| u64::from_str_radix(a.trim(), 16).ok())
+        })
+        .collect();
+    if addrs.is_empty() {
+        return Vec::new();
+    }
+    let offset = lines
+        .iter()
+        .find_map(|l| l.split("virtual_address_offset: 0x").nth(1))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    let symbols = symbols(elf);
+    if symbols.is_empty() {
+        return Vec::new();
+    }
+    addrs
+        .iter()
+        .enumerate()
+        .map(|(i, &a)| {
+            let rel = a.wrapping_sub(offset);
+            let idx = symbols.partition_point(|(s, _)| *s <= rel);
+            match idx.checked_sub(1).map(|j| &symbols[j]) {
+                Some((start, name)) => format!("  {i:2}: {a:#x}  {name}+{:#x}", rel - start),
+                None => format!("  {i:2}: {a:#x}  ?"),
+            }
+        })
+        .collect()
+}
+
+/// Text symbols of `elf`, sorted by address.
+fn symbols(elf: &Path) -> Vec<(u64, String)> {
+    let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
+        return Vec::new();
+    };
+    let nm = Path::new(String::from_utf8_lossy(&out.stdout).trim())
+        .join("lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-nm");
+    let Ok(out) = Command::new(nm)
+        .args(["--defined-only", "--demangle", "-n"])
+        .arg(elf)
+        .output()
+    else {
+        return Vec::new();
+    };
+    let mut v: Vec<(u64, String)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ' ');
+            let addr = u64::from_str_radix(it.next()?, 16).ok()?;
+            let kind = it.next()?;
+            let name = it.next()?.to_string();
+            matches!(kind, "t" | "T").then_some((addr, name))
+        })
+        .collect();
+    v.sort_by_key(|(a, _)| *a);
+    v
+}
