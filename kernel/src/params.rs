@@ -117,11 +117,11 @@ pub enum ParamError<'a> {
         value: &'a str,
         expected: &'static str,
     },
-    /// A page-lock protocol key that `pagesync::Config::set` rejected.
+    /// A page-lock protocol key with a value it does not take.
     Protocol {
         key: &'a str,
         value: &'a str,
-        err: pagesync::variant::ConfigError,
+        err: &'static str,
     },
 }
 
@@ -249,10 +249,38 @@ pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
             "fail" => p.fail = parse_bool(value).ok_or(bad("0 or 1"))?,
             "pcp" => p.pcp = parse_bool(value).ok_or(bad("0 or 1"))?,
             "bits" | "handoff" | "unfairness" | "bookmarks" | "killable_fix" | "bug" => {
-                let pkey = if key == "bits" { "table_bits" } else { key };
-                p.pagelock
-                    .set(pkey, value)
-                    .map_err(|err| ParamError::Protocol { key, value, err })?;
+                let proto = |err| ParamError::Protocol { key, value, err };
+                let flag = || match value {
+                    "1" | "on" | "true" | "yes" => Ok(true),
+                    "0" | "off" | "false" | "no" => Ok(false),
+                    _ => Err(proto("expected on or off")),
+                };
+                let c = &mut p.pagelock;
+                match key {
+                    "bits" => {
+                        c.table_bits =
+                            parse_u64(value, 0, 16).ok_or(proto("expected 0..=16"))? as u32
+                    }
+                    "handoff" => c.handoff = flag()?,
+                    "unfairness" => {
+                        c.unfairness = parse_u64(value, 0, u32::MAX.into())
+                            .ok_or(proto("expected a u32"))?
+                            as u32
+                    }
+                    "bookmarks" => c.bookmarks = flag()?,
+                    "killable_fix" => c.killable_fix = flag()?,
+                    _ => {
+                        c.bug = match value {
+                            "none" => None,
+                            name => Some(
+                                *pagesync::Bug::ALL
+                                    .iter()
+                                    .find(|b| b.name() == name)
+                                    .ok_or(proto("unknown bug variant"))?,
+                            ),
+                        }
+                    }
+                }
             }
             "torture_threads" => {
                 p.torture.threads_per_cpu =

@@ -59,9 +59,61 @@ pub const PG_RESERVED: u32 = 11;
 pub const PG_PRIVATE: u32 = 12;
 /// Rotate to the LRU tail when writeback ends.
 pub const PG_RECLAIM: u32 = 13;
-/// First bit free for later users; bits up to 47 are free, the top 16 are
-/// kept for zone/node numbers as in Linux.
-pub const PG_FIRST_FREE: u32 = 14;
+/// The head of a free block in the buddy allocator (Linux's `PG_buddy`
+/// page type), its order in the page's private word. Set and cleared only
+/// under the allocator's lock, on pages with count 0.
+pub const PG_BUDDY: u32 = 14;
+/// First bit free for later users; bits up to 47 are free. Of the top 16
+/// (zone/node/section numbers in Linux), bits 56..60 hold the allocation
+/// order of a block's head page ([`PageFlags::order`]).
+pub const PG_FIRST_FREE: u32 = 15;
+
+/// Where the block order sits in the flags word.
+pub const ORDER_SHIFT: u32 = 56;
+/// The order's bits in the flags word.
+pub const ORDER_MASK: u64 = 0xf << ORDER_SHIFT;
+
+/// Flag names, bit 0 first, for reports ([`FlagNames`]).
+pub const FLAG_NAMES: [&str; PG_FIRST_FREE as usize] = [
+    "locked",
+    "writeback",
+    "referenced",
+    "uptodate",
+    "dirty",
+    "lru",
+    "head",
+    "waiters",
+    "active",
+    "workingset",
+    "error",
+    "reserved",
+    "private",
+    "reclaim",
+    "buddy",
+];
+
+/// A flags word shown by name, e.g. `0x801(locked|reserved)`, with the
+/// block order when it is not 0.
+#[derive(Debug, Clone, Copy)]
+pub struct FlagNames(pub u64);
+
+impl core::fmt::Display for FlagNames {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        write!(f, "{:#x}(", self.0)?;
+        let mut sep = "";
+        for (bit, name) in FLAG_NAMES.iter().enumerate() {
+            if self.0 & (1 << bit) != 0 {
+                write!(f, "{sep}{name}")?;
+                sep = "|";
+            }
+        }
+        let order = (self.0 & ORDER_MASK) >> ORDER_SHIFT;
+        if order != 0 {
+            write!(f, "{sep}order={order}")?;
+        }
+        write!(f, ")")
+    }
+}
 
 /// The mask for one bit number.
 pub const fn mask(bit: u32) -> u64 {
@@ -72,6 +124,7 @@ pub const fn mask(bit: u32) -> u64 {
 // time in `folio_unlock`).
 const _: () = assert!(PG_WAITERS == 7);
 const _: () = assert!(PG_LOCKED < 7 && PG_WRITEBACK < 7);
+const _: () = assert!(mask(PG_FIRST_FREE) < 1 << 48 && ORDER_SHIFT >= 48);
 
 /// The atomic flags word of a [`crate::Page`].
 #[derive(Debug)]
@@ -84,16 +137,26 @@ impl PageFlags {
     /// All flags clear.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        Self {
-            word: AtomicU64::new(0),
-        }
+        Self::with(0)
     }
 
     /// All flags clear.
     #[cfg(loom)]
     pub fn new() -> Self {
+        Self::with(0)
+    }
+
+    #[cfg(not(loom))]
+    pub(crate) const fn with(word: u64) -> Self {
         Self {
-            word: AtomicU64::new(0),
+            word: AtomicU64::new(word),
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn with(word: u64) -> Self {
+        Self {
+            word: AtomicU64::new(word),
         }
     }
 
@@ -102,12 +165,23 @@ impl PageFlags {
         self.word.load(order)
     }
 
-    /// Overwrites the whole word. Only for a page nobody else can see yet
-    /// (Linux `__folio_set_locked` before insertion into the page cache):
-    /// on a visible page this erases concurrently set bits, PG_WAITERS
-    /// included.
-    pub fn store_private(&self, value: u64) {
+    /// Overwrites the whole word (Linux's non-atomic `__folio_set_locked`
+    /// and friends, used before a folio becomes visible).
+    ///
+    /// # Safety
+    ///
+    /// Nobody else may access the page: a free page (count 0) the caller
+    /// is handing out or taking back, or a page not yet published. On a
+    /// visible page the store erases concurrently set bits, `PG_WAITERS`
+    /// included (the `__ClearPageDirty` hang).
+    pub unsafe fn store_unshared(&self, value: u64) {
         self.word.store(value, Ordering::Relaxed);
+    }
+
+    /// The allocation order recorded in a block's head page (bits 56..60;
+    /// written with [`PageFlags::store_unshared`] by the allocator).
+    pub fn order(&self) -> u32 {
+        ((self.word.load(Ordering::Relaxed) & ORDER_MASK) >> ORDER_SHIFT) as u32
     }
 
     /// A plain Release store of the whole word. Exists only for the
@@ -267,6 +341,17 @@ mod tests {
     }
 
     #[test]
+    fn names_and_order() {
+        let v = mask(PG_LOCKED) | mask(PG_BUDDY) | (3 << ORDER_SHIFT);
+        assert_eq!(
+            alloc::format!("{}", FlagNames(v)),
+            "0x300000000004001(locked|buddy|order=3)"
+        );
+        let f = PageFlags::with(v);
+        assert_eq!(f.order(), 3);
+    }
+
+    #[test]
     fn set_clear_test_and() {
         let f = PageFlags::new();
         f.set(PG_DIRTY);
@@ -296,7 +381,8 @@ mod tests {
                 if waiters {
                     v |= mask(PG_WAITERS);
                 }
-                f.store_private(v);
+                // SAFETY: `f` is this test's alone.
+                unsafe { f.store_unshared(v) };
                 assert_eq!(form(&f, 1 << PG_LOCKED), waiters);
                 assert_eq!(f.load(Ordering::Relaxed), v & !mask(PG_LOCKED));
                 // folio_end_read: unlock and mark uptodate in one XOR.

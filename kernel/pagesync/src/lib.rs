@@ -32,7 +32,9 @@
 //! # Checking it
 //!
 //! * `cargo test -p pagesync`: unit tests (flags, refcount rules, hash
-//!   spread, config parsing).
+//!   spread, variant names) and the misuse tests (`tests/misuse.rs`); the
+//!   doc tests include a `compile_fail` one (a page queue cannot be woken
+//!   as a plain queue).
 //! * `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p
 //!   pagesync --release`: loom models in `tests/loom_*.rs`, including one
 //!   model per known-bad [`Bug`] that must fail (run in a child process,

@@ -12,16 +12,25 @@
 //! Every word is accessed with Relaxed ordering unless a method says
 //! otherwise; the orderings that matter live in the flag and refcount
 //! operations.
+//!
+//! The fields are private to this crate: outsiders use the operations
+//! (flag bit operations, reference counting, the page lock in
+//! [`crate::PageWaitTable`]) and, for the words that belong to whoever owns
+//! the frame's current use (the allocator's free-list links and order, the
+//! page cache's mapping and index), the accessors below. No safe method can
+//! overwrite the flags word as a whole.
 
-use crate::flags::PageFlags;
-use crate::sync::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize};
+use core::ptr::{self, NonNull};
+
+use crate::flags::{PG_RESERVED, PageFlags, mask};
+use crate::sync::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// One frame's descriptor. 64 bytes, one cache line.
 #[repr(C, align(64))]
 #[derive(Debug)]
 pub struct Page {
     /// Flag bits, see [`crate::flags`].
-    pub flags: PageFlags,
+    pub(crate) flags: PageFlags,
     /// References; 0 means the frame is free. Use the methods in
     /// [`crate::refcount`].
     pub(crate) refcount: AtomicU32,
@@ -29,19 +38,19 @@ pub struct Page {
     /// stores this minus one).
     pub(crate) mapcount: AtomicI32,
     /// The owning address space or object (page cache), 0 if none.
-    pub mapping: AtomicUsize,
+    pub(crate) mapping: AtomicUsize,
     /// Offset in pages within `mapping`.
-    pub index: AtomicU64,
-    /// Buddy/LRU list link: next slot address, 0 if none.
-    pub list_next: AtomicUsize,
-    /// Buddy/LRU list link: previous slot address, 0 if none.
-    pub list_prev: AtomicUsize,
+    pub(crate) index: AtomicU64,
+    /// Free-list/LRU link: the next descriptor, null if none.
+    pub(crate) list_next: AtomicPtr<Page>,
+    /// Free-list/LRU link: the previous descriptor, null if none.
+    pub(crate) list_prev: AtomicPtr<Page>,
     /// Block order while free in the buddy allocator; owner data while used.
-    pub private: AtomicU64,
+    pub(crate) private: AtomicU64,
     /// Debug word for lock checkers: the id of the thread that claims to
     /// hold `PG_LOCKED`, 0 if none. The protocol never touches it; torture
     /// tests claim it with a CAS right after locking (locktorture-style).
-    pub lock_owner: AtomicU64,
+    pub(crate) lock_owner: AtomicU64,
 }
 
 #[cfg(not(loom))]
@@ -49,16 +58,16 @@ const _: () = assert!(core::mem::size_of::<Page>() == 64);
 #[cfg(not(loom))]
 const _: () = assert!(core::mem::align_of::<Page>() == 64);
 
-macro_rules! empty_page {
-    () => {
+macro_rules! page_with {
+    ($flags:expr, $refs:expr) => {
         Page {
-            flags: PageFlags::new(),
-            refcount: AtomicU32::new(0),
+            flags: PageFlags::with($flags),
+            refcount: AtomicU32::new($refs),
             mapcount: AtomicI32::new(0),
             mapping: AtomicUsize::new(0),
             index: AtomicU64::new(0),
-            list_next: AtomicUsize::new(0),
-            list_prev: AtomicUsize::new(0),
+            list_next: AtomicPtr::new(ptr::null_mut()),
+            list_prev: AtomicPtr::new(ptr::null_mut()),
             private: AtomicU64::new(0),
             lock_owner: AtomicU64::new(0),
         }
@@ -70,18 +79,101 @@ impl Page {
     /// kernel can write `static PAGES: [Page; N] = [const { Page::new() }; N];`.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
-        empty_page!()
+        page_with!(0, 0)
     }
 
     /// A free page (loom atomics cannot be built in a `const fn`).
     #[cfg(loom)]
     pub fn new() -> Self {
-        empty_page!()
+        page_with!(0, 0)
+    }
+
+    /// A reserved frame (firmware, kernel image, holes): `PG_RESERVED`, one
+    /// reference that is never dropped. How the kernel's frame array starts
+    /// every descriptor before it frees the usable frames.
+    #[cfg(not(loom))]
+    pub const fn new_reserved() -> Self {
+        page_with!(mask(PG_RESERVED), 1)
     }
 
     /// The address used as this page's identity in the wait table.
     pub fn addr(&self) -> usize {
-        core::ptr::from_ref(self) as usize
+        ptr::from_ref(self) as usize
+    }
+
+    /// The flags word and its bit operations.
+    pub fn flags(&self) -> &PageFlags {
+        &self.flags
+    }
+
+    /// The next descriptor on the owner's list (buddy free list, LRU).
+    /// Relaxed: the list's lock orders it.
+    pub fn link_next(&self) -> Option<NonNull<Page>> {
+        NonNull::new(self.list_next.load(Ordering::Relaxed))
+    }
+
+    /// The previous descriptor on the owner's list. Relaxed, as
+    /// [`Page::link_next`].
+    pub fn link_prev(&self) -> Option<NonNull<Page>> {
+        NonNull::new(self.list_prev.load(Ordering::Relaxed))
+    }
+
+    /// Sets the next link (the owner's list lock held).
+    pub fn set_link_next(&self, next: Option<NonNull<Page>>) {
+        self.list_next.store(
+            next.map_or(ptr::null_mut(), NonNull::as_ptr),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Sets the previous link (the owner's list lock held).
+    pub fn set_link_prev(&self, prev: Option<NonNull<Page>>) {
+        self.list_prev.store(
+            prev.map_or(ptr::null_mut(), NonNull::as_ptr),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The owner's private word (the buddy order of a free block).
+    pub fn private(&self) -> u64 {
+        self.private.load(Ordering::Relaxed)
+    }
+
+    /// Sets the owner's private word.
+    pub fn set_private(&self, value: u64) {
+        self.private.store(value, Ordering::Relaxed);
+    }
+
+    /// The object the page belongs to (page cache), 0 if none.
+    pub fn mapping(&self) -> usize {
+        self.mapping.load(Ordering::Relaxed)
+    }
+
+    /// The page's offset, in pages, within [`Page::mapping`].
+    pub fn index(&self) -> u64 {
+        self.index.load(Ordering::Relaxed)
+    }
+
+    /// Sets mapping and index. Only while the page is locked or not yet
+    /// visible (Linux sets `folio->mapping` under the folio lock).
+    pub fn set_mapping(&self, mapping: usize, index: u64) {
+        self.mapping.store(mapping, Ordering::Relaxed);
+        self.index.store(index, Ordering::Relaxed);
+    }
+
+    /// The lock checkers' owner word (see the field docs).
+    pub fn lock_owner(&self) -> &AtomicU64 {
+        &self.lock_owner
+    }
+
+    /// Resets every owner word (links, private, mapping, index, lock owner)
+    /// of a page that is being freed (count 0, on no list yet).
+    pub fn reset_owner_words(&self) {
+        self.set_link_next(None);
+        self.set_link_prev(None);
+        self.set_private(0);
+        self.set_mapping(0, 0);
+        self.lock_owner.store(0, Ordering::Relaxed);
     }
 }
 

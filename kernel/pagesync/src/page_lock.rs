@@ -26,36 +26,31 @@
 //! never re-queues while it holds a hand-off; without one it races once for
 //! the bit and re-queues at the tail if it loses.
 //!
-//! With `Config::handoff == false` the pre-5.9 loop runs instead
-//! (`wait_bit_legacy`), where the race for the bit happens
-//! outside the queue lock. It has Oleg Nesterov's killable missed wake-up.
+//! This file is Linux 6.7+ alone. The pre-5.9 loop that `Config::handoff
+//! == false` selects lives in `crate::variant::legacy`; each known-bad
+//! [`crate::Bug`] is a function named after it in `crate::variant::bugs`,
+//! called from the one spot it mutates here (search for `bugs::`).
 
 use core::pin::pin;
-use core::ptr;
 
-use crate::flags::{PG_LOCKED, PG_WAITERS, PG_WRITEBACK, mask};
+use crate::flags::{PG_LOCKED, PG_WAITERS, PG_WRITEBACK};
 use crate::page::Page;
 use crate::platform::Platform;
-use crate::refcount::{PutOutcome, RefError};
+use crate::refcount::PutOutcome;
 use crate::sync::Ordering;
-use crate::variant::Bug;
-use crate::wait_table::PageWaitTable;
+use crate::variant::bugs;
+use crate::wait_table::{PageBit, PageKind, PageWaitTable, WaitPageKey};
 use crate::waitqueue::{
     FinishWait, Interrupted, LockedQueue, WQ_FLAG_CUSTOM, WQ_FLAG_DONE, WQ_FLAG_EXCLUSIVE,
-    WQ_FLAG_WOKEN, WaitEntry, autoremove_wake_function,
+    WQ_FLAG_WOKEN, WaitEntry,
 };
 
-/// The walk key of a page wake-up (`wait_page_key`).
-pub(crate) struct WaitPageKey {
-    pub(crate) page: *const Page,
-    pub(crate) bit: u32,
-    /// Set when the walk meets any entry of `page` (any bit).
-    pub(crate) page_match: bool,
-}
+/// A page waiter's entry.
+pub(crate) type PageEntry<P> = WaitEntry<P, PageKind>;
 
 /// What a waiter wants (Linux `enum behavior`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Behavior {
+pub(crate) enum Behavior {
     /// Take the bit (lock).
     Exclusive,
     /// Wait for the bit to clear.
@@ -69,34 +64,37 @@ enum Behavior {
 ///
 /// # Safety
 ///
-/// `entry` is live; `key` points to a live [`WaitPageKey`].
-unsafe fn wake_page_match<P: Platform>(entry: *const WaitEntry<P>, key: *mut ()) -> bool {
+/// `entry` is live.
+pub(crate) unsafe fn wake_page_match<P: Platform>(
+    entry: *const PageEntry<P>,
+    key: &mut WaitPageKey,
+) -> bool {
     // SAFETY: caller.
-    let (entry_key, key) = unsafe { ((*entry).key(), &mut *key.cast::<WaitPageKey>()) };
-    if entry_key[0] != key.page as usize {
+    let PageBit { page, bit } = unsafe { (*entry).key() };
+    if page != key.page {
         return false;
     }
     key.page_match = true;
-    entry_key[1] == key.bit as usize
+    bit == key.bit
 }
 
 /// `wake_page_function`, run by the waker under the queue lock.
 ///
 /// # Safety
 ///
-/// As for [`crate::waitqueue::WakeFn`], with a [`WaitPageKey`] key.
+/// As for [`crate::waitqueue::WakeFn`]; the walk's page is live (its waker
+/// holds a reference).
 pub(crate) unsafe fn wake_page_function<P: Platform>(
-    q: &mut LockedQueue<'_, P>,
-    entry: *const WaitEntry<P>,
-    key: *mut (),
+    q: &mut LockedQueue<'_, P, PageKind>,
+    entry: *const PageEntry<P>,
+    key: &mut WaitPageKey,
 ) -> i32 {
     // SAFETY: the entry is linked in `q`, so live until we unlink it below;
-    // `key` is the walk's `WaitPageKey` (caller).
+    // the page is live (caller).
     unsafe {
         if !wake_page_match(entry, key) {
             return 0;
         }
-        let key = &*key.cast::<WaitPageKey>();
         let page = &*key.page;
         let mut flags = (*entry).flags().load(Ordering::Relaxed);
         if flags & WQ_FLAG_EXCLUSIVE != 0 {
@@ -131,7 +129,7 @@ pub(crate) unsafe fn wake_page_function<P: Platform>(
 
 /// `folio_trylock_flag`, under the queue lock, on an unqueued entry: take
 /// (exclusive) or check (shared) the bit; on success mark the entry done.
-fn trylock_flag<P: Platform>(page: &Page, bit: u32, entry: &WaitEntry<P>) -> bool {
+fn trylock_flag<P: Platform>(page: &Page, bit: u32, entry: &PageEntry<P>) -> bool {
     let flags = entry.flags().load(Ordering::Relaxed);
     if flags & WQ_FLAG_EXCLUSIVE != 0 {
         // AcqRel: Acquire pairs with the previous owner's Release unlock.
@@ -149,7 +147,7 @@ fn trylock_flag<P: Platform>(page: &Page, bit: u32, entry: &WaitEntry<P>) -> boo
     true
 }
 
-fn drop_ref(page: &Page, free: impl FnOnce(&Page)) {
+pub(crate) fn drop_ref(page: &Page, free: impl FnOnce(&Page)) {
     match page.put_page() {
         Ok(PutOutcome::StillReferenced) => {}
         Ok(PutOutcome::LastReference) => free(page),
@@ -159,12 +157,6 @@ fn drop_ref(page: &Page, free: impl FnOnce(&Page)) {
         ),
     }
 }
-
-/// `cpu_relax` calls inside the `NonAtomicFlags` bug's load/store window.
-#[cfg(not(loom))]
-const BUG_WINDOW_RELAX: u32 = 500;
-#[cfg(loom)]
-const BUG_WINDOW_RELAX: u32 = 0;
 
 impl<P: Platform> PageWaitTable<P> {
     /// `folio_wait_bit_common`, the 5.9+ algorithm (module docs).
@@ -182,9 +174,9 @@ impl<P: Platform> PageWaitTable<P> {
             return self.wait_bit_legacy(page, bit, behavior, killable, free);
         }
         let q = self.queue(page);
-        let entry = pin!(WaitEntry::<P>::new(
+        let entry = pin!(PageEntry::<P>::new(
             wake_page_function::<P>,
-            [page.addr(), bit as usize]
+            PageBit::new(page, bit)
         ));
         let entry = entry.as_ref();
         let finish = FinishWait { q, entry };
@@ -198,41 +190,19 @@ impl<P: Platform> PageWaitTable<P> {
                     flags |= WQ_FLAG_CUSTOM;
                 }
             }
-            // The entry is unqueued here (never queued, or unlinked by the
-            // waker that set WOKEN and no longer reads the flags); the queue
-            // lock below publishes this store to later walkers.
+            // The entry is not queued by us here: it was never queued, or a
+            // waker set WOKEN and unlinks it. That waker may not have
+            // reached its unlink yet, but it reads no flags after setting
+            // WOKEN, and we link the entry again only under the queue lock,
+            // which the waker holds until its walk is over. So nobody reads
+            // this store before the lock below publishes it.
             entry.flags().store(flags, Ordering::Relaxed);
-            let early =
-                if self.cfg.bug == Some(Bug::TasOutsideLock) && behavior == Behavior::Exclusive {
-                    // BUG(TasOutsideLock): try before the queue lock. The owner
-                    // may unlock right after this fails, see no PG_WAITERS and
-                    // wake nobody; we then queue below without re-testing.
-                    let got = !page.flags.test_and_set(bit);
-                    if !got {
-                        // Widen the window for kernel torture runs (see
-                        // BUG_WINDOW_RELAX).
-                        for _ in 0..BUG_WINDOW_RELAX {
-                            P::cpu_relax();
-                        }
-                    }
-                    Some(got)
-                } else {
-                    None
-                };
+            let early = bugs::tas_outside_lock(self, page, bit, behavior, &entry, flags);
             {
                 let mut locked = q.lock();
                 // First PG_WAITERS, then the try (module docs).
                 page.flags.set(PG_WAITERS);
-                let done = match early {
-                    Some(true) => {
-                        entry
-                            .flags()
-                            .store(flags | WQ_FLAG_WOKEN | WQ_FLAG_DONE, Ordering::Relaxed);
-                        true
-                    }
-                    Some(false) => false,
-                    None => trylock_flag(page, bit, &entry),
-                };
+                let done = early.unwrap_or_else(|| trylock_flag(page, bit, &entry));
                 if !done {
                     // SAFETY: `finish` unlinks the entry before it drops.
                     unsafe { locked.add_tail(entry) };
@@ -297,73 +267,6 @@ impl<P: Platform> PageWaitTable<P> {
         }
     }
 
-    /// The pre-5.9 loop (`Config::handoff == false`): queue at the tail,
-    /// sleep if the bit is set, then race for it *outside* the queue lock;
-    /// on failure loop and re-queue. The wake function unlinks the waiter,
-    /// so a loser goes to the tail again (starvation), and a waiter that
-    /// skipped sleeping can still use up an exclusive wake-up and then
-    /// leave on cancel (Oleg Nesterov's missed wake-up).
-    fn wait_bit_legacy(
-        &self,
-        page: &Page,
-        bit: u32,
-        behavior: Behavior,
-        killable: bool,
-        mut free: Option<impl FnOnce(&Page)>,
-    ) -> Result<(), Interrupted> {
-        let q = self.queue(page);
-        let entry = pin!(WaitEntry::<P>::new(
-            legacy_wake_page_function::<P>,
-            [page.addr(), bit as usize]
-        ));
-        let entry = entry.as_ref();
-        if behavior == Behavior::Exclusive {
-            entry.flags().store(WQ_FLAG_EXCLUSIVE, Ordering::Relaxed);
-        }
-        let finish = FinishWait { q, entry };
-        let result = loop {
-            {
-                let mut locked = q.lock();
-                if !entry.is_linked_locked() {
-                    // SAFETY: `finish` unlinks the entry before it drops.
-                    unsafe { locked.add_tail(entry) };
-                }
-                page.flags.set(PG_WAITERS);
-                P::prepare_to_sleep();
-            }
-            let bit_is_set = page.flags.test(bit);
-            if behavior == Behavior::Drop
-                && let Some(free) = free.take()
-            {
-                drop_ref(page, free);
-            }
-            if bit_is_set {
-                P::sleep();
-            }
-            match behavior {
-                Behavior::Exclusive => {
-                    if !page.flags.test_and_set_bit_lock(bit) {
-                        break Ok(());
-                    }
-                }
-                Behavior::Shared => {
-                    if !page.flags.test_acquire(bit) {
-                        break Ok(());
-                    }
-                }
-                Behavior::Drop => {}
-            }
-            if killable && P::cancel_pending() {
-                break Err(Interrupted);
-            }
-            if behavior == Behavior::Drop {
-                break Ok(());
-            }
-        };
-        drop(finish);
-        result
-    }
-
     /// `folio_trylock`: take the page lock if it is free, without sleeping.
     #[inline]
     pub fn trylock_page(&self, page: &Page) -> bool {
@@ -400,37 +303,11 @@ impl<P: Platform> PageWaitTable<P> {
             "unlock_page: page {:#x} is not locked",
             page.addr()
         );
-        let waiters = match self.cfg.bug {
-            Some(Bug::NonAtomicFlags) => {
-                // BUG(NonAtomicFlags): a plain read-modify-write. A waiter
-                // can set PG_WAITERS between the load and the store, test
-                // PG_LOCKED (still set), queue and sleep; the store then
-                // erases PG_WAITERS and `old` never had it: nobody wakes.
-                let old = page.flags.load(Ordering::Relaxed);
-                // Widen the window (kernel builds only; loom explores every
-                // interleaving anyway) so that torture runs under QEMU hit
-                // it within seconds: a torture-style delay, as Linux's
-                // torture tests add, in the bad variant only.
-                for _ in 0..BUG_WINDOW_RELAX {
-                    P::cpu_relax();
-                }
-                page.flags.store_release_racy(old & !mask(PG_LOCKED));
-                old & mask(PG_WAITERS) != 0
-            }
-            Some(Bug::ClearAfterWake) => {
-                // BUG(ClearAfterWake): wake while the bit is still set, then
-                // clear it outside the queue lock without re-reading
-                // PG_WAITERS. The exclusive waiter's wake function sees the
-                // bit held and stops; after the clear nobody walks again.
-                if page.flags.test(PG_WAITERS) {
-                    self.wake_page_bit(page, PG_LOCKED);
-                }
-                page.flags.clear_bit_unlock(PG_LOCKED);
-                false
-            }
-            // Release pairs with the next owner's Acquire test-and-set.
-            _ => page.flags.xor_unlock_is_negative_byte(1 << PG_LOCKED),
-        };
+        if let Some(bug) = self.cfg.bug.filter(|b| b.mutates_unlock()) {
+            return bugs::unlock_page(self, page, bug);
+        }
+        // Release pairs with the next owner's Acquire test-and-set.
+        let waiters = page.flags.xor_unlock_is_negative_byte(1 << PG_LOCKED);
         if waiters {
             self.wake_page_bit(page, PG_LOCKED);
         }
@@ -513,10 +390,26 @@ impl<P: Platform> PageWaitTable<P> {
     /// `folio_end_writeback`: hold a reference across the clear and the
     /// wake-up, so the page cannot be freed and reused under the waker
     /// (Linux 073861ed77b6). On `LastReference` the caller frees the page.
-    pub fn end_page_writeback(&self, page: &Page) -> Result<PutOutcome, RefError> {
-        page.get_page()?;
+    ///
+    /// # Panics
+    ///
+    /// If the page has no reference to take (count 0, or at the overflow
+    /// limit). A page under writeback always has one (its owner's), so
+    /// this is a kernel bug; returning instead would leave `PG_WRITEBACK`
+    /// set and its waiters asleep for ever.
+    pub fn end_page_writeback(&self, page: &Page) -> PutOutcome {
+        if let Err(e) = page.get_page() {
+            panic!(
+                "end_page_writeback: page {:#x} is under writeback but its reference count ({}) \
+                 cannot take the temporary reference ({e:?}); PG_writeback would stay set \
+                 and its waiters would sleep for ever",
+                page.addr(),
+                page.ref_count()
+            );
+        }
         self.clear_bit_and_wake(page, PG_WRITEBACK);
         page.put_page()
+            .expect("end_page_writeback: the reference taken above vanished")
     }
 
     /// `folio_wait_writeback`: loop until `PG_WRITEBACK` is clear (it may be
@@ -537,27 +430,3 @@ impl<P: Platform> PageWaitTable<P> {
 }
 
 const NO_FREE: Option<fn(&Page)> = None;
-
-/// The pre-5.9 `wake_page_function`: wake only if the bit is clear, then
-/// `autoremove_wake_function` (WOKEN, wake, careful unlink).
-///
-/// # Safety
-///
-/// As for [`crate::waitqueue::WakeFn`], with a [`WaitPageKey`] key.
-unsafe fn legacy_wake_page_function<P: Platform>(
-    q: &mut LockedQueue<'_, P>,
-    entry: *const WaitEntry<P>,
-    key: *mut (),
-) -> i32 {
-    // SAFETY: caller; the key is a live `WaitPageKey`.
-    unsafe {
-        if !wake_page_match(entry, key) {
-            return 0;
-        }
-        let key = &*key.cast::<WaitPageKey>();
-        if (*key.page).flags.test(key.bit) {
-            return -1;
-        }
-        autoremove_wake_function(q, entry, ptr::null_mut())
-    }
-}

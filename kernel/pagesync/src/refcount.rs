@@ -164,9 +164,43 @@ impl Page {
         self.ref_count() >= GUP_PIN_COUNTING_BIAS
     }
 
-    /// Sets the count of a page nobody else can see (tests, boot).
-    pub fn set_ref_count_private(&self, count: u32) {
+    /// Overwrites the count.
+    ///
+    /// # Safety
+    ///
+    /// Nobody else may take or drop references meanwhile: a page not yet
+    /// published (boot, tests), or one whose every other holder is known to
+    /// be quiet. A store over a concurrent get or put loses it.
+    pub unsafe fn set_ref_count_unshared(&self, count: u32) {
         self.refcount.store(count, Ordering::Relaxed);
+    }
+
+    /// `page_ref_freeze`: if exactly `expected` references exist, take the
+    /// count to 0 in one compare-exchange and return true. While frozen,
+    /// [`Page::try_get`] and [`Page::get_page`] fail with
+    /// [`RefError::Unused`], so the caller owns the page alone (to free it,
+    /// or to move it). Acquire on success pairs with the Release decrements
+    /// of the holders that brought the count down to `expected`: their
+    /// accesses happen-before ours.
+    pub fn ref_freeze(&self, expected: u32) -> bool {
+        expected != 0
+            && self
+                .refcount
+                .compare_exchange(expected, 0, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// `page_ref_unfreeze`: give a frozen page `count` references again.
+    /// Release pairs with the Acquire of the next successful get, which
+    /// then sees what the freezer did.
+    ///
+    /// # Panics
+    ///
+    /// If the page is not frozen (count not 0): unfreezing would overwrite
+    /// somebody's reference.
+    pub fn ref_unfreeze(&self, count: u32) {
+        let old = self.refcount.swap(count, Ordering::Release);
+        assert_eq!(old, 0, "ref_unfreeze on a page that was not frozen");
     }
 
     /// The number of page-table mappings.
@@ -190,6 +224,11 @@ impl Page {
 mod tests {
     use super::*;
 
+    fn set(p: &Page, count: u32) {
+        // SAFETY: the page is this test's alone.
+        unsafe { p.set_ref_count_unshared(count) };
+    }
+
     #[test]
     fn free_page_rules() {
         let p = Page::new();
@@ -207,19 +246,43 @@ mod tests {
     }
 
     #[test]
+    fn freeze_and_unfreeze() {
+        let p = Page::new();
+        assert!(!p.ref_freeze(0));
+        p.init_ref().unwrap();
+        p.get_page().unwrap();
+        assert!(!p.ref_freeze(1), "two references, expected one");
+        assert_eq!(p.ref_count(), 2);
+        assert!(p.ref_freeze(2));
+        assert_eq!(p.try_get(), Err(RefError::Unused));
+        assert_eq!(p.get_page(), Err(RefError::Unused));
+        p.ref_unfreeze(1);
+        assert_eq!(p.ref_count(), 1);
+        assert_eq!(p.put_page(), Ok(PutOutcome::LastReference));
+    }
+
+    #[test]
+    #[should_panic(expected = "not frozen")]
+    fn unfreeze_of_a_live_page_panics() {
+        let p = Page::new();
+        p.init_ref().unwrap();
+        p.ref_unfreeze(1);
+    }
+
+    #[test]
     fn overflow_limits() {
         let p = Page::new();
-        p.set_ref_count_private(GUP_REFCOUNT_LIMIT - 2);
+        set(&p, GUP_REFCOUNT_LIMIT - 2);
         assert_eq!(p.try_get(), Ok(GUP_REFCOUNT_LIMIT - 1));
         assert_eq!(p.try_get(), Err(RefError::Overflow));
         // get_page still works past 2^31 (a holder's own reference) ...
         assert!(p.get_page().is_ok());
         // ... until it comes within the wrap margin.
-        p.set_ref_count_private(u32::MAX - REFCOUNT_WRAP_MARGIN - 1);
+        set(&p, u32::MAX - REFCOUNT_WRAP_MARGIN - 1);
         assert!(p.get_page().is_ok());
         assert_eq!(p.get_page(), Err(RefError::Overflow));
         assert_eq!(p.ref_count(), u32::MAX - REFCOUNT_WRAP_MARGIN);
-        p.set_ref_count_private(GUP_REFCOUNT_LIMIT - GUP_PIN_COUNTING_BIAS);
+        set(&p, GUP_REFCOUNT_LIMIT - GUP_PIN_COUNTING_BIAS);
         assert_eq!(p.pin(), Err(RefError::Overflow));
     }
 
@@ -235,12 +298,12 @@ mod tests {
         assert_eq!(p.ref_count(), 1);
         assert_eq!(p.unpin(), Err(RefError::NotPinned));
         // 1024 plain references look pinned: false positives are allowed.
-        p.set_ref_count_private(GUP_PIN_COUNTING_BIAS);
+        set(&p, GUP_PIN_COUNTING_BIAS);
         assert!(p.maybe_dma_pinned());
         // The unsigned view stays right past 2^31.
-        p.set_ref_count_private(GUP_REFCOUNT_LIMIT + 5);
+        set(&p, GUP_REFCOUNT_LIMIT + 5);
         assert!(p.maybe_dma_pinned());
-        p.set_ref_count_private(GUP_PIN_COUNTING_BIAS);
+        set(&p, GUP_PIN_COUNTING_BIAS);
         assert_eq!(p.unpin(), Ok(PutOutcome::LastReference));
     }
 

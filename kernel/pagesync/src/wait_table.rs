@@ -22,11 +22,61 @@ use core::ptr;
 
 use crate::flags::PG_WAITERS;
 use crate::page::Page;
-use crate::page_lock::WaitPageKey;
 use crate::platform::Platform;
 use crate::sync::Ordering;
-use crate::variant::{Bug, Config};
-use crate::waitqueue::{LockedQueue, WQ_FLAG_BOOKMARK, WaitEntry, WaitQueueHead};
+use crate::variant::{Config, bugs};
+use crate::waitqueue::{LockedQueue, WQ_FLAG_BOOKMARK, WaitEntry, WaitKind, WaitQueueHead};
+
+/// What a page waiter's entry waits for: one bit of one page (Linux
+/// `wait_page_queue`'s folio and bit). The page is named by address only;
+/// the table never dereferences an entry's page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageBit {
+    pub(crate) page: *const Page,
+    pub(crate) bit: u32,
+}
+
+impl PageBit {
+    pub(crate) fn new(page: &Page, bit: u32) -> Self {
+        Self {
+            page: ptr::from_ref(page),
+            bit,
+        }
+    }
+}
+
+impl Default for PageBit {
+    /// No page: the key of bookmarks, which walks skip.
+    fn default() -> Self {
+        Self {
+            page: ptr::null(),
+            bit: 0,
+        }
+    }
+}
+
+/// The walk key of a page wake-up (`wait_page_key`).
+#[derive(Debug)]
+pub struct WaitPageKey {
+    /// The page being woken; live for the whole walk (the waker holds a
+    /// reference).
+    pub(crate) page: *const Page,
+    pub(crate) bit: u32,
+    /// Set when the walk meets any entry of `page` (any bit).
+    pub(crate) page_match: bool,
+}
+
+/// The kind of the table's queues: entries carry a [`PageBit`], walks a
+/// [`WaitPageKey`]. A page queue therefore has none of the keyless
+/// wake/wait API of plain queues: it is woken only through
+/// [`PageWaitTable::wake_page_bit`].
+#[derive(Debug)]
+pub struct PageKind;
+
+impl WaitKind for PageKind {
+    type EntryKey = PageBit;
+    type WalkKey = WaitPageKey;
+}
 
 /// Linux's `PAGE_WAIT_TABLE_BITS`.
 pub const DEFAULT_TABLE_BITS: u32 = 8;
@@ -48,7 +98,7 @@ pub const fn hash_page_addr(addr: usize, bits: u32) -> usize {
 /// One queue per cache line, so CPUs working on different queues do not
 /// bounce each other's lock line.
 #[repr(C, align(64))]
-struct Bucket<P: Platform>(WaitQueueHead<P>);
+struct Bucket<P: Platform>(WaitQueueHead<P, PageKind>);
 
 /// The global table of page wait queues, plus the protocol [`Config`].
 /// The page-lock API lives in `crate::page_lock` as methods on this type.
@@ -87,8 +137,25 @@ impl<P: Platform> PageWaitTable<P> {
         hash_page_addr(page.addr(), self.cfg.table_bits)
     }
 
-    /// The queue `page`'s waiters sleep on (`folio_waitqueue`).
-    pub fn queue(&self, page: &Page) -> &WaitQueueHead<P> {
+    /// The queue `page`'s waiters sleep on (`folio_waitqueue`). Callers
+    /// outside the crate can only lock it (to measure lock hold times) and
+    /// look at it. It is not a plain queue: waking it without a page key
+    /// does not compile (E0599, no such method) ...
+    ///
+    /// ```compile_fail,E0599
+    /// fn misuse<P: pagesync::Platform>(t: &pagesync::PageWaitTable<P>, p: &pagesync::Page) {
+    ///     t.queue(p).wake_up_all();
+    /// }
+    /// ```
+    ///
+    /// ... while the same call on a plain queue does:
+    ///
+    /// ```
+    /// fn fine<P: pagesync::Platform>(q: &pagesync::WaitQueueHead<P>) {
+    ///     q.wake_up_all();
+    /// }
+    /// ```
+    pub fn queue(&self, page: &Page) -> &WaitQueueHead<P, PageKind> {
         &self.buckets[self.bucket_index(page)].0
     }
 
@@ -120,7 +187,6 @@ impl<P: Platform> PageWaitTable<P> {
             bit,
             page_match: false,
         };
-        let key_ptr = ptr::from_mut(&mut key).cast::<()>();
         let mut locked = q.lock();
         #[cfg(any(loom, debug_assertions))]
         check_waiters_invariant(&locked, page);
@@ -129,14 +195,13 @@ impl<P: Platform> PageWaitTable<P> {
             // the lock (and re-enabling interrupts) in between so a
             // thousands-long walk does not trip the watchdog. Each chunk
             // may use one exclusive wake-up, as in Linux.
-            let bookmark = pin!(WaitEntry::<P>::bookmark());
+            let bookmark = pin!(WaitEntry::<P, PageKind>::bookmark());
             let bookmark = bookmark.as_ref();
             let batch = self.cfg.bookmark_batch.max(1) as usize;
             loop {
-                // SAFETY: every page-table entry's wake function takes a
-                // `WaitPageKey`; `bookmark` is resumed by the next call
-                // before the loop can end, so it is unlinked when dropped.
-                unsafe { locked.wake_up_locked_key(key_ptr, 1, Some(bookmark), batch) };
+                // SAFETY: `bookmark` is resumed by the next call before the
+                // loop can end, so it is unlinked when dropped.
+                unsafe { locked.wake_up_locked_key(&mut key, 1, Some(bookmark), batch) };
                 if bookmark.flags().load(Ordering::Relaxed) & WQ_FLAG_BOOKMARK == 0 {
                     break;
                 }
@@ -145,16 +210,14 @@ impl<P: Platform> PageWaitTable<P> {
                 locked = q.lock();
             }
         } else {
-            // SAFETY: every page-table entry's wake function takes a
-            // `WaitPageKey`, which lives until after the walk.
-            unsafe { locked.wake_up_locked_key(key_ptr, 1, None, 0) };
+            // SAFETY: no bookmark; the entries' wake functions are this
+            // crate's page wake functions.
+            unsafe { locked.wake_up_locked_key(&mut key, 1, None, 0) };
         }
         // The walk visited every entry unless a wake function of *this*
         // page stopped it, and that set `page_match`; so `!page_match`
         // means no entry of this page is queued.
-        // SAFETY: the walk is over; `key` is ours again.
-        let page_match = unsafe { (*key_ptr.cast::<WaitPageKey>()).page_match };
-        if locked.is_empty() || !page_match || self.cfg.bug == Some(Bug::ClearWaitersEarly) {
+        if locked.is_empty() || !key.page_match || bugs::clear_waiters_early(self) {
             // Under the queue lock: a waiter sets the bit under this same
             // lock before queueing, so it cannot slip in between our walk
             // and this clear.
@@ -165,17 +228,17 @@ impl<P: Platform> PageWaitTable<P> {
     }
 }
 
-fn count_page_entries<P: Platform>(q: &LockedQueue<'_, P>, page: &Page) -> usize {
+fn count_page_entries<P: Platform>(q: &LockedQueue<'_, P, PageKind>, page: &Page) -> usize {
     let mut n = 0;
     q.for_each(|e| {
-        if e.key()[0] == page.addr() {
+        if ptr::eq(e.key().page, page) {
             n += 1;
         }
     });
     n
 }
 
-fn check_waiters_invariant<P: Platform>(q: &LockedQueue<'_, P>, page: &Page) {
+fn check_waiters_invariant<P: Platform>(q: &LockedQueue<'_, P, PageKind>, page: &Page) {
     let n = count_page_entries(q, page);
     assert!(
         n == 0 || page.flags.test(PG_WAITERS),

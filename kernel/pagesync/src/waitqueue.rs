@@ -17,6 +17,18 @@
 //! `list_del_init_careful` / `list_empty_careful`). If it does not see it,
 //! [`WaitQueueHead::finish_wait`] takes the lock and unlinks itself.
 //!
+//! Keys are typed by the queue's [`WaitKind`]. A plain queue ([`Plain`])
+//! carries no key: its entries take any wake-up, and only plain queues have
+//! the safe [`WaitQueueHead::wake_up`] / [`WaitQueueHead::wait_event`] API.
+//! The page wait table's queues are another kind (`crate::wait_table::PageKind`):
+//! each entry names its (page, bit) and every walk passes a page key, so a
+//! page queue cannot be woken or waited on as a plain one (its wake function
+//! would have no key to read).
+//!
+//! An entry remembers the queue it was linked on; [`WaitQueueHead::finish_wait`]
+//! on any other queue panics before it touches a list, so a mix-up cannot
+//! unlink an entry under the wrong lock.
+//!
 //! Walk semantics ([`LockedQueue::wake_up_locked_key`]): a wake function
 //! returns `< 0` to stop the walk, `> 0` on an exclusive entry to use up
 //! one of `nr_exclusive` wake-ups (the walk stops at zero), `0` to go on.
@@ -49,14 +61,36 @@ pub const WQ_FLAG_BOOKMARK: u32 = 0x10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interrupted;
 
+/// What the entries and the walks of one kind of queue carry.
+pub trait WaitKind: 'static {
+    /// Each entry's own key, compared by its wake function with the walk's
+    /// (the default value is used for bookmarks, which walks skip).
+    type EntryKey: Copy + Default;
+    /// What a walk hands to every wake function.
+    type WalkKey;
+}
+
+/// A queue whose entries carry no key: every walk may wake every entry.
+#[derive(Debug)]
+pub struct Plain;
+
+impl WaitKind for Plain {
+    type EntryKey = ();
+    type WalkKey = ();
+}
+
 /// A wake function, called with the queue lock held.
 ///
 /// # Safety
 ///
-/// Callers pass an entry linked in the locked queue and the key the walk
-/// was given. If the function unlinks the entry it must do so last, with
+/// Callers pass an entry linked in the locked queue and the walk's key. If
+/// the function unlinks the entry it must do so last, with
 /// [`LockedQueue::del_init_careful`], and not touch the entry afterwards.
-pub type WakeFn<P> = unsafe fn(&mut LockedQueue<'_, P>, *const WaitEntry<P>, *mut ()) -> i32;
+pub type WakeFn<P, K> = unsafe fn(
+    &mut LockedQueue<'_, P, K>,
+    *const WaitEntry<P, K>,
+    &mut <K as WaitKind>::WalkKey,
+) -> i32;
 
 #[repr(C)]
 #[derive(Debug)]
@@ -76,33 +110,38 @@ impl Link {
 
 /// One sleeping thread's place in a [`WaitQueueHead`].
 #[repr(C)]
-pub struct WaitEntry<P: Platform> {
+pub struct WaitEntry<P: Platform, K: WaitKind = Plain> {
     // First field: a `*mut Link` in the list is also the entry's address.
     link: Link,
     flags: AtomicU32,
-    func: WakeFn<P>,
+    func: WakeFn<P, K>,
     thread: P::Thread,
-    key: [usize; 2],
+    key: K::EntryKey,
+    /// The queue this entry was last linked on (null: never linked). Only
+    /// the entry's owner links it, so only the owner writes this, and only
+    /// the owner reads it: program order suffices (Relaxed).
+    queue: AtomicPtr<WaitQueueHead<P, K>>,
     _pinned: PhantomPinned,
 }
 
-impl<P: Platform> WaitEntry<P> {
-    /// An unlinked entry for the calling thread. `key` is opaque to the
-    /// queue; wake functions compare it with the walk's key.
-    pub fn new(func: WakeFn<P>, key: [usize; 2]) -> Self {
+impl<P: Platform, K: WaitKind> WaitEntry<P, K> {
+    /// An unlinked entry for the calling thread; wake functions compare
+    /// `key` with the walk's key.
+    pub fn new(func: WakeFn<P, K>, key: K::EntryKey) -> Self {
         Self {
             link: Link::new(),
             flags: AtomicU32::new(0),
             func,
             thread: P::current(),
             key,
+            queue: AtomicPtr::new(ptr::null_mut()),
             _pinned: PhantomPinned,
         }
     }
 
     /// An unlinked bookmark for [`LockedQueue::wake_up_locked_key`].
     pub fn bookmark() -> Self {
-        Self::new(noop_wake_function::<P>, [0, 0])
+        Self::new(noop_wake_function::<P, K>, K::EntryKey::default())
     }
 
     /// The `WQ_FLAG_*` word. The owner writes it while unlinked; wake
@@ -112,7 +151,7 @@ impl<P: Platform> WaitEntry<P> {
     }
 
     /// The key given to [`WaitEntry::new`].
-    pub fn key(&self) -> [usize; 2] {
+    pub fn key(&self) -> K::EntryKey {
         self.key
     }
 
@@ -141,20 +180,37 @@ impl<P: Platform> WaitEntry<P> {
         let next = self.link.next.load(Ordering::Relaxed);
         !next.is_null() && next != self.link_ptr()
     }
+
+    /// Panics unless the entry was never linked or was last linked on `q`
+    /// (or, with `unlinked_elsewhere_ok`, is no longer linked anywhere).
+    /// Called before any list operation that trusts "linked here or
+    /// nowhere", so a mix-up is caught before it corrupts a list.
+    fn check_owner(&self, q: &WaitQueueHead<P, K>, what: &str, unlinked_elsewhere_ok: bool) {
+        let owner = self.queue.load(Ordering::Relaxed);
+        assert!(
+            owner.is_null()
+                || ptr::eq(owner, q)
+                || (unlinked_elsewhere_ok && self.is_unlinked_careful()),
+            "{what}: wait entry {:#x} belongs to queue {:#x}, not {:#x}",
+            self.link_ptr() as usize,
+            owner as usize,
+            ptr::from_ref(q) as usize
+        );
+    }
 }
 
 /// A spin lock and a list of waiting entries.
-pub struct WaitQueueHead<P: Platform> {
+pub struct WaitQueueHead<P: Platform, K: WaitKind = Plain> {
     lock: RawSpinLock,
     // Sentinel. Its self-pointers are (re)written whenever the lock is taken
     // with the list empty, so an empty head may be moved freely.
     head: Link,
     // Number of linked entries, bookmarks included; changed under the lock.
     len: AtomicUsize,
-    _platform: PhantomData<fn() -> P>,
+    _platform: PhantomData<fn() -> (P, K)>,
 }
 
-impl<P: Platform> WaitQueueHead<P> {
+impl<P: Platform, K: WaitKind> WaitQueueHead<P, K> {
     /// An empty queue.
     #[cfg(not(loom))]
     pub const fn new() -> Self {
@@ -181,7 +237,7 @@ impl<P: Platform> WaitQueueHead<P> {
     }
 
     /// Takes the queue lock (IRQs masked).
-    pub fn lock(&self) -> LockedQueue<'_, P> {
+    pub fn lock(&self) -> LockedQueue<'_, P, K> {
         let guard = self.lock.lock::<P>();
         let locked = LockedQueue {
             q: self,
@@ -208,7 +264,8 @@ impl<P: Platform> WaitQueueHead<P> {
     ///
     /// [`WaitQueueHead::finish_wait`] must be called on this queue before
     /// `entry` is dropped, and `entry` must not be queued on another queue.
-    pub unsafe fn prepare_to_wait(&self, entry: Pin<&WaitEntry<P>>) {
+    pub unsafe fn prepare_to_wait(&self, entry: Pin<&WaitEntry<P, K>>) {
+        entry.check_owner(self, "prepare_to_wait", true);
         entry.flags.fetch_and(!WQ_FLAG_EXCLUSIVE, Ordering::Relaxed);
         let mut q = self.lock();
         if !entry.is_linked_locked() {
@@ -224,7 +281,8 @@ impl<P: Platform> WaitQueueHead<P> {
     /// # Safety
     ///
     /// As for [`WaitQueueHead::prepare_to_wait`].
-    pub unsafe fn prepare_to_wait_exclusive(&self, entry: Pin<&WaitEntry<P>>) {
+    pub unsafe fn prepare_to_wait_exclusive(&self, entry: Pin<&WaitEntry<P, K>>) {
+        entry.check_owner(self, "prepare_to_wait_exclusive", true);
         entry.flags.fetch_or(WQ_FLAG_EXCLUSIVE, Ordering::Relaxed);
         let mut q = self.lock();
         if !entry.is_linked_locked() {
@@ -237,23 +295,31 @@ impl<P: Platform> WaitQueueHead<P> {
     /// `finish_wait`: mark the thread running and make sure `entry` is
     /// unlinked; afterwards no waker can touch it. Takes the lock only if a
     /// waker has not already unlinked the entry (see module docs).
-    pub fn finish_wait(&self, entry: Pin<&WaitEntry<P>>) {
+    ///
+    /// # Panics
+    ///
+    /// If `entry` was linked on another queue (before touching any list).
+    pub fn finish_wait(&self, entry: Pin<&WaitEntry<P, K>>) {
         P::set_running();
+        entry.check_owner(self, "finish_wait", false);
         if !entry.is_unlinked_careful() {
             let mut q = self.lock();
-            // SAFETY: `entry` is ours and, per the contract of the prepare
-            // functions, linked in this queue if at all.
+            // SAFETY: `check_owner` showed that the entry was never linked
+            // or was last linked here, so it is linked here or nowhere.
             unsafe { q.del_init(entry.get_ref()) };
         }
     }
+}
 
+/// The keyless API of plain queues: sleeping on a condition and waking
+/// everybody. Page queues have none of it.
+impl<P: Platform> WaitQueueHead<P, Plain> {
     /// Wakes all non-exclusive waiters and up to `nr_exclusive` exclusive
     /// ones (0 = all), passing a null key.
     pub fn wake_up(&self, nr_exclusive: i32) {
         let mut q = self.lock();
-        // SAFETY: the wake functions of entries queued through this API
-        // accept a null key.
-        unsafe { q.wake_up_locked_key(ptr::null_mut(), nr_exclusive, None, 0) };
+        // SAFETY: entries of a plain queue take the unit key.
+        unsafe { q.wake_up_locked_key(&mut (), nr_exclusive, None, 0) };
     }
 
     /// Wakes everybody.
@@ -282,7 +348,10 @@ impl<P: Platform> WaitQueueHead<P> {
         if cond() {
             return Ok(());
         }
-        let entry = core::pin::pin!(WaitEntry::<P>::new(autoremove_wake_function::<P>, [0, 0]));
+        let entry = core::pin::pin!(WaitEntry::<P>::new(
+            autoremove_wake_function::<P, Plain>,
+            ()
+        ));
         let entry = entry.as_ref();
         let finish = FinishWait { q: self, entry };
         let result = loop {
@@ -302,7 +371,7 @@ impl<P: Platform> WaitQueueHead<P> {
     }
 }
 
-impl<P: Platform> Default for WaitQueueHead<P> {
+impl<P: Platform, K: WaitKind> Default for WaitQueueHead<P, K> {
     fn default() -> Self {
         Self::new()
     }
@@ -310,24 +379,24 @@ impl<P: Platform> Default for WaitQueueHead<P> {
 
 /// Calls [`WaitQueueHead::finish_wait`] when dropped: keeps a stack entry
 /// from outliving its queue link on every exit path.
-pub(crate) struct FinishWait<'a, P: Platform> {
-    pub(crate) q: &'a WaitQueueHead<P>,
-    pub(crate) entry: Pin<&'a WaitEntry<P>>,
+pub(crate) struct FinishWait<'a, P: Platform, K: WaitKind = Plain> {
+    pub(crate) q: &'a WaitQueueHead<P, K>,
+    pub(crate) entry: Pin<&'a WaitEntry<P, K>>,
 }
 
-impl<P: Platform> Drop for FinishWait<'_, P> {
+impl<P: Platform, K: WaitKind> Drop for FinishWait<'_, P, K> {
     fn drop(&mut self) {
         self.q.finish_wait(self.entry);
     }
 }
 
 /// A [`WaitQueueHead`] with its lock held: the list operations.
-pub struct LockedQueue<'a, P: Platform> {
-    q: &'a WaitQueueHead<P>,
+pub struct LockedQueue<'a, P: Platform, K: WaitKind = Plain> {
+    q: &'a WaitQueueHead<P, K>,
     _guard: SpinGuard<'a, P>,
 }
 
-impl<P: Platform> LockedQueue<'_, P> {
+impl<P: Platform, K: WaitKind> LockedQueue<'_, P, K> {
     fn head(&self) -> *mut Link {
         ptr::from_ref(&self.q.head).cast_mut()
     }
@@ -367,7 +436,10 @@ impl<P: Platform> LockedQueue<'_, P> {
     ///
     /// `entry` is not linked anywhere and is unlinked from this queue
     /// before it is dropped.
-    pub unsafe fn add_tail(&mut self, entry: Pin<&WaitEntry<P>>) {
+    pub unsafe fn add_tail(&mut self, entry: Pin<&WaitEntry<P, K>>) {
+        entry
+            .queue
+            .store(ptr::from_ref(self.q).cast_mut(), Ordering::Relaxed);
         let head = self.head();
         // SAFETY: the head is live; the caller vouches for `entry`.
         unsafe { self.link_between(entry.link_ptr(), (*head).prev.load(Ordering::Relaxed), head) };
@@ -378,7 +450,10 @@ impl<P: Platform> LockedQueue<'_, P> {
     /// # Safety
     ///
     /// As for [`LockedQueue::add_tail`].
-    pub unsafe fn add_head(&mut self, entry: Pin<&WaitEntry<P>>) {
+    pub unsafe fn add_head(&mut self, entry: Pin<&WaitEntry<P, K>>) {
+        entry
+            .queue
+            .store(ptr::from_ref(self.q).cast_mut(), Ordering::Relaxed);
         let head = self.head();
         // SAFETY: the head is live; the caller vouches for `entry`.
         unsafe { self.link_between(entry.link_ptr(), head, (*head).next.load(Ordering::Relaxed)) };
@@ -405,7 +480,7 @@ impl<P: Platform> LockedQueue<'_, P> {
     /// # Safety
     ///
     /// `entry` is linked in this queue or not at all.
-    pub unsafe fn del_init(&mut self, entry: &WaitEntry<P>) {
+    pub unsafe fn del_init(&mut self, entry: &WaitEntry<P, K>) {
         if entry.is_linked_locked() {
             let me = entry.link_ptr();
             // SAFETY: linked here (caller).
@@ -425,7 +500,7 @@ impl<P: Platform> LockedQueue<'_, P> {
     /// # Safety
     ///
     /// `entry` is live and linked in this queue.
-    pub unsafe fn del_init_careful(&mut self, entry: *const WaitEntry<P>) {
+    pub unsafe fn del_init_careful(&mut self, entry: *const WaitEntry<P, K>) {
         // SAFETY: live and linked (caller); the link is the first field.
         unsafe {
             let me = (*entry).link_ptr();
@@ -436,14 +511,14 @@ impl<P: Platform> LockedQueue<'_, P> {
     }
 
     /// Calls `f` on every linked entry, bookmarks included, head to tail.
-    pub fn for_each(&self, mut f: impl FnMut(&WaitEntry<P>)) {
+    pub fn for_each(&self, mut f: impl FnMut(&WaitEntry<P, K>)) {
         let head = self.head();
         let mut curr = self.q.head.next.load(Ordering::Relaxed);
         while curr != head {
             // SAFETY: linked entries stay alive while linked, and nobody can
             // unlink them while we hold the lock; `Link` is the first field
             // of the `repr(C)` entry, so the cast recovers the entry.
-            let entry = unsafe { &*curr.cast::<WaitEntry<P>>() };
+            let entry = unsafe { &*curr.cast::<WaitEntry<P, K>>() };
             f(entry);
             curr = entry.link.next.load(Ordering::Relaxed);
         }
@@ -457,14 +532,14 @@ impl<P: Platform> LockedQueue<'_, P> {
     ///
     /// # Safety
     ///
-    /// `key` must be what the queued entries' wake functions expect; the
-    /// bookmark, if any, is owned by the caller and, if parked here, must be
-    /// resumed (unlinked) before it is dropped.
+    /// The bookmark, if any, is owned by the caller and, if parked here,
+    /// must be resumed (unlinked) before it is dropped. Every linked entry's
+    /// wake function keeps the [`WakeFn`] contract.
     pub unsafe fn wake_up_locked_key(
         &mut self,
-        key: *mut (),
+        key: &mut K::WalkKey,
         mut nr_exclusive: i32,
-        bookmark: Option<Pin<&WaitEntry<P>>>,
+        bookmark: Option<Pin<&WaitEntry<P, K>>>,
         break_after: usize,
     ) -> i32 {
         let head = self.head();
@@ -480,7 +555,7 @@ impl<P: Platform> LockedQueue<'_, P> {
         };
         let mut count = 0usize;
         while curr != head {
-            let entry = curr.cast::<WaitEntry<P>>().cast_const();
+            let entry = curr.cast::<WaitEntry<P, K>>().cast_const();
             // Read `next` first: the wake function may unlink (and thereby
             // hand back) `entry`. `next` itself stays linked: only its owner
             // (under this lock) or our walk can unlink it.
@@ -497,7 +572,7 @@ impl<P: Platform> LockedQueue<'_, P> {
                 continue;
             }
             // SAFETY: `entry` is linked here and `key` is what it expects.
-            let ret = unsafe { func(self, entry, key) };
+            let ret = unsafe { func(self, entry, &mut *key) };
             if ret < 0 {
                 break;
             }
@@ -533,10 +608,10 @@ impl<P: Platform> LockedQueue<'_, P> {
 /// # Safety
 ///
 /// See [`WakeFn`].
-pub unsafe fn default_wake_function<P: Platform>(
-    _q: &mut LockedQueue<'_, P>,
-    entry: *const WaitEntry<P>,
-    _key: *mut (),
+pub unsafe fn default_wake_function<P: Platform, K: WaitKind>(
+    _q: &mut LockedQueue<'_, P, K>,
+    entry: *const WaitEntry<P, K>,
+    _key: &mut K::WalkKey,
 ) -> i32 {
     // SAFETY: the entry is linked, hence live (caller).
     P::wake(unsafe { &(*entry).thread });
@@ -549,10 +624,10 @@ pub unsafe fn default_wake_function<P: Platform>(
 /// # Safety
 ///
 /// See [`WakeFn`].
-pub unsafe fn autoremove_wake_function<P: Platform>(
-    q: &mut LockedQueue<'_, P>,
-    entry: *const WaitEntry<P>,
-    _key: *mut (),
+pub unsafe fn autoremove_wake_function<P: Platform, K: WaitKind>(
+    q: &mut LockedQueue<'_, P, K>,
+    entry: *const WaitEntry<P, K>,
+    _key: &mut K::WalkKey,
 ) -> i32 {
     // SAFETY: the entry is linked, hence live, until `del_init_careful`.
     unsafe {
@@ -569,10 +644,10 @@ pub unsafe fn autoremove_wake_function<P: Platform>(
 /// # Safety
 ///
 /// See [`WakeFn`].
-pub unsafe fn noop_wake_function<P: Platform>(
-    _q: &mut LockedQueue<'_, P>,
-    _entry: *const WaitEntry<P>,
-    _key: *mut (),
+pub unsafe fn noop_wake_function<P: Platform, K: WaitKind>(
+    _q: &mut LockedQueue<'_, P, K>,
+    _entry: *const WaitEntry<P, K>,
+    _key: &mut K::WalkKey,
 ) -> i32 {
     0
 }

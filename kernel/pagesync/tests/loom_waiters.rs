@@ -82,14 +82,11 @@ fn writeback_waiters(cfg: Config) {
                 let w = w.clone();
                 thread::spawn(move || {
                     w.table.wait_on_page_writeback(w.page(0));
-                    assert!(!w.page(0).flags.test(PG_WRITEBACK));
+                    assert!(!w.page(0).flags().test(PG_WRITEBACK));
                 })
             })
             .collect();
-        assert_eq!(
-            t.end_page_writeback(w.page(0)),
-            Ok(PutOutcome::StillReferenced)
-        );
+        assert_eq!(t.end_page_writeback(w.page(0)), PutOutcome::StillReferenced);
         for h in hs {
             h.join().unwrap();
         }
@@ -129,10 +126,7 @@ fn same_page_other_bit_keeps_waiters() {
             let w = w.clone();
             thread::spawn(move || w.locked_section(0, 1))
         };
-        assert_eq!(
-            t.end_page_writeback(w.page(0)),
-            Ok(PutOutcome::StillReferenced)
-        );
+        assert_eq!(t.end_page_writeback(w.page(0)), PutOutcome::StillReferenced);
         t.assert_waiters_invariant(w.page(0));
         t.unlock_page(w.page(0));
         wb.join().unwrap();
@@ -165,7 +159,7 @@ fn bookmarked_walk_wakes_everyone() {
         for h in hs {
             h.join().unwrap();
         }
-        assert!(!w.page(0).flags.test(PG_LOCKED));
+        assert!(!w.page(0).flags().test(PG_LOCKED));
         w.assert_quiescent();
     });
 }
@@ -192,7 +186,7 @@ fn bookmarked_walk_lockers() {
         }
         w.assert_quiescent();
         // PG_WAITERS may be left set (stale); that is allowed.
-        let _ = w.page(0).flags.test(PG_WAITERS);
+        let _ = w.page(0).flags().test(PG_WAITERS);
     });
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Mental model (Linux `mm/page_alloc.c`, one zone): a free block is its
 //! head frame's descriptor, linked into `free[order]` through the
-//! descriptor's `list_next`/`list_prev` words, marked [`PG_BUDDY`] with the
-//! order in `private`. The buddy of block `pfn` at `order` is
+//! descriptor's link words, marked [`PG_BUDDY`] with the order in its
+//! private word. The buddy of block `pfn` at `order` is
 //! `pfn ^ (1 << order)`. Allocation takes the smallest non-empty order and
 //! splits, putting the upper halves back; freeing merges with the buddy for
 //! as long as the buddy is a free block of the same order, so memory returns
@@ -20,20 +20,23 @@
 //! callers in `page_alloc` check a frame before it comes in and after it
 //! goes out.
 
-use core::sync::atomic::Ordering;
+use core::ptr::NonNull;
 
-use pagesync::{Page, flags::PG_RESERVED};
+use pagesync::{
+    Page,
+    flags::{PG_BUDDY, PG_RESERVED},
+};
 
-use super::{MAX_ORDER, PG_BUDDY, frame_array, irqlock::IrqMutex};
+use super::{MAX_ORDER, frame::Pfn, frame_array, irqlock::IrqMutex};
 
 /// Number of orders.
 pub const NR_ORDERS: usize = MAX_ORDER as usize + 1;
 
-/// One order's free list: the head block's descriptor address (0 = empty)
-/// and the number of blocks on it.
+/// One order's free list: the head block's descriptor and the number of
+/// blocks on it.
 #[derive(Clone, Copy)]
 struct FreeList {
-    head: usize,
+    head: Option<NonNull<Page>>,
     blocks: u64,
 }
 
@@ -43,91 +46,93 @@ pub struct Zone {
     free_frames: u64,
 }
 
+// SAFETY: the list heads point at frame-array descriptors, which live for
+// the rest of the run and are only ever reached through atomics; the Zone
+// itself is only touched under `ZONE`'s lock.
+unsafe impl Send for Zone {}
+
 /// The buddy allocator's state.
 pub static ZONE: IrqMutex<Zone> = IrqMutex::new(Zone {
-    lists: [FreeList { head: 0, blocks: 0 }; NR_ORDERS],
+    lists: [FreeList {
+        head: None,
+        blocks: 0,
+    }; NR_ORDERS],
     free_frames: 0,
 });
 
-/// A descriptor from an address stored in a link word.
-fn at(addr: usize) -> &'static Page {
-    debug_assert!(addr != 0 && addr.is_multiple_of(core::mem::align_of::<Page>()));
-    // SAFETY: link words and list heads only ever hold addresses of
-    // descriptors in the frame array, which lives for the rest of the run.
-    unsafe { &*(addr as *const Page) }
+/// The descriptor a link or list head points at.
+fn at(p: NonNull<Page>) -> &'static Page {
+    // SAFETY: links and list heads only ever hold descriptors of the frame
+    // array, which lives for the rest of the run.
+    unsafe { p.as_ref() }
 }
 
 impl Zone {
     fn push(&mut self, page: &'static Page, order: u32) {
         let l = &mut self.lists[order as usize];
-        page.list_prev.store(0, Ordering::Relaxed);
-        page.list_next.store(l.head, Ordering::Relaxed);
-        if l.head != 0 {
-            at(l.head).list_prev.store(page.addr(), Ordering::Relaxed);
+        page.set_link_prev(None);
+        page.set_link_next(l.head);
+        if let Some(h) = l.head {
+            at(h).set_link_prev(Some(NonNull::from(page)));
         }
-        l.head = page.addr();
+        l.head = Some(NonNull::from(page));
         l.blocks += 1;
-        page.private.store(u64::from(order), Ordering::Relaxed);
-        page.flags.set(PG_BUDDY);
+        page.set_private(u64::from(order));
+        page.flags().set(PG_BUDDY);
         self.free_frames += 1 << order;
     }
 
     fn unlink(&mut self, page: &'static Page, order: u32) {
         let l = &mut self.lists[order as usize];
-        let (next, prev) = (
-            page.list_next.load(Ordering::Relaxed),
-            page.list_prev.load(Ordering::Relaxed),
-        );
-        if prev == 0 {
-            l.head = next;
-        } else {
-            at(prev).list_next.store(next, Ordering::Relaxed);
+        let (next, prev) = (page.link_next(), page.link_prev());
+        match prev {
+            None => l.head = next,
+            Some(p) => at(p).set_link_next(next),
         }
-        if next != 0 {
-            at(next).list_prev.store(prev, Ordering::Relaxed);
+        if let Some(n) = next {
+            at(n).set_link_prev(prev);
         }
         l.blocks -= 1;
-        page.list_next.store(0, Ordering::Relaxed);
-        page.list_prev.store(0, Ordering::Relaxed);
-        page.private.store(0, Ordering::Relaxed);
-        page.flags.clear(PG_BUDDY);
+        page.set_link_next(None);
+        page.set_link_prev(None);
+        page.set_private(0);
+        page.flags().clear(PG_BUDDY);
         self.free_frames -= 1 << order;
     }
 
-    /// Takes a block of `order` frames; returns its first frame number.
-    pub fn alloc(&mut self, order: u32) -> Option<u64> {
-        let found = (order..=MAX_ORDER).find(|&o| self.lists[o as usize].head != 0)?;
-        let head = at(self.lists[found as usize].head);
+    /// Takes a block of `order` frames; returns its head's descriptor.
+    pub fn alloc(&mut self, order: u32) -> Option<&'static Page> {
+        let found = (order..=MAX_ORDER).find(|&o| self.lists[o as usize].head.is_some())?;
+        let head = at(self.lists[found as usize].head?);
         self.unlink(head, found);
         let pfn = frame_array::pfn_of(head);
         // Split: give back the upper half at each order above the request.
         for o in (order..found).rev() {
             let upper =
-                frame_array::page(pfn + (1 << o)).expect("buddy: split half has no descriptor");
+                frame_array::page(pfn.add(1 << o)).expect("buddy: split half has no descriptor");
             self.push(upper, o);
         }
-        Some(pfn)
+        Some(head)
     }
 
     /// Returns the block of `order` frames at `pfn`, merging with free
     /// buddies. The caller has checked the block (aligned, described, not
     /// reserved, count 0).
-    pub fn free(&mut self, mut pfn: u64, mut order: u32) {
+    pub fn free(&mut self, pfn: Pfn, mut order: u32) {
+        let mut pfn = pfn.0;
         while order < MAX_ORDER {
-            let buddy_pfn = pfn ^ (1 << order);
+            let buddy_pfn = Pfn(pfn ^ (1 << order));
             let Some(buddy) = frame_array::page(buddy_pfn) else {
                 break;
             };
-            if !buddy.flags.test(PG_BUDDY)
-                || buddy.private.load(Ordering::Relaxed) != u64::from(order)
-            {
+            if !buddy.flags().test(PG_BUDDY) || buddy.private() != u64::from(order) {
                 break;
             }
             self.unlink(buddy, order);
             pfn &= !(1 << order);
             order += 1;
         }
-        let head = frame_array::page(pfn).expect("buddy: freed block has no descriptor");
+        let head = frame_array::page(Pfn(pfn)).expect("buddy: freed block has no descriptor");
         self.push(head, order);
     }
 
@@ -144,21 +149,24 @@ impl Zone {
 
 /// Boot: frames `lo..hi` are usable and unused. Their descriptors (reserved
 /// until now) become free frames, given back as maximal aligned blocks.
-pub fn add_free_range(lo: u64, hi: u64) {
-    for pfn in lo..hi {
-        let p = frame_array::page(pfn).expect("buddy: usable frame has no descriptor");
-        debug_assert!(p.flags.test(PG_RESERVED));
-        p.flags.store_private(0);
-        p.set_ref_count_private(0);
+pub fn add_free_range(lo: Pfn, hi: Pfn) {
+    for pfn in lo.0..hi.0 {
+        let p = frame_array::page(Pfn(pfn)).expect("buddy: usable frame has no descriptor");
+        debug_assert!(p.flags().test(PG_RESERVED));
+        // SAFETY: boot, one CPU: nobody else can see the frame yet.
+        unsafe {
+            p.flags().store_unshared(0);
+            p.set_ref_count_unshared(0);
+        }
     }
     let mut zone = ZONE.lock();
-    let mut pfn = lo;
+    let (mut pfn, hi) = (lo.0, hi.0);
     while pfn < hi {
         let mut order = MAX_ORDER;
         while order > 0 && (pfn & ((1 << order) - 1) != 0 || pfn + (1 << order) > hi) {
             order -= 1;
         }
-        zone.free(pfn, order);
+        zone.free(Pfn(pfn), order);
         pfn += 1 << order;
     }
 }

@@ -30,9 +30,9 @@ use bootloader_api::{
     BootInfo,
     info::{MemoryRegion, MemoryRegionKind},
 };
-use pagesync::{Page, flags::PG_RESERVED};
+use pagesync::Page;
 
-use super::{LOW_LIMIT, PAGE_SHIFT, PAGE_SIZE, buddy};
+use super::{LOW_LIMIT, PAGE_SHIFT, PAGE_SIZE, buddy, frame::Pfn};
 
 /// log2 of the frames per section.
 pub const SECTION_SHIFT: u32 = 15;
@@ -91,8 +91,12 @@ pub fn stats() -> Stats {
 }
 
 /// The descriptor of frame `pfn`, or None if the frame is not described.
+///
+/// The descriptor, not the frame: nothing here keeps the frame allocated.
+/// Code outside the allocator holds frames through [`super::Frame`].
 #[inline]
-pub fn page(pfn: u64) -> Option<&'static Page> {
+pub fn page(pfn: Pfn) -> Option<&'static Page> {
+    let Pfn(pfn) = pfn;
     let a = array();
     let s = a.sections.get((pfn >> SECTION_SHIFT) as usize)?;
     if pfn < u64::from(s.start) || pfn >= u64::from(s.end) {
@@ -107,7 +111,7 @@ pub fn page(pfn: u64) -> Option<&'static Page> {
 /// Panics if `page` is not in the array (a descriptor is only ever reached
 /// through [`page`], so that is a bug).
 #[inline]
-pub fn pfn_of(page: &Page) -> u64 {
+pub fn pfn_of(page: &Page) -> Pfn {
     let a = array();
     let base = a.pages.as_ptr() as usize;
     let off = (page as *const Page as usize).wrapping_sub(base);
@@ -117,34 +121,28 @@ pub fn pfn_of(page: &Page) -> u64 {
         "mm: {:#x} is not a frame descriptor",
         page as *const Page as usize
     );
-    idx as u64 + u64::from(a.rbias[idx / GROUP as usize])
-}
-
-/// Physical address of frame `pfn`.
-#[inline]
-pub const fn phys(pfn: u64) -> u64 {
-    pfn << PAGE_SHIFT
+    Pfn(idx as u64 + u64::from(a.rbias[idx / GROUP as usize]))
 }
 
 /// The kernel's virtual address of frame `pfn` (in the physical map).
 #[inline]
-pub fn virt(pfn: u64) -> *mut u8 {
-    (array().phys_offset + phys(pfn)) as *mut u8
+pub fn virt(pfn: Pfn) -> *mut u8 {
+    (array().phys_offset + pfn.phys()) as *mut u8
 }
 
 /// The frame holding kernel virtual address `v` of the physical map.
 #[inline]
-pub fn pfn_of_virt(v: *const u8) -> u64 {
-    (v as u64 - array().phys_offset) >> PAGE_SHIFT
+pub fn pfn_of_virt(v: *const u8) -> Pfn {
+    Pfn((v as u64 - array().phys_offset) >> PAGE_SHIFT)
 }
 
 /// The described frame ranges `start..end`, one per section with RAM.
-pub fn sections() -> impl Iterator<Item = (u64, u64)> {
+pub fn sections() -> impl Iterator<Item = (Pfn, Pfn)> {
     array()
         .sections
         .iter()
         .filter(|s| s.end > s.start)
-        .map(|s| (u64::from(s.start), u64::from(s.end)))
+        .map(|s| (Pfn(u64::from(s.start)), Pfn(u64::from(s.end))))
 }
 
 /// Is this region kind RAM (to be described), rather than device space?
@@ -249,7 +247,7 @@ pub fn init(boot: &BootInfo, phys_offset: u64) -> Stats {
         .filter(|&(lo, hi)| [kernel, ramdisk].iter().all(|&(a, b)| b <= lo || hi <= a))
         .max_by_key(|&(lo, hi)| hi - lo)
         .expect("mm: no usable region can hold the frame array");
-    st.array_phys = phys(carve.0);
+    st.array_phys = Pfn(carve.0).phys();
 
     // SAFETY: frames carve.0 .. carve.0 + array_frames are usable RAM that
     // nothing else uses (the memory map says so, and we checked they hold
@@ -275,12 +273,13 @@ pub fn init(boot: &BootInfo, phys_offset: u64) -> Stats {
         };
         let (lo, hi) = span.unwrap_or((0, 0));
         for i in 0..hi - lo {
-            let p = Page::new();
-            p.flags.store_private(pagesync::flags::mask(PG_RESERVED));
-            p.set_ref_count_private(1);
             // SAFETY: index first + i < described, inside the carved block
             // (see above); Page is 64-aligned and the block 4 KiB-aligned.
-            unsafe { pages_ptr.add((first + i) as usize).write(p) };
+            unsafe {
+                pages_ptr
+                    .add((first + i) as usize)
+                    .write(Page::new_reserved())
+            };
         }
         for g in (first..first + (hi - lo)).step_by(GROUP as usize) {
             // SAFETY: g / GROUP < described / GROUP, the rbias length.
@@ -318,7 +317,7 @@ pub fn init(boot: &BootInfo, phys_offset: u64) -> Stats {
         let lo = pfn_up(r.start).max(pfn_up(LOW_LIMIT));
         subtract(lo, pfn_down(r.end), &excluded, &mut |a, b| {
             st.usable_frames += b - a;
-            buddy::add_free_range(a, b);
+            buddy::add_free_range(Pfn(a), Pfn(b));
         });
     }
     STATS.call_once(|| st);

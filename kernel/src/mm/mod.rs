@@ -18,17 +18,19 @@
 //! * [`heap`]: `talc` as the `#[global_allocator]`, growing by buddy blocks.
 //!
 //! Frame states (refcount, flags):
-//! * free in the buddy: count 0, [`PG_BUDDY`] on the block's head, order in
-//!   `private`;
+//! * free in the buddy: count 0, `PG_BUDDY` on the block's head, order in
+//!   its private word;
 //! * free in a per-CPU cache: count 0, no flags;
-//! * allocated: count >= 1 on the head (tail frames of a higher-order block
-//!   keep count 0, as in Linux for non-compound pages);
+//! * allocated: count >= 1 on the head, held through [`Frame`]s, the block
+//!   order in the head's flags (tail frames of a higher-order block keep
+//!   count 0, as in Linux for non-compound pages);
 //! * reserved (firmware, bootloader, kernel image, the frame array itself,
 //!   everything below 1 MiB, holes inside a section): `PG_RESERVED`, count
 //!   1, never freed.
 
 pub mod bench;
 pub mod buddy;
+pub mod frame;
 pub mod frame_array;
 pub mod heap;
 pub mod irqlock;
@@ -37,7 +39,8 @@ pub mod pcp;
 pub mod tests;
 
 use bootloader_api::BootInfo;
-pub use page_alloc::{AllocFlags, FreeError, Pages, alloc_pages, free_pages, try_free_raw};
+pub use frame::{Frame, Pfn};
+pub use page_alloc::{AllocFlags, FreeError, alloc_pages, try_free_raw};
 pub use pagesync::Page;
 
 /// Bytes in a frame.
@@ -50,11 +53,6 @@ pub const MAX_ORDER: u32 = 10;
 /// Frames below this physical address are never handed out: the real-mode
 /// SMP trampoline, the BIOS data area and legacy ROM/VGA live there.
 pub const LOW_LIMIT: u64 = 0x10_0000;
-
-/// "Free block head in the buddy allocator" (Linux `PG_buddy`, a page type
-/// there). Taken from the first bit pagesync leaves free
-/// (`PG_FIRST_FREE`); set and cleared only under the buddy lock.
-pub const PG_BUDDY: u32 = pagesync::flags::PG_FIRST_FREE;
 
 /// Builds the frame array from the boot memory map, frees every usable frame
 /// into the buddy allocator, and prints the boot report. Call once, on the

@@ -1,35 +1,41 @@
 //! Allocating and freeing frames: the public API and its checks.
 //!
 //! Mental model: [`alloc_pages`] hands out a naturally aligned block of
-//! 2^order frames as a [`Pages`] value that owns the head frame's single
-//! reference (count 1); dropping it (or [`free_pages`]) gives the block
-//! back. Single frames go through this CPU's cache ([`super::pcp`]) unless
-//! the caches are off; larger blocks come from the buddy lists.
+//! 2^order frames as a [`Frame`] that carries the head frame's first
+//! reference (count 1) and records the order in the head page's flags.
+//! Clones of the Frame are more references; when the last one drops, the
+//! block goes back: single frames through this CPU's cache
+//! ([`super::pcp`]) unless the caches are off, larger blocks to the buddy
+//! lists.
 //!
 //! Checks (Linux `check_new_pages` / `free_pages_prepare` / `bad_page`):
 //! * on the way out, every frame of the block must look free: count 0, no
 //!   flags, not mapped; anything else means someone wrote to a free frame,
 //!   and the kernel panics with a dump of the descriptor;
-//! * on the way in, [`try_free_raw`] refuses, with a typed [`FreeError`]
-//!   and the frame left as it was, a frame that is already free (double
-//!   free), still referenced by someone else, reserved, locked or under
-//!   writeback, mapped, or whose tail frames are in use. [`free_pages`]
-//!   and dropping a [`Pages`] turn such an error into a panic with the
-//!   dump; tests call [`try_free_raw`] to see each error caught.
-//!
-//! Reference counts follow pagesync's rules ([`pagesync::refcount`]):
-//! [`get_page`] and [`put_page`] take and drop extra references on a single
-//! frame, and the last `put_page` frees it.
+//! * on the way in, a block whose last reference went is refused, with a
+//!   typed [`FreeError`], if it is locked, under writeback, mapped, or its
+//!   tail frames are in use; the last drop of a Frame turns that into a
+//!   panic with the dump. [`try_free_raw`] is the raw entry point for a
+//!   block whose one reference the caller gave up with `Frame::into_raw`:
+//!   it also refuses a frame that is already free (double free), still
+//!   referenced by someone else, reserved or not RAM, leaving the frame as
+//!   it was. Tests call it to see each error caught.
 
 use core::fmt;
 
 use pagesync::{
     Page,
-    flags::{self, PG_LOCKED, PG_RESERVED, PG_WRITEBACK, mask},
+    flags::{
+        FlagNames, ORDER_MASK, ORDER_SHIFT, PG_BUDDY, PG_LOCKED, PG_RESERVED, PG_WRITEBACK, mask,
+    },
     refcount::{PutOutcome, RefError},
 };
 
-use super::{MAX_ORDER, PAGE_SIZE, PG_BUDDY, buddy, frame_array, pcp};
+use super::{
+    MAX_ORDER, buddy,
+    frame::{Frame, Pfn},
+    frame_array, pcp,
+};
 
 /// How to allocate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,65 +49,6 @@ impl AllocFlags {
     pub const NONE: AllocFlags = AllocFlags { zero: false };
     /// Contents zeroed (Linux `__GFP_ZERO`).
     pub const ZERO: AllocFlags = AllocFlags { zero: true };
-}
-
-/// A block of 2^order frames owned by the holder, who holds the head
-/// frame's reference. Dropping it frees the block (panicking on a broken
-/// rule, see [`try_free_raw`]).
-#[must_use = "dropping a Pages frees the frames at once"]
-#[derive(Debug)]
-pub struct Pages {
-    pfn: u64,
-    order: u32,
-}
-
-impl Pages {
-    /// The first frame's number.
-    pub fn pfn(&self) -> u64 {
-        self.pfn
-    }
-    /// log2 of the number of frames.
-    pub fn order(&self) -> u32 {
-        self.order
-    }
-    /// Physical address of the first byte.
-    pub fn phys(&self) -> u64 {
-        frame_array::phys(self.pfn)
-    }
-    /// Kernel virtual address of the first byte.
-    pub fn virt(&self) -> *mut u8 {
-        frame_array::virt(self.pfn)
-    }
-    /// Size in bytes.
-    pub fn bytes(&self) -> usize {
-        PAGE_SIZE << self.order
-    }
-    /// The head frame's descriptor.
-    pub fn page(&self) -> &'static Page {
-        frame_array::page(self.pfn).expect("allocated frame has a descriptor")
-    }
-    /// Gives up ownership without freeing: the caller must eventually pass
-    /// the pair to [`try_free_raw`] (or keep the frames forever).
-    pub fn into_raw(self) -> (u64, u32) {
-        let raw = (self.pfn, self.order);
-        core::mem::forget(self);
-        raw
-    }
-    /// Takes back ownership of a block from [`Pages::into_raw`].
-    ///
-    /// # Safety
-    /// `(pfn, order)` came from `into_raw` and nobody else owns the block.
-    pub unsafe fn from_raw(pfn: u64, order: u32) -> Pages {
-        Pages { pfn, order }
-    }
-}
-
-impl Drop for Pages {
-    fn drop(&mut self) {
-        if let Err(e) = try_free_raw(self.pfn, self.order) {
-            bad_page(self.pfn, e);
-        }
-    }
 }
 
 /// Why a block could not be freed. The frames are left as they were.
@@ -123,7 +70,9 @@ pub enum FreeError {
     /// Still mapped by page tables.
     Mapped { mapcount: i32 },
     /// A tail frame of the block is in use, reserved or flagged.
-    BadTail { pfn: u64 },
+    BadTail { pfn: Pfn },
+    /// The block was allocated with another order.
+    WrongOrder { recorded: u32 },
 }
 
 impl fmt::Display for FreeError {
@@ -142,47 +91,15 @@ impl fmt::Display for FreeError {
             }
             FreeError::Mapped { mapcount } => write!(f, "freeing a frame mapped {mapcount} times"),
             FreeError::BadTail { pfn } => write!(f, "tail frame {pfn:#x} of the block is not free"),
-        }
-    }
-}
-
-const FLAG_NAMES: [&str; 15] = [
-    "locked",
-    "writeback",
-    "referenced",
-    "uptodate",
-    "dirty",
-    "lru",
-    "head",
-    "waiters",
-    "active",
-    "workingset",
-    "error",
-    "reserved",
-    "private",
-    "reclaim",
-    "buddy",
-];
-
-/// Flag bits by name: `0x801(locked|reserved)`.
-struct FlagNames(u64);
-
-impl fmt::Display for FlagNames {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "{:#x}(", self.0)?;
-        let mut sep = "";
-        for (bit, name) in FLAG_NAMES.iter().enumerate() {
-            if self.0 & (1 << bit) != 0 {
-                write!(f, "{sep}{name}")?;
-                sep = "|";
+            FreeError::WrongOrder { recorded } => {
+                write!(f, "the block was allocated with order {recorded}")
             }
         }
-        write!(f, ")")
     }
 }
 
 /// A descriptor's state in one line, for reports.
-pub struct Dump(pub u64);
+pub struct Dump(pub Pfn);
 
 impl fmt::Display for Dump {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -193,13 +110,13 @@ impl fmt::Display for Dump {
         write!(
             f,
             "pfn={pfn:#x} phys={:#x} flags={} count={} mapcount={} private={:#x} mapping={:#x} index={}",
-            frame_array::phys(pfn),
-            FlagNames(p.flags.load(core::sync::atomic::Ordering::Relaxed)),
+            pfn.phys(),
+            FlagNames(p.flags().load(core::sync::atomic::Ordering::Relaxed)),
             p.ref_count(),
             p.mapcount(),
-            p.private.load(core::sync::atomic::Ordering::Relaxed),
-            p.mapping.load(core::sync::atomic::Ordering::Relaxed),
-            p.index.load(core::sync::atomic::Ordering::Relaxed),
+            p.private(),
+            p.mapping(),
+            p.index(),
         )
     }
 }
@@ -207,48 +124,60 @@ impl fmt::Display for Dump {
 /// The end of a kernel-internal bug on a frame.
 #[cold]
 #[track_caller]
-pub fn bad_page(pfn: u64, why: impl fmt::Display) -> ! {
+pub fn bad_page(pfn: Pfn, why: impl fmt::Display) -> ! {
     panic!("mm: bad page: {why}: {}", Dump(pfn))
 }
 
 /// Flags that must be clear on a frame being freed (besides reserved).
 const BAD_AT_FREE: u64 = mask(PG_LOCKED) | mask(PG_WRITEBACK) | mask(PG_BUDDY);
 
+/// The flags of a free frame's state, without the recorded order.
+fn flags_without_order(p: &Page) -> u64 {
+    p.flags().load(core::sync::atomic::Ordering::Relaxed) & !ORDER_MASK
+}
+
 /// Allocates 2^order contiguous, naturally aligned frames, or None when no
 /// block that large is free.
-pub fn alloc_pages(order: u32, how: AllocFlags) -> Option<Pages> {
+pub fn alloc_pages(order: u32, how: AllocFlags) -> Option<Frame> {
     if order > MAX_ORDER {
         return None;
     }
-    let pfn = if order == 0 && pcp::enabled() {
+    let head = if order == 0 && pcp::enabled() {
         pcp::alloc()?
     } else {
         buddy::ZONE.lock().alloc(order)?
     };
-    prep_new(pfn, order);
-    let pages = Pages { pfn, order };
+    prep_new(head, order);
+    // SAFETY: `prep_new` gave the head its first reference, which the
+    // Frame carries.
+    let frame = unsafe { Frame::adopt(head) };
     if how.zero {
         // SAFETY: the block is ours (just allocated) and mapped in the
         // physical map for its whole length.
-        unsafe { core::ptr::write_bytes(pages.virt(), 0, pages.bytes()) };
+        unsafe { core::ptr::write_bytes(frame.virt(), 0, frame.bytes()) };
     }
-    Some(pages)
+    Some(frame)
 }
 
-/// Checks that a block leaving the allocator looks free, then takes the
-/// head's first reference.
-fn prep_new(pfn: u64, order: u32) {
-    for f in pfn..pfn + (1 << order) {
+/// Checks that a block leaving the allocator looks free, records its
+/// order, then takes the head's first reference.
+fn prep_new(head: &'static Page, order: u32) {
+    let pfn = frame_array::pfn_of(head);
+    for f in 0..1u64 << order {
+        let f = pfn.add(f);
         let p = frame_array::page(f)
             .unwrap_or_else(|| bad_page(f, "allocated frame has no descriptor"));
         if p.ref_count() != 0
-            || p.flags.load(core::sync::atomic::Ordering::Relaxed) != 0
+            || p.flags().load(core::sync::atomic::Ordering::Relaxed) != 0
             || p.mapcount() != 0
         {
             bad_page(f, "free frame modified while free (at allocation)");
         }
     }
-    let head = frame_array::page(pfn).expect("checked above");
+    // SAFETY: the block is ours: off the free lists, count 0, so nobody
+    // else writes its flags (a speculative getter only touches the count
+    // and fails on 0).
+    unsafe { head.flags().store_unshared(u64::from(order) << ORDER_SHIFT) };
     if head.init_ref().is_err() {
         bad_page(
             pfn,
@@ -258,42 +187,63 @@ fn prep_new(pfn: u64, order: u32) {
 }
 
 /// Frees the block `(pfn, order)` whose head's one reference the caller
-/// holds, or says why not (leaving every frame as it was).
-pub fn try_free_raw(pfn: u64, order: u32) -> Result<(), FreeError> {
-    if order > MAX_ORDER || pfn & ((1 << order) - 1) != 0 {
+/// gave up (with `Frame::into_raw`), or says why not, leaving every frame
+/// as it was.
+pub fn try_free_raw(pfn: Pfn, order: u32) -> Result<(), FreeError> {
+    if order > MAX_ORDER || pfn.0 & ((1 << order) - 1) != 0 {
         return Err(FreeError::Misaligned);
     }
     let head = frame_array::page(pfn).ok_or(FreeError::NotDescribed)?;
-    if head.flags.test(PG_RESERVED) {
+    if head.flags().test(PG_RESERVED) {
         return Err(FreeError::Reserved);
     }
-    match head.ref_count() {
-        0 => return Err(FreeError::DoubleFree),
-        1 => {}
-        count => return Err(FreeError::Referenced { count }),
+    // page_ref_freeze(1): only if ours is the one reference, take the count
+    // to 0 in one step, so a racing speculative getter either got in first
+    // (and we refuse) or fails.
+    if !head.ref_freeze(1) {
+        return Err(match head.ref_count() {
+            0 => FreeError::DoubleFree,
+            count => FreeError::Referenced { count },
+        });
     }
-    match head.put_page() {
-        Ok(PutOutcome::LastReference) => {}
-        Ok(PutOutcome::StillReferenced) => {
-            // Somebody took a reference between our snapshot and the put
-            // (a speculative getter): give ours back and report.
-            let count = head.get_page().unwrap_or(0);
-            return Err(FreeError::Referenced { count });
-        }
-        // Raced with another free of the same frame.
-        Err(_) => return Err(FreeError::DoubleFree),
+    let recorded = head.flags().order();
+    if recorded != order {
+        head.ref_unfreeze(1);
+        return Err(FreeError::WrongOrder { recorded });
     }
-    free_unreferenced(pfn, order).inspect_err(|_| {
-        // The frame stays the caller's: undo the put. Nobody else can hold
-        // a reference to a frame whose count we took to 0.
-        head.set_ref_count_private(1);
+    free_unreferenced(head, order).inspect_err(|_| {
+        // The frame stays the caller's: give its reference back.
+        head.ref_unfreeze(1);
     })
 }
 
+/// Drops one reference on the block headed by `head` (the drop of a
+/// [`Frame`]); the last one frees it. A broken rule panics with the dump.
+pub(super) fn put_frame(head: &'static Page) {
+    match head.put_page() {
+        Ok(PutOutcome::StillReferenced) => {}
+        Ok(PutOutcome::LastReference) => free_last_reference(head),
+        // The count was already 0: a reference dropped twice.
+        Err(RefError::Unused) => bad_page(frame_array::pfn_of(head), FreeError::DoubleFree),
+        Err(e) => bad_page(frame_array::pfn_of(head), format_args!("put_page: {e:?}")),
+    }
+}
+
+/// Frees the block whose head's count the caller just took to 0 with the
+/// last put (outside a [`Frame`]: `Frame::put_via`). A broken rule panics
+/// with the dump.
+pub(super) fn free_last_reference(head: &Page) {
+    let pfn = frame_array::pfn_of(head);
+    let head = frame_array::page(pfn).expect("a frame-array descriptor");
+    if let Err(e) = free_unreferenced(head, head.flags().order()) {
+        head.ref_unfreeze(1);
+        bad_page(pfn, e);
+    }
+}
+
 /// The count of the head reached 0: check the block and return it.
-fn free_unreferenced(pfn: u64, order: u32) -> Result<(), FreeError> {
-    let head = frame_array::page(pfn).expect("checked by the caller");
-    let fl = head.flags.load(core::sync::atomic::Ordering::Relaxed);
+fn free_unreferenced(head: &'static Page, order: u32) -> Result<(), FreeError> {
+    let fl = flags_without_order(head);
     if fl & BAD_AT_FREE != 0 {
         return Err(FreeError::BadFlags { flags: fl });
     }
@@ -302,61 +252,28 @@ fn free_unreferenced(pfn: u64, order: u32) -> Result<(), FreeError> {
             mapcount: head.mapcount(),
         });
     }
-    for f in pfn + 1..pfn + (1 << order) {
+    let pfn = frame_array::pfn_of(head);
+    for f in 1..1u64 << order {
+        let f = pfn.add(f);
         let t = frame_array::page(f).ok_or(FreeError::BadTail { pfn: f })?;
         if t.ref_count() != 0
-            || t.flags.load(core::sync::atomic::Ordering::Relaxed) != 0
+            || t.flags().load(core::sync::atomic::Ordering::Relaxed) != 0
             || t.mapcount() != 0
         {
             return Err(FreeError::BadTail { pfn: f });
         }
     }
-    // The frame is ours alone (count 0, nobody may take a reference to a
-    // free frame), so plain stores may reset its state. PG_WAITERS cannot
-    // be set: a waiter holds a reference.
-    head.flags.store_private(0);
-    head.mapping.store(0, core::sync::atomic::Ordering::Relaxed);
-    head.index.store(0, core::sync::atomic::Ordering::Relaxed);
-    head.private.store(0, core::sync::atomic::Ordering::Relaxed);
-    head.lock_owner
-        .store(0, core::sync::atomic::Ordering::Relaxed);
+    // SAFETY: the frame is ours alone (count 0, and nobody may take a
+    // reference on a free frame), so a plain store may reset its flags.
+    // PG_WAITERS cannot be set: a waiter holds a reference.
+    unsafe { head.flags().store_unshared(0) };
+    head.reset_owner_words();
     if order == 0 && pcp::enabled() {
-        pcp::free(pfn);
+        pcp::free(head);
     } else {
         buddy::ZONE.lock().free(pfn, order);
     }
     Ok(())
-}
-
-/// Frees a block; a broken rule is a kernel bug and panics with the dump.
-pub fn free_pages(pages: Pages) {
-    drop(pages);
-}
-
-/// One more reference on an allocated single frame; returns the new count.
-pub fn try_get_page(pfn: u64) -> Result<u32, RefError> {
-    frame_array::page(pfn).ok_or(RefError::Unused)?.get_page()
-}
-
-/// [`try_get_page`], panicking with the dump on a free frame or overflow.
-pub fn get_page(pfn: u64) -> u32 {
-    try_get_page(pfn).unwrap_or_else(|e| bad_page(pfn, format_args!("get_page: {e:?}")))
-}
-
-/// Drops a reference on a single frame; the last one frees it. Panics with
-/// the dump on a free frame or a frame that fails the free checks.
-pub fn put_page(pfn: u64) {
-    let p = frame_array::page(pfn).unwrap_or_else(|| bad_page(pfn, "put_page: not RAM"));
-    match p.put_page() {
-        Ok(PutOutcome::StillReferenced) => {}
-        Ok(PutOutcome::LastReference) => {
-            if let Err(e) = free_unreferenced(pfn, 0) {
-                p.set_ref_count_private(1);
-                bad_page(pfn, e);
-            }
-        }
-        Err(e) => bad_page(pfn, format_args!("put_page: {e:?}")),
-    }
 }
 
 /// Free frames: in the buddy lists plus in the per-CPU caches (a snapshot,
@@ -364,5 +281,3 @@ pub fn put_page(pfn: u64) {
 pub fn free_frames() -> u64 {
     buddy::free_frames() + pcp::cached_frames()
 }
-
-const _: () = assert!(flags::PG_FIRST_FREE as usize == FLAG_NAMES.len() - 1);

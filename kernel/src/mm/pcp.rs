@@ -15,9 +15,12 @@
 //! The lock order is stack, then buddy ([`super::buddy::ZONE`]).
 //!
 //! Frames on a stack have count 0 and no flags; they are linked through
-//! `list_next`.
+//! their descriptors' next link.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::{
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+};
 
 use pagesync::Page;
 
@@ -31,9 +34,13 @@ pub const BATCH: u64 = 31;
 pub const HIGH: u64 = 4 * BATCH;
 
 struct Stack {
-    /// Top descriptor's address, 0 = empty.
-    top: usize,
+    /// Top descriptor, None = empty.
+    top: Option<NonNull<Page>>,
 }
+
+// SAFETY: the stack only holds frame-array descriptors, which live for the
+// rest of the run; it is only touched under its lock.
+unsafe impl Send for Stack {}
 
 #[repr(align(64))]
 struct PerCpuCache {
@@ -45,7 +52,7 @@ struct PerCpuCache {
 
 static CACHES: [PerCpuCache; MAX_CPUS] = [const {
     PerCpuCache {
-        stack: IrqMutex::new(Stack { top: 0 }),
+        stack: IrqMutex::new(Stack { top: None }),
         count: AtomicU64::new(0),
     }
 }; MAX_CPUS];
@@ -68,10 +75,10 @@ pub fn set_enabled(on: bool) {
     }
 }
 
-fn at(addr: usize) -> &'static Page {
-    // SAFETY: stack links only hold addresses of frame-array descriptors,
-    // which live for the rest of the run.
-    unsafe { &*(addr as *const Page) }
+fn at(p: NonNull<Page>) -> &'static Page {
+    // SAFETY: stack links only hold frame-array descriptors, which live for
+    // the rest of the run.
+    unsafe { p.as_ref() }
 }
 
 fn this_cache() -> &'static PerCpuCache {
@@ -80,34 +87,30 @@ fn this_cache() -> &'static PerCpuCache {
     &CACHES[crate::arch::cpu_index()]
 }
 
-fn pop(stack: &mut Stack, count: &AtomicU64) -> Option<u64> {
-    if stack.top == 0 {
-        return None;
-    }
-    let p = at(stack.top);
-    stack.top = p.list_next.load(Ordering::Relaxed);
-    p.list_next.store(0, Ordering::Relaxed);
+fn pop(stack: &mut Stack, count: &AtomicU64) -> Option<&'static Page> {
+    let p = at(stack.top?);
+    stack.top = p.link_next();
+    p.set_link_next(None);
     count.store(count.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
-    Some(frame_array::pfn_of(p))
+    Some(p)
 }
 
-fn push(stack: &mut Stack, count: &AtomicU64, pfn: u64) {
-    let p = frame_array::page(pfn).expect("pcp: frame has no descriptor");
-    p.list_next.store(stack.top, Ordering::Relaxed);
-    stack.top = p.addr();
+fn push(stack: &mut Stack, count: &AtomicU64, p: &'static Page) {
+    p.set_link_next(stack.top);
+    stack.top = Some(NonNull::from(p));
     count.store(count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 /// Takes one free frame from this CPU's cache, refilling it from the buddy
 /// lists if empty. None when memory is exhausted.
-pub fn alloc() -> Option<u64> {
+pub fn alloc() -> Option<&'static Page> {
     let c = this_cache();
     let mut stack = c.stack.lock();
-    if stack.top == 0 {
+    if stack.top.is_none() {
         let mut zone = ZONE.lock();
         for _ in 0..BATCH {
             match zone.alloc(0) {
-                Some(pfn) => push(&mut stack, &c.count, pfn),
+                Some(p) => push(&mut stack, &c.count, p),
                 None => break,
             }
         }
@@ -117,15 +120,15 @@ pub fn alloc() -> Option<u64> {
 
 /// Puts a checked free frame on this CPU's cache, draining a batch to the
 /// buddy lists when the cache is over [`HIGH`].
-pub fn free(pfn: u64) {
+pub fn free(p: &'static Page) {
     let c = this_cache();
     let mut stack = c.stack.lock();
-    push(&mut stack, &c.count, pfn);
+    push(&mut stack, &c.count, p);
     if c.count.load(Ordering::Relaxed) > HIGH {
         let mut zone = ZONE.lock();
         for _ in 0..BATCH {
-            let pfn = pop(&mut stack, &c.count).expect("count > HIGH");
-            zone.free(pfn, 0);
+            let p = pop(&mut stack, &c.count).expect("count > HIGH");
+            zone.free(frame_array::pfn_of(p), 0);
         }
     }
 }
@@ -134,12 +137,12 @@ pub fn free(pfn: u64) {
 pub fn drain_all() {
     for c in &CACHES {
         let mut stack = c.stack.lock();
-        if stack.top == 0 {
+        if stack.top.is_none() {
             continue;
         }
         let mut zone = ZONE.lock();
-        while let Some(pfn) = pop(&mut stack, &c.count) {
-            zone.free(pfn, 0);
+        while let Some(p) = pop(&mut stack, &c.count) {
+            zone.free(frame_array::pfn_of(p), 0);
         }
     }
 }

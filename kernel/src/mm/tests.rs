@@ -17,10 +17,10 @@ use pagesync::{
 };
 
 use super::{
-    AllocFlags, FreeError, LOW_LIMIT, MAX_ORDER, PAGE_SIZE, alloc_pages, buddy,
+    AllocFlags, Frame, FreeError, LOW_LIMIT, MAX_ORDER, PAGE_SIZE, Pfn, alloc_pages, buddy,
     frame_array::{self, page, pfn_of},
-    free_pages, heap,
-    page_alloc::{free_frames, get_page, put_page, try_get_page},
+    heap,
+    page_alloc::free_frames,
     pcp, try_free_raw,
 };
 use crate::{
@@ -57,26 +57,27 @@ fn descriptor_layout(_: &Ctx) -> TestResult {
     );
     let mut checked = 0;
     for (start, end) in frame_array::sections() {
-        for pfn in [start, start + 1, (start + end) / 2, end - 1] {
+        let (start, end) = (start.0, end.0);
+        for pfn in [start, start + 1, (start + end) / 2, end - 1].map(Pfn) {
             let p = page(pfn);
             kassert!(p.is_some(), "no descriptor for pfn {:#x}", pfn);
             kassert_eq!(pfn_of(p.unwrap()), pfn);
             kassert_eq!(frame_array::pfn_of_virt(frame_array::virt(pfn)), pfn);
             checked += 1;
         }
-        kassert!(page(end).is_none() || end % (1 << frame_array::SECTION_SHIFT) == 0);
+        kassert!(page(Pfn(end)).is_none() || end % (1 << frame_array::SECTION_SHIFT) == 0);
     }
     kassert!(checked >= 4);
-    kassert!(page(st.end_pfn + (1 << 20)).is_none());
+    kassert!(page(Pfn(st.end_pfn + (1 << 20))).is_none());
     Ok(())
 }
 
 fn reserved_frames(_: &Ctx) -> TestResult {
     let st = frame_array::stats();
     for pfn in 0..LOW_LIMIT / PAGE_SIZE as u64 {
-        if let Some(p) = page(pfn) {
+        if let Some(p) = page(Pfn(pfn)) {
             kassert!(
-                p.flags.test(PG_RESERVED),
+                p.flags().test(PG_RESERVED),
                 "low frame {:#x} not reserved",
                 pfn
             );
@@ -84,7 +85,7 @@ fn reserved_frames(_: &Ctx) -> TestResult {
     }
     for pfn in st.array_phys / 4096..(st.array_phys + st.array_bytes) / 4096 {
         kassert!(
-            page(pfn).unwrap().flags.test(PG_RESERVED),
+            page(Pfn(pfn)).unwrap().flags().test(PG_RESERVED),
             "array frame {:#x} not reserved",
             pfn
         );
@@ -100,8 +101,8 @@ fn alloc_all_free_all(_: &Ctx) -> TestResult {
     let mut head: u64 = u64::MAX;
     let mut n = 0u64;
     while let Some(p) = alloc_pages(0, AllocFlags::NONE) {
-        let (pfn, _) = p.into_raw();
-        let words = frame_array::virt(pfn).cast::<u64>();
+        let Pfn(pfn) = p.into_raw();
+        let words = frame_array::virt(Pfn(pfn)).cast::<u64>();
         // SAFETY: the frame is ours and mapped; 512 words per frame.
         unsafe {
             words.write(head);
@@ -115,13 +116,13 @@ fn alloc_all_free_all(_: &Ctx) -> TestResult {
     kassert_eq!(free_frames(), 0);
     let mut bad = 0u64;
     while head != u64::MAX {
-        let words = frame_array::virt(head).cast::<u64>();
+        let words = frame_array::virt(Pfn(head)).cast::<u64>();
         // SAFETY: every frame on the chain is ours and was written above.
         let (next, a, b) = unsafe { (words.read(), words.add(1).read(), words.add(511).read()) };
         if a != head ^ 0x5a5a_5a5a_5a5a_5a5a || b != !head {
             bad += 1;
         }
-        kassert_eq!(try_free_raw(head, 0), Ok(()));
+        kassert_eq!(try_free_raw(Pfn(head), 0), Ok(()));
         head = next;
     }
     kassert_eq!(bad, 0);
@@ -140,7 +141,7 @@ fn alloc_all_free_all(_: &Ctx) -> TestResult {
 /// the blocks there were before.
 fn coalescing(ctx: &Ctx) -> TestResult {
     const N: usize = 1500;
-    let mut held: Vec<Option<super::Pages>> = Vec::with_capacity(N);
+    let mut held: Vec<Option<Frame>> = Vec::with_capacity(N);
     let (free0, blocks0) = snapshot();
     let mut rng = Rng(ctx.params.seed | 1);
     for _ in 0..N {
@@ -169,10 +170,11 @@ fn coalescing(ctx: &Ctx) -> TestResult {
 
 fn zeroed_allocation(_: &Ctx) -> TestResult {
     let p = alloc_pages(2, AllocFlags::NONE).unwrap();
-    kassert_eq!(p.phys(), frame_array::phys(p.pfn()));
+    kassert_eq!(p.phys(), p.pfn().0 << 12);
+    kassert_eq!((p.order(), p.bytes()), (2, 4 * PAGE_SIZE));
     // SAFETY: the block is ours and mapped.
     unsafe { core::ptr::write_bytes(p.virt(), 0xa5, p.bytes()) };
-    free_pages(p);
+    drop(p);
     for order in [0, 2, 5] {
         let z = alloc_pages(order, AllocFlags::ZERO).unwrap();
         // SAFETY: the block is ours, mapped, and initialised (zeroed).
@@ -187,45 +189,62 @@ fn zeroed_allocation(_: &Ctx) -> TestResult {
 }
 
 fn double_free_caught(_: &Ctx) -> TestResult {
-    let (pfn, order) = alloc_pages(0, AllocFlags::NONE).unwrap().into_raw();
-    kassert_eq!(try_free_raw(pfn, order), Ok(()));
-    kassert_eq!(try_free_raw(pfn, order), Err(FreeError::DoubleFree));
+    let pfn = alloc_pages(0, AllocFlags::NONE).unwrap().into_raw();
+    kassert_eq!(try_free_raw(pfn, 0), Ok(()));
+    kassert_eq!(try_free_raw(pfn, 0), Err(FreeError::DoubleFree));
     kassert_eq!(page(pfn).unwrap().ref_count(), 0);
-    // A tail frame of a live block is not a block of its own.
-    let (pfn, order) = alloc_pages(3, AllocFlags::NONE).unwrap().into_raw();
-    kassert_eq!(try_free_raw(pfn + 2, 1), Err(FreeError::DoubleFree));
-    kassert_eq!(try_free_raw(pfn, order), Ok(()));
+    // A tail frame of a live block is not a block of its own, and a block
+    // is freed with the order it was allocated with.
+    let pfn = alloc_pages(3, AllocFlags::NONE).unwrap().into_raw();
+    kassert_eq!(try_free_raw(pfn.add(2), 1), Err(FreeError::DoubleFree));
+    kassert_eq!(
+        try_free_raw(pfn, 2),
+        Err(FreeError::WrongOrder { recorded: 3 })
+    );
+    kassert_eq!(page(pfn).unwrap().ref_count(), 1);
+    kassert_eq!(try_free_raw(pfn, 3), Ok(()));
     Ok(())
 }
 
+/// Frame handles count references: clones add, drops remove, the raw free
+/// refuses while others hold some, and the last drop frees the frame.
 fn free_referenced_caught(_: &Ctx) -> TestResult {
-    let (pfn, order) = alloc_pages(0, AllocFlags::NONE).unwrap().into_raw();
-    kassert_eq!(try_get_page(pfn), Ok(2));
-    kassert_eq!(get_page(pfn), 3);
-    put_page(pfn);
+    let f = alloc_pages(0, AllocFlags::NONE).unwrap();
+    let g = f.clone();
+    let h = f.try_clone();
+    kassert!(h.is_ok());
+    kassert_eq!(f.ref_count(), 3);
+    drop(h);
+    let pfn = f.into_raw();
     kassert_eq!(
-        try_free_raw(pfn, order),
+        try_free_raw(pfn, 0),
         Err(FreeError::Referenced { count: 2 })
     );
-    kassert_eq!(page(pfn).unwrap().ref_count(), 2);
-    put_page(pfn);
+    kassert_eq!(g.ref_count(), 2);
+    let again = Frame::try_get_pfn(pfn);
+    kassert!(again.is_ok());
+    kassert_eq!(g.ref_count(), 3);
+    drop(again);
+    drop(g);
     let before = free_frames();
-    put_page(pfn); // the last reference frees the frame
+    // SAFETY: takes back the reference `into_raw` kept above.
+    drop(unsafe { Frame::from_raw(pfn) }); // the last reference frees it
     kassert_eq!(free_frames(), before + 1);
     kassert_eq!(try_free_raw(pfn, 0), Err(FreeError::DoubleFree));
+    kassert!(Frame::try_get_pfn(pfn).is_err());
     Ok(())
 }
 
 fn free_reserved_caught(_: &Ctx) -> TestResult {
-    kassert_eq!(try_free_raw(0x10, 0), Err(FreeError::Reserved));
+    kassert_eq!(try_free_raw(Pfn(0x10), 0), Err(FreeError::Reserved));
     let st = frame_array::stats();
     kassert_eq!(
-        try_free_raw(st.array_phys / 4096, 0),
+        try_free_raw(Pfn::from_phys(st.array_phys), 0),
         Err(FreeError::Reserved)
     );
-    kassert_eq!(page(0x10).unwrap().ref_count(), 1);
+    kassert_eq!(page(Pfn(0x10)).unwrap().ref_count(), 1);
     kassert_eq!(
-        try_free_raw(st.end_pfn + (1 << 20), 0),
+        try_free_raw(Pfn(st.end_pfn + (1 << 20)), 0),
         Err(FreeError::NotDescribed)
     );
     Ok(())
@@ -233,39 +252,42 @@ fn free_reserved_caught(_: &Ctx) -> TestResult {
 
 fn refcount_overflow_caught(_: &Ctx) -> TestResult {
     let p = alloc_pages(0, AllocFlags::NONE).unwrap();
-    let d = p.page();
     let limit = u32::MAX - REFCOUNT_WRAP_MARGIN;
-    d.set_ref_count_private(limit - 1);
-    kassert_eq!(try_get_page(p.pfn()), Ok(limit));
-    kassert_eq!(try_get_page(p.pfn()), Err(RefError::Overflow));
-    kassert_eq!(d.ref_count(), limit);
-    d.set_ref_count_private(1);
+    // SAFETY: nobody else knows this frame.
+    unsafe { p.set_ref_count_unshared(limit - 1) };
+    let one_more = p.try_clone().map(Frame::into_raw);
+    kassert_eq!(one_more, Ok(p.pfn()));
+    kassert_eq!(p.try_clone().err(), Some(RefError::Overflow));
+    kassert_eq!(p.ref_count(), limit);
+    // GUP-style gets stop at 2^31, long before.
+    kassert_eq!(Frame::try_get_pfn(p.pfn()).err(), Some(RefError::Overflow));
+    // SAFETY: as above; back to our one reference.
+    unsafe { p.set_ref_count_unshared(1) };
     let pfn = p.pfn();
     drop(p);
-    kassert_eq!(try_get_page(pfn), Err(RefError::Unused));
+    kassert_eq!(Frame::try_get_pfn(pfn).err(), Some(RefError::Unused));
     Ok(())
 }
 
 fn free_bad_state_caught(_: &Ctx) -> TestResult {
     let p = alloc_pages(0, AllocFlags::NONE).unwrap();
-    let d = p.page();
-    kassert!(!d.flags.test_and_set_bit_lock(PG_LOCKED));
+    kassert!(!p.flags().test_and_set_bit_lock(PG_LOCKED));
     kassert!(matches!(
         try_free_raw(p.pfn(), 0),
         Err(FreeError::BadFlags { .. })
     ));
-    kassert_eq!(d.ref_count(), 1);
-    d.flags.clear_bit_unlock(PG_LOCKED);
-    d.map_inc();
+    kassert_eq!(p.ref_count(), 1);
+    p.flags().clear_bit_unlock(PG_LOCKED);
+    p.map_inc();
     kassert_eq!(
         try_free_raw(p.pfn(), 0),
         Err(FreeError::Mapped { mapcount: 1 })
     );
-    d.map_dec();
+    p.map_dec();
     let q = alloc_pages(1, AllocFlags::NONE).unwrap();
-    kassert_eq!(try_free_raw(q.pfn() + 1, 1), Err(FreeError::Misaligned));
+    kassert_eq!(try_free_raw(q.pfn().add(1), 1), Err(FreeError::Misaligned));
     // A flag left set on a freed frame is cleared by the free.
-    d.flags.set(PG_REFERENCED);
+    p.flags().set(PG_REFERENCED);
     drop(p);
     drop(q);
     Ok(())
@@ -322,7 +344,7 @@ fn concurrent_body(cpu: usize, ops: &AtomicU64) -> u64 {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (cpu as u64 + 1));
     let mut bad = 0;
     for round in 0..CONCURRENT_ROUNDS {
-        let mut held: [Option<super::Pages>; 8] = Default::default();
+        let mut held: [Option<Frame>; 8] = Default::default();
         for h in held.iter_mut() {
             let order = if rng.next().is_multiple_of(4) {
                 (rng.next() % 4) as u32
@@ -397,7 +419,7 @@ fn tas_body(cpu: usize, ncpus: u64, race: &TasRace) {
         while race.round.load(Ordering::Acquire) != r {
             core::hint::spin_loop();
         }
-        if !race.page.flags.test_and_set(PG_REFERENCED) {
+        if !race.page.flags().test_and_set(PG_REFERENCED) {
             race.winners.fetch_add(1, Ordering::Relaxed);
         }
         race.arrived.fetch_add(1, Ordering::AcqRel);
@@ -408,7 +430,7 @@ fn tas_body(cpu: usize, ncpus: u64, race: &TasRace) {
             if race.winners.swap(0, Ordering::Relaxed) != 1 {
                 race.bad_rounds.fetch_add(1, Ordering::Relaxed);
             }
-            race.page.flags.clear(PG_REFERENCED);
+            race.page.flags().clear(PG_REFERENCED);
             race.round.store(r + 1, Ordering::Release);
         }
     }
@@ -497,10 +519,10 @@ pub static SUITE: Suite = Suite {
 /// must panic with the descriptor dump.
 pub fn deliberate_double_free() -> ! {
     let p = alloc_pages(0, AllocFlags::NONE).expect("a free frame");
-    let (pfn, order) = p.into_raw();
-    try_free_raw(pfn, order).expect("first free");
+    let pfn = p.into_raw();
+    try_free_raw(pfn, 0).expect("first free");
     // SAFETY: not safe at all: the block was freed above; this second free
     // is meant to be caught.
-    drop(unsafe { super::Pages::from_raw(pfn, order) });
+    drop(unsafe { Frame::from_raw(pfn) });
     unreachable!("mm: double free of pfn {pfn:#x} was not caught");
 }

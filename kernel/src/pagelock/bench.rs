@@ -60,7 +60,7 @@ fn uncontended(_: &Params) {
     let floor = cycles_per(N, || {
         // The floor: two locked RMWs on one line, the first one's result
         // used (as a lock's test-and-set is).
-        let w = &word.lock_owner;
+        let w = word.lock_owner();
         black_box(w.fetch_or(1, Ordering::Acquire) & 1);
         w.fetch_and(!1, Ordering::Release);
     });
@@ -93,7 +93,7 @@ fn uncontended(_: &Params) {
     ];
     for (name, form) in forms {
         let c = cycles_per(N, || {
-            let f = &black_box(page).flags;
+            let f = black_box(page).flags();
             black_box(f.test_and_set_bit_lock(PG_LOCKED));
             black_box(form(f, 1 << PG_LOCKED));
         });
@@ -207,21 +207,23 @@ fn livelock_one(bookmarks: bool, n: usize) {
         ..Config::DEFAULT
     });
     let frame = alloc_pages(0, AllocFlags::ZERO).expect("frame");
-    let page: &'static Page = frame.page();
+    let page: &Page = &frame;
     let cpus = online_cpus();
     let stop = Arc::new(AtomicBool::new(false));
     let wakeups = Arc::new(AtomicU64::new(0));
     let exited = Arc::new(AtomicUsize::new(0));
-    page.flags.test_and_set(PG_WRITEBACK);
+    page.flags().test_and_set(PG_WRITEBACK);
     for k in 0..n {
         let (stop, wakeups, exited) = (stop.clone(), wakeups.clone(), exited.clone());
         let cpu = if cpus > 1 { 1 + k % (cpus - 1) } else { 0 };
+        let frame = frame.clone();
         sched::spawn(&format!("wb-waiter{k}"), Some(cpu), move || {
+            let page: &Page = &frame;
             while !stop.load(Ordering::Acquire) {
-                if !page.flags.test(PG_WRITEBACK) {
+                if !page.flags().test(PG_WRITEBACK) {
                     // Restart writeback (only ever set here and above; the
                     // waker clears it).
-                    page.flags.test_and_set(PG_WRITEBACK);
+                    page.flags().test_and_set(PG_WRITEBACK);
                 }
                 t.wait_on_page_bit(page, PG_WRITEBACK);
                 wakeups.fetch_add(1, Ordering::Relaxed);
@@ -244,7 +246,7 @@ fn livelock_one(bookmarks: bool, n: usize) {
     };
     let (mut calls, mut longest, mut wake_in_longest) = (0u64, 0u64, 0u64);
     while !stop.load(Ordering::Acquire) {
-        if !page.flags.test(PG_WRITEBACK) {
+        if !page.flags().test(PG_WRITEBACK) {
             sched::yield_now();
             continue;
         }
@@ -261,7 +263,7 @@ fn livelock_one(bookmarks: bool, n: usize) {
     join_timeout(&stopper, 5_000);
     let deadline = time::now_ns() + 10_000 * MS;
     while exited.load(Ordering::Acquire) < n && time::now_ns() < deadline {
-        page.flags.test_and_clear(PG_WRITEBACK);
+        page.flags().test_and_clear(PG_WRITEBACK);
         t.wake_page_bit(page, PG_WRITEBACK);
         timer::sleep_ns(10 * MS);
     }
@@ -273,9 +275,10 @@ fn livelock_one(bookmarks: bool, n: usize) {
         if livelock { "yes" } else { "no" }
     );
     if exited.load(Ordering::Acquire) == n {
-        page.flags.test_and_clear(PG_WRITEBACK);
-        drop(frame);
+        page.flags().test_and_clear(PG_WRITEBACK);
     } else {
+        // Stranded waiters hold clones; the page is under writeback, which
+        // the allocator refuses to free: keep it.
         core::mem::forget(frame);
     }
 }

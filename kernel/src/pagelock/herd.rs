@@ -18,12 +18,10 @@
 use alloc::{format, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use pagesync::Page;
-
 use super::Table;
 use crate::{
     arch::x86_64::time,
-    mm::{AllocFlags, alloc_pages},
+    mm::{AllocFlags, Frame, alloc_pages},
     sched::{self, tests::join_timeout, timer},
     smp::online_cpus,
 };
@@ -57,7 +55,7 @@ pub fn wake_walk(table: &'static Table, n: usize, pages: usize) -> HerdReport {
         };
         frames.push(f);
     }
-    let pg: Arc<Vec<&'static Page>> = Arc::new(frames.iter().map(|f| f.page()).collect());
+    let pg: Arc<Vec<Frame>> = Arc::new(core::mem::take(&mut frames));
     for p in pg.iter() {
         assert!(table.trylock_page(p), "fresh page already locked");
     }
@@ -73,7 +71,7 @@ pub fn wake_walk(table: &'static Table, n: usize, pages: usize) -> HerdReport {
             &format!("herd{k}"),
             Some(waiter_cpus[k % waiter_cpus.len()]),
             move || {
-                table.wait_on_page_locked(pg[k % pg.len()]);
+                table.wait_on_page_locked(&pg[k % pg.len()]);
                 done.fetch_add(1, Ordering::AcqRel);
             },
         ) {
@@ -109,13 +107,13 @@ pub fn wake_walk(table: &'static Table, n: usize, pages: usize) -> HerdReport {
             max_wait.clone(),
             rounds.clone(),
             started.clone(),
-            pg[0],
+            pg[0].clone(),
         );
         sched::spawn("herd-prober", Some(1), move || {
             started.store(true, Ordering::Release);
             while !stop.load(Ordering::Acquire) {
                 let t0 = time::rdtsc();
-                let g = table.queue(p0).lock();
+                let g = table.queue(&p0).lock();
                 let waited = time::rdtsc() - t0;
                 drop(g);
                 max_wait.fetch_max(waited, Ordering::Relaxed);
@@ -131,7 +129,7 @@ pub fn wake_walk(table: &'static Table, n: usize, pages: usize) -> HerdReport {
     time::delay_us(2000);
     max_wait.store(0, Ordering::Relaxed);
     let t0 = time::rdtsc();
-    table.unlock_page(pg[0]);
+    table.unlock_page(&pg[0]);
     r.walk_ns = time::cycles_to_ns(time::rdtsc() - t0);
     time::delay_us(1000);
     stop.store(true, Ordering::Release);
@@ -148,10 +146,9 @@ pub fn wake_walk(table: &'static Table, n: usize, pages: usize) -> HerdReport {
         timer::sleep_ns(10 * MS);
     }
     r.unfinished = n - done.load(Ordering::Acquire);
-    if r.unfinished == 0 {
-        drop(frames);
-    } else {
-        core::mem::forget(frames);
+    if r.unfinished != 0 {
+        // Stranded waiters hold `pg`; a locked page must not be freed.
+        core::mem::forget(pg);
     }
     r
 }

@@ -27,6 +27,8 @@ use alloc::boxed::Box;
 
 use pagesync::{Config, Interrupted, Page, PageWaitTable};
 
+use crate::mm::Frame;
+
 use crate::{params::Params, sched::KernelPlatform};
 
 /// The page wait table type the kernel runs.
@@ -75,36 +77,26 @@ pub fn lock_page_killable(page: &Page) -> Result<(), Interrupted> {
     table().lock_page_killable(page)
 }
 
-/// `folio_trylock`.
-#[allow(
-    dead_code,
-    reason = "API for the page cache; tests use the table directly"
-)]
-pub fn trylock_page(page: &Page) -> bool {
-    table().trylock_page(page)
-}
-
 /// `folio_unlock`.
 pub fn unlock_page(page: &Page) {
     table().unlock_page(page)
 }
 
-/// `folio_wait_locked`.
-#[allow(
-    dead_code,
-    reason = "API for the page cache; tests use the table directly"
-)]
-pub fn wait_on_page_locked(page: &Page) {
-    table().wait_on_page_locked(page)
+/// `folio_wait_locked_killable`.
+pub fn wait_on_page_locked_killable(page: &Page) -> Result<(), Interrupted> {
+    table().wait_on_page_locked_killable(page)
 }
 
-/// `folio_wait_bit`.
-#[allow(
-    dead_code,
-    reason = "API for the page cache; tests use the table directly"
-)]
-pub fn wait_on_page_bit(page: &Page, bit: u32) {
-    table().wait_on_page_bit(page, bit)
+/// `folio_wait_writeback_killable`.
+pub fn wait_on_page_writeback_killable(page: &Page) -> Result<(), Interrupted> {
+    table().wait_on_page_writeback_killable(page)
+}
+
+/// `folio_put_wait_locked`: queue for the lock, give up `frame`'s
+/// reference while asleep (freeing the frame if it was the last), and
+/// return without touching the page again.
+pub fn put_and_wait_on_page_locked(frame: Frame, killable: bool) -> Result<(), Interrupted> {
+    frame.put_via(|page, free| table().put_and_wait_on_page_locked(page, killable, free))
 }
 
 /// Prints a [`Config`] as `key=value` boot parameters.

@@ -11,7 +11,7 @@ use alloc::{format, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use pagesync::{
-    Config, Page, PutOutcome,
+    Config, Interrupted, Page, PutOutcome,
     flags::{PG_LOCKED, PG_WAITERS, PG_WRITEBACK, mask},
 };
 
@@ -23,14 +23,14 @@ use crate::{
     arch::x86_64::time,
     kassert, kassert_eq,
     ktest::{Case, Ctx, Suite, TestResult},
-    mm::{AllocFlags, Pages, alloc_pages},
+    mm::{AllocFlags, Frame, alloc_pages},
     println,
     sched::{self, ThreadRef, tests::join_timeout, timer},
 };
 
 const MS: u64 = 1_000_000;
 
-fn frame() -> Pages {
+fn frame() -> Frame {
     alloc_pages(0, AllocFlags::ZERO).expect("no free frame")
 }
 
@@ -57,12 +57,12 @@ fn trylock_unlock(_: &Ctx) -> TestResult {
     let (t, p) = (table(), f.page());
     kassert!(t.trylock_page(p));
     kassert!(!t.trylock_page(p));
-    kassert_eq!(p.flags.load(Ordering::Relaxed) & 0xff, mask(PG_LOCKED));
+    kassert_eq!(p.flags().load(Ordering::Relaxed) & 0xff, mask(PG_LOCKED));
     t.unlock_page(p);
-    kassert_eq!(p.flags.load(Ordering::Relaxed) & 0xff, 0);
+    kassert_eq!(p.flags().load(Ordering::Relaxed) & 0xff, 0);
     t.lock_page(p);
     t.unlock_page(p);
-    kassert_eq!(p.flags.load(Ordering::Relaxed), 0);
+    kassert_eq!(p.flags().load(Ordering::Relaxed), 0);
     Ok(())
 }
 
@@ -85,12 +85,16 @@ fn unlock_reports_waiters(_: &Ctx) -> TestResult {
     for (name, form) in forms {
         for waiters in [false, true] {
             let v = mask(PG_LOCKED) | if waiters { mask(PG_WAITERS) } else { 0 };
-            private.flags.store_private(v);
+            // SAFETY: `private` is this test's own descriptor.
+            unsafe { private.flags().store_unshared(v) };
             kassert!(
-                form(&private.flags, 1 << PG_LOCKED) == waiters,
+                form(private.flags(), 1 << PG_LOCKED) == waiters,
                 "{name}: waiters={waiters}"
             );
-            kassert_eq!(private.flags.load(Ordering::Relaxed), v & !mask(PG_LOCKED));
+            kassert_eq!(
+                private.flags().load(Ordering::Relaxed),
+                v & !mask(PG_LOCKED)
+            );
         }
     }
     let f = frame();
@@ -98,16 +102,16 @@ fn unlock_reports_waiters(_: &Ctx) -> TestResult {
     kassert!(t.trylock_page(p));
     let got = Arc::new(AtomicBool::new(false));
     let w = {
-        let got = got.clone();
+        let (got, f) = (got.clone(), f.clone());
         spawn_on("pl-waiter", move || {
-            super::lock_page(p);
+            super::lock_page(&f);
             got.store(true, Ordering::Release);
-            super::unlock_page(p);
+            super::unlock_page(&f);
         })
     };
     kassert!(wait_queued(t, p, 1), "waiter never queued");
     kassert!(
-        p.flags.test(PG_WAITERS),
+        p.flags().test(PG_WAITERS),
         "PG_waiters clear with a sleeper queued"
     );
     kassert!(!got.load(Ordering::Acquire));
@@ -115,7 +119,7 @@ fn unlock_reports_waiters(_: &Ctx) -> TestResult {
     kassert!(join_timeout(&w, 5_000), "waiter not woken by unlock_page");
     kassert!(got.load(Ordering::Acquire));
     kassert_eq!(t.waiters_queued(p), 0);
-    kassert_eq!(p.flags.load(Ordering::Relaxed) & 0xff, 0);
+    kassert_eq!(p.flags().load(Ordering::Relaxed) & 0xff, 0);
     Ok(())
 }
 
@@ -130,36 +134,39 @@ fn writeback_waiters(_: &Ctx) -> TestResult {
     let done = Arc::new(AtomicUsize::new(0));
     let mut ws = Vec::new();
     for i in 0..N {
-        let done = done.clone();
+        let (done, f) = (done.clone(), f.clone());
         ws.push(spawn_on(&format!("pl-wb{i}"), move || {
-            table().wait_on_page_writeback(p);
+            table().wait_on_page_writeback(&f);
             done.fetch_add(1, Ordering::AcqRel);
         }));
     }
-    let locker = spawn_on("pl-locker", move || {
-        super::lock_page(p);
-        super::unlock_page(p);
-    });
+    let locker = {
+        let f = f.clone();
+        spawn_on("pl-locker", move || {
+            super::lock_page(&f);
+            super::unlock_page(&f);
+        })
+    };
     kassert!(
         wait_queued(t, p, N + 1),
         "waiters never queued ({} queued)",
         t.waiters_queued(p)
     );
     kassert_eq!(done.load(Ordering::Acquire), 0);
-    kassert_eq!(t.end_page_writeback(p), Ok(PutOutcome::StillReferenced));
+    kassert_eq!(t.end_page_writeback(p), PutOutcome::StillReferenced);
     for w in &ws {
         kassert!(join_timeout(w, 5_000), "writeback waiter not woken");
     }
     kassert_eq!(done.load(Ordering::Acquire), N);
     kassert_eq!(t.waiters_queued(p), 1);
     kassert!(
-        p.flags.test(PG_WAITERS),
+        p.flags().test(PG_WAITERS),
         "lock waiter remains: PG_waiters must stay"
     );
-    kassert!(!p.flags.test(PG_WRITEBACK));
+    kassert!(!p.flags().test(PG_WRITEBACK));
     t.unlock_page(p);
     kassert!(join_timeout(&locker, 5_000), "lock waiter not woken");
-    kassert_eq!(p.flags.load(Ordering::Relaxed) & 0xff, 0);
+    kassert_eq!(p.flags().load(Ordering::Relaxed) & 0xff, 0);
     Ok(())
 }
 
@@ -171,19 +178,22 @@ fn killable_cancel(_: &Ctx) -> TestResult {
     kassert!(t.trylock_page(p));
     let result = Arc::new(AtomicUsize::new(0));
     let w = {
-        let result = result.clone();
+        let (result, f) = (result.clone(), f.clone());
         spawn_on("pl-killable", move || {
-            let r = super::lock_page_killable(p);
+            let r = super::lock_page_killable(&f);
             result.store(if r.is_ok() { 1 } else { 2 }, Ordering::Release);
             if r.is_ok() {
-                super::unlock_page(p);
+                super::unlock_page(&f);
             }
         })
     };
-    let plain = spawn_on("pl-plain", move || {
-        super::lock_page(p);
-        super::unlock_page(p);
-    });
+    let plain = {
+        let f = f.clone();
+        spawn_on("pl-plain", move || {
+            super::lock_page(&f);
+            super::unlock_page(&f);
+        })
+    };
     kassert!(wait_queued(t, p, 2), "waiters never queued");
     w.cancel.store(true, Ordering::SeqCst);
     sched::wake(&w);
@@ -191,12 +201,12 @@ fn killable_cancel(_: &Ctx) -> TestResult {
     kassert_eq!(result.load(Ordering::Acquire), 2);
     kassert_eq!(t.waiters_queued(p), 1);
     kassert!(
-        p.flags.test(PG_LOCKED),
+        p.flags().test(PG_LOCKED),
         "the owner's lock must survive a waiter's cancel"
     );
     t.unlock_page(p);
     kassert!(join_timeout(&plain, 5_000), "remaining waiter not woken");
-    kassert_eq!(p.flags.load(Ordering::Relaxed) & 0xff, 0);
+    kassert_eq!(p.flags().load(Ordering::Relaxed) & 0xff, 0);
     Ok(())
 }
 
@@ -211,62 +221,69 @@ fn torture_with(cfg: Option<Config>, o: Options) -> TestResult {
     Ok(())
 }
 
-fn opts(ctx: &Ctx, name: &'static str, ms: u64) -> Options {
+/// A torture case's own shape, then the boot knobs on top: every torture
+/// case honours `torture_threads=` (per CPU), `torture_pages=` and
+/// `torture_ms=` (the case's whole run time).
+fn opts(ctx: &Ctx, base: Options) -> Options {
+    let tp = ctx.params.torture;
+    Options {
+        duration_ms: tp.ms.unwrap_or(base.duration_ms),
+        threads_per_cpu: tp
+            .threads_per_cpu
+            .map_or(base.threads_per_cpu, |n| n as usize),
+        pages: tp.pages.map_or(base.pages, |n| n as usize),
+        seed: ctx.params.seed,
+        ..base
+    }
+}
+
+/// A case's shape: `Options::DEFAULT` with a name, a length and a page
+/// count.
+const fn shape(name: &'static str, duration_ms: u64, pages: usize) -> Options {
     Options {
         name,
-        duration_ms: ms,
-        seed: ctx.params.seed,
+        duration_ms,
+        pages,
         ..Options::DEFAULT
     }
 }
 
-/// The boot protocol and the boot knobs (`torture_threads=`,
-/// `torture_pages=`, `torture_ms=`): the case the known-bad host tests run.
-/// Half the time in lockstep with one thread per CPU on one page (every
-/// round all CPUs race for the same lock, then quiesce: the sharpest lost
-/// wake-up detector), half free-running, 4 threads per CPU on 16 pages,
-/// with pauses. The knobs override both halves.
+/// The boot protocol: the case the known-bad host tests run. Half the time
+/// in lockstep with one thread per CPU on one page (every round all CPUs
+/// race for the same lock, then quiesce: the sharpest lost wake-up
+/// detector), half free-running, 4 threads per CPU on 16 pages, with
+/// pauses. The knobs override both halves (`torture_ms=` is the total).
 fn torture(ctx: &Ctx) -> TestResult {
+    let base = opts(ctx, shape("torture", 4000, 16));
+    let half = base.duration_ms.div_ceil(2);
     let tp = ctx.params.torture;
-    let half = tp.ms.unwrap_or(4000).div_ceil(2);
-    let knobs = |o: Options| Options {
-        threads_per_cpu: tp.threads_per_cpu.map_or(o.threads_per_cpu, |n| n as usize),
-        pages: tp.pages.map_or(o.pages, |n| n as usize),
-        ..o
-    };
-    let base = opts(ctx, "torture", half);
     let lockstep = Options {
         name: "torture_lockstep",
         lockstep: true,
         stutter_ms: 0,
-        threads_per_cpu: 1,
-        pages: 1,
+        threads_per_cpu: tp.threads_per_cpu.map_or(1, |n| n as usize),
+        pages: tp.pages.map_or(1, |n| n as usize),
         hold_yield_one_in: 0,
         max_hold_spins: 4,
+        duration_ms: half,
         ..base
     };
-    torture_with(None, knobs(lockstep))?;
-    torture_with(None, knobs(base))
+    torture_with(None, lockstep)?;
+    torture_with(
+        None,
+        Options {
+            duration_ms: half,
+            ..base
+        },
+    )
 }
 
 fn torture_many_pages(ctx: &Ctx) -> TestResult {
-    torture_with(
-        None,
-        Options {
-            pages: 256,
-            ..opts(ctx, "many_pages", 2000)
-        },
-    )
+    torture_with(None, opts(ctx, shape("many_pages", 2000, 256)))
 }
 
 fn torture_one_page(ctx: &Ctx) -> TestResult {
-    torture_with(
-        None,
-        Options {
-            pages: 1,
-            ..opts(ctx, "one_page", 2000)
-        },
-    )
+    torture_with(None, opts(ctx, shape("one_page", 2000, 1)))
 }
 
 /// bits=0: every page's waiters share one queue (collisions everywhere).
@@ -276,10 +293,7 @@ fn torture_one_queue(ctx: &Ctx) -> TestResult {
             table_bits: 0,
             ..config()
         }),
-        Options {
-            pages: 16,
-            ..opts(ctx, "one_queue", 2000)
-        },
+        opts(ctx, shape("one_queue", 2000, 16)),
     )
 }
 
@@ -287,12 +301,14 @@ fn torture_one_queue(ctx: &Ctx) -> TestResult {
 fn torture_killable(ctx: &Ctx) -> TestResult {
     torture_with(
         None,
-        Options {
-            killable_one_in: 2,
-            cancels_per_tick: 4,
-            pages: 4,
-            ..opts(ctx, "killable", 2000)
-        },
+        opts(
+            ctx,
+            Options {
+                killable_one_in: 2,
+                cancels_per_tick: 4,
+                ..shape("killable", 2000, 4)
+            },
+        ),
     )
 }
 
@@ -303,11 +319,129 @@ fn torture_fifo(ctx: &Ctx) -> TestResult {
             unfairness: 0,
             ..config()
         }),
-        Options {
-            pages: 4,
-            ..opts(ctx, "fifo", 2000)
-        },
+        opts(ctx, shape("fifo", 2000, 4)),
     )
+}
+
+fn sleeping(t: &ThreadRef) -> bool {
+    t.state.load(Ordering::Acquire) == sched::SLEEPING
+}
+
+/// Spawns a thread that runs `wait` on its own reference to `f` and
+/// records 1 for Ok, 2 for Interrupted.
+fn spawn_waiter(
+    name: &str,
+    f: &Frame,
+    wait: impl FnOnce(&Frame) -> Result<(), Interrupted> + Send + 'static,
+) -> (ThreadRef, Arc<AtomicUsize>) {
+    let (f, result) = (f.clone(), Arc::new(AtomicUsize::new(0)));
+    let r = result.clone();
+    let t = spawn_on(name, move || {
+        let v = if wait(&f).is_ok() { 1 } else { 2 };
+        r.store(v, Ordering::Release);
+    });
+    (t, result)
+}
+
+/// The killable shared waits (`wait_on_page_locked_killable`,
+/// `wait_on_page_writeback_killable`) and the generic `wait_event_killable`:
+/// a cancelled waiter returns Interrupted and leaves the queue, an
+/// uncancelled one returns Ok once the bit clears (or the event happens).
+fn killable_shared_waits(_: &Ctx) -> TestResult {
+    let f = frame();
+    let t = table();
+    kassert!(t.trylock_page(&f));
+    t.set_page_writeback(&f);
+    let (lk_cancel, lk_cancel_r) =
+        spawn_waiter("pl-lk-c", &f, |f| super::wait_on_page_locked_killable(f));
+    let (lk, lk_r) = spawn_waiter("pl-lk", &f, |f| super::wait_on_page_locked_killable(f));
+    let (wb_cancel, wb_cancel_r) =
+        spawn_waiter("pl-wb-c", &f, |f| super::wait_on_page_writeback_killable(f));
+    let (wb, wb_r) = spawn_waiter("pl-wb", &f, |f| super::wait_on_page_writeback_killable(f));
+    kassert!(wait_queued(t, &f, 4), "waiters never queued");
+    for w in [&lk_cancel, &wb_cancel] {
+        w.cancel.store(true, Ordering::SeqCst);
+        sched::wake(w);
+        kassert!(join_timeout(w, 5_000), "cancelled waiter did not return");
+    }
+    kassert_eq!(lk_cancel_r.load(Ordering::Acquire), 2);
+    kassert_eq!(wb_cancel_r.load(Ordering::Acquire), 2);
+    kassert_eq!(t.waiters_queued(&f), 2);
+    kassert_eq!(t.end_page_writeback(&f), PutOutcome::StillReferenced);
+    kassert!(join_timeout(&wb, 5_000), "writeback waiter not woken");
+    kassert_eq!(wb_r.load(Ordering::Acquire), 1);
+    t.unlock_page(&f);
+    kassert!(join_timeout(&lk, 5_000), "lock waiter not woken");
+    kassert_eq!(lk_r.load(Ordering::Acquire), 1);
+    kassert_eq!(t.waiters_queued(&f), 0);
+
+    // wait_event_killable on a plain queue: cancel wins over a false
+    // condition; a true condition wins.
+    let wq = Arc::new(crate::sched::thread::WaitQueue::new());
+    let flag = Arc::new(AtomicBool::new(false));
+    let spawn_ev = |name: &str| {
+        let (wq, flag, r) = (wq.clone(), flag.clone(), Arc::new(AtomicUsize::new(0)));
+        let rr = r.clone();
+        let t = spawn_on(name, move || {
+            let v = wq.wait_event_killable(|| flag.load(Ordering::Acquire));
+            rr.store(if v.is_ok() { 1 } else { 2 }, Ordering::Release);
+        });
+        (t, r)
+    };
+    let (ev_cancel, ev_cancel_r) = spawn_ev("pl-ev-c");
+    let (ev, ev_r) = spawn_ev("pl-ev");
+    let deadline = time::now_ns() + 5_000 * MS;
+    while !(sleeping(&ev) && sleeping(&ev_cancel)) && time::now_ns() < deadline {
+        timer::sleep_ns(MS);
+    }
+    ev_cancel.cancel.store(true, Ordering::SeqCst);
+    sched::wake(&ev_cancel);
+    kassert!(
+        join_timeout(&ev_cancel, 5_000),
+        "cancelled wait_event did not return"
+    );
+    kassert_eq!(ev_cancel_r.load(Ordering::Acquire), 2);
+    flag.store(true, Ordering::Release);
+    wq.wake_up_all();
+    kassert!(join_timeout(&ev, 5_000), "wait_event not woken");
+    kassert_eq!(ev_r.load(Ordering::Acquire), 1);
+    Ok(())
+}
+
+/// `put_and_wait_on_page_locked` (Linux 9a1ea439b16b): the waiter's
+/// reference is gone while it sleeps, so a migration-style `ref_freeze`
+/// of the owner's one reference succeeds; unlocking wakes the waiter,
+/// which never touches the page again. (Were the waiter's reference the
+/// last, its put would free the frame through `Frame::put_via`; the lock
+/// holder's own reference makes that impossible while the page is
+/// locked.)
+fn put_and_wait_drops_reference(_: &Ctx) -> TestResult {
+    let f = frame();
+    let t = table();
+    kassert!(t.trylock_page(&f));
+    let (w, r) = {
+        let g = f.clone();
+        let r = Arc::new(AtomicUsize::new(0));
+        let rr = r.clone();
+        let w = spawn_on("pl-putwait", move || {
+            let v = super::put_and_wait_on_page_locked(g, false);
+            rr.store(if v.is_ok() { 1 } else { 2 }, Ordering::Release);
+        });
+        (w, r)
+    };
+    kassert!(wait_queued(t, &f, 1), "waiter never queued");
+    let deadline = time::now_ns() + 5_000 * MS;
+    while f.ref_count() != 1 && time::now_ns() < deadline {
+        timer::sleep_ns(MS);
+    }
+    kassert_eq!(f.ref_count(), 1);
+    kassert!(f.ref_freeze(1), "the sleeper still holds a reference");
+    f.ref_unfreeze(1);
+    t.unlock_page(&f);
+    kassert!(join_timeout(&w, 5_000), "put-and-wait waiter not woken");
+    kassert_eq!(r.load(Ordering::Acquire), 1);
+
+    Ok(())
 }
 
 /// 2000 waiters on 4 colliding pages in one queue: the walk that wakes one
@@ -379,6 +513,14 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "herd_wake_walk",
             run: herd_wake_walk,
+        },
+        Case {
+            name: "killable_shared_waits",
+            run: killable_shared_waits,
+        },
+        Case {
+            name: "put_and_wait_drops_reference",
+            run: put_and_wait_drops_reference,
         },
     ],
 };

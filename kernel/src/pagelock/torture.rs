@@ -38,16 +38,13 @@
 use alloc::{format, string::String, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use pagesync::{
-    Page,
-    flags::{PG_LOCKED, PG_WAITERS},
-};
+use pagesync::flags::{PG_LOCKED, PG_WAITERS};
 
 use super::Table;
 use crate::sched::thread::WaitQueue;
 use crate::{
     arch::x86_64::time,
-    mm::{AllocFlags, Pages, alloc_pages},
+    mm::{AllocFlags, Frame, alloc_pages},
     println,
     sched::{self, ThreadRef, timer, watchdog},
     smp::online_cpus,
@@ -223,7 +220,9 @@ struct PerThread {
 
 struct Shared {
     target: Target,
-    pages: Vec<&'static Page>,
+    /// The frames the workers lock; each worker reaches them through the
+    /// shared `Arc`, so they stay allocated while any worker lives.
+    pages: Vec<Frame>,
     tickets: Vec<TicketLock>,
     per: Vec<PerThread>,
     stop: AtomicBool,
@@ -293,21 +292,21 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
         match s.target {
             Target::Ticket => s.tickets[i].lock(),
             Target::Pages(t) if killable => {
-                if t.lock_page_killable(s.pages[i]).is_err() {
+                if t.lock_page_killable(&s.pages[i]).is_err() {
                     s.cancelled.fetch_add(1, Ordering::Relaxed);
                     me.cancel.store(false, Ordering::Relaxed);
                     per.phase.store(RUNNING, Ordering::Relaxed);
                     continue;
                 }
             }
-            Target::Pages(t) => t.lock_page(s.pages[i]),
+            Target::Pages(t) => t.lock_page(&s.pages[i]),
         }
         per.max_wait
             .fetch_max(time::rdtsc() - t0, Ordering::Relaxed);
         per.phase.store(HOLDING, Ordering::Relaxed);
         // Detector 1. Relaxed suffices: two holders at once would both see
         // the word in one coherence order, and one CAS must fail.
-        let owner = s.pages.get(i).map(|p| &p.lock_owner);
+        let owner = s.pages.get(i).map(|p| p.lock_owner());
         let claimed = owner.is_some_and(|w| {
             w.compare_exchange(0, tid, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
@@ -337,8 +336,8 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
         match s.target {
             Target::Ticket => s.tickets[i].unlock(),
             Target::Pages(t) => {
-                let page = s.pages[i];
-                let slow = page.flags.test(PG_WAITERS);
+                let page = &s.pages[i];
+                let slow = page.flags().test(PG_WAITERS);
                 let t0 = time::rdtsc();
                 t.unlock_page(page);
                 if slow {
@@ -390,7 +389,7 @@ fn diagnose_stuck(s: &Shared, table: Option<&Table>, r: &mut Report) {
         waiting += 1;
         let i = p.page.load(Ordering::Relaxed);
         let Some(page) = s.pages.get(i) else { continue };
-        let locked = page.flags.test(PG_LOCKED);
+        let locked = page.flags().test(PG_LOCKED);
         let queued = table.map_or(0, |t| t.waiters_queued(page));
         if !locked {
             lost += 1;
@@ -400,7 +399,7 @@ fn diagnose_stuck(s: &Shared, table: Option<&Table>, r: &mut Report) {
                 "pagelock-torture: worker {k} still waits for page {i} after {} ms: PG_locked={} PG_waiters={} queued={queued}{}",
                 QUIESCE_NS / MS,
                 locked as u8,
-                page.flags.test(PG_WAITERS) as u8,
+                page.flags().test(PG_WAITERS) as u8,
                 if locked {
                     ""
                 } else {
@@ -431,14 +430,14 @@ fn quiesce(s: &Shared, table: Option<&Table>, r: &mut Report) -> bool {
     if let Some(t) = table {
         for (i, page) in s.pages.iter().enumerate() {
             let queued = t.waiters_queued(page);
-            if page.flags.test(PG_LOCKED)
-                || page.lock_owner.load(Ordering::Relaxed) != 0
+            if page.flags().test(PG_LOCKED)
+                || page.lock_owner().load(Ordering::Relaxed) != 0
                 || queued != 0
             {
                 r.failures.push(format!(
                     "page {i} at quiescence: PG_locked={} owner={} queued={queued}",
-                    page.flags.test(PG_LOCKED) as u8,
-                    page.lock_owner.load(Ordering::Relaxed)
+                    page.flags().test(PG_LOCKED) as u8,
+                    page.lock_owner().load(Ordering::Relaxed)
                 ));
                 return false;
             }
@@ -465,7 +464,7 @@ pub fn run(target: Target, o: &Options) -> Report {
         Target::Pages(t) => Some(t),
         Target::Ticket => None,
     };
-    let mut frames: Vec<Pages> = Vec::new();
+    let mut frames: Vec<Frame> = Vec::new();
     if table.is_some() {
         for _ in 0..o.pages {
             match alloc_pages(0, AllocFlags::ZERO) {
@@ -479,7 +478,7 @@ pub fn run(target: Target, o: &Options) -> Report {
     }
     let s = Arc::new(Shared {
         target,
-        pages: frames.iter().map(|f| f.page()).collect(),
+        pages: core::mem::take(&mut frames),
         tickets: if table.is_none() {
             (0..o.pages).map(|_| TicketLock::default()).collect()
         } else {
@@ -612,7 +611,7 @@ pub fn run(target: Target, o: &Options) -> Report {
             // PG_WAITERS first, so a broken protocol's stale clear does
             // not trip pagesync's debug invariant check in the walk.
             for p in &s.pages {
-                p.flags.set(PG_WAITERS);
+                p.flags().set(PG_WAITERS);
                 t.wake_page_bit(p, PG_LOCKED);
             }
         }
@@ -652,7 +651,7 @@ pub fn run(target: Target, o: &Options) -> Report {
     r.max_wake_walk_ns = time::cycles_to_ns(s.max_walk.load(Ordering::Relaxed));
     if r.unfinished == 0 {
         for (i, p) in s.pages.iter().enumerate() {
-            if p.flags.test(PG_LOCKED) || p.lock_owner.load(Ordering::Relaxed) != 0 {
+            if p.flags().test(PG_LOCKED) || p.lock_owner().load(Ordering::Relaxed) != 0 {
                 r.failures
                     .push(format!("page {i} left locked after the run"));
             }
@@ -678,11 +677,11 @@ pub fn run(target: Target, o: &Options) -> Report {
             println!("    # pagelock-torture: FAILURE: {}", r.failures.join("; "));
         }
     }
-    if r.unfinished == 0 && r.failures.iter().all(|f| !f.contains("left locked")) {
-        drop(frames);
-    } else {
-        // Sleeping threads (or a stuck lock) still reference the frames.
-        core::mem::forget(frames);
+    if r.unfinished != 0 || r.failures.iter().any(|f| f.contains("left locked")) {
+        // Sleeping threads hold the shared state (and its frames) anyway; a
+        // page left locked must not reach the allocator's free checks
+        // either: keep it all for the rest of the run.
+        core::mem::forget(s);
     }
     r
 }

@@ -9,7 +9,7 @@ use core::{
 
 use pagesync::{
     platform::Platform,
-    waitqueue::{LockedQueue, WaitEntry, WaitQueueHead, autoremove_wake_function},
+    waitqueue::{LockedQueue, WaitEntry, WaitKind, WaitQueueHead, autoremove_wake_function},
 };
 
 use super::{KernelPlatform, ThreadRef, spawn, timer, watchdog};
@@ -137,8 +137,8 @@ fn thousand_sleepers(_: &Ctx) -> TestResult {
 /// Sleeps exclusively on `wq` until a token can be taken.
 fn exclusive_wait(wq: &Wq, token: &AtomicUsize) {
     let entry = pin!(WaitEntry::<KernelPlatform>::new(
-        autoremove_wake_function::<KernelPlatform>,
-        [0, 0]
+        autoremove_wake_function,
+        ()
     ));
     let entry = entry.as_ref();
     loop {
@@ -191,18 +191,26 @@ fn exclusive_wakes_one(_: &Ctx) -> TestResult {
     Ok(())
 }
 
-/// Wake function that only wakes entries whose key matches `*key`.
+/// A queue whose entries and walks carry a number.
+struct Numbered;
+
+impl WaitKind for Numbered {
+    type EntryKey = usize;
+    type WalkKey = usize;
+}
+
+/// Wake function that only wakes entries whose number is the walk's.
 ///
 /// # Safety
-/// As `WakeFn`; `key` points at a `usize`.
+/// As `WakeFn`.
 unsafe fn keyed_wake(
-    q: &mut LockedQueue<'_, KernelPlatform>,
-    entry: *const WaitEntry<KernelPlatform>,
-    key: *mut (),
+    q: &mut LockedQueue<'_, KernelPlatform, Numbered>,
+    entry: *const WaitEntry<KernelPlatform, Numbered>,
+    key: &mut usize,
 ) -> i32 {
-    // SAFETY: the entry is linked (walk contract); callers pass a usize key.
+    // SAFETY: the entry is linked (walk contract).
     unsafe {
-        if (*entry).key()[0] != *(key as *const usize) {
+        if (*entry).key() != *key {
             return 0;
         }
         autoremove_wake_function(q, entry, key)
@@ -213,7 +221,7 @@ unsafe fn keyed_wake(
 fn keyed_wake_matches(_: &Ctx) -> TestResult {
     const KEYS: usize = 4;
     const PER_KEY: usize = 3;
-    let wq = Arc::new(Wq::new());
+    let wq = Arc::new(WaitQueueHead::<KernelPlatform, Numbered>::new());
     let open = Arc::new([const { AtomicBool::new(false) }; KEYS]);
     let woken = Arc::new([const { AtomicUsize::new(0) }; KEYS]);
     let mut ts = Vec::new();
@@ -222,7 +230,7 @@ fn keyed_wake_matches(_: &Ctx) -> TestResult {
             let (wq, open, woken) = (wq.clone(), open.clone(), woken.clone());
             ts.push(
                 spawn(&format!("key{k}.{j}"), None, move || {
-                    let entry = pin!(WaitEntry::<KernelPlatform>::new(keyed_wake, [k, 0]));
+                    let entry = pin!(WaitEntry::<KernelPlatform, Numbered>::new(keyed_wake, k));
                     let entry = entry.as_ref();
                     loop {
                         // SAFETY: finish_wait runs before the entry drops.
@@ -245,8 +253,8 @@ fn keyed_wake_matches(_: &Ctx) -> TestResult {
         let mut key = k;
         {
             let mut q = wq.lock();
-            // SAFETY: every entry on this queue uses keyed_wake; the key is a usize.
-            unsafe { q.wake_up_locked_key(&mut key as *mut usize as *mut (), 0, None, 0) };
+            // SAFETY: no bookmark; every entry on this queue uses keyed_wake.
+            unsafe { q.wake_up_locked_key(&mut key, 0, None, 0) };
         }
         kassert!(
             eventually(10_000, || woken[k].load(Ordering::Acquire) == PER_KEY),

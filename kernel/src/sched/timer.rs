@@ -59,8 +59,8 @@ pub fn wait_event_timeout(
     let deadline = time::now_ns() + timeout_ns;
     add_timer(deadline);
     let entry = core::pin::pin!(WaitEntry::<KernelPlatform>::new(
-        autoremove_wake_function::<KernelPlatform>,
-        [0, 0]
+        autoremove_wake_function,
+        ()
     ));
     let entry = entry.as_ref();
     let ok = loop {

@@ -60,7 +60,7 @@ impl World {
     pub fn enter(&self, i: usize, me: u64) {
         let p = self.page(i);
         assert_eq!(
-            p.lock_owner
+            p.lock_owner()
                 .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed),
             Ok(0),
             "two owners of page {i}"
@@ -73,7 +73,7 @@ impl World {
     pub fn leave(&self, i: usize, me: u64) {
         let p = self.page(i);
         assert_eq!(
-            p.lock_owner
+            p.lock_owner()
                 .compare_exchange(me, 0, Ordering::Relaxed, Ordering::Relaxed),
             Ok(me)
         );
@@ -104,7 +104,7 @@ impl World {
     pub fn assert_quiescent(&self) {
         for (i, p) in self.pages.iter().enumerate() {
             assert!(
-                !p.flags.test(pagesync::flags::PG_LOCKED),
+                !p.flags().test(pagesync::flags::PG_LOCKED),
                 "page {i} left locked"
             );
             assert_eq!(

@@ -1,0 +1,116 @@
+//! The known-bad mutations, one function per [`Bug`], each named after its
+//! variant and called from the one spot of the correct protocol it mutates
+//! (`crate::page_lock` and `crate::wait_table`; search for `bugs::`).
+//!
+//! Mental model: each function returns "not mine" (`None`, `false`) unless
+//! its own bug is configured, so the correct code path runs untouched by
+//! default. Each comment says what goes wrong, step by step.
+//!
+//! The kernel's torture catches the bugs whose window is only a few
+//! instructions wide because the window is widened here, in the bad variant
+//! only, by [`BUG_WINDOW_RELAX`] `cpu_relax` calls (kernel builds; under
+//! loom the widening is zero, since loom explores every interleaving).
+
+use crate::flags::{PG_LOCKED, PG_WAITERS, mask};
+use crate::page::Page;
+use crate::page_lock::{Behavior, PageEntry};
+use crate::platform::Platform;
+use crate::sync::Ordering;
+use crate::variant::Bug;
+use crate::wait_table::PageWaitTable;
+use crate::waitqueue::{WQ_FLAG_DONE, WQ_FLAG_WOKEN};
+
+/// `cpu_relax` calls inside a bug's race window (kernel builds).
+#[cfg(not(loom))]
+pub const BUG_WINDOW_RELAX: u32 = 500;
+/// Loom explores every interleaving; no widening.
+#[cfg(loom)]
+pub const BUG_WINDOW_RELAX: u32 = 0;
+
+fn widen_window<P: Platform>() {
+    for _ in 0..BUG_WINDOW_RELAX {
+        P::cpu_relax();
+    }
+}
+
+impl Bug {
+    /// Whether the bug replaces `unlock_page` ([`unlock_page`]).
+    pub(crate) const fn mutates_unlock(self) -> bool {
+        matches!(self, Bug::ClearAfterWake | Bug::NonAtomicFlags)
+    }
+}
+
+/// [`Bug::TasOutsideLock`], at the top of the exclusive wait loop, before
+/// the queue lock: the waiter tries the bit *outside* the lock, and then
+/// queues without trying again under it. The owner can unlock between the
+/// failed try and our setting of `PG_WAITERS`, see no waiters and wake
+/// nobody; we then queue and sleep with the lock free (lost wake-up).
+///
+/// Returns `None` unless this bug is configured (the correct code then tries
+/// under the lock), else whether the bit was taken (the entry is marked
+/// done, as the correct try would).
+pub(crate) fn tas_outside_lock<P: Platform>(
+    table: &PageWaitTable<P>,
+    page: &Page,
+    bit: u32,
+    behavior: Behavior,
+    entry: &PageEntry<P>,
+    flags: u32,
+) -> Option<bool> {
+    if table.cfg.bug != Some(Bug::TasOutsideLock) || behavior != Behavior::Exclusive {
+        return None;
+    }
+    let got = !page.flags.test_and_set(bit);
+    if got {
+        // The entry is not queued: nobody else reads its flags.
+        entry
+            .flags()
+            .store(flags | WQ_FLAG_WOKEN | WQ_FLAG_DONE, Ordering::Relaxed);
+    } else {
+        widen_window::<P>();
+    }
+    Some(got)
+}
+
+/// The bugs that replace `unlock_page` ([`Bug::mutates_unlock`]).
+pub(crate) fn unlock_page<P: Platform>(table: &PageWaitTable<P>, page: &Page, bug: Bug) {
+    match bug {
+        Bug::NonAtomicFlags => non_atomic_flags(table, page),
+        Bug::ClearAfterWake => clear_after_wake(table, page),
+        Bug::TasOutsideLock | Bug::ClearWaitersEarly => {
+            unreachable!("{bug} does not mutate unlock_page")
+        }
+    }
+}
+
+/// [`Bug::NonAtomicFlags`]: unlock with a plain load and store instead of
+/// one RMW (the `__ClearPageDirty` bug on THP split). A waiter can set
+/// `PG_WAITERS` between our load and store, test `PG_LOCKED` (still set),
+/// queue and sleep; the store then erases `PG_WAITERS`, and `old` never had
+/// it, so nobody wakes the waiter.
+fn non_atomic_flags<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
+    let old = page.flags.load(Ordering::Relaxed);
+    widen_window::<P>();
+    page.flags.store_release_racy(old & !mask(PG_LOCKED));
+    if old & mask(PG_WAITERS) != 0 {
+        table.wake_page_bit(page, PG_LOCKED);
+    }
+}
+
+/// [`Bug::ClearAfterWake`]: wake while the bit is still set, then clear it
+/// outside the queue lock without re-reading `PG_WAITERS` (the ordering
+/// Linus rejected in the seed mail). The exclusive waiter's wake function
+/// sees the bit held and stops the walk; after the clear nobody walks again.
+fn clear_after_wake<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
+    if page.flags.test(PG_WAITERS) {
+        table.wake_page_bit(page, PG_LOCKED);
+    }
+    page.flags.clear_bit_unlock(PG_LOCKED);
+}
+
+/// [`Bug::ClearWaitersEarly`], at the end of the wake walk: clear
+/// `PG_WAITERS` even though entries of the page remain queued, so the next
+/// unlock skips the wake-up. Returns whether to clear regardless.
+pub(crate) fn clear_waiters_early<P: Platform>(table: &PageWaitTable<P>) -> bool {
+    table.cfg.bug == Some(Bug::ClearWaitersEarly)
+}

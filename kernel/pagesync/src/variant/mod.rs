@@ -1,0 +1,171 @@
+//! Protocol variants: the knobs a [`crate::PageWaitTable`] is built with.
+//!
+//! Mental model: one [`Config`] value selects which historical version of
+//! the Linux protocol runs, and optionally one deliberately broken
+//! mutation ([`Bug`]). The kernel fills it from its boot parameters (the
+//! parsing lives with the parameter table, not here); tests build it
+//! directly. [`Config::default`] is the correct, current protocol.
+//!
+//! Where each variant lives:
+//! * the 5.9+ algorithm with hand-off: `crate::page_lock` (Linux 6.7+ alone);
+//! * `handoff: false`, the pre-5.9 wake-then-race loop: [`legacy`];
+//! * each known-bad [`Bug`]: the function of the same name in [`bugs`],
+//!   called from the one spot of the correct code it mutates. A bug is
+//!   never on by default.
+
+pub mod bugs;
+pub mod legacy;
+
+use core::fmt;
+
+/// Linux's `WAITQUEUE_WALK_BREAK_CNT`.
+pub const DEFAULT_BOOKMARK_BATCH: u32 = 64;
+
+/// How the page wait table behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// log2 of the number of hashed wait queues (0 = one queue). Default 8.
+    pub table_bits: u32,
+    /// true: the 5.9+ algorithm, where the wake function can hand the lock
+    /// bit over to the waiter it wakes. false: the pre-5.9 loop (wake, then
+    /// the woken waiter races for the bit outside the queue lock and
+    /// re-queues at the tail if it loses).
+    pub handoff: bool,
+    /// How many times an exclusive waiter lets others steal the lock before
+    /// it asks for a hand-off (`page_lock_unfairness`, default 5; 0 = strict
+    /// FIFO hand-off). Only with `handoff`.
+    pub unfairness: u32,
+    /// Break long wake walks every `bookmark_batch` entries, dropping the
+    /// queue lock in between (Linux 4.14–6.6).
+    pub bookmarks: bool,
+    /// Entries per walk chunk when `bookmarks` is on.
+    pub bookmark_batch: u32,
+    /// Fix the killable window: a killable exclusive waiter that was woken
+    /// without a hand-off but leaves with [`crate::Interrupted`] passes the
+    /// wake-up on. Applies to both loops: the 5.9+ one (`crate::page_lock`)
+    /// and the pre-5.9 one ([`legacy`], where the same window is Oleg
+    /// Nesterov's 2020 missed wake-up). false = Linux-faithful (the window
+    /// exists).
+    pub killable_fix: bool,
+    /// A known-bad mutation to run instead of the correct code.
+    pub bug: Option<Bug>,
+}
+
+impl Config {
+    /// The correct, current protocol (hand-off, unfairness 5, no
+    /// bookmarks, killable fix on, 256 queues).
+    pub const DEFAULT: Self = Self {
+        table_bits: crate::wait_table::DEFAULT_TABLE_BITS,
+        handoff: true,
+        unfairness: 5,
+        bookmarks: false,
+        bookmark_batch: DEFAULT_BOOKMARK_BATCH,
+        killable_fix: true,
+        bug: None,
+    };
+
+    /// Linux 6.7+ as written (the killable window included).
+    pub const LINUX_6_7: Self = Self {
+        killable_fix: false,
+        ..Self::DEFAULT
+    };
+
+    /// Linux 4.14–5.8: wake-then-race with bookmarks.
+    pub const LINUX_5_8: Self = Self {
+        handoff: false,
+        bookmarks: true,
+        killable_fix: false,
+        ..Self::DEFAULT
+    };
+
+    /// Whether this configuration runs a known-bad mutation.
+    pub fn is_known_bad(&self) -> bool {
+        self.bug.is_some()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A known-bad protocol mutation, for proving that tests catch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bug {
+    /// The exclusive waiter's test-and-set runs before it takes the queue
+    /// lock, and it then queues without re-testing: the owner can unlock in
+    /// between, see no PG_WAITERS, and wake nobody (lost wake-up).
+    /// The mutation: [`bugs::tas_outside_lock`].
+    TasOutsideLock,
+    /// `unlock_page` wakes first and clears PG_LOCKED afterwards, outside
+    /// the queue lock, without re-reading PG_WAITERS (the ordering Linus
+    /// rejected in the seed mail): the exclusive waiter is not woken because
+    /// the bit is still set, and nobody wakes it after the clear.
+    /// The mutation: `bugs::clear_after_wake`.
+    ClearAfterWake,
+    /// The wake walk clears PG_WAITERS even though entries for the page
+    /// remain, so the next unlock skips the wake-up.
+    /// The mutation: [`bugs::clear_waiters_early`].
+    ClearWaitersEarly,
+    /// `unlock_page` clears PG_LOCKED with a plain load + store instead of
+    /// an atomic RMW, erasing a PG_WAITERS set in between (the
+    /// `__ClearPageDirty` bug on THP split).
+    /// The mutation: `bugs::non_atomic_flags`.
+    NonAtomicFlags,
+}
+
+impl Bug {
+    /// Every known-bad variant.
+    pub const ALL: [Bug; 4] = [
+        Bug::TasOutsideLock,
+        Bug::ClearAfterWake,
+        Bug::ClearWaitersEarly,
+        Bug::NonAtomicFlags,
+    ];
+
+    /// The name used in boot parameters, reports and test names.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Bug::TasOutsideLock => "tas-outside-lock",
+            Bug::ClearAfterWake => "clear-after-wake",
+            Bug::ClearWaitersEarly => "clear-waiters-early",
+            Bug::NonAtomicFlags => "non-atomic-flags",
+        }
+    }
+
+    /// Always true: every [`Bug`] is a known-bad protocol.
+    pub const fn is_known_bad(self) -> bool {
+        true
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bug_names_are_distinct_and_known_bad() {
+        for (i, a) in Bug::ALL.iter().enumerate() {
+            assert!(a.is_known_bad());
+            for b in &Bug::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+        }
+    }
+
+    #[test]
+    fn default_is_correct() {
+        let c = Config::default();
+        assert!(!c.is_known_bad());
+        assert!(c.handoff && c.killable_fix && !c.bookmarks);
+        assert_eq!((c.unfairness, c.table_bits), (5, 8));
+        assert!(!Config::LINUX_5_8.handoff && !Config::LINUX_6_7.killable_fix);
+    }
+}

@@ -1,0 +1,205 @@
+//! The kernel's one handle for "a frame": [`Frame`], and [`Pfn`] for the
+//! physical side.
+//!
+//! Mental model: a [`Frame`] is one counted reference on the head page of
+//! a block of `2^order` physical frames (Linux's `struct folio *` plus the
+//! `folio_get` it stands for). Cloning takes another reference
+//! (`folio_get`), dropping gives one back (`folio_put`), and the last drop
+//! returns the block to the allocator, after the checks of
+//! [`super::page_alloc`]. The allocator hands out the first reference
+//! ([`super::alloc_pages`]); the page lock, the page cache and GUP take and
+//! pass Frames, never frame numbers.
+//!
+//! The descriptor is borrowed *from the handle*: [`Frame::page`] (and
+//! `Deref`) give a `&Page` that cannot outlive the `Frame`, so safe code
+//! cannot lock, or look at, a page after giving up its reference (the
+//! frame may have been freed and reused by then).
+//!
+//! A [`Pfn`] appears only where physical and virtual addresses convert:
+//! building the frame array, the buddy arithmetic, page tables. Turning a
+//! `Pfn` back into a `Frame` takes a reference the checked way
+//! ([`Frame::try_get_pfn`], Linux's `get_page_unless_zero`).
+
+use core::{fmt, ops::Deref, ptr::NonNull};
+
+use pagesync::{Page, RefError};
+
+use super::{PAGE_SHIFT, PAGE_SIZE, frame_array, page_alloc};
+
+/// A physical frame number (physical address >> 12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pfn(pub u64);
+
+impl Pfn {
+    /// The frame holding physical address `phys`.
+    pub const fn from_phys(phys: u64) -> Pfn {
+        Pfn(phys >> PAGE_SHIFT)
+    }
+
+    /// The physical address of the frame's first byte.
+    pub const fn phys(self) -> u64 {
+        self.0 << PAGE_SHIFT
+    }
+
+    /// The frame `n` frames further on.
+    pub const fn add(self, n: u64) -> Pfn {
+        Pfn(self.0 + n)
+    }
+
+    /// The kernel's virtual address of the frame (the physical map).
+    pub fn virt(self) -> *mut u8 {
+        frame_array::virt(self)
+    }
+}
+
+impl fmt::LowerHex for Pfn {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0, f)
+    }
+}
+
+/// One reference on the head page of an allocated block (module docs).
+#[must_use = "dropping a Frame drops its reference (the last one frees the block)"]
+pub struct Frame {
+    /// A descriptor of the frame array, which lives for the rest of the
+    /// run; the reference we hold keeps the frame allocated.
+    page: NonNull<Page>,
+}
+
+// SAFETY: a Frame is a counted reference to a descriptor of the 'static
+// frame array; every operation on it is an atomic of the descriptor, so
+// handles may move between CPUs and threads and be shared.
+unsafe impl Send for Frame {}
+// SAFETY: as above: `&Frame` only reaches the descriptor's atomics.
+unsafe impl Sync for Frame {}
+
+impl Frame {
+    /// Wraps a reference the caller owns.
+    ///
+    /// # Safety
+    ///
+    /// `page` is a frame-array descriptor and the caller owns one of its
+    /// references, which the Frame now carries.
+    pub(super) unsafe fn adopt(page: &'static Page) -> Frame {
+        Frame {
+            page: NonNull::from(page),
+        }
+    }
+
+    /// The head page's descriptor, for as long as we hold the reference.
+    pub fn page(&self) -> &Page {
+        // SAFETY: frame-array descriptors live for the rest of the run.
+        unsafe { self.page.as_ref() }
+    }
+
+    fn page_static(&self) -> &'static Page {
+        // SAFETY: as in `page`; 'static only inside this module and the
+        // allocator, which never let it escape the reference it stands for.
+        unsafe { self.page.as_ref() }
+    }
+
+    /// The head frame's number.
+    pub fn pfn(&self) -> Pfn {
+        frame_array::pfn_of(self.page())
+    }
+
+    /// Physical address of the first byte.
+    pub fn phys(&self) -> u64 {
+        self.pfn().phys()
+    }
+
+    /// Kernel virtual address of the first byte.
+    pub fn virt(&self) -> *mut u8 {
+        self.pfn().virt()
+    }
+
+    /// log2 of the number of frames in the block (recorded in the head
+    /// page's flags by the allocator).
+    pub fn order(&self) -> u32 {
+        self.page().flags().order()
+    }
+
+    /// Size of the block in bytes.
+    pub fn bytes(&self) -> usize {
+        PAGE_SIZE << self.order()
+    }
+
+    /// Another reference (`folio_get`), refused near the overflow limit.
+    pub fn try_clone(&self) -> Result<Frame, RefError> {
+        self.page().get_page()?;
+        // SAFETY: we just took the reference the new handle carries.
+        Ok(unsafe { Frame::adopt(self.page_static()) })
+    }
+
+    /// A reference on the block whose head frame is `pfn`, if it is
+    /// allocated (`get_page_unless_zero`): refused with
+    /// [`RefError::Unused`] on a free frame or one that is not RAM, and
+    /// near the GUP overflow limit (2^31) with [`RefError::Overflow`].
+    pub fn try_get_pfn(pfn: Pfn) -> Result<Frame, RefError> {
+        let page = frame_array::page(pfn).ok_or(RefError::Unused)?;
+        page.try_get()?;
+        // SAFETY: we just took the reference the handle carries.
+        Ok(unsafe { Frame::adopt(page) })
+    }
+
+    /// Hands the reference to `f` as a bare page, with the function that
+    /// frees the block should `f` drop the last reference. For waits that
+    /// give up the caller's reference while queued
+    /// (`put_and_wait_on_page_locked`): `f` must drop the reference
+    /// exactly once and call the function if that was the last.
+    pub fn put_via<R>(self, f: impl FnOnce(&Page, fn(&Page)) -> R) -> R {
+        let page = self.page_static();
+        core::mem::forget(self);
+        f(page, page_alloc::free_last_reference)
+    }
+
+    /// Gives up the handle without dropping its reference: the block stays
+    /// allocated until [`Frame::from_raw`] takes the reference back (or
+    /// for ever: heap blocks, stacks, page tables).
+    pub fn into_raw(self) -> Pfn {
+        let pfn = self.pfn();
+        core::mem::forget(self);
+        pfn
+    }
+
+    /// Takes back a reference given up by [`Frame::into_raw`].
+    ///
+    /// # Safety
+    ///
+    /// `pfn` came from `into_raw`, and that reference was not taken back
+    /// before.
+    pub unsafe fn from_raw(pfn: Pfn) -> Frame {
+        let page = frame_array::page(pfn).expect("Frame::from_raw: not a frame of RAM");
+        // SAFETY: the caller gives us the reference `into_raw` kept.
+        unsafe { Frame::adopt(page) }
+    }
+}
+
+impl Clone for Frame {
+    /// Another reference; a count at the overflow limit is a kernel bug
+    /// (reported with the descriptor, as Linux's `VM_BUG_ON_PAGE`).
+    fn clone(&self) -> Frame {
+        self.try_clone()
+            .unwrap_or_else(|e| page_alloc::bad_page(self.pfn(), format_args!("get_page: {e:?}")))
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        page_alloc::put_frame(self.page_static());
+    }
+}
+
+impl Deref for Frame {
+    type Target = Page;
+
+    fn deref(&self) -> &Page {
+        self.page()
+    }
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "Frame({})", page_alloc::Dump(self.pfn()))
+    }
+}
