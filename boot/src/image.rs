@@ -28,14 +28,7 @@ fn stripped(kernel: &Path) -> PathBuf {
     if mtime(&out).is_some_and(|t| Some(t) >= mtime(kernel)) {
         return out;
     }
-    let objcopy = std::process::Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()
-        .map(|o| {
-            PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
-                .join("lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-objcopy")
-        });
+    let objcopy = crate::toolchain::llvm_tool("llvm-objcopy");
     // Write under a unique name and rename: concurrent callers (BIOS and
     // UEFI images built by parallel tests) never see a half-written file.
     let tmp = out.with_extension(format!(

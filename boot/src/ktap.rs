@@ -7,9 +7,12 @@
 //!
 //! A truncated run (the kernel died or hung mid-way) is *not* a shorter
 //! pass: every test the plan promised but never reported is `Crashed`, and
-//! the one that was running is named from the kernel's `# running: X` line.
+//! the one that was running is named from the kernel's
+//! `contract::marker::RUNNING` line (or its `CRASHED_IN` line).
 
-use std::fmt;
+use std::{fmt, ops::AddAssign};
+
+use contract::marker::{CRASHED_IN, RUNNING};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -38,6 +41,15 @@ pub struct Counts {
     pub skipped: usize,
     /// Crashed or timed out (also included in `failed`).
     pub crashed: usize,
+}
+
+impl AddAssign for Counts {
+    fn add_assign(&mut self, b: Counts) {
+        self.passed += b.passed;
+        self.failed += b.failed;
+        self.skipped += b.skipped;
+        self.crashed += b.crashed;
+    }
 }
 
 impl fmt::Display for Counts {
@@ -94,15 +106,11 @@ impl Test {
 }
 
 fn sum(tests: &[Test]) -> Counts {
-    tests
-        .iter()
-        .map(Test::counts)
-        .fold(Counts::default(), |a, b| Counts {
-            passed: a.passed + b.passed,
-            failed: a.failed + b.failed,
-            skipped: a.skipped + b.skipped,
-            crashed: a.crashed + b.crashed,
-        })
+    let mut c = Counts::default();
+    for t in tests {
+        c += t.counts();
+    }
+    c
 }
 
 #[derive(Clone, Debug, Default)]
@@ -198,12 +206,9 @@ fn classify(raw: &str) -> (usize, Line<'_>) {
 }
 
 fn parse_result(s: &str) -> Option<Line<'_>> {
-    let (ok, rest) = if let Some(r) = s.strip_prefix("not ok ") {
-        (false, r)
-    } else if let Some(r) = s.strip_prefix("ok ") {
-        (true, r)
-    } else {
-        return None;
+    let (ok, rest) = match s.strip_prefix("not ok ") {
+        Some(r) => (false, r),
+        None => (true, s.strip_prefix("ok ")?),
     };
     let digits = rest
         .find(|c: char| !c.is_ascii_digit())
@@ -366,10 +371,10 @@ impl<'a> Parser<'a> {
                     self.pos += 1;
                 }
                 Line::Diagnostic(d) => {
-                    if let Some(r) = d.strip_prefix("# running: ") {
+                    if let Some(r) = d.strip_prefix(RUNNING) {
                         running = Some(r.trim().to_string());
                     }
-                    if let Some(r) = d.strip_prefix("# pcs: crashed in test case ") {
+                    if let Some(r) = d.strip_prefix(CRASHED_IN) {
                         self.crashed_in = Some(r.trim().to_string());
                     }
                     diags.push(d.to_string());
@@ -482,16 +487,19 @@ mod tests {
         s.lines().collect()
     }
 
-    const GOOD: &str = "\
+    /// A complete run: two suites, a skip, a failure with a diagnostic.
+    fn good() -> String {
+        format!(
+            "\
 boot log line
 KTAP version 1
 1..2
     KTAP version 1
     # Subtest: alpha
     1..2
-    # running: alpha.one
+    {RUNNING}alpha.one
     ok 1 one
-    # running: alpha.two
+    {RUNNING}alpha.two
     ok 2 two # SKIP not today
 ok 1 alpha
     KTAP version 1
@@ -500,11 +508,15 @@ ok 1 alpha
     # beta.x:3: assertion failed
     not ok 1 x
 not ok 2 beta
-# pcs: end of run";
+{}",
+            contract::marker::END_OF_RUN
+        )
+    }
 
     #[test]
     fn nested_complete() {
-        let r = parse(&lines(GOOD));
+        let good = good();
+        let r = parse(&lines(&good));
         assert!(r.found && r.complete, "{r:?}");
         assert!(r.errors.is_empty(), "{:?}", r.errors);
         assert_eq!(
@@ -529,8 +541,11 @@ not ok 2 beta
 
     #[test]
     fn truncated_mid_case_names_it_and_counts_the_rest() {
-        let text = "KTAP version 1\n1..2\n    KTAP version 1\n    # Subtest: alpha\n    1..3\n    ok 1 one\n    # running: alpha.two\n# pcs: FATAL";
-        let r = parse(&lines(text));
+        let text = format!(
+            "KTAP version 1\n1..2\n    KTAP version 1\n    # Subtest: alpha\n    1..3\n    ok 1 one\n    {RUNNING}alpha.two\n{} on cpu0: PANIC",
+            contract::marker::FATAL
+        );
+        let r = parse(&lines(&text));
         assert!(!r.complete);
         assert_eq!(r.crashed_in.as_deref(), Some("alpha.two"));
         let c = r.counts();
@@ -540,11 +555,42 @@ not ok 2 beta
 
     #[test]
     fn timeout_marks_running_case() {
-        let text = "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: a\n    1..2\n    # running: a.hang";
-        let mut r = parse(&lines(text));
+        let text = format!(
+            "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: a\n    1..2\n    {RUNNING}a.hang"
+        );
+        let mut r = parse(&lines(&text));
         r.mark_timeout();
         assert_eq!(r.tests[0].subtests[0].status, Status::Timeout);
         assert_eq!(r.tests[0].subtests[1].status, Status::Crashed);
+    }
+
+    #[test]
+    fn crashed_in_line_names_the_case() {
+        let text = format!(
+            "KTAP version 1\n1..1\n    KTAP version 1\n    # Subtest: a\n    1..2\n    ok 1 x\n{CRASHED_IN}a.y"
+        );
+        let r = parse(&lines(&text));
+        assert_eq!(r.crashed_in.as_deref(), Some("a.y"));
+    }
+
+    #[test]
+    fn counts_add() {
+        let mut c = Counts {
+            passed: 1,
+            failed: 2,
+            skipped: 3,
+            crashed: 1,
+        };
+        c += c;
+        assert_eq!(
+            c,
+            Counts {
+                passed: 2,
+                failed: 4,
+                skipped: 6,
+                crashed: 2
+            }
+        );
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! Host side of the pcs kernel: everything between `cargo` and a verdict.
 //!
+//! - [`Run`]: the one way to boot the kernel (a builder: settings, then
+//!   build once per process, boot, verdict);
+//! - [`contract`]: the host-kernel contract (exit statuses, console
+//!   markers, the parameter table and parser), re-exported;
 //! - [`build`]: compiles the kernel ELF for `x86_64-unknown-none`;
 //! - [`image`]: turns it into BIOS/UEFI disk images with the `bootloader`
 //!   crate, rebuilding only when the kernel changed;
 //! - [`qemu`]: the one QEMU runner (deadline, logs, exit-status decoding);
 //! - [`ktap`]: the one KTAP parser (nested subtests, truncated runs);
-//! - [`verdict`]: combines an exit status and a KTAP report into pass/fail.
+//! - [`verdict`]: combines an exit status and a KTAP report into pass/fail;
+//! - [`symbolize`]: names the functions of a kernel backtrace;
+//! - [`toolchain`]: the toolchain's LLVM tools.
 //!
 //! `xtask` and the integration tests in `tests/` both use this crate, so
 //! there is exactly one runner and one parser.
@@ -14,8 +20,13 @@ pub mod build;
 pub mod image;
 pub mod ktap;
 pub mod qemu;
+mod run;
 pub mod symbolize;
+pub mod toolchain;
 pub mod verdict;
+
+pub use contract;
+pub use run::{BadParams, Run};
 
 use std::path::PathBuf;
 

@@ -1,46 +1,49 @@
 //! The QEMU runner: starts the kernel image, streams and records the serial
-//! output, enforces a deadline, and decodes QEMU's exit status.
-//!
-//! Exit statuses (QEMU 7.2, measured): a write of `v` to `isa-debug-exit`
-//! exits with `(v << 1) | 1`; a triple fault under `-no-reboot` exits with 0,
-//! exactly like a power-off; QEMU's own errors exit with 1. So status 0 is a
-//! crash, never a success. The codes below mirror `kernel/src/arch/x86_64/qemu.rs`.
+//! output, enforces a deadline, and decodes QEMU's exit status with the
+//! host-kernel contract (`contract::exit`: status 0 is a reset, never a
+//! success). Runs are described by [`crate::Run`], the one way to boot.
 
 use std::{
     fmt,
     fs::{self, File},
     io::{self, BufRead, BufReader, Write},
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc,
+    process::{Child, Command, Stdio},
+    sync::{OnceLock, mpsc},
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use crate::image::Firmware;
+use contract::{
+    ExitCode, QemuStatus,
+    exit::{DEBUG_EXIT_IOBASE, DEBUG_EXIT_IOSIZE, STATUS_QEMU_ERROR, STATUS_RESET},
+    marker::KTAP_VERSION,
+};
+
+use crate::{Run, image::Firmware};
 
 pub const QEMU: &str = "qemu-system-x86_64";
-/// The fw_cfg file the kernel reads its parameters from.
-pub const PARAMS_FW_CFG: &str = "opt/pcs/cmdline";
 /// OVMF firmware from Debian's `ovmf` package.
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 /// How a QEMU process ended, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// Kernel wrote 0x10: everything passed.
+    /// [`ExitCode::Success`]: everything passed.
     Success,
-    /// 0x11: the run completed with failed tests.
+    /// [`ExitCode::TestsFailed`]: the run completed with failed tests.
     TestsFailed,
-    /// 0x12: a Rust panic.
+    /// [`ExitCode::Panic`]: a Rust panic.
     Panic,
-    /// 0x13: an unhandled CPU exception.
+    /// [`ExitCode::Exception`]: an unhandled CPU exception.
     Exception,
-    /// 0x14: the kernel rejected its parameters.
+    /// [`ExitCode::BadParams`]: the kernel rejected its parameters.
     BadParams,
-    /// Status 0: a reset or power-off, e.g. a triple fault with `-no-reboot`.
+    /// [`QemuStatus::Reset`]: a reset or power-off, e.g. a triple fault
+    /// with `-no-reboot`.
     Reset,
-    /// Status 1: QEMU itself failed (bad option, missing file, ...).
+    /// [`QemuStatus::QemuError`]: QEMU itself failed (bad option, missing
+    /// file, ...).
     QemuError,
     /// Any other status.
     Other(i32),
@@ -51,74 +54,53 @@ pub enum Exit {
 }
 
 impl Exit {
-    fn from_status(s: ExitStatus) -> Exit {
-        match s.code() {
-            Some(33) => Exit::Success,
-            Some(35) => Exit::TestsFailed,
-            Some(37) => Exit::Panic,
-            Some(39) => Exit::Exception,
-            Some(41) => Exit::BadParams,
-            Some(0) => Exit::Reset,
-            Some(1) => Exit::QemuError,
-            Some(c) => Exit::Other(c),
-            None => Exit::Signal,
+    /// Decodes a process exit code (`None`: killed by a signal).
+    pub fn from_code(code: Option<i32>) -> Exit {
+        let Some(code) = code else {
+            return Exit::Signal;
+        };
+        match contract::exit::decode(code) {
+            QemuStatus::Kernel(k) => match k {
+                ExitCode::Success => Exit::Success,
+                ExitCode::TestsFailed => Exit::TestsFailed,
+                ExitCode::Panic => Exit::Panic,
+                ExitCode::Exception => Exit::Exception,
+                ExitCode::BadParams => Exit::BadParams,
+            },
+            QemuStatus::Reset => Exit::Reset,
+            QemuStatus::QemuError => Exit::QemuError,
+            QemuStatus::Unknown(c) => Exit::Other(c),
         }
+    }
+
+    /// The kernel's exit code, when the kernel ended the run itself.
+    pub fn kernel_code(&self) -> Option<ExitCode> {
+        Some(match self {
+            Exit::Success => ExitCode::Success,
+            Exit::TestsFailed => ExitCode::TestsFailed,
+            Exit::Panic => ExitCode::Panic,
+            Exit::Exception => ExitCode::Exception,
+            Exit::BadParams => ExitCode::BadParams,
+            _ => return None,
+        })
     }
 }
 
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if let Some(k) = self.kernel_code() {
+            return write!(f, "{} (status {})", k.describe(), k.qemu_status());
+        }
         match self {
-            Exit::Success => write!(f, "success (status 33)"),
-            Exit::TestsFailed => write!(f, "tests failed (status 35)"),
-            Exit::Panic => write!(f, "kernel panic (status 37)"),
-            Exit::Exception => write!(f, "CPU exception (status 39)"),
-            Exit::BadParams => write!(f, "parameters rejected (status 41)"),
-            Exit::Reset => write!(f, "unexpected reset or power-off (status 0; triple fault?)"),
-            Exit::QemuError => write!(f, "QEMU error (status 1)"),
+            Exit::Reset => write!(
+                f,
+                "unexpected reset or power-off (status {STATUS_RESET}; triple fault?)"
+            ),
+            Exit::QemuError => write!(f, "QEMU error (status {STATUS_QEMU_ERROR})"),
             Exit::Other(c) => write!(f, "unexpected exit status {c}"),
             Exit::Signal => write!(f, "QEMU killed by a signal"),
             Exit::Timeout(d) => write!(f, "timed out after {:.0} s (killed)", d.as_secs_f64()),
-        }
-    }
-}
-
-/// Everything that defines one run.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Names the log directory: `target/runs/<name>-<timestamp>`.
-    pub name: String,
-    pub image: PathBuf,
-    pub firmware: Firmware,
-    pub smp: u32,
-    /// QEMU `-m` syntax, e.g. `512M`.
-    pub mem: String,
-    /// `key=value` words handed to the kernel.
-    pub params: Vec<String>,
-    pub timeout: Duration,
-    /// Wait for gdb on tcp::1234 before starting.
-    pub gdb: bool,
-    /// Use KVM instead of TCG (KVM does not work on this project's CI kind).
-    pub kvm: bool,
-    /// Copy serial output to our stdout as it arrives.
-    pub echo: bool,
-    pub extra_args: Vec<String>,
-}
-
-impl Config {
-    pub fn new(name: &str, image: PathBuf) -> Config {
-        Config {
-            name: name.into(),
-            image,
-            firmware: Firmware::Bios,
-            smp: 4,
-            mem: "512M".into(),
-            params: Vec::new(),
-            timeout: Duration::from_secs(300),
-            gdb: false,
-            kvm: false,
-            echo: false,
-            extra_args: Vec::new(),
+            _ => unreachable!("kernel exits are handled above"),
         }
     }
 }
@@ -144,8 +126,22 @@ impl Outcome {
     }
 }
 
-/// Finds QEMU, installing it on Debian/Ubuntu when running as root.
+/// Finds QEMU (and OVMF for UEFI), installing them on Debian/Ubuntu when
+/// running as root. Checks once per process and firmware; later calls
+/// repeat the first answer.
 pub fn ensure_qemu(firmware: Firmware) -> io::Result<()> {
+    static BIOS: OnceLock<Result<(), String>> = OnceLock::new();
+    static UEFI: OnceLock<Result<(), String>> = OnceLock::new();
+    let cell = match firmware {
+        Firmware::Bios => &BIOS,
+        Firmware::Uefi => &UEFI,
+    };
+    cell.get_or_init(|| find_or_install_qemu(firmware).map_err(|e| e.to_string()))
+        .clone()
+        .map_err(io::Error::other)
+}
+
+fn find_or_install_qemu(firmware: Firmware) -> io::Result<()> {
     let have_qemu = Command::new(QEMU)
         .arg("--version")
         .output()
@@ -199,11 +195,11 @@ fn run_dir(name: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// The QEMU command line for `cfg`, writing logs into `dir`.
-pub fn command(cfg: &Config, dir: &Path) -> io::Result<Command> {
+/// The QEMU command line for `run` booting `image`, writing logs into `dir`.
+fn command(run: &Run, image: &Path, dir: &Path) -> io::Result<Command> {
     let mut cmd = Command::new(QEMU);
     let params_file = dir.join("params.txt");
-    fs::write(&params_file, cfg.params.join(" "))?;
+    fs::write(&params_file, run.param_string())?;
     // `-nodefaults` drops QEMU's NIC and floppy; the bootloader's BIOS stage
     // needs a VGA device to set up its framebuffer, hence `-vga std`.
     cmd.args([
@@ -218,40 +214,40 @@ pub fn command(cfg: &Config, dir: &Path) -> io::Result<Command> {
         "stdio",
         "-no-reboot",
     ])
-    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-    .args(["-smp", &cfg.smp.to_string(), "-m", &cfg.mem])
-    .args(["-accel", if cfg.kvm { "kvm" } else { "tcg" }])
+    .arg("-device")
+    .arg(format!(
+        "isa-debug-exit,iobase={DEBUG_EXIT_IOBASE:#x},iosize={DEBUG_EXIT_IOSIZE:#04x}"
+    ))
+    .args(["-smp", &run.smp.to_string(), "-m", &run.mem])
+    .args(["-accel", if run.kvm { "kvm" } else { "tcg" }])
     .args(["-d", "cpu_reset,guest_errors", "-D"])
     .arg(dir.join("qemu.log"))
     .arg("-fw_cfg")
     .arg(format!(
-        "name={PARAMS_FW_CFG},file={}",
+        "name={},file={}",
+        contract::FW_CFG_NAME,
         params_file.display()
     ))
     .arg("-drive")
     // snapshot=on: writes go to a throw-away overlay, so many runs can
     // share one image without QEMU's image lock refusing them.
-    .arg(format!(
-        "format=raw,snapshot=on,file={}",
-        cfg.image.display()
-    ));
-    if cfg.firmware == Firmware::Uefi {
+    .arg(format!("format=raw,snapshot=on,file={}", image.display()));
+    if run.firmware == Firmware::Uefi {
         cmd.args(["-bios", OVMF]);
     }
-    if cfg.gdb {
+    if run.gdb {
         cmd.args(["-s", "-S"]);
     }
-    cmd.args(&cfg.extra_args);
     Ok(cmd)
 }
 
-/// Runs QEMU to completion or to the deadline.
-pub fn run(cfg: &Config) -> io::Result<Outcome> {
-    ensure_qemu(cfg.firmware)?;
-    let dir = run_dir(&cfg.name)?;
+/// Boots `image` as `run` describes, to completion or to the deadline.
+/// The caller has checked for QEMU ([`ensure_qemu`]).
+pub(crate) fn launch(run: &Run, image: &Path) -> io::Result<Outcome> {
+    let dir = run_dir(&run.name)?;
     let serial_log = dir.join("serial.log");
     let qemu_log = dir.join("qemu.log");
-    let mut cmd = command(cfg, &dir)?;
+    let mut cmd = command(run, image, &dir)?;
     fs::write(dir.join("command.txt"), format!("{cmd:?}\n"))?;
     let start = Instant::now();
     let mut child = cmd
@@ -292,7 +288,7 @@ pub fn run(cfg: &Config) -> io::Result<Outcome> {
     let mut log = File::create(&serial_log)?;
     let mut lines = Vec::new();
     let mut first_ktap = None;
-    let deadline = start + cfg.timeout;
+    let deadline = start + run.timeout;
     let mut timed_out = false;
     loop {
         let now = Instant::now();
@@ -302,11 +298,11 @@ pub fn run(cfg: &Config) -> io::Result<Outcome> {
         }
         match rx.recv_timeout(deadline - now) {
             Ok(line) => {
-                if first_ktap.is_none() && line.trim_start().starts_with("KTAP version") {
+                if first_ktap.is_none() && line.trim_start().starts_with(KTAP_VERSION) {
                     first_ktap = Some(start.elapsed());
                 }
                 writeln!(log, "{line}")?;
-                if cfg.echo {
+                if run.echo {
                     println!("{line}");
                 }
                 lines.push(line);
@@ -320,16 +316,16 @@ pub fn run(cfg: &Config) -> io::Result<Outcome> {
     }
     let exit = if timed_out {
         kill(&mut child);
-        Exit::Timeout(cfg.timeout)
+        Exit::Timeout(run.timeout)
     } else {
-        Exit::from_status(child.wait()?)
+        Exit::from_code(child.wait()?.code())
     };
     let _ = reader.join();
     let stderr_text = err_thread.join().unwrap_or_default();
     if !stderr_text.trim().is_empty() {
         for l in stderr_text.lines() {
             writeln!(log, "[qemu stderr] {l}")?;
-            if cfg.echo {
+            if run.echo {
                 eprintln!("[qemu stderr] {l}");
             }
         }
@@ -341,11 +337,33 @@ pub fn run(cfg: &Config) -> io::Result<Outcome> {
         qemu_log,
         elapsed: start.elapsed(),
         first_ktap,
-        kernel_elf: Some(cfg.image.with_file_name("kernel")).filter(|p| p.exists()),
+        kernel_elf: Some(image.with_file_name("kernel")).filter(|p| p.exists()),
     })
 }
 
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_decode_through_the_contract() {
+        for k in ExitCode::ALL {
+            let e = Exit::from_code(Some(k.qemu_status()));
+            assert_eq!(e.kernel_code(), Some(k), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("status {}", k.qemu_status()))
+            );
+        }
+        assert_eq!(Exit::from_code(Some(STATUS_RESET)), Exit::Reset);
+        assert_ne!(Exit::from_code(Some(0)), Exit::Success);
+        assert_eq!(Exit::from_code(Some(STATUS_QEMU_ERROR)), Exit::QemuError);
+        assert_eq!(Exit::from_code(None), Exit::Signal);
+        assert_eq!(Exit::Reset.kernel_code(), None);
+    }
 }

@@ -1,32 +1,33 @@
-//! Turns the kernel's frame-pointer backtrace (`#   N: 0x...` lines after
-//! `# backtrace:`) into function names, on the host, from the unstripped
-//! kernel ELF and the toolchain's `llvm-nm` (`llvm-tools` component).
+//! Turns the kernel's frame-pointer backtrace (the lines after
+//! `contract::marker::BACKTRACE`, each a `contract::marker::BacktraceFrame`)
+//! into function names, on the host, from the unstripped kernel ELF and the
+//! toolchain's `llvm-nm` (`llvm-tools` component).
 //!
 //! The kernel is position-independent; the bootloader prints where it put
 //! it (`virtual_address_offset: 0x...`), which is subtracted first.
 
 use std::{path::Path, process::Command};
 
+use contract::marker::{BACKTRACE, BacktraceFrame};
+
+/// The bootloader's (not the kernel's) log line naming the load offset.
+const LOAD_OFFSET: &str = "virtual_address_offset: 0x";
+
 /// The function containing each backtrace address, as `  N: addr  name+off`
 /// lines; empty when there is no backtrace or no symbol table.
 pub fn backtrace(lines: &[String], elf: &Path) -> Vec<String> {
     let addrs: Vec<u64> = lines
         .iter()
-        .skip_while(|l| !l.contains("# backtrace:"))
+        .skip_while(|l| !l.contains(BACKTRACE))
         .skip(1)
-        .map_while(|l| {
-            l.trim()
-                .strip_prefix('#')?
-                .split_once(": 0x")
-                .and_then(|(_, a)| u64::from_str_radix(a.trim(), 16).ok())
-        })
+        .map_while(|l| BacktraceFrame::parse(l).map(|f| f.addr))
         .collect();
     if addrs.is_empty() {
         return Vec::new();
     }
     let offset = lines
         .iter()
-        .find_map(|l| l.split("virtual_address_offset: 0x").nth(1))
+        .find_map(|l| l.split(LOAD_OFFSET).nth(1))
         .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
         .unwrap_or(0);
     let symbols = symbols(elf);
@@ -49,11 +50,9 @@ pub fn backtrace(lines: &[String], elf: &Path) -> Vec<String> {
 
 /// Text symbols of `elf`, sorted by address.
 fn symbols(elf: &Path) -> Vec<(u64, String)> {
-    let Ok(out) = Command::new("rustc").args(["--print", "sysroot"]).output() else {
+    let Some(nm) = crate::toolchain::llvm_tool("llvm-nm") else {
         return Vec::new();
     };
-    let nm = Path::new(String::from_utf8_lossy(&out.stdout).trim())
-        .join("lib/rustlib/x86_64-unknown-linux-gnu/bin/llvm-nm");
     let Ok(out) = Command::new(nm)
         .args(["--defined-only", "--demangle", "-n"])
         .arg(elf)

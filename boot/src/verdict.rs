@@ -5,13 +5,12 @@
 
 use std::fmt::Write;
 
+use contract::marker::{END_OF_RUN, FATAL, NOTE};
+
 use crate::{
     ktap::{self, Report},
     qemu::{Exit, Outcome},
 };
-
-/// The kernel's last line in a finished run.
-pub const END_OF_RUN: &str = "# pcs: end of run";
 
 #[derive(Debug)]
 pub struct Verdict {
@@ -19,6 +18,10 @@ pub struct Verdict {
     pub report: Report,
     /// Empty when passed; otherwise one line per problem.
     pub reasons: Vec<String>,
+    /// The kernel's notes (`contract::marker::NOTE` lines, the marker
+    /// stripped), e.g. parameters without effect: worth repeating in a
+    /// summary whether or not the run passed.
+    pub notes: Vec<String>,
 }
 
 pub fn judge(out: &Outcome) -> Verdict {
@@ -48,13 +51,19 @@ pub fn judge(out: &Outcome) -> Verdict {
     for e in &report.errors {
         reasons.push(format!("KTAP format: {e}"));
     }
-    if let Some(fatal) = out.lines.iter().find(|l| l.contains("# pcs: FATAL")) {
+    if let Some(fatal) = out.lines.iter().find(|l| l.contains(FATAL)) {
         reasons.push(fatal.trim().to_string());
     }
+    let notes = out
+        .lines
+        .iter()
+        .filter_map(|l| Some(l.trim().strip_prefix(NOTE)?.to_string()))
+        .collect();
     Verdict {
         passed: reasons.is_empty(),
         report,
         reasons,
+        notes,
     }
 }
 

@@ -79,8 +79,16 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let params = match params::load() {
         Ok(p) => p,
         Err(e) => {
+            // The same message and help the host prints when it checks the
+            // string before booting (both come from the contract).
             log::error!("bad kernel parameters: {e}");
-            log::error!("{}", params::USAGE);
+            match e.key() {
+                Some(key) => log::error!("{}", key.help()),
+                None => {
+                    log::error!("the parameters are:");
+                    print!("{}", contract::params::TextTable);
+                }
+            }
             exit(ExitCode::BadParams);
         }
     };
@@ -91,7 +99,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         boot_info.memory_regions.len(),
         boot_info.rsdp_addr.into_option()
     );
-    log::info!("parameters: {}", params.describe());
+    log::info!("parameters: {}", params.given.effective());
     arch::x86_64::paging::init(
         boot_info
             .physical_memory_offset
@@ -129,6 +137,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         bringup_fmt::Avg(started.checked_div(aps).unwrap_or(0))
     );
 
+    ktest::note_params_without_effect(&params);
     match params.mode {
         params::Mode::Test => {
             let ok = ktest::run_all(&params);

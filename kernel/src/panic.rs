@@ -12,6 +12,8 @@ use core::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
+use contract::marker::{BACKTRACE, BacktraceFrame, CRASHED_IN, FATAL};
+
 use crate::{
     arch::{
         self,
@@ -56,12 +58,12 @@ fn die(code: ExitCode, report: fmt::Arguments) -> ! {
         arch::x86_64::smp::nmi_all_others();
     }
     emergency_print(format_args!(
-        "\n# pcs: FATAL on cpu{}: {}\n",
+        "\n{FATAL} on cpu{}: {}\n",
         arch::cpu_index(),
         report
     ));
     if let Some((suite, case)) = ktest::current() {
-        emergency_print(format_args!("# pcs: crashed in test case {suite}.{case}\n"));
+        emergency_print(format_args!("{CRASHED_IN}{suite}.{case}\n"));
     }
     backtrace();
     emergency_print(format_args!("# pcs: run aborted ({code:?})\n"));
@@ -79,7 +81,7 @@ fn backtrace() {
         core::arch::asm!("mov {}, rbp", out(reg) rbp, options(nomem, nostack, preserves_flags))
     };
     let start = rbp;
-    emergency_print(format_args!("# backtrace:\n"));
+    emergency_print(format_args!("{BACKTRACE}\n"));
     for depth in 0..32 {
         if rbp == 0 || !rbp.is_multiple_of(8) || rbp < start || rbp - start > (1 << 20) {
             break;
@@ -91,7 +93,7 @@ fn backtrace() {
         if ret == 0 {
             break;
         }
-        emergency_print(format_args!("#   {depth:2}: {ret:#018x}\n"));
+        emergency_print(format_args!("{}\n", BacktraceFrame { depth, addr: ret }));
         if next <= rbp {
             break;
         }

@@ -1,24 +1,25 @@
-//! Run-time parameters: a `key=value ...` string the host hands to the kernel
-//! through QEMU's fw_cfg file `opt/pcs/cmdline` (see `boot::qemu`).
+//! Run-time parameters: the `key=value ...` string the host hands to the
+//! kernel through QEMU's fw_cfg file [`contract::FW_CFG_NAME`].
 //!
-//! Every key is declared once in [`KEYS`] with its type and range. Unknown
-//! keys, duplicates, malformed or out-of-range values are errors: the kernel
-//! prints the error and [`USAGE`] and exits with `ExitCode::BadParams`. A
-//! parameter is never silently ignored.
+//! Mental model: the keys, their types, ranges, defaults and help are the
+//! host-kernel contract's table (`kernel/contract/src/params.rs`), and the
+//! string is parsed by the contract's one parser, exactly as the host checks
+//! it before booting. This module only reads the fw_cfg file and turns the
+//! parsed values into [`Params`], the typed view the rest of the kernel
+//! uses. A bad string is reported by `kernel_main` with the contract's error
+//! and the offending key's help, and the run ends with
+//! `ExitCode::BadParams`: a parameter is never silently ignored. A valid key
+//! that no selected test case reads is reported as a note
+//! ([`crate::ktest::note_params_without_effect`]).
 
-use core::{cell::UnsafeCell, fmt};
+use core::cell::UnsafeCell;
+
+use contract::{
+    PARAMS_MAX_LEN,
+    params::{Key, ParamError, Parsed},
+};
 
 use crate::arch::x86_64::fw_cfg;
-
-/// The fw_cfg file holding the parameter string.
-pub const FW_CFG_NAME: &str = "opt/pcs/cmdline";
-const MAX_LEN: usize = 4096;
-
-pub const USAGE: &str = "parameters: mode=test|bench|idle filter=GLOB[,GLOB..] seed=U64 \
-loglevel=off|error|warn|info|debug|trace fail=0|1 crash=none|panic|pagefault|divide|stackoverflow|hang|triplefault|appanic|doublefree hz=10..1000 pcp=0|1 ap_skip=APIC_ID \
-bits=0..16 handoff=on|off unfairness=N bookmarks=on|off killable_fix=on|off \
-bug=none|tas-outside-lock|clear-after-wake|clear-waiters-early|non-atomic-flags \
-torture_threads=1..64 torture_pages=1..4096 torture_ms=100..600000";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -28,6 +29,20 @@ pub enum Mode {
     Bench,
     /// Boot, report, and exit successfully.
     Idle,
+}
+
+impl Mode {
+    /// Every mode, in the order of the contract's `mode=` choices.
+    pub const ALL: [Mode; 3] = [Mode::Test, Mode::Bench, Mode::Idle];
+
+    /// The `mode=` name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Test => "test",
+            Mode::Bench => "bench",
+            Mode::Idle => "idle",
+        }
+    }
 }
 
 /// A deliberate crash, used by the host tests to prove that each kind of
@@ -41,7 +56,7 @@ pub enum Crash {
     StackOverflow,
     Hang,
     /// Loads an empty IDT and raises an exception: a triple fault, which
-    /// QEMU (`-no-reboot`) reports as exit status 0.
+    /// QEMU (`-no-reboot`) reports as a reset (see `contract::exit`).
     TripleFault,
     /// A panic on the last application processor, via a function-call IPI.
     ApPanic,
@@ -50,6 +65,48 @@ pub enum Crash {
     DoubleFree,
 }
 
+impl Crash {
+    /// Every kind, in the order of the contract's `crash=` choices.
+    pub const ALL: [Crash; 9] = [
+        Crash::None,
+        Crash::Panic,
+        Crash::PageFault,
+        Crash::Divide,
+        Crash::StackOverflow,
+        Crash::Hang,
+        Crash::TripleFault,
+        Crash::ApPanic,
+        Crash::DoubleFree,
+    ];
+
+    /// The `crash=` name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Crash::None => "none",
+            Crash::Panic => "panic",
+            Crash::PageFault => "pagefault",
+            Crash::Divide => "divide",
+            Crash::StackOverflow => "stackoverflow",
+            Crash::Hang => "hang",
+            Crash::TripleFault => "triplefault",
+            Crash::ApPanic => "appanic",
+            Crash::DoubleFree => "doublefree",
+        }
+    }
+}
+
+/// The `loglevel=` names and the levels they select.
+const LOG_LEVELS: [(&str, log::LevelFilter); 6] = [
+    ("off", log::LevelFilter::Off),
+    ("error", log::LevelFilter::Error),
+    ("warn", log::LevelFilter::Warn),
+    ("info", log::LevelFilter::Info),
+    ("debug", log::LevelFilter::Debug),
+    ("trace", log::LevelFilter::Trace),
+];
+
+/// The parameters of this boot, typed. Built from the contract's parse
+/// ([`Params::from_parsed`]), which it keeps in [`Params::given`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Params {
     pub mode: Mode,
@@ -68,11 +125,12 @@ pub struct Params {
     /// Per-CPU caches of free single frames in the frame allocator.
     pub pcp: bool,
     /// The page-lock protocol: `bits=`, `handoff=`, `unfairness=`,
-    /// `bookmarks=`, `killable_fix=`, `bug=` (forwarded to
-    /// `pagesync::Config::set`, which rejects bad values).
+    /// `bookmarks=`, `bookmark_batch=`, `killable_fix=`, `bug=`.
     pub pagelock: pagesync::Config,
     /// Page-lock torture knobs (`None` = the test's own default).
     pub torture: TortureParams,
+    /// The parsed string: which keys were given, as written.
+    pub given: Parsed<'static>,
 }
 
 /// `torture_threads=` (per CPU), `torture_pages=`, `torture_ms=`.
@@ -83,295 +141,96 @@ pub struct TortureParams {
     pub ms: Option<u64>,
 }
 
-impl Default for Params {
-    fn default() -> Self {
+/// The item of `all` whose `name` is `chosen`.
+///
+/// # Panics
+///
+/// If none is: the contract's choices and the kernel's names differ, which
+/// the `params.choices_match_the_kernel` case reports precisely.
+fn by_name<T: Copy>(all: &[T], name: fn(T) -> &'static str, chosen: &str) -> T {
+    all.iter()
+        .copied()
+        .find(|&t| name(t) == chosen)
+        .unwrap_or_else(|| panic!("the contract's choice '{chosen}' has no kernel counterpart"))
+}
+
+/// `bug=`: `none`, or the name of a [`pagesync::Bug`].
+fn bug(chosen: &str) -> Option<pagesync::Bug> {
+    (chosen != "none").then(|| by_name(&pagesync::Bug::ALL, pagesync::Bug::name, chosen))
+}
+
+/// An integer key whose range (in the contract's table) fits a `u32`.
+fn u32_of(p: &Parsed, key: Key) -> Option<u32> {
+    p.uint(key)
+        .map(|v| u32::try_from(v).expect("the table's range fits u32"))
+}
+
+impl Params {
+    /// The typed view of a parse. Every key with a default has a value;
+    /// the others are `None` when not given.
+    pub fn from_parsed(p: Parsed<'static>) -> Params {
+        let with_default = |k: Key| p.uint(k).expect("key has a default");
         Params {
-            mode: Mode::Test,
-            filter: None,
-            seed: 1,
-            loglevel: log::LevelFilter::Info,
-            fail: false,
-            crash: Crash::None,
-            hz: 100,
-            pcp: true,
-            ap_skip: None,
-            pagelock: pagesync::Config::DEFAULT,
-            torture: TortureParams {
-                threads_per_cpu: None,
-                pages: None,
-                ms: None,
+            mode: by_name(&Mode::ALL, Mode::name, p.choice(Key::Mode)),
+            filter: p.globs(Key::Filter),
+            seed: with_default(Key::Seed),
+            loglevel: LOG_LEVELS
+                .iter()
+                .find(|(n, _)| *n == p.choice(Key::Loglevel))
+                .map(|&(_, l)| l)
+                .expect("the contract's loglevel names are the kernel's"),
+            fail: p.flag(Key::Fail),
+            crash: by_name(&Crash::ALL, Crash::name, p.choice(Key::Crash)),
+            hz: with_default(Key::Hz),
+            ap_skip: u32_of(&p, Key::ApSkip),
+            pcp: p.flag(Key::Pcp),
+            pagelock: pagesync::Config {
+                table_bits: u32_of(&p, Key::Bits).expect("key has a default"),
+                handoff: p.flag(Key::Handoff),
+                unfairness: u32_of(&p, Key::Unfairness).expect("key has a default"),
+                bookmarks: p.flag(Key::Bookmarks),
+                bookmark_batch: u32_of(&p, Key::BookmarkBatch).expect("key has a default"),
+                killable_fix: p.flag(Key::KillableFix),
+                bug: bug(p.choice(Key::Bug)),
             },
+            torture: TortureParams {
+                threads_per_cpu: u32_of(&p, Key::TortureThreads),
+                pages: u32_of(&p, Key::TorturePages),
+                ms: p.uint(Key::TortureMs),
+            },
+            given: p,
         }
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum ParamError<'a> {
-    TooLong(usize),
-    NotUtf8,
-    MissingEquals(&'a str),
-    UnknownKey(&'a str),
-    Duplicate(&'a str),
-    BadValue {
-        key: &'a str,
-        value: &'a str,
-        expected: &'static str,
-    },
-    /// A page-lock protocol key with a value it does not take.
-    Protocol {
-        key: &'a str,
-        value: &'a str,
-        err: &'static str,
-    },
+/// Parses a parameter string with the contract's parser.
+pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
+    contract::params::parse(s).map(Params::from_parsed)
 }
 
-impl fmt::Display for ParamError<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            ParamError::TooLong(n) => {
-                write!(f, "parameter string is {n} bytes; the limit is {MAX_LEN}")
-            }
-            ParamError::NotUtf8 => write!(f, "parameter string is not UTF-8"),
-            ParamError::MissingEquals(w) => write!(f, "'{w}' is not of the form key=value"),
-            ParamError::UnknownKey(k) => write!(f, "unknown parameter '{k}'"),
-            ParamError::Duplicate(k) => write!(f, "parameter '{k}' given twice"),
-            ParamError::BadValue {
-                key,
-                value,
-                expected,
-            } => {
-                write!(f, "bad value '{value}' for '{key}': expected {expected}")
-            }
-            ParamError::Protocol { key, value, err } => {
-                write!(f, "bad page-lock parameter {key}={value}: {err}")
-            }
-        }
-    }
-}
-
-/// The keys, in the order [`Params::describe`] prints them.
-const KEYS: &[&str] = &[
-    "mode",
-    "filter",
-    "seed",
-    "loglevel",
-    "fail",
-    "crash",
-    "hz",
-    "pcp",
-    "ap_skip",
-    // Page lock (kernel/src/pagelock): protocol, then torture knobs.
-    "bits",
-    "handoff",
-    "unfairness",
-    "bookmarks",
-    "killable_fix",
-    "bug",
-    "torture_threads",
-    "torture_pages",
-    "torture_ms",
-];
-
-struct Buf(UnsafeCell<[u8; MAX_LEN]>);
+struct Buf(UnsafeCell<[u8; PARAMS_MAX_LEN]>);
 // SAFETY: written once by the boot CPU in `load`, before any other CPU runs,
 // and only read (through the `&'static str`s handed out) afterwards.
 unsafe impl Sync for Buf {}
-static CMDLINE: Buf = Buf(UnsafeCell::new([0; MAX_LEN]));
+static CMDLINE: Buf = Buf(UnsafeCell::new([0; PARAMS_MAX_LEN]));
 
 /// Reads the parameter string from fw_cfg (absent = empty) and parses it.
 /// Call once, on the boot CPU.
 pub fn load() -> Result<Params, ParamError<'static>> {
     // SAFETY: single call on the boot CPU before SMP; see `Buf`.
-    let buf: &'static mut [u8; MAX_LEN] = unsafe { &mut *CMDLINE.0.get() };
-    let len = match fw_cfg::read_file(FW_CFG_NAME, buf) {
+    let buf: &'static mut [u8; PARAMS_MAX_LEN] = unsafe { &mut *CMDLINE.0.get() };
+    let len = match fw_cfg::read_file(contract::FW_CFG_NAME, buf) {
         None => 0,
         Some(Ok(n)) => n,
-        Some(Err(n)) => return Err(ParamError::TooLong(n)),
+        Some(Err(len)) => return Err(ParamError::TooLong { len }),
     };
-    let s = core::str::from_utf8(&buf[..len]).map_err(|_| ParamError::NotUtf8)?;
-    parse(s)
-}
-
-pub fn parse(s: &'static str) -> Result<Params, ParamError<'static>> {
-    let mut p = Params::default();
-    let mut seen = [false; KEYS.len()];
-    for word in s.split_ascii_whitespace() {
-        let (key, value) = word
-            .split_once('=')
-            .ok_or(ParamError::MissingEquals(word))?;
-        let idx = KEYS
-            .iter()
-            .position(|k| *k == key)
-            .ok_or(ParamError::UnknownKey(key))?;
-        if core::mem::replace(&mut seen[idx], true) {
-            return Err(ParamError::Duplicate(key));
-        }
-        let bad = |expected| ParamError::BadValue {
-            key,
-            value,
-            expected,
-        };
-        match key {
-            "mode" => {
-                p.mode = match value {
-                    "test" => Mode::Test,
-                    "idle" => Mode::Idle,
-                    "bench" => Mode::Bench,
-                    _ => return Err(bad("test, bench or idle")),
-                }
-            }
-            "filter" => {
-                if value.is_empty() || value.split(',').any(str::is_empty) {
-                    return Err(bad("comma-separated non-empty globs"));
-                }
-                p.filter = Some(value);
-            }
-            "seed" => {
-                p.seed =
-                    parse_u64(value, 0, u64::MAX).ok_or(bad("an integer (decimal or 0x hex)"))?
-            }
-            "loglevel" => {
-                p.loglevel = match value {
-                    "off" => log::LevelFilter::Off,
-                    "error" => log::LevelFilter::Error,
-                    "warn" => log::LevelFilter::Warn,
-                    "info" => log::LevelFilter::Info,
-                    "debug" => log::LevelFilter::Debug,
-                    "trace" => log::LevelFilter::Trace,
-                    _ => return Err(bad("off, error, warn, info, debug or trace")),
-                }
-            }
-            "ap_skip" => {
-                p.ap_skip =
-                    Some(parse_u64(value, 0, 255).ok_or(bad("an APIC id in 0..=255"))? as u32)
-            }
-            "hz" => p.hz = parse_u64(value, 10, 1000).ok_or(bad("a tick rate in 10..=1000 Hz"))?,
-            "fail" => p.fail = parse_bool(value).ok_or(bad("0 or 1"))?,
-            "pcp" => p.pcp = parse_bool(value).ok_or(bad("0 or 1"))?,
-            "bits" | "handoff" | "unfairness" | "bookmarks" | "killable_fix" | "bug" => {
-                let proto = |err| ParamError::Protocol { key, value, err };
-                let flag = || match value {
-                    "1" | "on" | "true" | "yes" => Ok(true),
-                    "0" | "off" | "false" | "no" => Ok(false),
-                    _ => Err(proto("expected on or off")),
-                };
-                let c = &mut p.pagelock;
-                match key {
-                    "bits" => {
-                        c.table_bits =
-                            parse_u64(value, 0, 16).ok_or(proto("expected 0..=16"))? as u32
-                    }
-                    "handoff" => c.handoff = flag()?,
-                    "unfairness" => {
-                        c.unfairness = parse_u64(value, 0, u32::MAX.into())
-                            .ok_or(proto("expected a u32"))?
-                            as u32
-                    }
-                    "bookmarks" => c.bookmarks = flag()?,
-                    "killable_fix" => c.killable_fix = flag()?,
-                    _ => {
-                        c.bug = match value {
-                            "none" => None,
-                            name => Some(
-                                *pagesync::Bug::ALL
-                                    .iter()
-                                    .find(|b| b.name() == name)
-                                    .ok_or(proto("unknown bug variant"))?,
-                            ),
-                        }
-                    }
-                }
-            }
-            "torture_threads" => {
-                p.torture.threads_per_cpu =
-                    Some(parse_u64(value, 1, 64).ok_or(bad("threads per CPU in 1..=64"))? as u32)
-            }
-            "torture_pages" => {
-                p.torture.pages =
-                    Some(parse_u64(value, 1, 4096).ok_or(bad("pages in 1..=4096"))? as u32)
-            }
-            "torture_ms" => {
-                p.torture.ms = Some(
-                    parse_u64(value, 100, 600_000).ok_or(bad("milliseconds in 100..=600000"))?,
-                )
-            }
-            "crash" => {
-                p.crash = match value {
-                    "none" => Crash::None,
-                    "panic" => Crash::Panic,
-                    "pagefault" => Crash::PageFault,
-                    "divide" => Crash::Divide,
-                    "stackoverflow" => Crash::StackOverflow,
-                    "hang" => Crash::Hang,
-                    "triplefault" => Crash::TripleFault,
-                    "appanic" => Crash::ApPanic,
-                    "doublefree" => Crash::DoubleFree,
-                    _ => {
-                        return Err(bad(
-                            "none, panic, pagefault, divide, stackoverflow, hang, triplefault, appanic or doublefree",
-                        ));
-                    }
-                }
-            }
-            _ => unreachable!("every entry of KEYS has a case"),
-        }
-    }
-    Ok(p)
-}
-
-/// Parses a decimal or `0x` hexadecimal integer in `min..=max`.
-pub fn parse_u64(s: &str, min: u64, max: u64) -> Option<u64> {
-    let v = match s.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok()?,
-        None => s.parse().ok()?,
-    };
-    (min..=max).contains(&v).then_some(v)
-}
-
-fn parse_bool(s: &str) -> Option<bool> {
-    match s {
-        "0" | "false" | "off" => Some(false),
-        "1" | "true" | "on" => Some(true),
-        _ => None,
-    }
-}
-
-struct ApSkip(Option<u32>);
-impl fmt::Display for ApSkip {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self.0 {
-            Some(id) => write!(f, " ap_skip={id}"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Params {
-    pub fn describe(&self) -> impl fmt::Display + '_ {
-        struct D<'a>(&'a Params);
-        impl fmt::Display for D<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                let p = self.0;
-                write!(
-                    f,
-                    "mode={:?} filter={} seed={} loglevel={} fail={} crash={:?} hz={} pcp={}{}",
-                    p.mode,
-                    p.filter.unwrap_or("*"),
-                    p.seed,
-                    p.loglevel,
-                    p.fail as u8,
-                    p.crash,
-                    p.hz,
-                    p.pcp as u8,
-                    ApSkip(p.ap_skip)
-                )
-            }
-        }
-        D(self)
-    }
+    let buf: &'static [u8] = buf;
+    contract::params::parse_bytes(&buf[..len]).map(Params::from_parsed)
 }
 
 mod tests {
+    use contract::params::{Kind, TABLE};
+
     use super::*;
     use crate::{
         kassert, kassert_eq,
@@ -379,8 +238,9 @@ mod tests {
     };
 
     fn accepts_valid(_: &Ctx) -> TestResult {
-        let p =
-            parse("  mode=idle seed=0x10 filter=boot,params.* loglevel=debug fail=1 crash=panic ");
+        let p = parse(
+            "  mode=idle seed=0x10 filter=boot,params.* loglevel=debug fail=yes crash=panic pcp=off ap_skip=3 ",
+        );
         kassert!(p.is_ok(), "parse failed: {:?}", p.err());
         let p = p.unwrap();
         kassert_eq!(p.mode, Mode::Idle);
@@ -389,69 +249,149 @@ mod tests {
         kassert_eq!(p.loglevel, log::LevelFilter::Debug);
         kassert!(p.fail);
         kassert_eq!(p.crash, Crash::Panic);
-        kassert!(parse("").is_ok());
+        kassert!(!p.pcp);
+        kassert_eq!(p.ap_skip, Some(3));
+        let p = parse("");
+        kassert!(p.is_ok(), "empty string rejected: {:?}", p.err());
+        let p = p.unwrap();
+        kassert_eq!(p.mode, Mode::Test);
+        kassert_eq!((p.seed, p.hz, p.pcp, p.fail), (1, 100, true, false));
+        kassert_eq!(p.filter, None);
+        kassert_eq!(p.ap_skip, None);
+        kassert_eq!(p.pagelock, pagesync::Config::DEFAULT);
+        kassert_eq!(p.torture, TortureParams::default());
         Ok(())
     }
 
     fn rejects_malformed(_: &Ctx) -> TestResult {
-        kassert_eq!(parse("seed"), Err(ParamError::MissingEquals("seed")));
-        kassert_eq!(parse("speed=3"), Err(ParamError::UnknownKey("speed")));
-        kassert_eq!(parse("seed=1 seed=2"), Err(ParamError::Duplicate("seed")));
+        kassert_eq!(
+            parse("seed"),
+            Err(ParamError::MissingEquals { word: "seed" })
+        );
         kassert!(matches!(
-            parse("seed=12x"),
-            Err(ParamError::BadValue { key: "seed", .. })
-        ));
-        kassert!(matches!(
-            parse("seed=18446744073709551616"),
-            Err(ParamError::BadValue { .. })
-        ));
-        kassert!(matches!(
-            parse("mode=fast"),
-            Err(ParamError::BadValue { key: "mode", .. })
-        ));
-        kassert!(matches!(
-            parse("filter=a,,b"),
-            Err(ParamError::BadValue { key: "filter", .. })
-        ));
-        kassert!(matches!(
-            parse("fail=yes"),
-            Err(ParamError::BadValue { key: "fail", .. })
-        ));
-        kassert!(matches!(
-            parse("bug=nope"),
-            Err(ParamError::Protocol { key: "bug", .. })
-        ));
-        kassert!(matches!(
-            parse("bits=17"),
-            Err(ParamError::Protocol { key: "bits", .. })
-        ));
-        kassert!(matches!(
-            parse("handoff=maybe"),
-            Err(ParamError::Protocol { key: "handoff", .. })
-        ));
-        kassert!(matches!(
-            parse("torture_threads=0"),
-            Err(ParamError::BadValue {
-                key: "torture_threads",
-                ..
+            parse("speed=3"),
+            Err(ParamError::UnknownKey {
+                key: "speed",
+                closest: Some(Key::Seed)
             })
         ));
-        let p = parse("bits=0 unfairness=0 bug=clear-after-wake torture_ms=500");
-        kassert!(p.is_ok(), "parse failed: {:?}", p.err());
-        let p = p.unwrap();
-        kassert_eq!((p.pagelock.table_bits, p.pagelock.unfairness), (0, 0));
-        kassert_eq!(p.pagelock.bug, Some(pagesync::Bug::ClearAfterWake));
-        kassert_eq!(p.torture.ms, Some(500));
+        kassert_eq!(
+            parse("seed=1 seed=2"),
+            Err(ParamError::Duplicate { key: Key::Seed })
+        );
+        for (s, key) in [
+            ("seed=12x", Key::Seed),
+            ("seed=18446744073709551616", Key::Seed),
+            ("mode=fast", Key::Mode),
+            ("filter=a,,b", Key::Filter),
+            ("fail=maybe", Key::Fail),
+            ("hz=9", Key::Hz),
+            ("hz=1001", Key::Hz),
+            ("bug=nope", Key::Bug),
+            ("bits=17", Key::Bits),
+            ("handoff=maybe", Key::Handoff),
+            ("bookmark_batch=0", Key::BookmarkBatch),
+            ("torture_threads=0", Key::TortureThreads),
+        ] {
+            let r = parse(s);
+            kassert!(
+                matches!(r, Err(ParamError::BadValue { key: k, .. }) if k == key),
+                "{s}: {:?}",
+                r
+            );
+        }
         Ok(())
     }
 
-    fn numbers_in_range(_: &Ctx) -> TestResult {
-        kassert_eq!(parse_u64("0", 0, 10), Some(0));
-        kassert_eq!(parse_u64("10", 0, 10), Some(10));
-        kassert_eq!(parse_u64("11", 0, 10), None);
-        kassert_eq!(parse_u64("0xff", 0, 1000), Some(255));
-        kassert_eq!(parse_u64("-1", 0, 10), None);
-        kassert_eq!(parse_u64("", 0, 10), None);
+    /// The page-lock keys fill `pagesync::Config` field by field.
+    fn pagelock_config(_: &Ctx) -> TestResult {
+        let p = parse(
+            "bits=0 handoff=off unfairness=0 bookmarks=on bookmark_batch=7 killable_fix=0 bug=clear-after-wake torture_ms=500 torture_pages=9",
+        );
+        kassert!(p.is_ok(), "parse failed: {:?}", p.err());
+        let p = p.unwrap();
+        kassert_eq!(
+            p.pagelock,
+            pagesync::Config {
+                table_bits: 0,
+                handoff: false,
+                unfairness: 0,
+                bookmarks: true,
+                bookmark_batch: 7,
+                killable_fix: false,
+                bug: Some(pagesync::Bug::ClearAfterWake),
+            }
+        );
+        kassert_eq!(
+            p.torture,
+            TortureParams {
+                threads_per_cpu: None,
+                pages: Some(9),
+                ms: Some(500),
+            }
+        );
+        kassert_eq!(bug("none"), None);
+        for b in pagesync::Bug::ALL {
+            let text = alloc::format!("bug={}", b.name());
+            let p = contract::params::parse(&text);
+            kassert!(
+                matches!(p, Ok(ref p) if bug(p.choice(Key::Bug)) == Some(b)),
+                "{text}: {:?}",
+                p
+            );
+        }
+        Ok(())
+    }
+
+    fn choices(key: Key) -> &'static [&'static str] {
+        match key.spec().kind {
+            Kind::Choice(c) => c,
+            _ => &[],
+        }
+    }
+
+    /// Every choice the contract offers has a kernel meaning, in order:
+    /// `bug=` is `none` plus the names of `pagesync::Bug::ALL`, and `mode=`,
+    /// `crash=`, `loglevel=` are the kernel's enums.
+    fn choices_match_the_kernel(_: &Ctx) -> TestResult {
+        let bugs = choices(Key::Bug);
+        kassert_eq!(bugs.len(), 1 + pagesync::Bug::ALL.len());
+        kassert_eq!(bugs[0], "none");
+        for (i, b) in pagesync::Bug::ALL.iter().enumerate() {
+            kassert_eq!(bugs[i + 1], b.name());
+        }
+        let modes = choices(Key::Mode);
+        kassert_eq!(modes.len(), Mode::ALL.len());
+        for (c, m) in modes.iter().zip(Mode::ALL) {
+            kassert_eq!(*c, m.name());
+        }
+        let crashes = choices(Key::Crash);
+        kassert_eq!(crashes.len(), Crash::ALL.len());
+        for (c, k) in crashes.iter().zip(Crash::ALL) {
+            kassert_eq!(*c, k.name());
+        }
+        let levels = choices(Key::Loglevel);
+        kassert_eq!(levels.len(), LOG_LEVELS.len());
+        for (c, (n, _)) in levels.iter().zip(LOG_LEVELS) {
+            kassert_eq!(*c, n);
+        }
+        // The protocol's own limits.
+        kassert_eq!(
+            Key::Bits.spec().kind,
+            Kind::UInt {
+                min: 0,
+                max: pagesync::wait_table::MAX_TABLE_BITS as u64
+            }
+        );
+        kassert_eq!(
+            Parsed::EMPTY.uint(Key::BookmarkBatch),
+            Some(pagesync::variant::DEFAULT_BOOKMARK_BATCH as u64)
+        );
+        kassert_eq!(
+            Params::from_parsed(Parsed::EMPTY).pagelock,
+            pagesync::Config::DEFAULT
+        );
+        kassert_eq!(TABLE.len(), Key::COUNT);
         Ok(())
     }
 
@@ -467,8 +407,12 @@ mod tests {
                 run: rejects_malformed,
             },
             Case {
-                name: "numbers_in_range",
-                run: numbers_in_range,
+                name: "pagelock_config",
+                run: pagelock_config,
+            },
+            Case {
+                name: "choices_match_the_kernel",
+                run: choices_match_the_kernel,
             },
         ],
     };

@@ -1,12 +1,18 @@
 //! The foundation's failure paths: each kind of failure is detected by the
 //! runner and the verdict, with the right diagnostics, and a clean run passes.
 
-use boot::{ktap::Status, qemu::Exit};
-use tests::{Boot, check};
+use std::time::Duration;
+
+use boot::{
+    contract::params::{Key, NoEffect, Why},
+    ktap::Status,
+    qemu::Exit,
+};
+use tests::{boot, check};
 
 #[test]
 fn banner_and_passing_suite() {
-    let (out, v) = Boot::new("banner").run();
+    let (out, v) = boot("banner").run().expect("QEMU run");
     check(
         v.passed,
         &format!("a clean run must pass: {:?}", v.reasons),
@@ -18,7 +24,7 @@ fn banner_and_passing_suite() {
 
 #[test]
 fn deliberate_failure_is_reported() {
-    let (out, v) = Boot::new("fail").params(&["fail=1"]).run();
+    let (out, v) = boot("fail").params(["fail=1"]).run().expect("QEMU run");
     check(!v.passed, "a failing case must fail the run", &out);
     check(
         out.exit == Exit::TestsFailed,
@@ -47,7 +53,10 @@ fn deliberate_failure_is_reported() {
 }
 
 fn crash(kind: &str, exit: Exit, needle: &str) {
-    let (out, v) = Boot::new(kind).params(&[&format!("crash={kind}")]).run();
+    let (out, v) = boot(kind)
+        .params([&format!("crash={kind}")])
+        .run()
+        .expect("QEMU run");
     check(!v.passed, "a crash must fail the run", &out);
     check(out.exit == exit, &format!("exit must be {exit}"), &out);
     check(
@@ -75,7 +84,10 @@ fn panic_is_reported() {
         "PANIC: panicked at kernel/src/selftest.rs",
     );
     // The host names the functions of the failing CPU's backtrace.
-    let (out, v) = Boot::new("panic-symbols").params(&["crash=panic"]).run();
+    let (out, v) = boot("panic-symbols")
+        .params(["crash=panic"])
+        .run()
+        .expect("QEMU run");
     let report = v.explain(&out);
     check(
         report.contains("kernel::selftest::deliberate_crash"),
@@ -91,9 +103,10 @@ fn page_fault_is_reported() {
         Exit::Exception,
         "EXCEPTION: page fault (#PF) (vector 14)",
     );
-    let (out, _) = Boot::new("pagefault-cr2")
-        .params(&["crash=pagefault"])
-        .run();
+    let (out, _) = boot("pagefault-cr2")
+        .params(["crash=pagefault"])
+        .run()
+        .expect("QEMU run");
     check(out.contains("CR2=0xdeadb000"), "CR2 missing", &out);
 }
 
@@ -113,9 +126,10 @@ fn stack_overflow_is_reported_as_double_fault() {
 
 #[test]
 fn triple_fault_is_a_crash_not_a_success() {
-    let (out, v) = Boot::new("triplefault")
-        .params(&["crash=triplefault"])
-        .run();
+    let (out, v) = boot("triplefault")
+        .params(["crash=triplefault"])
+        .run()
+        .expect("QEMU run");
     check(
         out.exit == Exit::Reset,
         "a triple fault exits QEMU with status 0",
@@ -132,7 +146,11 @@ fn triple_fault_is_a_crash_not_a_success() {
 
 #[test]
 fn hang_is_killed_at_timeout() {
-    let (out, v) = Boot::new("hang").params(&["crash=hang"]).timeout(25).run();
+    let (out, v) = boot("hang")
+        .params(["crash=hang"])
+        .timeout(Duration::from_secs(25))
+        .run()
+        .expect("QEMU run");
     check(
         matches!(out.exit, Exit::Timeout(_)),
         "a hang must end in a timeout",
@@ -151,26 +169,62 @@ fn hang_is_killed_at_timeout() {
 
 #[test]
 fn malformed_parameters_are_rejected() {
-    for (params, msg) in [
-        ("seed=banana", "bad value 'banana' for 'seed'"),
-        ("bogus=1", "unknown parameter 'bogus'"),
-        ("loglevel", "'loglevel' is not of the form key=value"),
-        ("fail=1 fail=0", "parameter 'fail' given twice"),
+    // Each bad string, the message, and the key whose help must follow it
+    // (the kernel prints the contract's help; for a key it cannot guess,
+    // the whole table, which contains every key's help).
+    for (params, msg, key) in [
+        ("seed=banana", "bad value 'banana' for 'seed'", Key::Seed),
+        ("bogus=1", "unknown parameter 'bogus'", Key::Mode),
+        (
+            "loglevel",
+            "'loglevel' is not of the form key=value",
+            Key::Loglevel,
+        ),
+        ("fail=1 fail=0", "parameter 'fail' given twice", Key::Fail),
+        ("fial=1", "did you mean 'fail'?", Key::Fail),
     ] {
-        let (out, v) = Boot::new("badparams").params(&[params]).run();
+        let (out, v) = boot("badparams").params([params]).run().expect("QEMU run");
         check(
             out.exit == Exit::BadParams,
             &format!("'{params}' must be rejected"),
             &out,
         );
         check(out.contains(msg), &format!("message '{msg}' missing"), &out);
+        let help = key.spec().help;
+        check(out.contains(help), &format!("help '{help}' missing"), &out);
         check(!v.passed, "rejected parameters must fail", &out);
     }
 }
 
 #[test]
+fn parameter_without_effect_is_noted() {
+    // torture_ms is read only by pagelock.torture*; this run selects none.
+    let (out, v) = boot("noeffect")
+        .params(["filter=pagelock.trylock_unlock", "torture_ms=120000"])
+        .run()
+        .expect("QEMU run");
+    check(
+        v.passed,
+        &format!("the run must pass: {:?}", v.reasons),
+        &out,
+    );
+    let note = NoEffect {
+        key: Key::TortureMs,
+        value: "120000",
+        why: Why::NoSelectedCase,
+    }
+    .to_string();
+    check(out.contains(&note), &format!("note '{note}' missing"), &out);
+    check(
+        v.notes.len() == 1 && note.ends_with(&v.notes[0]),
+        &format!("the verdict must carry the note: {:?}", v.notes),
+        &out,
+    );
+}
+
+#[test]
 fn uefi_boot_passes() {
-    let (out, v) = Boot::new("uefi").uefi().run();
+    let (out, v) = boot("uefi").uefi().run().expect("QEMU run");
     check(
         v.passed,
         &format!("UEFI boot must pass: {:?}", v.reasons),

@@ -2,18 +2,21 @@
 //! describes all RAM, every free frame can be allocated and comes back, and
 //! a double free through the public path ends the run with a dump.
 
+use std::time::Duration;
+
 use boot::qemu::Exit;
-use tests::{Boot, check};
+use tests::{boot, check};
 
 /// Runs the `mm` suite with `-m mem` and returns the boot report line.
 fn mm_suite(mem: &str, extra: &[&str]) -> String {
     let mut params = vec!["filter=mm.*"];
     params.extend_from_slice(extra);
-    let (out, v) = Boot::new(&format!("mm-{mem}"))
+    let (out, v) = boot(&format!("mm-{mem}"))
         .mem(mem)
         .params(&params)
-        .timeout(400)
-        .run();
+        .timeout(Duration::from_secs(400))
+        .run()
+        .expect("QEMU run");
     check(
         v.passed,
         &format!("mm suite must pass at -m {mem}: {:?}", v.reasons),
@@ -88,7 +91,10 @@ fn mm_without_pcp() {
 
 #[test]
 fn double_free_panics_with_dump() {
-    let (out, v) = Boot::new("doublefree").params(&["crash=doublefree"]).run();
+    let (out, v) = boot("doublefree")
+        .params(["crash=doublefree"])
+        .run()
+        .expect("QEMU run");
     check(!v.passed, "a double free must fail the run", &out);
     check(out.exit == Exit::Panic, "exit must be Panic", &out);
     check(

@@ -16,8 +16,10 @@
 //!   check in the wake walk panics first ("PG_waiters clear while N
 //!   waiter(s) ... are queued").
 
+use std::time::Duration;
+
 use boot::qemu::Exit;
-use tests::{Boot, check};
+use tests::check;
 
 const TIMEOUT_S: u64 = 120;
 const KNOWN_BAD: [&str; 4] = [
@@ -29,11 +31,12 @@ const KNOWN_BAD: [&str; 4] = [
 
 fn boot(name: &str, bug: &str) -> (boot::qemu::Outcome, boot::verdict::Verdict) {
     let bug = format!("bug={bug}");
-    Boot::new(name)
+    tests::boot(name)
         .smp(2)
-        .params(&["filter=pagelock.torture", "torture_ms=4000", &bug])
-        .timeout(TIMEOUT_S)
+        .params(["filter=pagelock.torture", "torture_ms=4000", &bug])
+        .timeout(Duration::from_secs(TIMEOUT_S))
         .run()
+        .expect("QEMU run")
 }
 
 fn must_fail(bug: &str) {

@@ -1,15 +1,18 @@
 //! The scheduler suite on 4 and 8 CPUs (with 8 vCPUs on a 2-core host, most
 //! vCPUs wait for a host core at any time: a good test of lost wake-ups).
 
-use tests::{Boot, check};
+use std::time::Duration;
+
+use tests::{boot, check};
 
 fn sched(n: u32) {
-    let (out, v) = Boot::new(&format!("sched{n}"))
+    let (out, v) = boot(&format!("sched{n}"))
         .smp(n)
         .mem("512M")
-        .params(&["filter=sched"])
-        .timeout(400)
-        .run();
+        .params(["filter=sched"])
+        .timeout(Duration::from_secs(400))
+        .run()
+        .expect("QEMU run");
     check(v.passed, &format!("-smp {n}: {:?}", v.reasons), &out);
     check(
         v.report.counts().passed >= 8,

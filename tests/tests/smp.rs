@@ -1,14 +1,18 @@
 //! SMP: every CPU comes up and passes the `smp` suite for several CPU
 //! counts, and a panic on an application processor ends the run cleanly.
 
-use boot::qemu::Exit;
-use tests::{Boot, check};
+use boot::{
+    contract::marker::{BACKTRACE, FATAL},
+    qemu::Exit,
+};
+use tests::{boot, check};
 
 fn all_online(n: u32) {
-    let (out, v) = Boot::new(&format!("smp{n}"))
+    let (out, v) = boot(&format!("smp{n}"))
         .smp(n)
-        .params(&["filter=smp"])
-        .run();
+        .params(["filter=smp"])
+        .run()
+        .expect("QEMU run");
     check(v.passed, &format!("-smp {n}: {:?}", v.reasons), &out);
     check(
         out.contains(&format!("cpus online: {n}/{n}")),
@@ -44,14 +48,18 @@ fn smp_8() {
 
 #[test]
 fn panic_on_application_processor_is_reported() {
-    let (out, v) = Boot::new("appanic").smp(3).params(&["crash=appanic"]).run();
+    let (out, v) = boot("appanic")
+        .smp(3)
+        .params(["crash=appanic"])
+        .run()
+        .expect("QEMU run");
     check(
         out.exit == Exit::Panic,
         "an AP panic must end in the panic exit",
         &out,
     );
     check(
-        out.contains("# pcs: FATAL on cpu2: PANIC"),
+        out.contains(&format!("{FATAL} on cpu2: PANIC")),
         "the failing CPU must be named",
         &out,
     );
@@ -60,16 +68,17 @@ fn panic_on_application_processor_is_reported() {
         "panic message missing",
         &out,
     );
-    check(out.contains("# backtrace:"), "backtrace missing", &out);
+    check(out.contains(BACKTRACE), "backtrace missing", &out);
     check(!v.passed, "must fail", &out);
 }
 
 #[test]
 fn cpu_that_does_not_start_is_reported_and_boot_continues() {
-    let (out, v) = Boot::new("apskip")
+    let (out, v) = boot("apskip")
         .smp(3)
-        .params(&["ap_skip=2", "filter=smp"])
-        .run();
+        .params(["ap_skip=2", "filter=smp"])
+        .run()
+        .expect("QEMU run");
     check(
         out.contains("CPU with APIC id 2 did not come up"),
         "the missing CPU must be named",

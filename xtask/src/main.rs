@@ -2,8 +2,14 @@
 //!
 //! - `cargo xtask run`: build the kernel, boot it in QEMU, stream its serial
 //!   output, and exit non-zero unless the run passed (see `boot::verdict`).
+//! - `cargo xtask bench`: the in-kernel benchmarks (release build).
 //! - `cargo xtask test [FILTER]`: host unit tests, QEMU integration tests,
 //!   loom model checks and the in-kernel KTAP suites, with one summary line.
+//! - `cargo xtask params [--markdown]`: the kernel parameter table.
+//!
+//! Every boot goes through `boot::Run`. Kernel parameters are checked with
+//! the contract's parser before anything is built or booted, so a typo is
+//! reported at once, with the key's help.
 
 use std::{
     io::{BufRead, BufReader},
@@ -12,10 +18,15 @@ use std::{
 };
 
 use boot::{
-    build::{self, Profile},
-    image::{self, Firmware},
+    Run,
+    build::Profile,
+    contract::{
+        marker,
+        params::{MarkdownTable, TextTable},
+    },
+    image::Firmware,
     ktap::Counts,
-    qemu, verdict,
+    qemu::Exit,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -26,16 +37,29 @@ struct Cli {
     cmd: Cmd,
 }
 
+/// Shown under `run --help` and `bench --help`.
+const PARAMS_HELP: &str = "Kernel parameters are `key=value` words after `--`, e.g. \
+`cargo xtask run -- filter=mm.* seed=7`. They are checked before anything is built or \
+booted. `cargo xtask params` lists every key with its values, default and meaning.";
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Build the kernel and boot it in QEMU, streaming the serial console.
+    #[command(after_help = PARAMS_HELP)]
     Run(RunArgs),
     /// Run the in-kernel benchmarks (release build) and print their results.
+    #[command(after_help = PARAMS_HELP)]
     Bench(BenchArgs),
     /// Run every test: host, loom, QEMU integration, in-kernel suites.
     Test {
         /// Only tests whose name contains FILTER (kernel cases: `*FILTER*`).
         filter: Option<String>,
+    },
+    /// Print the kernel parameters: keys, values, defaults, meaning.
+    Params {
+        /// Print the table as Markdown (the README's).
+        #[arg(long)]
+        markdown: bool,
     },
 }
 
@@ -62,7 +86,7 @@ struct RunArgs {
     /// Kill QEMU after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
-    /// Kernel parameters, `key=value` (after `--`).
+    /// Kernel parameters, `key=value` (after `--`; see `cargo xtask params`).
     #[arg(last = true)]
     params: Vec<String>,
 }
@@ -81,7 +105,7 @@ struct BenchArgs {
     /// Kill QEMU after this many seconds.
     #[arg(long, default_value_t = 1200)]
     timeout: u64,
-    /// Further kernel parameters, `key=value` (after `--`).
+    /// Further kernel parameters, `key=value` (after `--`; see `cargo xtask params`).
     #[arg(last = true)]
     params: Vec<String>,
 }
@@ -92,6 +116,14 @@ fn main() -> ExitCode {
         Cmd::Run(a) => run(a),
         Cmd::Bench(a) => bench(a),
         Cmd::Test { filter } => test(filter.as_deref()),
+        Cmd::Params { markdown } => {
+            if markdown {
+                print!("{MarkdownTable}");
+            } else {
+                print!("{TextTable}");
+            }
+            Ok(true)
+        }
     };
     match r {
         Ok(true) => ExitCode::SUCCESS,
@@ -105,60 +137,76 @@ fn main() -> ExitCode {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn kernel_image(release: bool, fw: Firmware, verbose: bool) -> Result<std::path::PathBuf> {
+/// Checks `run`'s parameters with the contract's parser; on a bad one,
+/// reports it with the key's help and returns false. Nothing has been built
+/// or booted yet when this runs.
+fn params_ok(run: &Run) -> bool {
+    match run.check_params() {
+        Ok(()) => true,
+        Err(e) => {
+            eprint!("xtask: {e}");
+            eprintln!("xtask: `cargo xtask params` lists every parameter");
+            false
+        }
+    }
+}
+
+/// Checks for QEMU and builds the kernel and image, saying how long it took.
+fn prepare(run: &Run) -> Result<()> {
     let t = Instant::now();
-    let elf = build::kernel(
-        if release {
-            Profile::Release
-        } else {
-            Profile::Dev
-        },
-        verbose,
-    )?;
-    let img = image::disk_image(&elf, fw)?;
+    let image = run.prepare()?;
     eprintln!(
         "xtask: kernel and image ready in {:.1} s: {}",
         t.elapsed().as_secs_f64(),
-        img.display()
+        image.display()
     );
-    Ok(img)
+    Ok(())
+}
+
+/// Repeats the kernel's notes (say, a parameter without effect) last, where
+/// they are seen.
+fn print_notes(notes: &[String]) {
+    for n in notes {
+        eprintln!("xtask: note: {n}");
+    }
 }
 
 fn run(a: RunArgs) -> Result<bool> {
-    let fw = if a.uefi {
-        Firmware::Uefi
-    } else {
-        Firmware::Bios
-    };
-    qemu::ensure_qemu(fw)?;
-    let img = kernel_image(a.release, fw, true)?;
-    let mut cfg = qemu::Config::new("run", img);
-    cfg.firmware = fw;
-    cfg.smp = a.smp;
-    cfg.mem = a.mem;
-    cfg.params = a.params;
-    cfg.gdb = a.gdb;
-    cfg.kvm = a.kvm;
-    cfg.echo = true;
-    cfg.timeout = Duration::from_secs(if a.gdb { 24 * 3600 } else { a.timeout });
-    if a.gdb {
-        let elf = build::kernel_out_dir(if a.release {
+    let run = Run::new("run")
+        .smp(a.smp)
+        .mem(&a.mem)
+        .params(&a.params)
+        .firmware(if a.uefi {
+            Firmware::Uefi
+        } else {
+            Firmware::Bios
+        })
+        .profile(if a.release {
             Profile::Release
         } else {
             Profile::Dev
         })
-        .join("kernel");
-        eprintln!("xtask: QEMU waits for gdb; in another shell run:");
-        eprintln!("    gdb {} -ex 'target remote :1234'", elf.display());
+        .gdb(a.gdb)
+        .kvm(a.kvm)
+        .echo(true)
+        .timeout(Duration::from_secs(if a.gdb {
+            24 * 3600
+        } else {
+            a.timeout
+        }));
+    if !params_ok(&run) {
+        return Ok(false);
     }
-    eprintln!(
-        "xtask: booting: -smp {} -m {} params: {}",
-        cfg.smp,
-        cfg.mem,
-        cfg.params.join(" ")
-    );
-    let out = qemu::run(&cfg)?;
-    let v = verdict::judge(&out);
+    prepare(&run)?;
+    if a.gdb {
+        eprintln!("xtask: QEMU waits for gdb; in another shell run:");
+        eprintln!(
+            "    gdb {} -ex 'target remote :1234'",
+            run.kernel_elf().display()
+        );
+    }
+    eprintln!("xtask: booting: {run}");
+    let (out, v) = run.run()?;
     let c = v.report.counts();
     if v.passed {
         let first = out.first_ktap.map_or("no KTAP output".to_string(), |d| {
@@ -172,39 +220,39 @@ fn run(a: RunArgs) -> Result<bool> {
     } else {
         eprintln!("xtask: FAIL ({c}):\n{}", v.explain(&out));
     }
+    print_notes(&v.notes);
     Ok(v.passed)
 }
 
 fn bench(a: BenchArgs) -> Result<bool> {
-    qemu::ensure_qemu(Firmware::Bios)?;
-    let img = kernel_image(true, Firmware::Bios, true)?;
-    let mut cfg = qemu::Config::new("bench", img);
-    cfg.smp = a.smp;
-    cfg.mem = a.mem;
-    cfg.timeout = Duration::from_secs(a.timeout);
-    cfg.echo = true;
-    cfg.params = vec!["mode=bench".into()];
-    if let Some(f) = a.filter {
-        cfg.params.push(format!("filter={f}"));
+    let run = Run::new("bench")
+        .release()
+        .smp(a.smp)
+        .mem(&a.mem)
+        .timeout(Duration::from_secs(a.timeout))
+        .echo(true)
+        .params(["mode=bench"])
+        .params(a.filter.map(|f| format!("filter={f}")))
+        .params(&a.params);
+    if !params_ok(&run) {
+        return Ok(false);
     }
-    cfg.params.extend(a.params);
-    eprintln!(
-        "xtask: benchmarks: -smp {} -m {} {}",
-        cfg.smp,
-        cfg.mem,
-        cfg.params.join(" ")
-    );
-    let out = qemu::run(&cfg)?;
+    prepare(&run)?;
+    eprintln!("xtask: benchmarks: {run}");
+    let (out, v) = run.run()?;
     let results: Vec<&str> = out
         .lines
         .iter()
-        .filter(|l| l.starts_with("BENCH "))
-        .map(|l| l.as_str())
+        .filter_map(|l| l.strip_prefix(marker::BENCH))
         .collect();
     let dir = boot::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("bench-smp{}.txt", cfg.smp));
-    std::fs::write(&file, results.join("\n") + "\n")?;
+    let file = dir.join(format!("bench-smp{}.txt", a.smp));
+    let lines: Vec<String> = results
+        .iter()
+        .map(|r| format!("{}{r}", marker::BENCH))
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n")?;
     println!();
     println!(
         "xtask: {} result lines (also in {}):",
@@ -212,9 +260,9 @@ fn bench(a: BenchArgs) -> Result<bool> {
         file.display()
     );
     for r in &results {
-        println!("  {}", r.trim_start_matches("BENCH "));
+        println!("  {r}");
     }
-    let ok = out.exit == qemu::Exit::Success && out.contains(verdict::END_OF_RUN);
+    let ok = out.exit == Exit::Success && out.contains(marker::END_OF_RUN);
     if !ok {
         eprintln!(
             "xtask: benchmark run failed: {}\n  serial log: {}",
@@ -222,6 +270,7 @@ fn bench(a: BenchArgs) -> Result<bool> {
             out.serial_log.display()
         );
     }
+    print_notes(&v.notes);
     Ok(ok)
 }
 
@@ -268,45 +317,33 @@ fn cargo_tests(label: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<Coun
     Ok(c)
 }
 
-fn add(a: &mut Counts, b: Counts) {
-    a.passed += b.passed;
-    a.failed += b.failed;
-    a.skipped += b.skipped;
-    a.crashed += b.crashed;
-}
-
 fn test(filter: Option<&str>) -> Result<bool> {
     let start = Instant::now();
-    qemu::ensure_qemu(Firmware::Bios)?;
     let mut total = Counts::default();
     let mut stages = Vec::new();
 
     // 1. Kernel suites, booted directly so each KTAP case counts.
     let t = Instant::now();
-    let img = kernel_image(false, Firmware::Bios, true)?;
-    let mut cfg = qemu::Config::new("suites", img);
-    cfg.echo = true;
-    cfg.timeout = Duration::from_secs(600);
-    if let Some(f) = filter {
-        cfg.params.push(format!("filter=*{f}*"));
+    let run = Run::new("suites")
+        .echo(true)
+        .timeout(Duration::from_secs(600))
+        .params(filter.map(|f| format!("filter=*{f}*")));
+    if !params_ok(&run) {
+        return Ok(false);
     }
-    eprintln!(
-        "xtask: == in-kernel suites: -smp {} -m {} {}",
-        cfg.smp,
-        cfg.mem,
-        cfg.params.join(" ")
-    );
-    let out = qemu::run(&cfg)?;
-    let v = verdict::judge(&out);
+    prepare(&run)?;
+    eprintln!("xtask: == in-kernel suites: {run}");
+    let (out, v) = run.run()?;
     let kc = v.report.counts();
     if !v.passed {
         eprintln!("xtask: in-kernel suites FAILED:\n{}", v.explain(&out));
     }
-    let mut kc2 = kc;
+    print_notes(&v.notes);
+    let mut counted = kc;
     if !v.passed && kc.failed == 0 {
-        kc2.failed += 1;
+        counted.failed += 1;
     }
-    add(&mut total, kc2);
+    total += counted;
     stages.push(format!(
         "in-kernel suites: {kc} ({:.0} s)",
         t.elapsed().as_secs_f64()
@@ -319,7 +356,7 @@ fn test(filter: Option<&str>) -> Result<bool> {
         args.extend(["--", f]);
     }
     let c = cargo_tests("host and QEMU integration tests", &args, &[])?;
-    add(&mut total, c);
+    total += c;
     stages.push(format!(
         "host and integration tests: {c} ({:.0} s)",
         t.elapsed().as_secs_f64()
@@ -338,7 +375,7 @@ fn test(filter: Option<&str>) -> Result<bool> {
         &args,
         &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", &loom_dir)],
     )?;
-    add(&mut total, c);
+    total += c;
     stages.push(format!(
         "loom model checks: {c} ({:.0} s)",
         t.elapsed().as_secs_f64()

@@ -7,6 +7,9 @@
 //! BENCH <bench> <variant> key=value key=value ...
 //! ```
 //!
+//! (the prefix is the contract's `marker::BENCH`; the end-of-run line is
+//! `marker::END_OF_RUN`)
+//!
 //! that `cargo xtask bench` collects into a table. A benchmark measures its
 //! baseline in the same run and reports ratios against it, because absolute
 //! numbers under TCG mean little across hosts.
@@ -14,7 +17,19 @@
 //! Each module with benchmarks declares `pub static BENCHES: &[Bench]`;
 //! [`ALL`] lists them.
 
-use crate::{ktest::glob, params::Params, println};
+use contract::{glob, marker::END_OF_RUN};
+
+use crate::{params::Params, println};
+
+/// Prints one benchmark result line: the contract's `marker::BENCH`
+/// prefix, then the arguments (`<bench> <variant> key=value ...`), which
+/// `cargo xtask bench` collects.
+#[macro_export]
+macro_rules! bench_result {
+    ($($arg:tt)*) => {
+        $crate::println!("{}{}", ::contract::marker::BENCH, format_args!($($arg)*))
+    };
+}
 
 pub struct Bench {
     pub name: &'static str,
@@ -54,7 +69,7 @@ pub fn run_all(params: &Params) -> bool {
         for b in group.iter() {
             if params
                 .filter
-                .is_some_and(|f| !f.split(',').any(|p| glob(p, b.name)))
+                .is_some_and(|f| !glob::list_matches(f, b.name))
             {
                 continue;
             }
@@ -64,6 +79,6 @@ pub fn run_all(params: &Params) -> bool {
         }
     }
     println!("# pcs: {ran} benchmarks run");
-    println!("# pcs: end of run");
+    println!("{END_OF_RUN}");
     ran > 0
 }

@@ -29,7 +29,16 @@ pub mod suites;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{params::Params, println};
+use contract::{
+    glob,
+    marker::{END_OF_RUN, KTAP_VERSION, RUNNING},
+    params::{NoEffect, Why},
+};
+
+use crate::{
+    params::{Mode, Params},
+    println,
+};
 
 /// Why a case did not pass.
 #[derive(Debug)]
@@ -120,41 +129,8 @@ pub fn current() -> Option<(&'static str, &'static str)> {
     Some((suite.name, suite.cases.get(c & 0xffff_ffff)?.name))
 }
 
-/// Matches `text` against a glob where `*` matches any run of characters.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
-
 fn selected(filter: Option<&str>, suite: &Suite, case: &Case) -> bool {
-    let Some(filter) = filter else { return true };
-    filter.split(',').any(|pat| {
-        if glob(pat, suite.name) {
-            return true;
-        }
-        // Match "suite.case" without building a string: split the pattern.
-        match pat.split_once('.') {
-            Some((sp, cp)) => glob(sp, suite.name) && glob(cp, case.name),
-            None => false,
-        }
-    })
+    filter.is_none_or(|f| glob::list_selects(f, suite.name, case.name))
 }
 
 fn count_selected(filter: Option<&str>, suite: &Suite) -> usize {
@@ -177,7 +153,7 @@ pub fn run_all(params: &Params) -> bool {
         log::error!("filter '{}' selects no test case", filter.unwrap_or(""));
         return false;
     }
-    println!("KTAP version 1");
+    println!("{KTAP_VERSION}");
     println!("1..{nsuites}");
     let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     let ctx = Ctx { params };
@@ -188,7 +164,7 @@ pub fn run_all(params: &Params) -> bool {
             continue;
         }
         suite_no += 1;
-        println!("{CASE_INDENT}KTAP version 1");
+        println!("{CASE_INDENT}{KTAP_VERSION}");
         println!("{CASE_INDENT}# Subtest: {}", suite.name);
         println!("{CASE_INDENT}1..{n}");
         let mut suite_ok = true;
@@ -198,7 +174,7 @@ pub fn run_all(params: &Params) -> bool {
                 continue;
             }
             case_no += 1;
-            println!("{CASE_INDENT}# running: {}.{}", suite.name, case.name);
+            println!("{CASE_INDENT}{RUNNING}{}.{}", suite.name, case.name);
             CURRENT.store(((si + 1) << 32) | ci, Ordering::Relaxed);
             let r = (case.run)(&ctx);
             CURRENT.store(0, Ordering::Relaxed);
@@ -225,29 +201,117 @@ pub fn run_all(params: &Params) -> bool {
         );
     }
     println!("# pcs: {passed} passed, {failed} failed, {skipped} skipped");
-    println!("# pcs: end of run");
+    println!("{END_OF_RUN}");
     failed == 0
 }
 
-fn glob_matches() -> TestResult {
-    kassert!(glob("*", "anything"));
-    kassert!(glob("boot", "boot"));
-    kassert!(!glob("boot", "booty"));
-    kassert!(glob("b*t", "boot"));
-    kassert!(glob("*lock*", "page_lock_torture"));
-    kassert!(!glob("a*b", "acd"));
-    kassert!(glob("", ""));
+/// The parameters given explicitly that no test case of this run reads:
+/// their table entry has a scope, and the filter selected no case in it, or
+/// the mode runs no test cases at all.
+pub fn params_without_effect(params: &Params) -> impl Iterator<Item = NoEffect<'static>> + '_ {
+    let testing = params.mode == Mode::Test;
+    let why = if testing {
+        Why::NoSelectedCase
+    } else {
+        Why::NoTestCases(params.mode.name())
+    };
+    let reads = move |scope_glob: &str| {
+        testing
+            && suites::ALL.iter().any(|s| {
+                s.cases.iter().any(|c| {
+                    selected(params.filter, s, c) && glob::selects(scope_glob, s.name, c.name)
+                })
+            })
+    };
+    params
+        .given
+        .without_effect(reads)
+        .map(move |(key, value)| NoEffect { key, value, why })
+}
+
+/// Prints a note for each of [`params_without_effect`], so that a parameter
+/// is never silently without effect. Call before the run starts.
+pub fn note_params_without_effect(params: &Params) {
+    for note in params_without_effect(params) {
+        println!("{note}");
+    }
+}
+
+/// Which explicit parameters are reported as without effect.
+fn without_effect_case(_: &Ctx) -> TestResult {
+    use contract::params::Key;
+    let unread = |s: &'static str| {
+        let p = crate::params::parse(s).expect("valid parameters");
+        let mut keys = [None; 4];
+        for (slot, n) in keys.iter_mut().zip(params_without_effect(&p)) {
+            *slot = Some((n.key, n.why));
+        }
+        keys
+    };
+    // The torture knobs are read by every pagelock.torture* case only.
+    kassert_eq!(
+        unread("filter=pagelock.herd_wake_walk torture_ms=500 seed=3"),
+        [
+            Some((Key::TortureMs, Why::NoSelectedCase)),
+            None,
+            None,
+            None
+        ]
+    );
+    kassert_eq!(
+        unread("filter=pagelock.torture_killable torture_ms=500 torture_pages=2"),
+        [None; 4]
+    );
+    kassert_eq!(unread("filter=pagelock torture_threads=2"), [None; 4]);
+    kassert_eq!(unread("torture_threads=2 fail=0"), [None; 4]);
+    kassert_eq!(
+        unread("filter=mm,ktest fail=1 crash=none hz=200"),
+        [
+            Some((Key::Fail, Why::NoSelectedCase)),
+            Some((Key::Crash, Why::NoSelectedCase)),
+            None,
+            None
+        ]
+    );
+    kassert_eq!(
+        unread("mode=bench torture_ms=500"),
+        [
+            Some((Key::TortureMs, Why::NoTestCases("bench"))),
+            None,
+            None,
+            None
+        ]
+    );
     Ok(())
 }
 
+/// The contract's glob syntax, as the kernel's filter and scopes use it.
 fn glob_case(_: &Ctx) -> TestResult {
-    glob_matches()
+    kassert!(glob::matches("*", "anything"));
+    kassert!(glob::matches("boot", "boot"));
+    kassert!(!glob::matches("boot", "booty"));
+    kassert!(glob::matches("b*t", "boot"));
+    kassert!(glob::matches("*lock*", "page_lock_torture"));
+    kassert!(!glob::matches("a*b", "acd"));
+    kassert!(glob::matches("", ""));
+    let (suite, case) = (&SUITE, &SUITE.cases[0]);
+    kassert!(selected(None, suite, case));
+    kassert!(selected(Some("ktest"), suite, case));
+    kassert!(selected(Some("nope,kt*.gl*"), suite, case));
+    kassert!(!selected(Some("ktest.other"), suite, case));
+    Ok(())
 }
 
 pub static SUITE: Suite = Suite {
     name: "ktest",
-    cases: &[Case {
-        name: "glob",
-        run: glob_case,
-    }],
+    cases: &[
+        Case {
+            name: "glob",
+            run: glob_case,
+        },
+        Case {
+            name: "params_without_effect",
+            run: without_effect_case,
+        },
+    ],
 };

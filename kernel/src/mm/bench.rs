@@ -70,8 +70,8 @@ fn run_config(ncpus: usize, pcp_on: bool) -> (u64, u64) {
         let mean = v.iter().sum::<u64>() / v.len().max(1) as u64;
         let p50 = percentile(&mut v, 50);
         let p99 = percentile(&mut v, 99);
-        println!(
-            "BENCH mm_frame_alloc pcp={variant}/cpus={ncpus} cpu={cpu} p50_ns={} p99_ns={} mean_ns={} p50_cycles={p50}",
+        crate::bench_result!(
+            "mm_frame_alloc pcp={variant}/cpus={ncpus} cpu={cpu} p50_ns={} p99_ns={} mean_ns={} p50_cycles={p50}",
             cycles_to_ns(p50),
             cycles_to_ns(p99),
             cycles_to_ns(mean)
@@ -100,8 +100,8 @@ fn frame_alloc(params: &Params) {
         }
         let (on_p50, on_mean) = run_config(ncpus, true);
         let (off_p50, off_mean) = run_config(ncpus, false);
-        println!(
-            "BENCH mm_frame_alloc ratio/cpus={ncpus} off_over_on_p50={} off_over_on_mean={} on_p50_ns={} off_p50_ns={}",
+        crate::bench_result!(
+            "mm_frame_alloc ratio/cpus={ncpus} off_over_on_p50={} off_over_on_mean={} on_p50_ns={} off_p50_ns={}",
             Ratio(off_p50, on_p50),
             Ratio(off_mean, on_mean),
             cycles_to_ns(on_p50),

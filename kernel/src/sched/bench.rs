@@ -36,8 +36,8 @@ fn context_switch(_: &Params) {
     let cycles = time::rdtsc() - start.load(Ordering::Relaxed);
     if ok {
         let per = cycles / (2 * N);
-        println!(
-            "BENCH context_switch cpu0 switches={} cycles_per_switch={per} ns_per_switch={}",
+        crate::bench_result!(
+            "context_switch cpu0 switches={} cycles_per_switch={per} ns_per_switch={}",
             2 * N,
             time::cycles_to_ns(per)
         );
@@ -98,8 +98,8 @@ fn wake_latency(busy: bool) {
     let mut v = s.lat.lock().clone();
     if ok {
         let (med, p99) = (percentile(&mut v, 50), percentile(&mut v, 99));
-        println!(
-            "BENCH wake_latency cpu0->cpu1 target={} rounds={ROUNDS} median_ns={} p99_ns={} median_cycles={med}",
+        crate::bench_result!(
+            "wake_latency cpu0->cpu1 target={} rounds={ROUNDS} median_ns={} p99_ns={} median_cycles={med}",
             if busy { "busy" } else { "idle" },
             time::cycles_to_ns(med),
             time::cycles_to_ns(p99)

@@ -25,8 +25,8 @@ fn ipi_round_trip(_: &Params) {
     }
     let med = percentile(&mut v, 50);
     let p99 = percentile(&mut v, 99);
-    println!(
-        "BENCH ipi_round_trip cpu0<->cpu1 rounds={ROUNDS} median_cycles={med} p99_cycles={p99} median_ns={} p99_ns={}",
+    crate::bench_result!(
+        "ipi_round_trip cpu0<->cpu1 rounds={ROUNDS} median_cycles={med} p99_cycles={p99} median_ns={} p99_ns={}",
         time::cycles_to_ns(med),
         time::cycles_to_ns(p99)
     );
@@ -38,11 +38,11 @@ fn ap_bringup(_: &Params) {
     for i in 1..n {
         let ns = arch_smp::bringup_ns(i);
         total += ns;
-        println!("BENCH ap_bringup cpu{i} ns={ns}");
+        crate::bench_result!("ap_bringup cpu{i} ns={ns}");
     }
     if n > 1 {
-        println!(
-            "BENCH ap_bringup mean cpus={} ns={} (includes the SDM's 10 ms INIT delay)",
+        crate::bench_result!(
+            "ap_bringup mean cpus={} ns={} (includes the SDM's 10 ms INIT delay)",
             n - 1,
             total / (n as u64 - 1)
         );

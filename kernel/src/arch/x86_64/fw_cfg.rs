@@ -1,7 +1,7 @@
 //! Reading a named file from QEMU's fw_cfg device over its I/O ports
 //! (docs/specs/fw_cfg.rst in QEMU): selector at 0x510 (16-bit), data at 0x511
 //! (8-bit, auto-incrementing). The host passes the kernel's parameter string
-//! as `-fw_cfg name=opt/pcs/cmdline,string=...`.
+//! as the fw_cfg file `contract::FW_CFG_NAME`.
 //!
 //! Written by hand because it is 40 lines of port I/O; no maintained no_std
 //! crate offers just the port-based reader.

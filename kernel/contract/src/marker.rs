@@ -1,0 +1,124 @@
+//! Console lines the host looks for in the kernel's serial output.
+//!
+//! The kernel prints each of these with the constant (never a copy of the
+//! text), and the host recognises them with the same constant. Everything
+//! else on the console is for people: the host only stores and shows it.
+//! Lines starting with `#` are KTAP diagnostics, so none of these confuse a
+//! KTAP parser.
+
+use core::fmt;
+
+/// The kernel's last line of a finished run (test or bench mode). A run
+/// without it did not finish, whatever else it printed.
+pub const END_OF_RUN: &str = "# pcs: end of run";
+
+/// Starts the fatal-error report (panic or CPU exception):
+/// `# pcs: FATAL on cpu<N>: <what happened>`.
+pub const FATAL: &str = "# pcs: FATAL";
+
+/// Names the test case a fatal error happened in:
+/// `# pcs: crashed in test case <suite>.<case>`.
+pub const CRASHED_IN: &str = "# pcs: crashed in test case ";
+
+/// Printed (indented as a case diagnostic) before each test case runs:
+/// `# running: <suite>.<case>`. When output stops, the last one names the
+/// case that was running.
+pub const RUNNING: &str = "# running: ";
+
+/// Heads the failing CPU's frame-pointer backtrace; one [`BacktraceFrame`]
+/// line per frame follows.
+pub const BACKTRACE: &str = "# backtrace:";
+
+/// Starts a machine-readable benchmark result:
+/// `BENCH <bench> <variant> key=value ...`.
+pub const BENCH: &str = "BENCH ";
+
+/// Starts a note the host repeats in its summary, e.g. a parameter that
+/// has no effect in this run (see [`crate::params::NoEffect`]).
+pub const NOTE: &str = "# pcs: note: ";
+
+/// The KTAP header line the kernel prints; the host times the boot to it.
+pub const KTAP_VERSION: &str = "KTAP version 1";
+
+/// Every marker above, for checks that no second copy exists.
+pub const ALL: [&str; 8] = [
+    END_OF_RUN,
+    FATAL,
+    CRASHED_IN,
+    RUNNING,
+    BACKTRACE,
+    BENCH,
+    NOTE,
+    KTAP_VERSION,
+];
+
+/// One backtrace line: `#   <depth>: <return address>`, the address in
+/// hexadecimal with `0x`. The kernel prints it with `Display`; the host
+/// reads it back with [`BacktraceFrame::parse`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BacktraceFrame {
+    /// 0 = the innermost frame.
+    pub depth: u32,
+    /// The return address found in the frame.
+    pub addr: u64,
+}
+
+/// What precedes the depth in a [`BacktraceFrame`] line.
+const FRAME_PREFIX: &str = "#   ";
+
+impl BacktraceFrame {
+    /// Reads a line printed by `Display` (surrounding whitespace allowed).
+    pub fn parse(line: &str) -> Option<BacktraceFrame> {
+        let rest = line.trim().strip_prefix(FRAME_PREFIX)?;
+        let (depth, addr) = rest.split_once(": 0x")?;
+        Some(BacktraceFrame {
+            depth: depth.trim().parse().ok()?,
+            addr: u64::from_str_radix(addr.trim(), 16).ok()?,
+        })
+    }
+}
+
+impl fmt::Display for BacktraceFrame {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{FRAME_PREFIX}{:2}: {:#018x}", self.depth, self.addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn backtrace_frames_round_trip() {
+        let f = BacktraceFrame {
+            depth: 3,
+            addr: 0x1000_0001_2345,
+        };
+        let line = f.to_string();
+        assert_eq!(line, "#    3: 0x0000100000012345");
+        assert_eq!(BacktraceFrame::parse(&line), Some(f));
+        assert_eq!(
+            BacktraceFrame::parse("  #   12: 0xffff\r"),
+            Some(BacktraceFrame {
+                depth: 12,
+                addr: 0xffff
+            })
+        );
+        assert_eq!(BacktraceFrame::parse(BACKTRACE), None);
+        assert_eq!(BacktraceFrame::parse("# pcs: run aborted (Panic)"), None);
+    }
+
+    #[test]
+    fn markers_are_distinct_ktap_diagnostics_or_known_lines() {
+        for (i, a) in ALL.iter().enumerate() {
+            assert!(
+                a.starts_with('#') || *a == BENCH || *a == KTAP_VERSION,
+                "{a}"
+            );
+            for b in &ALL[i + 1..] {
+                assert!(!a.starts_with(b) && !b.starts_with(a), "{a} / {b}");
+            }
+        }
+    }
+}
