@@ -44,15 +44,6 @@ fn code_lines(dirs: &[&str]) -> Vec<(String, String)> {
 
 const ALL_SOURCES: [&str; 4] = ["boot", "xtask", "tests", "kernel"];
 
-/// Copies in files this change may not edit (their owners are reworking
-/// them at the same time), to be replaced by the contract's constants when
-/// the branches meet: `(file, marker)`. The test fails once an entry is
-/// stale, so the list can only shrink.
-const KNOWN_COPIES: [(&str, &str); 1] = [
-    // The pagelock benchmarks print `BENCH ` by hand; they should use
-    // `crate::bench_result!` (kernel/src/bench/mod.rs) like the others.
-    ("kernel/src/pagelock/bench.rs", marker::BENCH),
-];
 const HOST_SOURCES: [&str; 3] = ["boot", "xtask", "tests"];
 
 #[test]
@@ -66,26 +57,12 @@ fn markers_and_fw_cfg_name_are_written_once() {
         .chain([contract::FW_CFG_NAME])
         .collect();
     let mut copies = Vec::new();
-    let mut known_seen = [false; KNOWN_COPIES.len()];
     for (at, line) in code_lines(&ALL_SOURCES) {
         for n in &needles {
-            if !line.contains(n) {
-                continue;
-            }
-            match KNOWN_COPIES
-                .iter()
-                .position(|(file, m)| at.starts_with(&format!("{file}:")) && m == n)
-            {
-                Some(i) => known_seen[i] = true,
-                None => copies.push(format!("{at}: {n:?}: {}", line.trim())),
+            if line.contains(n) {
+                copies.push(format!("{at}: {n:?}: {}", line.trim()));
             }
         }
-    }
-    for (seen, (file, m)) in known_seen.iter().zip(KNOWN_COPIES) {
-        assert!(
-            *seen,
-            "{file} no longer spells {m:?}: remove it from KNOWN_COPIES"
-        );
     }
     assert!(
         copies.is_empty(),

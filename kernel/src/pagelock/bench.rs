@@ -68,12 +68,12 @@ fn uncontended(_: &Params) {
         t.lock_page(black_box(page));
         t.unlock_page(black_box(page));
     });
-    println!(
-        "BENCH pagelock_uncontended floor cycles={floor:.1} ns={}",
+    crate::bench_result!(
+        "pagelock_uncontended floor cycles={floor:.1} ns={}",
         time::cycles_to_ns(floor as u64)
     );
-    println!(
-        "BENCH pagelock_uncontended lock_unlock cycles={lock_unlock:.1} ratio_to_floor={:.2} goal=1.2",
+    crate::bench_result!(
+        "pagelock_uncontended lock_unlock cycles={lock_unlock:.1} ratio_to_floor={:.2} goal=1.2",
         lock_unlock / floor
     );
     type Form = fn(&pagesync::PageFlags, u8) -> bool;
@@ -97,8 +97,8 @@ fn uncontended(_: &Params) {
             black_box(f.test_and_set_bit_lock(PG_LOCKED));
             black_box(form(f, 1 << PG_LOCKED));
         });
-        println!(
-            "BENCH pagelock_uncontended {name} cycles={c:.1} ratio_to_floor={:.2}",
+        crate::bench_result!(
+            "pagelock_uncontended {name} cycles={c:.1} ratio_to_floor={:.2}",
             c / floor
         );
     }
@@ -152,8 +152,8 @@ fn fairness(p: &Params) {
                 };
                 let r = torture::run(target, &o);
                 let secs = r.elapsed_ns as f64 / 1e9;
-                println!(
-                    "BENCH pagelock_fairness {name} cpus={cpus} pages={pages} threads={} acq_per_s={:.0} max_wait_us={} jain={:.3} ok={}",
+                crate::bench_result!(
+                    "pagelock_fairness {name} cpus={cpus} pages={pages} threads={} acq_per_s={:.0} max_wait_us={} jain={:.3} ok={}",
                     r.threads,
                     r.total as f64 / secs,
                     r.max_wait_ns / 1000,
@@ -178,8 +178,8 @@ fn herd_walks(_: &Params) {
                 ..Config::DEFAULT
             });
             let r = herd::wake_walk(t, n, 4);
-            println!(
-                "BENCH pagelock_herd bookmarks={} waiters={} woken={} walk_us={} max_queue_lock_hold_us={} probes={} unfinished={}",
+            crate::bench_result!(
+                "pagelock_herd bookmarks={} waiters={} woken={} walk_us={} max_queue_lock_hold_us={} probes={} unfinished={}",
                 if bookmarks { "on" } else { "off" },
                 r.queued,
                 r.woken_by_walk,
@@ -268,8 +268,8 @@ fn livelock_one(bookmarks: bool, n: usize) {
         timer::sleep_ns(10 * MS);
     }
     let livelock = longest > 1_000 * MS || wake_in_longest > 2 * n as u64;
-    println!(
-        "BENCH pagelock_bookmark_livelock bookmarks={} waiters={n} calls={calls} longest_call_ms={} wakeups_in_longest_call={wake_in_longest} livelock={}",
+    crate::bench_result!(
+        "pagelock_bookmark_livelock bookmarks={} waiters={n} calls={calls} longest_call_ms={} wakeups_in_longest_call={wake_in_longest} livelock={}",
         if bookmarks { "on" } else { "off" },
         longest / MS,
         if livelock { "yes" } else { "no" }
