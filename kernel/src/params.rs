@@ -63,11 +63,15 @@ pub enum Crash {
     /// Frees one frame twice through the public free path: the frame
     /// allocator must panic with a dump of the descriptor.
     DoubleFree,
+    /// Ends writeback on a page whose reference count is 0: pagesync must
+    /// stop the kernel with a report naming the page, not return and leave
+    /// PG_writeback set with its waiters asleep.
+    WritebackUnreferenced,
 }
 
 impl Crash {
     /// Every kind, in the order of the contract's `crash=` choices.
-    pub const ALL: [Crash; 9] = [
+    pub const ALL: [Crash; 10] = [
         Crash::None,
         Crash::Panic,
         Crash::PageFault,
@@ -77,6 +81,7 @@ impl Crash {
         Crash::TripleFault,
         Crash::ApPanic,
         Crash::DoubleFree,
+        Crash::WritebackUnreferenced,
     ];
 
     /// The `crash=` name.
@@ -91,6 +96,7 @@ impl Crash {
             Crash::TripleFault => "triplefault",
             Crash::ApPanic => "appanic",
             Crash::DoubleFree => "doublefree",
+            Crash::WritebackUnreferenced => "writeback-unreferenced",
         }
     }
 }

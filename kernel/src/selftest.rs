@@ -43,6 +43,14 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
         Crash::None => Err(TestError::Skip("enable with crash=KIND")),
         Crash::Panic => panic!("deliberate panic (crash=panic)"),
         Crash::DoubleFree => crate::mm::tests::deliberate_double_free(),
+        Crash::WritebackUnreferenced => {
+            // A descriptor that is not in the frame array, so the report
+            // cannot corrupt the allocator: under writeback, count 0.
+            let page = alloc::boxed::Box::leak(alloc::boxed::Box::new(pagesync::Page::new()));
+            page.flags().set(pagesync::flags::PG_WRITEBACK);
+            let _ = crate::pagelock::table().end_page_writeback(page);
+            unreachable!("end_page_writeback on an unreferenced page returned");
+        }
         Crash::PageFault => {
             // An address in the non-canonical-free but unmapped low range.
             let p = core::hint::black_box(0xdead_b000usize) as *const u64;

@@ -1,5 +1,5 @@
 //! The page-lock torture can fail: every known-bad protocol variant
-//! (`bug=<name>`, see `kernel/pagesync/src/variant.rs`) makes the
+//! (`bug=<name>`, see `kernel/pagesync/src/variant/bugs.rs`) makes the
 //! `pagelock.torture` case fail, and the correct default passes it.
 //!
 //! Each boot: `-smp 2`, `filter=pagelock.torture`, `torture_ms=4000` (2 s
@@ -116,4 +116,29 @@ fn clear_waiters_early_fails() {
 #[test]
 fn non_atomic_flags_fails() {
     must_fail(KNOWN_BAD[3]);
+}
+
+/// Ending writeback on a page with no reference to take is a kernel bug
+/// that stops the run with a report naming the page (pagesync's
+/// `end_page_writeback`), not a silent return that leaves PG_writeback set
+/// and its waiters asleep.
+#[test]
+fn end_writeback_without_reference_is_fatal() {
+    let (out, v) = tests::boot("writeback-unreferenced")
+        .params(["crash=writeback-unreferenced"])
+        .run()
+        .expect("QEMU run");
+    check(!v.passed, "the run must fail", &out);
+    check(out.exit == Exit::Panic, "exit must be Panic", &out);
+    check(
+        out.contains("end_page_writeback: page 0x")
+            && out.contains("is under writeback but its reference count (0)"),
+        "the report must name the page and its count",
+        &out,
+    );
+    check(
+        v.report.crashed_in.as_deref() == Some("boot.deliberate_crash"),
+        "the report must name the running case",
+        &out,
+    );
 }

@@ -324,6 +324,7 @@ pub static TABLE: [Spec; Key::COUNT] = [
             "triplefault",
             "appanic",
             "doublefree",
+            "writeback-unreferenced",
         ]),
         default: DefaultValue::Is("none"),
         help: "crash on purpose in this way, one per failure path the host must detect",
