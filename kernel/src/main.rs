@@ -18,6 +18,7 @@ extern crate alloc;
 
 mod arch;
 mod bench;
+mod config;
 mod console;
 mod ktest;
 mod mm;

@@ -22,9 +22,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use pagesync::Page;
 
 use super::{buddy::ZONE, frame_array, irqlock::IrqMutex};
+use crate::config::MAX_CPUS;
 
-/// Compile-time bound on CPU indices (the SMP code's bound).
-pub const MAX_CPUS: usize = crate::smp::MAX_CPUS;
 /// Frames moved between a stack and the buddy lists at a time.
 pub const BATCH: u64 = 31;
 /// A stack longer than this is drained by one batch.

@@ -51,7 +51,8 @@ pub use platform::KernelPlatform;
 pub use thread::{DEAD, RUNNABLE, RUNNING, SLEEPING, Thread, ThreadRef};
 
 use crate::{
-    arch::x86_64::{apic, percpu, percpu::MAX_CPUS, smp as arch_smp, time},
+    arch::x86_64::{apic, percpu, smp as arch_smp, time},
+    config::MAX_CPUS,
     mm::irqlock::IrqMutex,
 };
 

@@ -19,11 +19,10 @@ use core::{
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 
 use super::{
-    acpi, apic, exceptions, interrupts, paging,
-    percpu::{self, MAX_CPUS},
-    time,
+    acpi, apic, exceptions, interrupts, paging, percpu, time,
     trampoline::{self, Trampoline},
 };
+use crate::config::MAX_CPUS;
 
 const AP_STACK_SIZE: usize = 64 * 1024;
 /// How long the BSP waits for one AP. Generous: under TCG with more vCPUs
