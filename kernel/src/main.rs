@@ -28,6 +28,7 @@ mod params;
 mod sched;
 mod selftest;
 mod smp;
+mod sync;
 
 use bootloader_api::{
     BootInfo, BootloaderConfig,

@@ -24,7 +24,8 @@ use core::sync::atomic::Ordering;
 
 use pagesync::{Page, flags::PG_RESERVED};
 
-use super::{MAX_ORDER, PG_BUDDY, frame_array, irqlock::IrqMutex};
+use super::{MAX_ORDER, PG_BUDDY, frame_array};
+use crate::sync::IrqMutex;
 
 /// Number of orders.
 pub const NR_ORDERS: usize = MAX_ORDER as usize + 1;

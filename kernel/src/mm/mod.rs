@@ -31,7 +31,6 @@ pub mod bench;
 pub mod buddy;
 pub mod frame_array;
 pub mod heap;
-pub mod irqlock;
 pub mod page_alloc;
 pub mod pcp;
 pub mod tests;

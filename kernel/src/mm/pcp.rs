@@ -21,8 +21,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pagesync::Page;
 
-use super::{buddy::ZONE, frame_array, irqlock::IrqMutex};
-use crate::config::MAX_CPUS;
+use super::{buddy::ZONE, frame_array};
+use crate::{config::MAX_CPUS, sync::IrqMutex};
 
 /// Frames moved between a stack and the buddy lists at a time.
 pub const BATCH: u64 = 31;
