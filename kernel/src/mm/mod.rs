@@ -55,16 +55,17 @@ pub const LOW_LIMIT: u64 = 0x10_0000;
 /// (`PG_FIRST_FREE`); set and cleared only under the buddy lock.
 pub const PG_BUDDY: u32 = pagesync::flags::PG_FIRST_FREE;
 
-/// Builds the frame array from the boot memory map, frees every usable frame
-/// into the buddy allocator, and prints the boot report. Call once, on the
-/// boot CPU, before any other CPU runs and before the first heap
-/// allocation.
+/// Builds the frame array from the boot memory map, hands every usable
+/// frame it reports to the buddy allocator, and prints the boot report.
+/// Call once, on the boot CPU, before any other CPU runs and before the
+/// first heap allocation.
 pub fn init(boot_info: &BootInfo, pcp_enabled: bool) {
     let phys_offset = boot_info
         .physical_memory_offset
         .into_option()
         .expect("physical memory mapping");
-    let stats = frame_array::init(boot_info, phys_offset);
+    let (stats, usable) = frame_array::init(boot_info, phys_offset);
+    usable.for_each(buddy::add_free_range);
     pcp::set_enabled(pcp_enabled);
     let free = page_alloc::free_frames();
     log::info!(
