@@ -161,7 +161,10 @@ pub fn init(
         }
         tramp.set_stack(id, stack + 4096 + AP_STACK_SIZE as u64);
         percpu::cpu(index).apic_id.store(id, Ordering::Relaxed);
-        APIC_TO_INDEX[id as usize].store(index as u16 + 1, Ordering::Relaxed);
+        // Release pairs with the AP's Acquire load in `ap_main`: the AP
+        // then sees everything the boot CPU did before, among it the
+        // interrupt handlers registered in `handlers` before `init`.
+        APIC_TO_INDEX[id as usize].store(index as u16 + 1, Ordering::Release);
         // The stack table and the slot above must be visible before the AP
         // reads them: the IPI write is a serializing MMIO store after these
         // plain stores on x86 (stores are not reordered with other stores).
@@ -203,9 +206,10 @@ pub fn init(
 /// Rust entry of an AP, called by the trampoline's 64-bit stub on the AP's
 /// own stack with its APIC id.
 pub extern "C" fn ap_main(apic_id: u64) -> ! {
+    // Acquire pairs with the boot CPU's Release store in `init`.
     let index = match APIC_TO_INDEX
         .get(apic_id as usize)
-        .map(|i| i.load(Ordering::Relaxed))
+        .map(|i| i.load(Ordering::Acquire))
     {
         Some(i) if i > 0 => i as usize - 1,
         // Not a CPU we started (or given up on): park it.
