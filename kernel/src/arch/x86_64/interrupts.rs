@@ -60,7 +60,9 @@ pub extern "x86-interrupt" fn ping(_frame: InterruptStackFrame) {
     let to = me.pong_to.load(Ordering::Relaxed);
     apic::eoi();
     if to != usize::MAX {
-        super::smp::send_ipi(to, apic::PING_VECTOR);
+        // A fixed IPI to CPU `to`, addressed by its APIC id.
+        let id = percpu::cpu(to).apic_id.load(Ordering::Relaxed);
+        apic::send_ipi(id, apic::icr::FIXED | apic::PING_VECTOR as u32);
     }
 }
 

@@ -142,7 +142,8 @@ pub fn init(
         .as_u64();
     // SAFETY: `base` is usable RAM below 1 MiB per the boot memory map; the
     // frame allocator never hands out memory below 1 MiB, so it is ours.
-    let tramp = unsafe { Trampoline::install(base, paging::phys_to_virt(base) as *mut u8, cr3) };
+    let tramp =
+        unsafe { Trampoline::install(base, paging::phys_to_virt(base) as *mut u8, cr3, ap_main) };
     let mut next = 1;
     for &id in &platform.apic_ids[..platform.ncpus] {
         if id == bsp_id {
