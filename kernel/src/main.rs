@@ -4,8 +4,10 @@
 //! Boot order (each step may rely on the ones before it):
 //! 1. serial console, so that everything after can report;
 //! 2. GDT/TSS and IDT, so that every CPU exception ends in a report;
-//! 3. run-time parameters from QEMU's fw_cfg, rejected loudly when malformed;
-//! 4. the selected mode: the in-kernel KTAP test suites (default) or idle.
+//! 3. the handlers that interrupt and exception entry calls
+//!    ([`register_handlers`]), before interrupts are enabled or APs start;
+//! 4. run-time parameters from QEMU's fw_cfg, rejected loudly when malformed;
+//! 5. the selected mode: the in-kernel KTAP test suites (default) or idle.
 //!
 //! Every run ends through [`arch::qemu::exit`] with a status the host runner
 //! checks; a run never ends by falling off the end of `kernel_main`.
@@ -18,6 +20,7 @@ extern crate alloc;
 
 mod arch;
 mod bench;
+mod config;
 mod console;
 mod ktest;
 mod mm;
@@ -27,6 +30,7 @@ mod params;
 mod sched;
 mod selftest;
 mod smp;
+mod sync;
 
 use bootloader_api::{
     BootInfo, BootloaderConfig,
@@ -71,9 +75,26 @@ mod bringup_fmt {
     }
 }
 
+/// Connects the hardware entry points to the subsystems that handle them.
+/// The architecture code names none of them: it calls what is registered
+/// here. Runs on the boot CPU with interrupts off and before any AP starts,
+/// which is what makes the registrations visible everywhere (see
+/// `arch::x86_64::handlers`). Each handler copes with being called before
+/// its subsystem is initialised (the scheduler ignores ticks until its run
+/// queue is active; the watchdog claims only the NMIs it sent).
+fn register_handlers() {
+    use arch::x86_64::handlers;
+    handlers::register_fatal(panic::fatal_exception, panic::is_dying);
+    handlers::register_tick(sched::tick);
+    handlers::register_reschedule(sched::preempt_check);
+    handlers::register_call_function(smp::handle_call_ipi);
+    handlers::register_nmi(sched::watchdog::nmi);
+}
+
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     arch::init_boot_cpu();
     console::init();
+    register_handlers();
     println!("{BANNER}: page-cache synchronization on x86_64");
 
     let params = match params::load() {

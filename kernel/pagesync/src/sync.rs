@@ -62,6 +62,14 @@ impl<T> UnsafeCell<T> {
 /// interrupt context, so the lock masks interrupts on the local CPU for the
 /// whole hold time (Linux `spin_lock_irqsave`).
 ///
+/// The kernel also uses it, without a guard, for its own locks (kernel-only
+/// [`lock_raw`](Self::lock_raw), [`try_lock_raw`](Self::try_lock_raw) and
+/// [`unlock_raw`](Self::unlock_raw)): the interrupt-saving mutex of the
+/// memory manager and the scheduler, and the run-queue lock, which one
+/// thread takes and the next thread on that CPU releases after the context
+/// switch. The raw entry points leave the interrupt state alone; their
+/// callers mask interrupts themselves.
+///
 /// Under loom the lock is a `loom::sync::Mutex`: loom explores a blocking
 /// mutex far more cheaply than a spin loop (with three threads the spinning
 /// version exceeds loom's branch limit). The protocol only needs the
@@ -98,20 +106,7 @@ impl RawSpinLock {
         let irq = P::irq_save();
         #[cfg(not(loom))]
         {
-            // Acquire pairs with the Release store in `SpinGuard::drop` of
-            // the previous holder: everything it did under the lock is
-            // visible here.
-            while self
-                .locked
-                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-            {
-                // Spin on a plain load so waiting CPUs share the cache line
-                // instead of bouncing it with failed RMWs.
-                while self.locked.load(Ordering::Relaxed) {
-                    P::cpu_relax();
-                }
-            }
+            self.acquire(P::cpu_relax);
             SpinGuard {
                 lock: self,
                 irq: Some(irq),
@@ -128,6 +123,80 @@ impl RawSpinLock {
                 _platform: PhantomData,
             }
         }
+    }
+
+    /// Spins until the lock is ours, calling `relax` while it is held by
+    /// someone else.
+    #[cfg(not(loom))]
+    #[inline]
+    fn acquire(&self, relax: impl Fn()) {
+        // Acquire pairs with the Release store in `release` by the previous
+        // holder: everything it did under the lock is visible here.
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            // Spin on a plain load so waiting CPUs share the cache line
+            // instead of bouncing it with failed RMWs.
+            while self.locked.load(Ordering::Relaxed) {
+                relax();
+            }
+        }
+    }
+
+    /// Gives the lock up.
+    #[cfg(not(loom))]
+    #[inline]
+    fn release(&self) {
+        debug_assert!(
+            self.locked.load(Ordering::Relaxed),
+            "RawSpinLock: unlock of an unlocked lock"
+        );
+        // Release pairs with the Acquire CAS in `acquire` or `try_lock_raw`
+        // of the next holder: our critical section happens-before theirs.
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// Kernel only: spins until the lock is ours, without a guard and
+    /// without touching the interrupt state. Release it with
+    /// [`unlock_raw`](Self::unlock_raw).
+    #[cfg(not(loom))]
+    pub fn lock_raw(&self) {
+        self.acquire(core::hint::spin_loop);
+    }
+
+    /// Kernel only: takes the lock if it is free, without a guard; returns
+    /// whether it did.
+    #[cfg(not(loom))]
+    pub fn try_lock_raw(&self) -> bool {
+        // Acquire: as in `acquire`, it pairs with the Release store in
+        // `release` by the previous holder.
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Kernel only: releases a lock taken with [`lock_raw`](Self::lock_raw)
+    /// or [`try_lock_raw`](Self::try_lock_raw).
+    ///
+    /// # Safety
+    /// The lock must be held, and the caller must be its holder: it took the
+    /// lock itself, or the holder handed it over (the scheduler's run-queue
+    /// lock passes from the thread switched away from to the thread switched
+    /// to). Nothing the lock protects may be touched after this call until
+    /// the lock is taken again. Releasing someone else's lock lets two
+    /// holders into the critical section at once.
+    #[cfg(not(loom))]
+    pub unsafe fn unlock_raw(&self) {
+        self.release();
+    }
+
+    /// Kernel only: whether somebody holds the lock (a racy snapshot, for
+    /// assertions and diagnostics).
+    #[cfg(not(loom))]
+    pub fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
     }
 }
 
@@ -153,54 +222,14 @@ pub struct SpinGuard<'a, P: Platform> {
 
 impl<P: Platform> Drop for SpinGuard<'_, P> {
     fn drop(&mut self) {
-        // Release pairs with the Acquire CAS in `RawSpinLock::lock` of the
-        // next holder.
+        // The guard holds the lock: `release` (its Release store pairs with
+        // the next holder's Acquire) before the interrupt state comes back.
         #[cfg(not(loom))]
-        self.lock.locked.store(false, Ordering::Release);
+        self.lock.release();
         #[cfg(loom)]
         drop(self.guard.take());
         if let Some(irq) = self.irq.take() {
             P::irq_restore(irq);
         }
-    }
-}
-
-/// A value guarded by a [`RawSpinLock`] (for the scheduler's run queues).
-pub struct SpinLock<T> {
-    raw: RawSpinLock,
-    value: UnsafeCell<T>,
-}
-
-// SAFETY: the lock serialises every access to `value`, so sharing the lock
-// between threads only ever hands `T` to one thread at a time.
-unsafe impl<T: Send> Sync for SpinLock<T> {}
-// SAFETY: moving the lock moves the `T` it owns.
-unsafe impl<T: Send> Send for SpinLock<T> {}
-
-impl<T> SpinLock<T> {
-    /// A lock owning `value`.
-    #[cfg(not(loom))]
-    pub const fn new(value: T) -> Self {
-        Self {
-            raw: RawSpinLock::new(),
-            value: UnsafeCell::new(value),
-        }
-    }
-
-    /// A lock owning `value`.
-    #[cfg(loom)]
-    pub fn new(value: T) -> Self {
-        Self {
-            raw: RawSpinLock::new(),
-            value: UnsafeCell::new(value),
-        }
-    }
-
-    /// Runs `f` on the value with the lock held and interrupts masked.
-    pub fn with<P: Platform, R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        let _guard = self.raw.lock::<P>();
-        // SAFETY: `_guard` proves we hold the lock, so no other reference to
-        // the value exists until it drops after `f` returns.
-        self.value.with_mut(|p| f(unsafe { &mut *p }))
     }
 }

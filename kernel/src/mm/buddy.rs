@@ -27,7 +27,8 @@ use pagesync::{
     flags::{PG_BUDDY, PG_RESERVED},
 };
 
-use super::{MAX_ORDER, frame::Pfn, frame_array, irqlock::IrqMutex};
+use super::{MAX_ORDER, frame::Pfn, frame_array};
+use crate::sync::IrqMutex;
 
 /// Number of orders.
 pub const NR_ORDERS: usize = MAX_ORDER as usize + 1;

@@ -32,7 +32,7 @@ use bootloader_api::{
 };
 use pagesync::Page;
 
-use super::{LOW_LIMIT, PAGE_SHIFT, PAGE_SIZE, buddy, frame::Pfn};
+use super::{LOW_LIMIT, PAGE_SHIFT, PAGE_SIZE, frame::Pfn};
 
 /// log2 of the frames per section.
 pub const SECTION_SHIFT: u32 = 15;
@@ -73,7 +73,7 @@ pub struct Stats {
     pub array_bytes: u64,
     /// Physical address of the carved block.
     pub array_phys: u64,
-    /// Usable frames given to the buddy allocator at boot.
+    /// Usable frames left for the allocator ([`UsableFrames`]).
     pub usable_frames: u64,
     /// Highest RAM frame number plus one.
     pub end_pfn: u64,
@@ -195,9 +195,35 @@ fn section_span(regions: &[MemoryRegion], s: u64) -> Option<(u64, u64)> {
     span.map(|(lo, hi)| (lo / GROUP * GROUP, hi.div_ceil(GROUP) * GROUP))
 }
 
-/// Builds and publishes the array, then frees every usable frame into the
-/// buddy allocator. Runs once, on the boot CPU, before SMP.
-pub fn init(boot: &BootInfo, phys_offset: u64) -> Stats {
+/// The frames [`init`] leaves for the page allocator: usable RAM from 1 MiB
+/// up, except the array itself, the kernel file and the ramdisk. Their
+/// descriptors are still marked reserved; whoever takes a range makes them
+/// free frames.
+pub struct UsableFrames<'a> {
+    regions: &'a [MemoryRegion],
+    /// Frame ranges carved out of the usable regions, sorted.
+    excluded: [(u64, u64); 3],
+}
+
+impl UsableFrames<'_> {
+    /// Calls `f(lo, hi)` for each run `lo..hi` of usable frames, in the
+    /// memory map's order; the runs do not overlap.
+    pub fn for_each(&self, mut f: impl FnMut(Pfn, Pfn)) {
+        for r in self
+            .regions
+            .iter()
+            .filter(|r| r.kind == MemoryRegionKind::Usable)
+        {
+            let lo = pfn_up(r.start).max(pfn_up(LOW_LIMIT));
+            subtract(lo, pfn_down(r.end), &self.excluded, &mut |a, b| f(Pfn(a), Pfn(b)));
+        }
+    }
+}
+
+/// Builds and publishes the array, and reports the frames left usable
+/// (still reserved: `mm::init` gives them to the buddy allocator). Runs
+/// once, on the boot CPU, before SMP.
+pub fn init(boot: &BootInfo, phys_offset: u64) -> (Stats, UsableFrames<'_>) {
     let regions: &[MemoryRegion] = &boot.memory_regions;
     for r in regions {
         log::debug!("mm: region {:#014x}..{:#014x} {:?}", r.start, r.end, r.kind);
@@ -305,21 +331,13 @@ pub fn init(boot: &BootInfo, phys_offset: u64) -> Stats {
     };
     ARRAY.call_once(|| fa);
 
-    // Hand every usable frame to the buddy allocator, except the ones below
-    // 1 MiB, the array itself, the kernel file and the ramdisk.
+    // Every usable frame is for the allocator, except the ones below 1 MiB,
+    // the array itself, the kernel file and the ramdisk.
     let array_range = (carve.0, carve.0 + array_frames);
     let mut excluded = [array_range, kernel, ramdisk];
     excluded.sort_unstable();
-    for r in regions
-        .iter()
-        .filter(|r| r.kind == MemoryRegionKind::Usable)
-    {
-        let lo = pfn_up(r.start).max(pfn_up(LOW_LIMIT));
-        subtract(lo, pfn_down(r.end), &excluded, &mut |a, b| {
-            st.usable_frames += b - a;
-            buddy::add_free_range(Pfn(a), Pfn(b));
-        });
-    }
+    let usable = UsableFrames { regions, excluded };
+    usable.for_each(|a, b| st.usable_frames += b.0 - a.0);
     STATS.call_once(|| st);
-    st
+    (st, usable)
 }

@@ -24,7 +24,8 @@ use core::{
 
 use talc::{base::Talc, base::binning::Binning, min_first_heap_size, source::Source};
 
-use super::{AllocFlags, MAX_ORDER, PAGE_SIZE, buddy, irqlock::IrqSpinRaw, page_alloc};
+use super::{AllocFlags, MAX_ORDER, PAGE_SIZE, buddy, page_alloc};
+use crate::sync::IrqSpinRaw;
 
 /// The smallest block the heap grows by: 2^6 frames = 256 KiB.
 pub const MIN_GROW_ORDER: u32 = 6;

@@ -33,7 +33,6 @@ pub mod buddy;
 pub mod frame;
 pub mod frame_array;
 pub mod heap;
-pub mod irqlock;
 pub mod page_alloc;
 pub mod pcp;
 pub mod tests;
@@ -54,16 +53,17 @@ pub const MAX_ORDER: u32 = 10;
 /// SMP trampoline, the BIOS data area and legacy ROM/VGA live there.
 pub const LOW_LIMIT: u64 = 0x10_0000;
 
-/// Builds the frame array from the boot memory map, frees every usable frame
-/// into the buddy allocator, and prints the boot report. Call once, on the
-/// boot CPU, before any other CPU runs and before the first heap
-/// allocation.
+/// Builds the frame array from the boot memory map, hands every usable
+/// frame it reports to the buddy allocator, and prints the boot report.
+/// Call once, on the boot CPU, before any other CPU runs and before the
+/// first heap allocation.
 pub fn init(boot_info: &BootInfo, pcp_enabled: bool) {
     let phys_offset = boot_info
         .physical_memory_offset
         .into_option()
         .expect("physical memory mapping");
-    let stats = frame_array::init(boot_info, phys_offset);
+    let (stats, usable) = frame_array::init(boot_info, phys_offset);
+    usable.for_each(buddy::add_free_range);
     pcp::set_enabled(pcp_enabled);
     let free = page_alloc::free_frames();
     log::info!(

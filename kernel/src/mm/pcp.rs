@@ -24,10 +24,9 @@ use core::{
 
 use pagesync::Page;
 
-use super::{buddy::ZONE, frame_array, irqlock::IrqMutex};
+use super::{buddy::ZONE, frame_array};
+use crate::{config::MAX_CPUS, sync::IrqMutex};
 
-/// Compile-time bound on CPU indices (the SMP code's bound).
-pub const MAX_CPUS: usize = crate::smp::MAX_CPUS;
 /// Frames moved between a stack and the buddy lists at a time.
 pub const BATCH: u64 = 31;
 /// A stack longer than this is drained by one batch.

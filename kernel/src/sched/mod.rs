@@ -51,32 +51,10 @@ pub use platform::KernelPlatform;
 pub use thread::{DEAD, RUNNABLE, RUNNING, SLEEPING, Thread, ThreadRef};
 
 use crate::{
-    arch::x86_64::{apic, percpu, percpu::MAX_CPUS, smp as arch_smp, time},
-    mm::irqlock::IrqMutex,
+    arch::x86_64::{apic, percpu, smp as arch_smp, time},
+    config::MAX_CPUS,
+    sync::{IrqMutex, RawSpinLock},
 };
-
-/// A run queue lock: a plain spin lock; every user disables interrupts
-/// first (a `CpuGuard`), because the tick takes it on this CPU.
-struct RqLock(AtomicBool);
-
-impl RqLock {
-    fn lock(&self) {
-        // Acquire pairs with the Release in `unlock` by the previous holder,
-        // which may be another thread resuming on this CPU after a switch.
-        while self
-            .0
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            while self.0.load(Ordering::Relaxed) {
-                core::hint::spin_loop();
-            }
-        }
-    }
-    fn unlock(&self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
 
 struct RqInner {
     queue: VecDeque<ThreadRef>,
@@ -90,7 +68,11 @@ struct RqInner {
 }
 
 pub struct RunQueue {
-    lock: RqLock,
+    /// The run-queue lock. Every user disables interrupts first (a
+    /// `CpuGuard`), because the tick takes it on this CPU. Used through the
+    /// raw entry points: `schedule_inner` holds it across the context switch
+    /// and the thread switched to releases it in `finish_switch`.
+    lock: RawSpinLock,
     inner: UnsafeCell<RqInner>,
     /// Threads queued (mirror of queue.len(), readable without the lock).
     pub nr_queued: AtomicUsize,
@@ -110,7 +92,7 @@ unsafe impl Sync for RunQueue {}
 impl RunQueue {
     const fn new() -> RunQueue {
         RunQueue {
-            lock: RqLock(AtomicBool::new(false)),
+            lock: RawSpinLock::new(),
             inner: UnsafeCell::new(RqInner {
                 queue: VecDeque::new(),
                 current: None,
@@ -129,10 +111,14 @@ impl RunQueue {
     /// Runs `f` with the lock held. Interrupts must be off.
     fn with<R>(&self, f: impl FnOnce(&mut RqInner) -> R) -> R {
         debug_assert!(!x86_64::instructions::interrupts::are_enabled());
-        self.lock.lock();
+        // The lock's Acquire pairs with the Release of the previous
+        // holder's unlock.
+        self.lock.lock_raw();
         // SAFETY: we hold the lock.
         let r = f(unsafe { &mut *self.inner.get() });
-        self.lock.unlock();
+        // SAFETY: we took the lock above and `f` cannot switch threads (it
+        // runs with interrupts off and does not call `schedule`).
+        unsafe { self.lock.unlock_raw() };
         r
     }
 }
@@ -348,7 +334,10 @@ fn schedule_inner(why: Why) {
     let g = percpu::CpuGuard::new();
     let cpu = percpu::this_cpu(&g).index();
     let r = rq(cpu);
-    r.lock.lock();
+    // The lock's Acquire pairs with the Release of the previous holder's
+    // unlock, which may be another thread resuming on this CPU after a
+    // switch (`finish_switch`).
+    r.lock.lock_raw();
     // SAFETY: lock held; released after the switch by whichever thread runs
     // next on this CPU (`finish_switch`), or below if we do not switch.
     let inner = unsafe { &mut *r.inner.get() };
@@ -385,7 +374,8 @@ fn schedule_inner(why: Why) {
         if state != SLEEPING && state != DEAD {
             prev.state.store(RUNNING, Ordering::Relaxed);
         }
-        r.lock.unlock();
+        // SAFETY: we took the lock above and did not switch.
+        unsafe { r.lock.unlock_raw() };
         drop(g);
         return;
     }
@@ -426,7 +416,10 @@ fn finish_switch(cpu: usize) {
     // SAFETY: the lock is held (taken by the previous thread in
     // schedule_inner before it switched to us).
     let dead = unsafe { (*r.inner.get()).dead.take() };
-    r.lock.unlock();
+    // SAFETY: that thread handed the lock over to us with the switch, and
+    // nothing here touches the run queue after this line. The Release pairs
+    // with the Acquire of the next holder.
+    unsafe { r.lock.unlock_raw() };
     if let Some(d) = dead {
         reap(d);
     }

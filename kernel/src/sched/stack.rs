@@ -15,7 +15,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{
     arch::x86_64::paging,
-    mm::{AllocFlags, alloc_pages, irqlock::IrqMutex},
+    mm::{AllocFlags, alloc_pages},
+    sync::IrqMutex,
 };
 
 /// Stack size of a thread (without the guard page).

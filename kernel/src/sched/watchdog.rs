@@ -17,7 +17,10 @@
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{THREADS, rq};
-use crate::arch::x86_64::{percpu, percpu::MAX_CPUS, smp as arch_smp, time};
+use crate::{
+    arch::x86_64::{percpu, smp as arch_smp, time},
+    config::MAX_CPUS,
+};
 
 pub static HUNG_LIMIT_NS: AtomicU64 = AtomicU64::new(10_000_000_000);
 pub static LOCKUP_LIMIT_NS: AtomicU64 = AtomicU64::new(5_000_000_000);

@@ -24,9 +24,10 @@ pub mod tests;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use crate::arch::x86_64::{percpu, smp as arch_smp, time};
-
-pub use crate::arch::x86_64::percpu::MAX_CPUS;
+use crate::{
+    arch::x86_64::{percpu, smp as arch_smp, time},
+    config::MAX_CPUS,
+};
 
 struct CallRequest<'a> {
     f: &'a (dyn Fn(usize) + Sync),

@@ -6,6 +6,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use super::{call_on_cpu_timeout, online_cpus, present_cpus, run_on_all_cpus};
 use crate::{
     arch::x86_64::{apic, percpu, smp as arch_smp, time},
+    config::MAX_CPUS,
     kassert, kassert_eq,
     ktest::{Case, Ctx, Suite, TestError, TestResult},
     println,
@@ -23,7 +24,7 @@ fn all_cpus_online(_: &Ctx) -> TestResult {
 /// is its own.
 fn per_cpu_counters(_: &Ctx) -> TestResult {
     let n = online_cpus();
-    let before: [u64; super::MAX_CPUS] =
+    let before: [u64; MAX_CPUS] =
         core::array::from_fn(|i| percpu::cpu(i).test_counter.load(Ordering::Relaxed));
     let wrong_apic = AtomicU64::new(0);
     run_on_all_cpus(&|cpu| {
@@ -133,7 +134,7 @@ fn ipi_ping_pong(_: &Ctx) -> TestResult {
 /// The timer interrupt arrives on every CPU.
 fn timer_ticks_everywhere(_: &Ctx) -> TestResult {
     let n = online_cpus();
-    let before: [u64; super::MAX_CPUS] =
+    let before: [u64; MAX_CPUS] =
         core::array::from_fn(|i| percpu::cpu(i).ticks.load(Ordering::Relaxed));
     time::delay_us(300_000);
     for (i, &b) in before.iter().enumerate().take(n) {

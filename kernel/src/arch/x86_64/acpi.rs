@@ -17,7 +17,8 @@ use acpi::{
 };
 use x86_64::instructions::port::Port;
 
-use super::{paging, percpu::MAX_CPUS, time};
+use super::{paging, time};
+use crate::config::MAX_CPUS;
 
 #[derive(Clone, Copy)]
 struct PhysMap;

@@ -3,9 +3,11 @@
 //! Nothing here tries to recover: an exception in this kernel is a bug (or a
 //! deliberate crash test). The report names the exception, its vector, error
 //! code, RIP (and CR2 for page faults), the CPU, and the test case that was
-//! running, then QEMU exits with `ExitCode::Exception`. Double faults, NMIs
-//! and machine checks run on IST stacks so that even a stack overflow is
-//! reported instead of escalating to a triple fault.
+//! running, then QEMU exits with `ExitCode::Exception`. The report goes to
+//! the fatal path registered in [`handlers`] (the kernel's panic path), or
+//! to a minimal one of its own if a fault comes before that. Double faults,
+//! NMIs and machine checks run on IST stacks so that even a stack overflow
+//! is reported instead of escalating to a triple fault.
 
 use spin::LazyLock;
 use x86_64::{
@@ -16,7 +18,7 @@ use x86_64::{
 use super::{
     apic,
     gdt::{DOUBLE_FAULT_IST, MACHINE_CHECK_IST, NMI_IST},
-    interrupts,
+    handlers, interrupts,
 };
 
 static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
@@ -86,7 +88,7 @@ struct Fault<'a> {
 
 #[cold]
 fn fatal(f: Fault) -> ! {
-    crate::panic::fatal_exception(format_args!(
+    handlers::fatal(format_args!(
         "EXCEPTION: {} (vector {}) error_code={} RIP={:#x} CS={:#x} RFLAGS={:#x} RSP={:#x}{}",
         f.name,
         f.vector,
@@ -169,14 +171,15 @@ extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) ->
     })
 }
 
-/// NMIs are how a dying CPU stops the others (`panic::stop_other_cpus`):
-/// once a fatal error is being reported, an NMI parks this CPU for good.
-/// Any other NMI is unexpected and fatal.
+/// NMIs are how a dying CPU stops the others (`smp::nmi_all_others`):
+/// once the registered fatal path says a fatal error is being reported, an
+/// NMI parks this CPU for good. An NMI the registered NMI handler claims
+/// (the watchdog's lockup probe) returns; any other is unexpected and fatal.
 extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
-    if crate::panic::is_dying() {
+    if handlers::dying() {
         super::halt_forever();
     }
-    if crate::sched::watchdog::nmi(frame.instruction_pointer.as_u64()) {
+    if handlers::nmi(frame.instruction_pointer.as_u64()) {
         return;
     }
     fatal(Fault {

@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering;
 
 use x86_64::{instructions::port::Port, structures::idt::InterruptStackFrame};
 
-use super::{apic, percpu};
+use super::{apic, handlers, percpu};
 
 /// Remaps the 8259 PICs away from the exception vectors (to 0x20..0x30) and
 /// masks every line; a spurious PIC interrupt then lands on a harmless
@@ -38,17 +38,17 @@ pub extern "x86-interrupt" fn timer(frame: InterruptStackFrame) {
     percpu::cpu(cpu).ticks.fetch_add(1, Ordering::Relaxed);
     apic::eoi();
     // May switch threads: EOI first, so this CPU takes ticks meanwhile.
-    crate::sched::tick(cpu, frame.instruction_pointer.as_u64());
+    handlers::tick(cpu, frame.instruction_pointer.as_u64());
 }
 
 pub extern "x86-interrupt" fn call_function(_frame: InterruptStackFrame) {
     apic::eoi();
-    crate::smp::handle_call_ipi();
+    handlers::call_function();
 }
 
 pub extern "x86-interrupt" fn reschedule(_frame: InterruptStackFrame) {
     apic::eoi();
-    crate::sched::preempt_check(percpu::cpu_index());
+    handlers::reschedule(percpu::cpu_index());
 }
 
 pub extern "x86-interrupt" fn ping(_frame: InterruptStackFrame) {
@@ -60,7 +60,9 @@ pub extern "x86-interrupt" fn ping(_frame: InterruptStackFrame) {
     let to = me.pong_to.load(Ordering::Relaxed);
     apic::eoi();
     if to != usize::MAX {
-        super::smp::send_ipi(to, apic::PING_VECTOR);
+        // A fixed IPI to CPU `to`, addressed by its APIC id.
+        let id = percpu::cpu(to).apic_id.load(Ordering::Relaxed);
+        apic::send_ipi(id, apic::icr::FIXED | apic::PING_VECTOR as u32);
     }
 }
 

@@ -6,6 +6,7 @@ pub mod apic;
 pub mod exceptions;
 pub mod fw_cfg;
 pub mod gdt;
+pub mod handlers;
 pub mod interrupts;
 pub mod paging;
 pub mod percpu;

@@ -21,8 +21,7 @@ use core::{
 use x86_64::{VirtAddr, registers::model_specific::GsBase};
 
 use super::gdt::{CpuTables, IstStacks};
-
-pub const MAX_CPUS: usize = 64;
+use crate::config::MAX_CPUS;
 
 #[repr(C, align(64))]
 pub struct PerCpu {

@@ -18,8 +18,11 @@ impl Serial {
     /// Initialise COM1 (115200 8N1 by the crate's default config).
     pub fn init(&mut self) {
         // SAFETY: COM1 is the legacy serial port that QEMU's `pc` machine
-        // always provides at 0x3f8..0x400; this is the only code that touches
-        // those ports, and the console lock serialises all access to `self`.
+        // always provides at 0x3f8..0x400; only `Serial` touches those ports:
+        // the console's (whose lock serialises all access to it) and, when
+        // a CPU faults before the kernel's fatal path is registered, the one
+        // `handlers::early_fatal` makes to report it just before the run
+        // ends (it may garble a line the console is writing, nothing more).
         self.0 = unsafe { Uart16550Tty::new_port(COM1, Config::default()) }.ok();
     }
 }

@@ -19,11 +19,10 @@ use core::{
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 
 use super::{
-    acpi, apic, exceptions, interrupts, paging,
-    percpu::{self, MAX_CPUS},
-    time,
+    acpi, apic, exceptions, interrupts, paging, percpu, time,
     trampoline::{self, Trampoline},
 };
+use crate::config::MAX_CPUS;
 
 const AP_STACK_SIZE: usize = 64 * 1024;
 /// How long the BSP waits for one AP. Generous: under TCG with more vCPUs
@@ -143,7 +142,8 @@ pub fn init(
         .as_u64();
     // SAFETY: `base` is usable RAM below 1 MiB per the boot memory map; the
     // frame allocator never hands out memory below 1 MiB, so it is ours.
-    let tramp = unsafe { Trampoline::install(base, paging::phys_to_virt(base) as *mut u8, cr3) };
+    let tramp =
+        unsafe { Trampoline::install(base, paging::phys_to_virt(base) as *mut u8, cr3, ap_main) };
     let mut next = 1;
     for &id in &platform.apic_ids[..platform.ncpus] {
         if id == bsp_id {
@@ -162,7 +162,10 @@ pub fn init(
         }
         tramp.set_stack(id, stack + 4096 + AP_STACK_SIZE as u64);
         percpu::cpu(index).apic_id.store(id, Ordering::Relaxed);
-        APIC_TO_INDEX[id as usize].store(index as u16 + 1, Ordering::Relaxed);
+        // Release pairs with the AP's Acquire load in `ap_main`: the AP
+        // then sees everything the boot CPU did before, among it the
+        // interrupt handlers registered in `handlers` before `init`.
+        APIC_TO_INDEX[id as usize].store(index as u16 + 1, Ordering::Release);
         // The stack table and the slot above must be visible before the AP
         // reads them: the IPI write is a serializing MMIO store after these
         // plain stores on x86 (stores are not reordered with other stores).
@@ -204,9 +207,10 @@ pub fn init(
 /// Rust entry of an AP, called by the trampoline's 64-bit stub on the AP's
 /// own stack with its APIC id.
 pub extern "C" fn ap_main(apic_id: u64) -> ! {
+    // Acquire pairs with the boot CPU's Release store in `init`.
     let index = match APIC_TO_INDEX
         .get(apic_id as usize)
-        .map(|i| i.load(Ordering::Relaxed))
+        .map(|i| i.load(Ordering::Acquire))
     {
         Some(i) if i > 0 => i as usize - 1,
         // Not a CPU we started (or given up on): park it.

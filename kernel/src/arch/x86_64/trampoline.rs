@@ -7,7 +7,9 @@
 //! `base`: the 16-bit part uses `DS = CS`; the 32- and 64-bit parts keep
 //! `base` in a register. The only absolute values (the far-jump targets, the
 //! GDT base, the page tables, the kernel entry and the per-APIC stack table)
-//! are patched into the copy's data area by the boot CPU ([`Trampoline::patch`]).
+//! are patched into the copy's data area by the boot CPU ([`Trampoline::install`]).
+//! The Rust function the APs finally call is given to `install` too, so
+//! this file does not name the bring-up code that uses it.
 //!
 //! The first page-table root must be loaded from 32-bit code, so it has to
 //! lie below 4 GiB: the boot CPU builds a small PML4 in the pages right after
@@ -21,7 +23,16 @@
 //! 256 stack tops in the data area. So a CPU that wakes up late can never
 //! run on another CPU's stack, whatever order CPUs start in.
 
-use core::arch::global_asm;
+use core::{
+    arch::global_asm,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+/// The Rust entry `pcs_ap_entry64` calls, an `extern "C" fn(apic_id: u64) -> !`
+/// set by [`Trampoline::install`]. Relaxed: the APs read it only after the
+/// boot CPU's INIT/SIPI writes, which x86 orders after this store (as the
+/// rest of the trampoline's data; see `smp::init`).
+static AP_ENTRY: AtomicUsize = AtomicUsize::new(0);
 
 global_asm!(
     r#"
@@ -135,10 +146,10 @@ pcs_tr_off_stacks: .quad tr_stacks - pcs_ap_trampoline_start
 pcs_ap_entry64:
     movq %rsi, %cr3
     xorl %ebp, %ebp
-    call {ap_main}
+    call *{ap_entry}(%rip)
     ud2
 "#,
-    ap_main = sym super::smp::ap_main,
+    ap_entry = sym AP_ENTRY,
     options(att_syntax)
 );
 
@@ -175,12 +186,18 @@ pub struct Trampoline {
 }
 
 impl Trampoline {
-    /// Copies the code to `base` and builds the low page tables.
+    /// Copies the code to `base` and builds the low page tables; an AP
+    /// started through it ends in `entry(apic_id)` on its own stack.
     ///
     /// # Safety
     /// `base .. base + PAGES * 4096` must be free RAM below 1 MiB that
     /// nothing else uses while APs start, mapped writable at `virt`.
-    pub unsafe fn install(base: u64, virt: *mut u8, kernel_cr3: u64) -> Trampoline {
+    pub unsafe fn install(
+        base: u64,
+        virt: *mut u8,
+        kernel_cr3: u64,
+        entry: extern "C" fn(u64) -> !,
+    ) -> Trampoline {
         assert!(
             base.is_multiple_of(4096) && base + PAGES * 4096 <= 0x10_0000,
             "trampoline at {base:#x}"
@@ -190,6 +207,7 @@ impl Trampoline {
             "trampoline code is {} bytes",
             code_len()
         );
+        AP_ENTRY.store(entry as usize, Ordering::Relaxed);
         let t = Trampoline { base, virt };
         // SAFETY: the caller guarantees the region is ours; source and
         // destination do not overlap (the kernel image is above 1 MiB).

@@ -1,0 +1,235 @@
+//! What interrupt and exception entry calls: handlers registered at boot.
+//!
+//! Mental model: the architecture code is the bottom of the kernel. It
+//! knows that a timer tick, a function-call IPI or an NMI arrived, not what
+//! the scheduler or the panic path make of it, so it names neither. Each
+//! subsystem above registers its handler here once, on the boot CPU, and
+//! the entry code in `interrupts` and `exceptions` calls whatever is
+//! registered:
+//!
+//! | event                        | registered with            | until then                   |
+//! |------------------------------|----------------------------|------------------------------|
+//! | local APIC tick              | [`register_tick`]          | ignored (nothing to preempt) |
+//! | reschedule IPI               | [`register_reschedule`]    | ignored (nothing to run)     |
+//! | function-call IPI            | [`register_call_function`] | fatal: its sender would wait forever |
+//! | NMI not from a dying CPU     | [`register_nmi`]           | fatal (unexpected NMI)       |
+//! | CPU exception, fatal NMI     | [`register_fatal`]         | a minimal report on COM1, then exit with `ExitCode::Exception` |
+//!
+//! # Publication
+//!
+//! Each slot is an atomic function pointer, null until registered. A
+//! handler is registered with a Release store and read with an Acquire
+//! load, so a CPU that sees the pointer also sees everything the boot CPU
+//! did before registering (on x86 both are plain moves). All handlers are
+//! registered by `kernel_main` before interrupts are enabled and before
+//! `smp::init` starts the first AP: the boot CPU's own interrupts follow
+//! the registration in program order, and each AP learns its slot from its
+//! `APIC_TO_INDEX` entry, which the boot CPU stores (Release) after the
+//! registration and the AP loads (Acquire) first thing in `smp::ap_main`,
+//! before it can take any interrupt. So every CPU finds every handler;
+//! the defaults above only matter if that boot order is ever broken, and
+//! then they fail loudly or do nothing, never hang.
+
+use core::{
+    fmt::{self, Write},
+    sync::atomic::{AtomicBool, AtomicPtr, Ordering},
+};
+
+use super::{
+    cpu_index,
+    qemu::{ExitCode, exit},
+    serial::Serial,
+};
+
+/// The tick handler: `(cpu, interrupted rip)`; may switch threads.
+pub type TickHandler = fn(usize, u64);
+/// The reschedule-IPI handler: `(cpu)`; may switch threads.
+pub type RescheduleHandler = fn(usize);
+/// The function-call IPI handler: runs this CPU's pending request.
+pub type CallFunctionHandler = fn();
+/// The NMI handler: `(interrupted rip)`; true if the NMI was expected and
+/// handled (a lockup probe), false if it is unexplained (then fatal).
+pub type NmiHandler = fn(u64) -> bool;
+/// The fatal path: reports an exception and ends the run.
+pub type FatalHandler = fn(fmt::Arguments) -> !;
+/// Whether some CPU is already on the fatal path (an NMI then parks this
+/// CPU: it is how the dying CPU stops the others).
+pub type DyingHandler = fn() -> bool;
+
+/// A function pointer of one of the handler types above.
+///
+/// # Safety
+/// `from_raw` may only be given a pointer that `to_raw` made from a value
+/// of the same type.
+unsafe trait HandlerFn: Copy {
+    fn to_raw(self) -> *mut ();
+    /// # Safety
+    /// `p` was returned by `to_raw` of this type.
+    unsafe fn from_raw(p: *mut ()) -> Self;
+}
+
+macro_rules! handler_fn {
+    ($($t:ty),*) => {$(
+        // SAFETY: `from_raw` turns back into `$t` only what `to_raw` made
+        // of a `$t`; function and data pointers have the same size here.
+        unsafe impl HandlerFn for $t {
+            fn to_raw(self) -> *mut () {
+                self as *mut ()
+            }
+            unsafe fn from_raw(p: *mut ()) -> Self {
+                // SAFETY: per the caller's contract, `p` is a `$t` that
+                // `to_raw` cast to a data pointer.
+                unsafe { core::mem::transmute::<*mut (), $t>(p) }
+            }
+        }
+    )*};
+}
+
+handler_fn!(
+    TickHandler,
+    RescheduleHandler,
+    CallFunctionHandler,
+    NmiHandler,
+    FatalHandler,
+    DyingHandler
+);
+
+/// One registered handler of type `F`, or none yet.
+struct Slot<F> {
+    ptr: AtomicPtr<()>,
+    _type: core::marker::PhantomData<F>,
+}
+
+impl<F: HandlerFn> Slot<F> {
+    const fn new() -> Self {
+        Slot {
+            ptr: AtomicPtr::new(core::ptr::null_mut()),
+            _type: core::marker::PhantomData,
+        }
+    }
+
+    fn set(&self, f: F) {
+        // Release pairs with the Acquire in `get` (see the module docs for
+        // how the APs are covered).
+        self.ptr.store(f.to_raw(), Ordering::Release);
+    }
+
+    fn get(&self) -> Option<F> {
+        // Acquire pairs with the Release in `set`.
+        let p = self.ptr.load(Ordering::Acquire);
+        // SAFETY: only `set` stores into a `Slot<F>`, and only `to_raw` of
+        // an `F`; a non-null value is therefore such a pointer.
+        (!p.is_null()).then(|| unsafe { F::from_raw(p) })
+    }
+}
+
+// SAFETY: the slot holds only an atomic pointer; `F` is a marker.
+unsafe impl<F> Sync for Slot<F> {}
+
+static TICK: Slot<TickHandler> = Slot::new();
+static RESCHEDULE: Slot<RescheduleHandler> = Slot::new();
+static CALL_FUNCTION: Slot<CallFunctionHandler> = Slot::new();
+static NMI: Slot<NmiHandler> = Slot::new();
+static FATAL: Slot<FatalHandler> = Slot::new();
+static DYING: Slot<DyingHandler> = Slot::new();
+
+/// Boot: the local APIC tick calls `f(cpu, rip)` after its EOI.
+pub fn register_tick(f: TickHandler) {
+    TICK.set(f);
+}
+
+/// Boot: the reschedule IPI calls `f(cpu)` after its EOI.
+pub fn register_reschedule(f: RescheduleHandler) {
+    RESCHEDULE.set(f);
+}
+
+/// Boot: the function-call IPI calls `f()` after its EOI.
+pub fn register_call_function(f: CallFunctionHandler) {
+    CALL_FUNCTION.set(f);
+}
+
+/// Boot: an NMI on a CPU that is not being stopped calls `f(rip)`; if it
+/// returns false the NMI is reported as a fatal exception.
+pub fn register_nmi(f: NmiHandler) {
+    NMI.set(f);
+}
+
+/// Boot: CPU exceptions (and unexplained NMIs) end in `report`; an NMI
+/// while `dying()` holds parks its CPU instead.
+pub fn register_fatal(report: FatalHandler, dying: DyingHandler) {
+    // `dying` first: once `report` can run, so can the NMI check it
+    // relies on to stop the other CPUs.
+    DYING.set(dying);
+    FATAL.set(report);
+}
+
+pub(super) fn tick(cpu: usize, rip: u64) {
+    // Unregistered: the scheduler does not run yet, so there is nothing to
+    // account or preempt; the tick was already counted and acknowledged.
+    if let Some(f) = TICK.get() {
+        f(cpu, rip);
+    }
+}
+
+pub(super) fn reschedule(cpu: usize) {
+    // Unregistered: no run queue exists yet, so nothing can be waiting.
+    if let Some(f) = RESCHEDULE.get() {
+        f(cpu);
+    }
+}
+
+pub(super) fn call_function() {
+    match CALL_FUNCTION.get() {
+        Some(f) => f(),
+        // Somebody posted a request that nothing here can run: its sender
+        // would wait for ever. Say so and stop instead.
+        None => fatal(format_args!(
+            "function-call IPI on cpu{} before a handler was registered",
+            cpu_index()
+        )),
+    }
+}
+
+/// Whether the fatal path is running on some CPU.
+pub(super) fn dying() -> bool {
+    DYING.get().is_some_and(|f| f()) || EARLY_DYING.load(Ordering::Relaxed)
+}
+
+/// Offers an NMI to the registered handler; false if none took it.
+pub(super) fn nmi(rip: u64) -> bool {
+    NMI.get().is_some_and(|f| f(rip))
+}
+
+/// Ends the run with `report`: through the registered fatal path, or the
+/// minimal one below if none is registered yet.
+pub(super) fn fatal(report: fmt::Arguments) -> ! {
+    match FATAL.get() {
+        Some(f) => f(report),
+        None => early_fatal(report),
+    }
+}
+
+/// Set by the first CPU on the early fatal path. Relaxed: it only decides
+/// whether a second fault (or an NMI) skips to the exit; the exit itself
+/// ends every CPU.
+static EARLY_DYING: AtomicBool = AtomicBool::new(false);
+
+/// The fatal path before the kernel's own is registered: a plain report on
+/// COM1 in the shape the host runner reads (`# pcs: FATAL ...`, then
+/// `# pcs: run aborted`), then QEMU's exit with the exception status. A
+/// fault while reporting skips straight to the exit.
+#[cold]
+fn early_fatal(report: fmt::Arguments) -> ! {
+    if EARLY_DYING.swap(true, Ordering::Relaxed) {
+        exit(ExitCode::Exception);
+    }
+    let mut serial = Serial::uninit();
+    serial.init();
+    let _ = write!(
+        serial,
+        "\n# pcs: FATAL on cpu{} (before the fatal handler was registered): {report}\n# pcs: run aborted ({:?})\n",
+        cpu_index(),
+        ExitCode::Exception
+    );
+    exit(ExitCode::Exception)
+}
