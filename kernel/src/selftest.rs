@@ -48,7 +48,8 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
             // cannot corrupt the allocator: under writeback, count 0.
             let page = alloc::boxed::Box::leak(alloc::boxed::Box::new(pagesync::Page::new()));
             page.flags().set(pagesync::flags::PG_WRITEBACK);
-            let _ = crate::pagelock::table().end_page_writeback(page);
+            let _ =
+                crate::pagelock::table().end_page_writeback(page, pagesync::WriteResult::Written);
             unreachable!("end_page_writeback on an unreferenced page returned");
         }
         Crash::PageFault => {

@@ -417,9 +417,11 @@ pub static TABLE: [Spec; Key::COUNT] = [
             "clear-after-wake",
             "clear-waiters-early",
             "non-atomic-flags",
+            "end-writeback-no-ref",
+            "no-stable-wait",
         ]),
         default: DefaultValue::Is("none"),
-        help: "run this known-bad page-lock variant (announced loudly; never the default)",
+        help: "run this known-bad protocol variant (announced loudly; never the default)",
         scope: None,
     },
     Spec {

@@ -61,6 +61,7 @@ pub mod sync;
 pub mod variant;
 pub mod wait_table;
 pub mod waitqueue;
+pub mod writeback;
 
 pub use flags::PageFlags;
 pub use page::Page;
@@ -69,3 +70,4 @@ pub use refcount::{GUP_PIN_COUNTING_BIAS, PutOutcome, RefError};
 pub use variant::{Bug, Config};
 pub use wait_table::PageWaitTable;
 pub use waitqueue::{Interrupted, WaitEntry, WaitQueueHead};
+pub use writeback::{WriteResult, WritebackStart};

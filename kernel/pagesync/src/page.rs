@@ -22,7 +22,9 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::flags::{PG_RESERVED, PageFlags, mask};
+use crate::flags::PageFlags;
+#[cfg(not(loom))]
+use crate::flags::{PG_RESERVED, mask};
 use crate::sync::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 /// One frame's descriptor. 64 bytes, one cache line.

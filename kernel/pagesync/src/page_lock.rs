@@ -33,7 +33,7 @@
 
 use core::pin::pin;
 
-use crate::flags::{PG_LOCKED, PG_WAITERS, PG_WRITEBACK};
+use crate::flags::{PG_LOCKED, PG_WAITERS};
 use crate::page::Page;
 use crate::platform::Platform;
 use crate::refcount::PutOutcome;
@@ -351,81 +351,6 @@ impl<P: Platform> PageWaitTable<P> {
         free: impl FnOnce(&Page),
     ) -> Result<(), Interrupted> {
         self.wait_bit_common(page, PG_LOCKED, Behavior::Drop, killable, Some(free))
-    }
-
-    /// Clears `bit` (which must be set, and must be set only by holders of
-    /// the page lock) and wakes its waiters, in one RMW that also reads
-    /// `PG_WAITERS` (Linux `folio_xor_flags_has_waiters`). For ending
-    /// writeback; may run in interrupt context.
-    pub fn clear_bit_and_wake(&self, page: &Page, bit: u32) {
-        assert!(
-            bit < PG_WAITERS,
-            "clear_bit_and_wake: bit {bit} not below PG_WAITERS"
-        );
-        assert!(
-            page.flags.test(bit),
-            "clear_bit_and_wake: bit {bit} of {:#x} clear",
-            page.addr()
-        );
-        // Release pairs with the Acquire test in the waiter's check (and
-        // `wait_on_page_writeback`'s loop).
-        if page.flags.xor_unlock_is_negative_byte(1 << bit) {
-            self.wake_page_bit(page, bit);
-        }
-    }
-
-    /// `folio_start_writeback` (the flag part): the caller holds the page
-    /// lock. Panics if writeback is already set.
-    pub fn set_page_writeback(&self, page: &Page) {
-        assert!(
-            page.flags.test(PG_LOCKED),
-            "set_page_writeback: page not locked"
-        );
-        assert!(
-            !page.flags.test_and_set(PG_WRITEBACK),
-            "set_page_writeback: already set"
-        );
-    }
-
-    /// `folio_end_writeback`: hold a reference across the clear and the
-    /// wake-up, so the page cannot be freed and reused under the waker
-    /// (Linux 073861ed77b6). On `LastReference` the caller frees the page.
-    ///
-    /// # Panics
-    ///
-    /// If the page has no reference to take (count 0, or at the overflow
-    /// limit). A page under writeback always has one (its owner's), so
-    /// this is a kernel bug; returning instead would leave `PG_WRITEBACK`
-    /// set and its waiters asleep for ever.
-    pub fn end_page_writeback(&self, page: &Page) -> PutOutcome {
-        if let Err(e) = page.get_page() {
-            panic!(
-                "end_page_writeback: page {:#x} is under writeback but its reference count ({}) \
-                 cannot take the temporary reference ({e:?}); PG_writeback would stay set \
-                 and its waiters would sleep for ever",
-                page.addr(),
-                page.ref_count()
-            );
-        }
-        self.clear_bit_and_wake(page, PG_WRITEBACK);
-        page.put_page()
-            .expect("end_page_writeback: the reference taken above vanished")
-    }
-
-    /// `folio_wait_writeback`: loop until `PG_WRITEBACK` is clear (it may be
-    /// set again after a wake-up unless the caller holds the page lock).
-    pub fn wait_on_page_writeback(&self, page: &Page) {
-        while page.flags.test_acquire(PG_WRITEBACK) {
-            self.wait_on_page_bit(page, PG_WRITEBACK);
-        }
-    }
-
-    /// `folio_wait_writeback_killable`.
-    pub fn wait_on_page_writeback_killable(&self, page: &Page) -> Result<(), Interrupted> {
-        while page.flags.test_acquire(PG_WRITEBACK) {
-            self.wait_on_page_bit_killable(page, PG_WRITEBACK)?;
-        }
-        Ok(())
     }
 }
 

@@ -177,10 +177,14 @@ impl<P: Platform> PageWaitTable<P> {
 
     /// `folio_wake_bit`: wake waiters of (`page`, `bit`) and clear
     /// `PG_WAITERS` if none of this page's entries remain. Called by
-    /// unlockers whose RMW saw `PG_WAITERS`.
+    /// unlockers whose RMW saw `PG_WAITERS`. The caller holds a reference
+    /// on the page (checked in test builds): a walk on a page nobody holds
+    /// may run after the page was freed and reused by somebody else.
     #[cold]
     #[inline(never)]
     pub fn wake_page_bit(&self, page: &Page, bit: u32) {
+        #[cfg(any(loom, debug_assertions))]
+        assert_referenced(page);
         let q = self.queue(page);
         let mut key = WaitPageKey {
             page: ptr::from_ref(page),
@@ -226,6 +230,24 @@ impl<P: Platform> PageWaitTable<P> {
         #[cfg(any(loom, debug_assertions))]
         check_waiters_invariant(&locked, page);
     }
+}
+
+/// Panics if `page` has no reference (count 0): see `wake_page_bit`. The
+/// check takes and drops a reference instead of loading the count, so that
+/// under loom it is an RMW, which loom orders against a concurrent last put
+/// (a plain load there is missed by loom 0.7's exploration, tokio-rs/loom
+/// #392 and its relatives).
+#[cfg(any(loom, debug_assertions))]
+fn assert_referenced(page: &Page) {
+    if page.get_page().is_err() {
+        panic!(
+            "wake_page_bit: page {:#x} has no reference: the waker must hold one, \
+             or the page may be freed and reused under the walk",
+            page.addr()
+        );
+    }
+    // Not the last: the caller's reference (which we just saw) remains.
+    let _ = page.put_page();
 }
 
 fn count_page_entries<P: Platform>(q: &LockedQueue<'_, P, PageKind>, page: &Page) -> usize {

@@ -215,7 +215,9 @@ impl UsableFrames<'_> {
             .filter(|r| r.kind == MemoryRegionKind::Usable)
         {
             let lo = pfn_up(r.start).max(pfn_up(LOW_LIMIT));
-            subtract(lo, pfn_down(r.end), &self.excluded, &mut |a, b| f(Pfn(a), Pfn(b)));
+            subtract(lo, pfn_down(r.end), &self.excluded, &mut |a, b| {
+                f(Pfn(a), Pfn(b))
+            });
         }
     }
 }

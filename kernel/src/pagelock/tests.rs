@@ -11,7 +11,7 @@ use alloc::{format, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use pagesync::{
-    Config, Interrupted, Page, PutOutcome,
+    Config, Interrupted, Page, PutOutcome, WriteResult,
     flags::{PG_LOCKED, PG_WAITERS, PG_WRITEBACK, mask},
 };
 
@@ -130,7 +130,7 @@ fn writeback_waiters(_: &Ctx) -> TestResult {
     let f = frame();
     let (t, p) = (table(), f.page());
     kassert!(t.trylock_page(p));
-    t.set_page_writeback(p);
+    let _ = t.start_page_writeback(p);
     let done = Arc::new(AtomicUsize::new(0));
     let mut ws = Vec::new();
     for i in 0..N {
@@ -153,7 +153,10 @@ fn writeback_waiters(_: &Ctx) -> TestResult {
         t.waiters_queued(p)
     );
     kassert_eq!(done.load(Ordering::Acquire), 0);
-    kassert_eq!(t.end_page_writeback(p), PutOutcome::StillReferenced);
+    kassert_eq!(
+        t.end_page_writeback(p, WriteResult::Written),
+        PutOutcome::StillReferenced
+    );
     for w in &ws {
         kassert!(join_timeout(w, 5_000), "writeback waiter not woken");
     }
@@ -351,7 +354,7 @@ fn killable_shared_waits(_: &Ctx) -> TestResult {
     let f = frame();
     let t = table();
     kassert!(t.trylock_page(&f));
-    t.set_page_writeback(&f);
+    let _ = t.start_page_writeback(&f);
     let (lk_cancel, lk_cancel_r) =
         spawn_waiter("pl-lk-c", &f, |f| super::wait_on_page_locked_killable(f));
     let (lk, lk_r) = spawn_waiter("pl-lk", &f, |f| super::wait_on_page_locked_killable(f));
@@ -367,7 +370,10 @@ fn killable_shared_waits(_: &Ctx) -> TestResult {
     kassert_eq!(lk_cancel_r.load(Ordering::Acquire), 2);
     kassert_eq!(wb_cancel_r.load(Ordering::Acquire), 2);
     kassert_eq!(t.waiters_queued(&f), 2);
-    kassert_eq!(t.end_page_writeback(&f), PutOutcome::StillReferenced);
+    kassert_eq!(
+        t.end_page_writeback(&f, WriteResult::Written),
+        PutOutcome::StillReferenced
+    );
     kassert!(join_timeout(&wb, 5_000), "writeback waiter not woken");
     kassert_eq!(wb_r.load(Ordering::Acquire), 1);
     t.unlock_page(&f);

@@ -77,9 +77,7 @@ pub(crate) fn unlock_page<P: Platform>(table: &PageWaitTable<P>, page: &Page, bu
     match bug {
         Bug::NonAtomicFlags => non_atomic_flags(table, page),
         Bug::ClearAfterWake => clear_after_wake(table, page),
-        Bug::TasOutsideLock | Bug::ClearWaitersEarly => {
-            unreachable!("{bug} does not mutate unlock_page")
-        }
+        _ => unreachable!("{bug} does not mutate unlock_page"),
     }
 }
 
@@ -113,4 +111,17 @@ fn clear_after_wake<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
 /// unlock skips the wake-up. Returns whether to clear regardless.
 pub(crate) fn clear_waiters_early<P: Platform>(table: &PageWaitTable<P>) -> bool {
     table.cfg.bug == Some(Bug::ClearWaitersEarly)
+}
+
+/// [`Bug::EndWritebackNoRef`], in `end_page_writeback`: whether to take the
+/// temporary reference across the clear and the wake-up (false only with
+/// this bug; see `crate::writeback`).
+pub(crate) fn end_writeback_takes_ref<P: Platform>(table: &PageWaitTable<P>) -> bool {
+    table.cfg.bug != Some(Bug::EndWritebackNoRef)
+}
+
+/// [`Bug::NoStableWait`], in `wait_for_stable_page`: skip the wait for
+/// writeback to end, so a writer may change the page under the device.
+pub(crate) fn skip_stable_wait<P: Platform>(table: &PageWaitTable<P>) -> bool {
+    table.cfg.bug == Some(Bug::NoStableWait)
 }

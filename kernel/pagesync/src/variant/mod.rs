@@ -113,15 +113,27 @@ pub enum Bug {
     /// `__ClearPageDirty` bug on THP split).
     /// The mutation: `bugs::non_atomic_flags`.
     NonAtomicFlags,
+    /// `end_page_writeback` clears `PG_WRITEBACK` and wakes without holding
+    /// a temporary reference (Linux before 073861ed77b6): a waiter that sees
+    /// the bit clear may drop the last reference, and the page may be freed
+    /// and reused before the walk, which then runs on somebody else's page.
+    /// The mutation: [`bugs::end_writeback_takes_ref`].
+    EndWritebackNoRef,
+    /// `wait_for_stable_page` does not wait: a writer changes a page while
+    /// the device is writing it out (no stable pages).
+    /// The mutation: [`bugs::skip_stable_wait`].
+    NoStableWait,
 }
 
 impl Bug {
     /// Every known-bad variant.
-    pub const ALL: [Bug; 4] = [
+    pub const ALL: [Bug; 6] = [
         Bug::TasOutsideLock,
         Bug::ClearAfterWake,
         Bug::ClearWaitersEarly,
         Bug::NonAtomicFlags,
+        Bug::EndWritebackNoRef,
+        Bug::NoStableWait,
     ];
 
     /// The name used in boot parameters, reports and test names.
@@ -131,6 +143,8 @@ impl Bug {
             Bug::ClearAfterWake => "clear-after-wake",
             Bug::ClearWaitersEarly => "clear-waiters-early",
             Bug::NonAtomicFlags => "non-atomic-flags",
+            Bug::EndWritebackNoRef => "end-writeback-no-ref",
+            Bug::NoStableWait => "no-stable-wait",
         }
     }
 
