@@ -28,9 +28,9 @@ mod pagelock;
 mod panic;
 mod params;
 mod sched;
-mod selftest;
 mod smp;
 mod sync;
+mod tests;
 
 use bootloader_api::{
     BootInfo, BootloaderConfig,
@@ -158,10 +158,10 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         bringup_fmt::Avg(started.checked_div(aps).unwrap_or(0))
     );
 
-    ktest::note_params_without_effect(&params);
+    ktest::note_params_without_effect(tests::SUITES, &params);
     match params.mode {
         params::Mode::Test => {
-            let ok = ktest::run_all(&params);
+            let ok = ktest::run_all(tests::SUITES, &params);
             exit(if ok {
                 ExitCode::Success
             } else {
@@ -169,7 +169,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
             });
         }
         params::Mode::Bench => {
-            let ok = bench::run_all(&params);
+            let ok = bench::run_all(tests::BENCHES, &params);
             exit(if ok {
                 ExitCode::Success
             } else {

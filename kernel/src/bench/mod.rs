@@ -14,8 +14,8 @@
 //! baseline in the same run and reports ratios against it, because absolute
 //! numbers under TCG mean little across hosts.
 //!
-//! Each module with benchmarks declares `pub static BENCHES: &[Bench]`;
-//! [`ALL`] lists them.
+//! Each benchmark module (in `crate::tests`) declares `pub static BENCHES:
+//! &[Bench]`; `crate::tests::BENCHES` lists them and is handed to [`run_all`].
 
 use contract::{glob, marker::END_OF_RUN};
 
@@ -36,14 +36,6 @@ pub struct Bench {
     pub run: fn(&Params),
 }
 
-/// The registry of benchmark groups, in run order.
-pub static ALL: &[&[Bench]] = &[
-    crate::smp::bench::BENCHES,
-    crate::mm::bench::BENCHES,
-    crate::sched::bench::BENCHES,
-    crate::pagelock::bench::BENCHES,
-];
-
 /// Reads the time-stamp counter (cycles at a constant rate on every CPU
 /// QEMU emulates).
 #[inline]
@@ -62,10 +54,11 @@ pub fn percentile(v: &mut [u64], p: u32) -> u64 {
     v[idx]
 }
 
-/// Runs every benchmark selected by `filter=`, returning whether any ran.
-pub fn run_all(params: &Params) -> bool {
+/// Runs every benchmark of `all` (groups, in run order) selected by
+/// `filter=`, returning whether any ran.
+pub fn run_all(all: &[&[Bench]], params: &Params) -> bool {
     let mut ran = 0;
-    for group in ALL {
+    for group in all {
         for b in group.iter() {
             if params
                 .filter

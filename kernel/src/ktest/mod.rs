@@ -1,8 +1,9 @@
 //! The in-kernel test framework, reporting in KTAP version 1 (the format of
 //! Linux's `Documentation/dev-tools/ktap.rst`) on the serial console.
 //!
-//! Each module that has tests declares one `pub static SUITE: Suite` listing
-//! its cases; [`suites::ALL`] is the one registry of suites. A case is a plain
+//! Each test module (in `crate::tests`) declares one `pub static SUITE:
+//! Suite` listing its cases; `crate::tests::SUITES` is the one registry,
+//! handed to [`run_all`], so this framework imports no subsystem. A case is a plain
 //! function returning [`TestResult`]; the `kassert*!` macros print the
 //! expected and actual values as KTAP diagnostics and return
 //! `Err(TestError::Fail)`, so the run goes on with the next case. A panic or
@@ -24,8 +25,6 @@
 //! # pcs: 12 passed, 0 failed, 2 skipped
 //! # pcs: end of run
 //! ```
-
-pub mod suites;
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -119,17 +118,26 @@ macro_rules! kassert_eq {
 /// (suite index + 1) << 32 | case index of the running case; 0 = none.
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 
+/// The suites of this run, registered by [`run_all`] (the registry itself
+/// lives with the tests, in `crate::tests`, so this framework imports none
+/// of them).
+static SUITES: spin::Once<&'static [&'static Suite]> = spin::Once::new();
+
+fn suites() -> &'static [&'static Suite] {
+    SUITES.get().copied().unwrap_or(&[])
+}
+
 /// The case running right now, for the panic path.
 pub fn current() -> Option<(&'static str, &'static str)> {
     let c = CURRENT.load(Ordering::Relaxed);
     if c == 0 {
         return None;
     }
-    let suite = suites::ALL.get((c >> 32) - 1)?;
+    let suite = suites().get((c >> 32) - 1)?;
     Some((suite.name, suite.cases.get(c & 0xffff_ffff)?.name))
 }
 
-fn selected(filter: Option<&str>, suite: &Suite, case: &Case) -> bool {
+pub fn selected(filter: Option<&str>, suite: &Suite, case: &Case) -> bool {
     filter.is_none_or(|f| glob::list_selects(f, suite.name, case.name))
 }
 
@@ -141,14 +149,13 @@ fn count_selected(filter: Option<&str>, suite: &Suite) -> usize {
         .count()
 }
 
-/// Runs every selected case of every suite, printing KTAP. Returns whether
-/// all ran cases passed. A filter that selects nothing is an error.
-pub fn run_all(params: &Params) -> bool {
+/// Runs every selected case of `all` (the suites, in run order), printing
+/// KTAP. Returns whether all ran cases passed. A filter that selects
+/// nothing is an error.
+pub fn run_all(all: &'static [&'static Suite], params: &Params) -> bool {
+    let all = *SUITES.call_once(|| all);
     let filter = params.filter;
-    let nsuites = suites::ALL
-        .iter()
-        .filter(|s| count_selected(filter, s) > 0)
-        .count();
+    let nsuites = all.iter().filter(|s| count_selected(filter, s) > 0).count();
     if nsuites == 0 {
         log::error!("filter '{}' selects no test case", filter.unwrap_or(""));
         return false;
@@ -158,7 +165,7 @@ pub fn run_all(params: &Params) -> bool {
     let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     let ctx = Ctx { params };
     let mut suite_no = 0;
-    for (si, suite) in suites::ALL.iter().enumerate() {
+    for (si, suite) in all.iter().enumerate() {
         let n = count_selected(filter, suite);
         if n == 0 {
             continue;
@@ -208,7 +215,10 @@ pub fn run_all(params: &Params) -> bool {
 /// The parameters given explicitly that no test case of this run reads:
 /// their table entry has a scope, and the filter selected no case in it, or
 /// the mode runs no test cases at all.
-pub fn params_without_effect(params: &Params) -> impl Iterator<Item = NoEffect<'static>> + '_ {
+pub fn params_without_effect<'a>(
+    all: &'static [&'static Suite],
+    params: &'a Params,
+) -> impl Iterator<Item = NoEffect<'static>> + use<'a> {
     let testing = params.mode == Mode::Test;
     let why = if testing {
         Why::NoSelectedCase
@@ -217,7 +227,7 @@ pub fn params_without_effect(params: &Params) -> impl Iterator<Item = NoEffect<'
     };
     let reads = move |scope_glob: &str| {
         testing
-            && suites::ALL.iter().any(|s| {
+            && all.iter().any(|s| {
                 s.cases.iter().any(|c| {
                     selected(params.filter, s, c) && glob::selects(scope_glob, s.name, c.name)
                 })
@@ -231,87 +241,8 @@ pub fn params_without_effect(params: &Params) -> impl Iterator<Item = NoEffect<'
 
 /// Prints a note for each of [`params_without_effect`], so that a parameter
 /// is never silently without effect. Call before the run starts.
-pub fn note_params_without_effect(params: &Params) {
-    for note in params_without_effect(params) {
+pub fn note_params_without_effect(all: &'static [&'static Suite], params: &Params) {
+    for note in params_without_effect(all, params) {
         println!("{note}");
     }
 }
-
-/// Which explicit parameters are reported as without effect.
-fn without_effect_case(_: &Ctx) -> TestResult {
-    use contract::params::Key;
-    let unread = |s: &'static str| {
-        let p = crate::params::parse(s).expect("valid parameters");
-        let mut keys = [None; 4];
-        for (slot, n) in keys.iter_mut().zip(params_without_effect(&p)) {
-            *slot = Some((n.key, n.why));
-        }
-        keys
-    };
-    // The torture knobs are read by every pagelock.torture* case only.
-    kassert_eq!(
-        unread("filter=pagelock.herd_wake_walk torture_ms=500 seed=3"),
-        [
-            Some((Key::TortureMs, Why::NoSelectedCase)),
-            None,
-            None,
-            None
-        ]
-    );
-    kassert_eq!(
-        unread("filter=pagelock.torture_killable torture_ms=500 torture_pages=2"),
-        [None; 4]
-    );
-    kassert_eq!(unread("filter=pagelock torture_threads=2"), [None; 4]);
-    kassert_eq!(unread("torture_threads=2 fail=0"), [None; 4]);
-    kassert_eq!(
-        unread("filter=mm,ktest fail=1 crash=none hz=200"),
-        [
-            Some((Key::Fail, Why::NoSelectedCase)),
-            Some((Key::Crash, Why::NoSelectedCase)),
-            None,
-            None
-        ]
-    );
-    kassert_eq!(
-        unread("mode=bench torture_ms=500"),
-        [
-            Some((Key::TortureMs, Why::NoTestCases("bench"))),
-            None,
-            None,
-            None
-        ]
-    );
-    Ok(())
-}
-
-/// The contract's glob syntax, as the kernel's filter and scopes use it.
-fn glob_case(_: &Ctx) -> TestResult {
-    kassert!(glob::matches("*", "anything"));
-    kassert!(glob::matches("boot", "boot"));
-    kassert!(!glob::matches("boot", "booty"));
-    kassert!(glob::matches("b*t", "boot"));
-    kassert!(glob::matches("*lock*", "page_lock_torture"));
-    kassert!(!glob::matches("a*b", "acd"));
-    kassert!(glob::matches("", ""));
-    let (suite, case) = (&SUITE, &SUITE.cases[0]);
-    kassert!(selected(None, suite, case));
-    kassert!(selected(Some("ktest"), suite, case));
-    kassert!(selected(Some("nope,kt*.gl*"), suite, case));
-    kassert!(!selected(Some("ktest.other"), suite, case));
-    Ok(())
-}
-
-pub static SUITE: Suite = Suite {
-    name: "ktest",
-    cases: &[
-        Case {
-            name: "glob",
-            run: glob_case,
-        },
-        Case {
-            name: "params_without_effect",
-            run: without_effect_case,
-        },
-    ],
-};

@@ -28,14 +28,12 @@
 //!   everything below 1 MiB, holes inside a section): `PG_RESERVED`, count
 //!   1, never freed.
 
-pub mod bench;
 pub mod buddy;
 pub mod frame;
 pub mod frame_array;
 pub mod heap;
 pub mod page_alloc;
 pub mod pcp;
-pub mod tests;
 
 use bootloader_api::BootInfo;
 pub use frame::{Frame, Pfn};

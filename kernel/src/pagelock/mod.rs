@@ -18,11 +18,6 @@
 //! ([`leak_table`]) from [`config`] with one knob changed, so a `bug=` given
 //! at boot reaches them too.
 
-pub mod bench;
-pub mod herd;
-pub mod tests;
-pub mod torture;
-
 use alloc::boxed::Box;
 
 use pagesync::{Config, Interrupted, Page, PageWaitTable};

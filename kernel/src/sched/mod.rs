@@ -32,11 +32,9 @@
 //! preempted between `state = SLEEPING` and its own `schedule()` is not
 //! lost; `on_rq` keeps a concurrent wake from queueing it twice.
 
-pub mod bench;
 pub mod platform;
 pub mod stack;
 mod switch;
-pub mod tests;
 pub mod thread;
 pub mod timer;
 pub mod watchdog;

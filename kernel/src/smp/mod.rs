@@ -19,9 +19,6 @@
 //! each other at the same time cannot deadlock, whatever their interrupt
 //! state.
 
-pub mod bench;
-pub mod tests;
-
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{

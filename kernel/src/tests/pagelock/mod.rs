@@ -15,17 +15,20 @@ use pagesync::{
     flags::{PG_LOCKED, PG_WAITERS, PG_WRITEBACK, mask},
 };
 
-use super::{
-    Table, config, herd, leak_table, table,
-    torture::{self, Options, Target},
-};
+pub mod bench;
+pub mod herd;
+pub mod torture;
+
+use self::torture::{Options, Target};
+use crate::pagelock::{Table, config, leak_table, table};
 use crate::{
     arch::x86_64::time,
     kassert, kassert_eq,
     ktest::{Case, Ctx, Suite, TestResult},
     mm::{AllocFlags, Frame, alloc_pages},
     println,
-    sched::{self, ThreadRef, tests::join_timeout, timer},
+    sched::{self, ThreadRef, timer},
+    tests::sched::join_timeout,
 };
 
 const MS: u64 = 1_000_000;
@@ -104,9 +107,9 @@ fn unlock_reports_waiters(_: &Ctx) -> TestResult {
     let w = {
         let (got, f) = (got.clone(), f.clone());
         spawn_on("pl-waiter", move || {
-            super::lock_page(&f);
+            crate::pagelock::lock_page(&f);
             got.store(true, Ordering::Release);
-            super::unlock_page(&f);
+            crate::pagelock::unlock_page(&f);
         })
     };
     kassert!(wait_queued(t, p, 1), "waiter never queued");
@@ -143,8 +146,8 @@ fn writeback_waiters(_: &Ctx) -> TestResult {
     let locker = {
         let f = f.clone();
         spawn_on("pl-locker", move || {
-            super::lock_page(&f);
-            super::unlock_page(&f);
+            crate::pagelock::lock_page(&f);
+            crate::pagelock::unlock_page(&f);
         })
     };
     kassert!(
@@ -183,18 +186,18 @@ fn killable_cancel(_: &Ctx) -> TestResult {
     let w = {
         let (result, f) = (result.clone(), f.clone());
         spawn_on("pl-killable", move || {
-            let r = super::lock_page_killable(&f);
+            let r = crate::pagelock::lock_page_killable(&f);
             result.store(if r.is_ok() { 1 } else { 2 }, Ordering::Release);
             if r.is_ok() {
-                super::unlock_page(&f);
+                crate::pagelock::unlock_page(&f);
             }
         })
     };
     let plain = {
         let f = f.clone();
         spawn_on("pl-plain", move || {
-            super::lock_page(&f);
-            super::unlock_page(&f);
+            crate::pagelock::lock_page(&f);
+            crate::pagelock::unlock_page(&f);
         })
     };
     kassert!(wait_queued(t, p, 2), "waiters never queued");
@@ -355,12 +358,18 @@ fn killable_shared_waits(_: &Ctx) -> TestResult {
     let t = table();
     kassert!(t.trylock_page(&f));
     let _ = t.start_page_writeback(&f);
-    let (lk_cancel, lk_cancel_r) =
-        spawn_waiter("pl-lk-c", &f, |f| super::wait_on_page_locked_killable(f));
-    let (lk, lk_r) = spawn_waiter("pl-lk", &f, |f| super::wait_on_page_locked_killable(f));
-    let (wb_cancel, wb_cancel_r) =
-        spawn_waiter("pl-wb-c", &f, |f| super::wait_on_page_writeback_killable(f));
-    let (wb, wb_r) = spawn_waiter("pl-wb", &f, |f| super::wait_on_page_writeback_killable(f));
+    let (lk_cancel, lk_cancel_r) = spawn_waiter("pl-lk-c", &f, |f| {
+        crate::pagelock::wait_on_page_locked_killable(f)
+    });
+    let (lk, lk_r) = spawn_waiter("pl-lk", &f, |f| {
+        crate::pagelock::wait_on_page_locked_killable(f)
+    });
+    let (wb_cancel, wb_cancel_r) = spawn_waiter("pl-wb-c", &f, |f| {
+        crate::pagelock::wait_on_page_writeback_killable(f)
+    });
+    let (wb, wb_r) = spawn_waiter("pl-wb", &f, |f| {
+        crate::pagelock::wait_on_page_writeback_killable(f)
+    });
     kassert!(wait_queued(t, &f, 4), "waiters never queued");
     for w in [&lk_cancel, &wb_cancel] {
         w.cancel.store(true, Ordering::SeqCst);
@@ -430,7 +439,7 @@ fn put_and_wait_drops_reference(_: &Ctx) -> TestResult {
         let r = Arc::new(AtomicUsize::new(0));
         let rr = r.clone();
         let w = spawn_on("pl-putwait", move || {
-            let v = super::put_and_wait_on_page_locked(g, false);
+            let v = crate::pagelock::put_and_wait_on_page_locked(g, false);
             rr.store(if v.is_ok() { 1 } else { 2 }, Ordering::Release);
         });
         (w, r)

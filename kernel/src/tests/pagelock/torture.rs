@@ -40,7 +40,7 @@ use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize
 
 use pagesync::flags::{PG_LOCKED, PG_WAITERS};
 
-use super::Table;
+use crate::pagelock::Table;
 use crate::sched::thread::WaitQueue;
 use crate::{
     arch::x86_64::time,
@@ -449,17 +449,53 @@ fn quiesce(s: &Shared, table: Option<&Table>, r: &mut Report) -> bool {
 }
 
 /// Runs one torture (or measurement) and prints its verdict.
+/// One run in progress: what the phases of [`run`] share.
+struct Run<'o> {
+    o: &'o Options,
+    s: Arc<Shared>,
+    table: Option<&'static Table>,
+    cpus: usize,
+    threads: Vec<ThreadRef>,
+    /// Indices into `threads` of the workers that lock killably.
+    killables: Vec<usize>,
+    hung0: u64,
+    old_hung_limit: u64,
+}
+
+/// Runs one torture: set up, spawn the workers, drive them (cancelling,
+/// stuttering, watching the lockstep rounds and the watchdog) until the
+/// time is up or a detector fires, stop and join them, collect the
+/// numbers, and report. Each phase is one function below.
 pub fn run(target: Target, o: &Options) -> Report {
+    let mut r = Report::default();
+    let Some(mut run) = set_up(target, o, &mut r) else {
+        return r;
+    };
+    announce(&run);
+    spawn_workers(&mut run, &mut r);
+    drive(&run, &mut r);
+    stop_and_join(&run, &mut r);
+    collect(&run, &mut r);
+    report(&run, &r);
+    if r.unfinished != 0 || r.failures.iter().any(|f| f.contains("left locked")) {
+        // Sleeping threads hold the shared state (and its frames) anyway; a
+        // page left locked must not reach the allocator's free checks
+        // either: keep it all for the rest of the run.
+        core::mem::forget(run.s);
+    }
+    r
+}
+
+/// Phase 1: the frames (or ticket locks) and the shared state; the
+/// hung-task limit scaled down for the run.
+fn set_up<'o>(target: Target, o: &'o Options, r: &mut Report) -> Option<Run<'o>> {
     let cpus = if o.cpus == 0 {
         online_cpus()
     } else {
         o.cpus.min(online_cpus())
     };
     let nthreads = o.threads_per_cpu * cpus;
-    let mut r = Report {
-        threads: nthreads,
-        ..Report::default()
-    };
+    r.threads = nthreads;
     let table = match target {
         Target::Pages(t) => Some(t),
         Target::Ticket => None,
@@ -471,14 +507,14 @@ pub fn run(target: Target, o: &Options) -> Report {
                 Some(p) => frames.push(p),
                 None => {
                     r.failures.push(String::from("out of frames"));
-                    return r;
+                    return None;
                 }
             }
         }
     }
     let s = Arc::new(Shared {
         target,
-        pages: core::mem::take(&mut frames),
+        pages: frames,
         tickets: if table.is_none() {
             (0..o.pages).map(|_| TicketLock::default()).collect()
         } else {
@@ -495,50 +531,81 @@ pub fn run(target: Target, o: &Options) -> Report {
         arrived: AtomicUsize::new(0),
         barrier: WaitQueue::new(),
     });
-    if o.verbose {
-        println!(
-            "    # pagelock-torture: {}: {nthreads} threads ({} per CPU x {cpus} CPUs), {} pages, {} ms{}, 1 in {} killable, seed {}, protocol: {}",
-            o.name,
-            o.threads_per_cpu,
-            o.pages,
-            o.duration_ms,
-            if o.lockstep { ", lockstep" } else { "" },
-            o.killable_one_in,
-            o.seed,
-            table.map_or(String::from("ticket spin lock"), |t| format!(
-                "{}",
-                super::Describe(t.config())
-            ))
-        );
+    let killables = (0..nthreads)
+        .filter(|&k| {
+            table.is_some()
+                && o.killable_one_in != 0
+                && k % o.killable_one_in == o.killable_one_in - 1
+        })
+        .collect();
+    Some(Run {
+        o,
+        s,
+        table,
+        cpus,
+        threads: Vec::new(),
+        killables,
+        hung0: watchdog::HUNG_REPORTS.load(Ordering::Relaxed),
+        old_hung_limit: watchdog::HUNG_LIMIT_NS.swap(HUNG_LIMIT_NS, Ordering::Relaxed),
+    })
+}
+
+/// Phase 2: one line saying what runs.
+fn announce(run: &Run) {
+    let o = run.o;
+    if !o.verbose {
+        return;
     }
-    let old_limit = watchdog::HUNG_LIMIT_NS.swap(HUNG_LIMIT_NS, Ordering::Relaxed);
-    let hung0 = watchdog::HUNG_REPORTS.load(Ordering::Relaxed);
-    let killable = |k: usize| {
-        table.is_some() && o.killable_one_in != 0 && k % o.killable_one_in == o.killable_one_in - 1
-    };
-    let mut threads: Vec<ThreadRef> = Vec::new();
-    for k in 0..nthreads {
-        let (s2, o2, kill) = (s.clone(), *o, killable(k));
-        match sched::spawn(&format!("pltort{k}"), Some(k % cpus), move || {
-            worker(&s2, k, kill, &o2)
+    println!(
+        "    # pagelock-torture: {}: {} threads ({} per CPU x {} CPUs), {} pages, {} ms{}, 1 in {} killable, seed {}, protocol: {}",
+        o.name,
+        run.s.per.len(),
+        o.threads_per_cpu,
+        run.cpus,
+        o.pages,
+        o.duration_ms,
+        if o.lockstep { ", lockstep" } else { "" },
+        o.killable_one_in,
+        o.seed,
+        run.table
+            .map_or(String::from("ticket spin lock"), |t| format!(
+                "{}",
+                crate::pagelock::Describe(t.config())
+            ))
+    );
+}
+
+/// Phase 3: the workers, spread over the CPUs.
+fn spawn_workers(run: &mut Run, r: &mut Report) {
+    for k in 0..run.s.per.len() {
+        let (s, o, kill) = (run.s.clone(), *run.o, run.killables.contains(&k));
+        match sched::spawn(&format!("pltort{k}"), Some(k % run.cpus), move || {
+            worker(&s, k, kill, &o)
         }) {
-            Ok(t) => threads.push(t),
+            Ok(t) => run.threads.push(t),
             Err(e) => {
                 r.failures.push(format!("spawn {k}: {e:?}"));
                 break;
             }
         }
     }
+}
+
+/// Phase 4: the controller loop, until the time is up or a detector
+/// fires: random cancellations, stutter pauses, the lockstep round
+/// watch, the owner-word and hung-task detectors, periodic stats.
+fn drive(run: &Run, r: &mut Report) {
+    let (o, s) = (run.o, &run.s);
     let start = time::now_ns();
     let end = start + o.duration_ms * MS;
     let (mut next_stats, mut next_stutter) = (start + 1000 * MS, start + o.stutter_ms * MS);
     let (mut last_round, mut last_round_at) = (0, start);
     let mut rng = Rng::new(o.seed);
-    let killables: Vec<&ThreadRef> = threads
+    // Indices into `run.threads`: the spawn may have stopped early.
+    let killables: Vec<&ThreadRef> = run
+        .killables
         .iter()
-        .enumerate()
-        .filter(|(k, _)| killable(*k))
-        .map(|(_, t)| t)
+        .filter_map(|&k| run.threads.get(k))
         .collect();
     while r.ok() && time::now_ns() < end {
         timer::sleep_ns(MS);
@@ -551,7 +618,7 @@ pub fn run(target: Target, o: &Options) -> Report {
         }
         let now = time::now_ns();
         if o.stutter_ms != 0 && now >= next_stutter {
-            quiesce(&s, table, &mut r);
+            quiesce(s, run.table, r);
             next_stutter = time::now_ns() + o.stutter_ms * MS;
         }
         if o.lockstep {
@@ -559,12 +626,12 @@ pub fn run(target: Target, o: &Options) -> Report {
             if round != last_round {
                 (last_round, last_round_at) = (round, now);
             } else if now - last_round_at > QUIESCE_NS {
-                diagnose_stuck(&s, table, &mut r);
+                diagnose_stuck(s, run.table, r);
             }
             r.quiesced = round;
         }
         if now >= next_stats {
-            stats_line(&s, o, r.quiesced);
+            stats_line(s, o, r.quiesced);
             next_stats = now + 1000 * MS;
         }
         let owner_failures = s.owner_failures.load(Ordering::Relaxed);
@@ -572,23 +639,30 @@ pub fn run(target: Target, o: &Options) -> Report {
             r.failures
                 .push(format!("mutual exclusion broken {owner_failures} times"));
         }
-        if watchdog::HUNG_REPORTS.load(Ordering::Relaxed) != hung0 {
+        if watchdog::HUNG_REPORTS.load(Ordering::Relaxed) != run.hung0 {
             r.failures.push(String::from("hung task reported"));
         }
     }
     r.elapsed_ns = time::now_ns() - start;
-    // Stop: resume parked workers so they see `stop`, cancel killable ones.
+}
+
+/// Phase 5: stop the workers (resume parked ones, cancel killable ones)
+/// and wait for them; after a failure, kick every page's queue so that
+/// threads stranded by a broken protocol can finish (module docs).
+fn stop_and_join(run: &Run, r: &mut Report) {
+    let s = &run.s;
     s.stop.store(true, Ordering::SeqCst);
     s.pause.store(false, Ordering::SeqCst);
     s.barrier.wake_up_all();
-    for t in &killables {
+    for t in run.killables.iter().filter_map(|&k| run.threads.get(k)) {
         t.cancel.store(true, Ordering::SeqCst);
         sched::wake(t);
     }
     let t0 = time::now_ns();
     let mut kicked = false;
     loop {
-        let live = threads
+        let live = run
+            .threads
             .iter()
             .filter(|t| !t.exited.load(Ordering::Acquire))
             .count();
@@ -602,11 +676,11 @@ pub fn run(target: Target, o: &Options) -> Report {
                     "{live} workers still running {} ms after the stop",
                     waited / MS
                 ));
-                diagnose_stuck(&s, table, &mut r);
+                diagnose_stuck(s, run.table, r);
             }
             kicked = true;
         }
-        if kicked && let Some(t) = table {
+        if kicked && let Some(t) = run.table {
             // Rescue kick (module docs): never reached by a correct run.
             // PG_WAITERS first, so a broken protocol's stale clear does
             // not trip pagesync's debug invariant check in the walk.
@@ -621,8 +695,14 @@ pub fn run(target: Target, o: &Options) -> Report {
         }
         timer::sleep_ns(5 * MS);
     }
-    let hung = watchdog::HUNG_REPORTS.load(Ordering::Relaxed) - hung0;
-    watchdog::HUNG_LIMIT_NS.store(old_limit, Ordering::Relaxed);
+}
+
+/// Phase 6: the numbers and the end-of-run checks (hung tasks, workers
+/// that never finished, pages left locked).
+fn collect(run: &Run, r: &mut Report) {
+    let s = &run.s;
+    let hung = watchdog::HUNG_REPORTS.load(Ordering::Relaxed) - run.hung0;
+    watchdog::HUNG_LIMIT_NS.store(run.old_hung_limit, Ordering::Relaxed);
     r.hung_reports = hung;
     if hung > 0 && !r.failures.iter().any(|f| f.starts_with("hung")) {
         r.failures.push(format!("{hung} hung task reports"));
@@ -657,31 +737,30 @@ pub fn run(target: Target, o: &Options) -> Report {
             }
         }
     }
-    stats_line(&s, o, r.quiesced);
-    if o.verbose {
-        let (max, min) = r.max_min();
-        println!(
-            "    # pagelock-torture: {}: {} acquisitions in {} ms, per thread max/min {max}/{min}, Jain {:.3}, max wait {} us, longest wake walk {} us, {} cancellations, {} quiescence checks",
-            o.name,
-            r.total,
-            r.elapsed_ns / MS,
-            r.jain(),
-            r.max_wait_ns / 1000,
-            r.max_wake_walk_ns / 1000,
-            r.cancelled,
-            r.quiesced
-        );
-        if r.ok() {
-            println!("    # pagelock-torture: SUCCESS");
-        } else {
-            println!("    # pagelock-torture: FAILURE: {}", r.failures.join("; "));
-        }
+}
+
+/// Phase 7: the final stats line and the locktorture-style verdict.
+fn report(run: &Run, r: &Report) {
+    let o = run.o;
+    stats_line(&run.s, o, r.quiesced);
+    if !o.verbose {
+        return;
     }
-    if r.unfinished != 0 || r.failures.iter().any(|f| f.contains("left locked")) {
-        // Sleeping threads hold the shared state (and its frames) anyway; a
-        // page left locked must not reach the allocator's free checks
-        // either: keep it all for the rest of the run.
-        core::mem::forget(s);
+    let (max, min) = r.max_min();
+    println!(
+        "    # pagelock-torture: {}: {} acquisitions in {} ms, per thread max/min {max}/{min}, Jain {:.3}, max wait {} us, longest wake walk {} us, {} cancellations, {} quiescence checks",
+        o.name,
+        r.total,
+        r.elapsed_ns / MS,
+        r.jain(),
+        r.max_wait_ns / 1000,
+        r.max_wake_walk_ns / 1000,
+        r.cancelled,
+        r.quiesced
+    );
+    if r.ok() {
+        println!("    # pagelock-torture: SUCCESS");
+    } else {
+        println!("    # pagelock-torture: FAILURE: {}", r.failures.join("; "));
     }
-    r
 }

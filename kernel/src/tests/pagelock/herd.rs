@@ -18,12 +18,13 @@
 use alloc::{format, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use super::Table;
+use crate::pagelock::Table;
 use crate::{
     arch::x86_64::time,
     mm::{AllocFlags, Frame, alloc_pages},
-    sched::{self, tests::join_timeout, timer},
+    sched::{self, timer},
     smp::online_cpus,
+    tests::sched::join_timeout,
 };
 
 const MS: u64 = 1_000_000;

@@ -25,15 +25,17 @@ use pagesync::{
     flags::{PG_LOCKED, PG_WRITEBACK},
 };
 
-use super::{herd, leak_table, table, torture};
+use super::{herd, torture};
+use crate::pagelock::{leak_table, table};
 use crate::{
     arch::x86_64::time,
     bench::Bench,
     mm::{AllocFlags, alloc_pages, page_alloc::free_frames},
     params::Params,
     println,
-    sched::{self, tests::join_timeout, timer},
+    sched::{self, timer},
     smp::online_cpus,
+    tests::sched::join_timeout,
 };
 
 const MS: u64 = 1_000_000;

@@ -1,9 +1,11 @@
 //! The `smp` suite: every CPU is up, takes IPIs and timer ticks, and agrees
 //! on the time.
 
+pub mod bench;
+
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::{call_on_cpu_timeout, online_cpus, present_cpus, run_on_all_cpus};
+use crate::smp::{call_on_cpu_timeout, online_cpus, present_cpus, run_on_all_cpus};
 use crate::{
     arch::x86_64::{apic, percpu, smp as arch_smp, time},
     config::MAX_CPUS,
@@ -47,7 +49,7 @@ fn call_cpu_set(_: &Ctx) -> TestResult {
     let n = online_cpus();
     let set: u64 = (0..n).filter(|i| i % 2 == 1).fold(0, |m, i| m | 1 << i);
     let ran = AtomicU64::new(0);
-    super::run_on_cpus(set, &|cpu| {
+    crate::smp::run_on_cpus(set, &|cpu| {
         ran.fetch_or(1 << cpu, Ordering::Relaxed);
     });
     kassert_eq!(ran.load(Ordering::Relaxed), set);

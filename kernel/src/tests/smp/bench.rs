@@ -1,6 +1,7 @@
 //! SMP benchmarks: IPI round-trip latency and AP bring-up time.
 
-use super::{online_cpus, tests::ping_pong};
+use super::ping_pong;
+use crate::smp::online_cpus;
 use crate::{
     arch::x86_64::{smp as arch_smp, time},
     bench::{Bench, percentile},

@@ -42,7 +42,7 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
     match ctx.params.crash {
         Crash::None => Err(TestError::Skip("enable with crash=KIND")),
         Crash::Panic => panic!("deliberate panic (crash=panic)"),
-        Crash::DoubleFree => crate::mm::tests::deliberate_double_free(),
+        Crash::DoubleFree => crate::tests::mm::deliberate_double_free(),
         Crash::WritebackUnreferenced => {
             // A descriptor that is not in the frame array, so the report
             // cannot corrupt the allocator: under writeback, count 0.

@@ -7,7 +7,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pagesync::waitqueue::WaitQueueHead;
 
-use super::{KernelPlatform, spawn, tests::join_timeout, yield_now};
+use super::join_timeout;
+use crate::sched::{KernelPlatform, spawn, yield_now};
 use crate::{
     arch::x86_64::time,
     bench::{Bench, percentile},
@@ -85,7 +86,7 @@ fn wake_latency(busy: bool) {
         .expect("spawn")
     };
     for r in 1..=ROUNDS as u64 {
-        super::timer::sleep_ns(2_000_000);
+        crate::sched::timer::sleep_ns(2_000_000);
         s.sent.store(time::rdtsc(), Ordering::Release);
         s.seq.store(r, Ordering::Release);
         s.wq.wake_up_all();

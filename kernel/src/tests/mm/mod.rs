@@ -5,7 +5,7 @@
 //! Exact accounting needs quiet: the cases run on the boot CPU while the
 //! other CPUs idle, and drain the per-CPU caches before each count.
 
-extern crate alloc;
+pub mod bench;
 
 use alloc::{boxed::Box, vec::Vec};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +16,7 @@ use pagesync::{
     refcount::{REFCOUNT_WRAP_MARGIN, RefError},
 };
 
-use super::{
+use crate::mm::{
     AllocFlags, Frame, FreeError, LOW_LIMIT, MAX_ORDER, PAGE_SIZE, Pfn, alloc_pages, buddy,
     frame_array::{self, page, pfn_of},
     heap,

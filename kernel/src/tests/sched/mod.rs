@@ -1,6 +1,8 @@
 //! The `sched` suite: threads, sleeping and waking, wait queues,
 //! preemption, timed sleeps and the watchdogs.
 
+pub mod bench;
+
 use alloc::{format, sync::Arc, vec::Vec};
 use core::{
     pin::pin,
@@ -12,7 +14,7 @@ use pagesync::{
     waitqueue::{LockedQueue, WaitEntry, WaitKind, WaitQueueHead, autoremove_wake_function},
 };
 
-use super::{KernelPlatform, ThreadRef, spawn, timer, watchdog};
+use crate::sched::{KernelPlatform, ThreadRef, spawn, timer, watchdog};
 use crate::{
     arch::x86_64::time,
     kassert, kassert_eq,
@@ -129,7 +131,7 @@ fn thousand_sleepers(_: &Ctx) -> TestResult {
     }
     println!(
         "    # {THREADS} threads x {ROUNDS} sleeps: all woken; most threads alive at once: {}",
-        super::MAX_THREADS.load(Ordering::Relaxed)
+        crate::sched::MAX_THREADS.load(Ordering::Relaxed)
     );
     Ok(())
 }
@@ -298,7 +300,7 @@ fn preemption(_: &Ctx) -> TestResult {
     stop.store(true, Ordering::Release);
     kassert!(ok, "the second thread on cpu{cpu} never ran");
     // `stop` is set, so the busy thread ends: a plain join cannot hang.
-    super::join(&busy);
+    crate::sched::join(&busy);
     kassert_eq!(progressed.load(Ordering::Acquire), 1);
     Ok(())
 }
@@ -332,7 +334,10 @@ fn hung_task_reported(_: &Ctx) -> TestResult {
     let t = {
         let (wq, release) = (wq.clone(), release.clone());
         spawn("forgotten", None, move || {
-            super::thread::set_wait_desc(&super::current(), &"a wait queue nobody wakes (test)");
+            crate::sched::thread::set_wait_desc(
+                &crate::sched::current(),
+                &"a wait queue nobody wakes (test)",
+            );
             wq.wait_event(|| release.load(Ordering::Acquire));
         })
         .expect("spawn")
@@ -366,9 +371,9 @@ fn lockups_reported(_: &Ctx) -> TestResult {
     .expect("spawn");
     let ok1 = join_timeout(&t, 10_000);
     let t = spawn("preempt-off-spinner", Some(cpu), move || {
-        super::preempt_disable();
+        crate::sched::preempt_disable();
         time::delay_us(1_500_000);
-        super::preempt_enable();
+        crate::sched::preempt_enable();
     })
     .expect("spawn");
     let waiter = spawn("waiting-behind", Some(cpu), || {}).expect("spawn");

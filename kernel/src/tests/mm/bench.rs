@@ -18,7 +18,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::{AllocFlags, alloc_pages, pcp};
+use crate::mm::{AllocFlags, alloc_pages, pcp};
 use crate::{
     arch::x86_64::time::cycles_to_ns,
     bench::{Bench, percentile, rdtsc},

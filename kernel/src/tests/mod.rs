@@ -1,0 +1,44 @@
+//! The tests room: every in-kernel test suite, torture and benchmark, one
+//! folder per subsystem, and the one registry of them.
+//!
+//! Mental model: the subsystems (`arch`, `mm`, `sched`, `smp`, `pagelock`)
+//! know nothing of their tests; each folder here imports the subsystem it
+//! checks, and [`SUITES`] and [`BENCHES`] list them in run order. `main`
+//! hands the lists to the frameworks (`crate::ktest`, `crate::bench`), which
+//! import no test and no subsystem. They are compiled into every kernel
+//! image (the README's commands select them with `filter=`).
+//!
+//! * [`boot`]: descriptor tables, the deliberate failure and crashes;
+//! * [`ktest`], [`params`]: the frameworks' own rules;
+//! * [`smp`], [`mm`], [`sched`]: each subsystem's suite and benchmarks;
+//! * [`pagelock`]: the page-lock suite, its torture (`torture.rs`), the
+//!   thundering-herd walk (`herd.rs`) and benchmarks.
+
+pub mod boot;
+pub mod ktest;
+pub mod mm;
+pub mod pagelock;
+pub mod params;
+pub mod sched;
+pub mod smp;
+
+use crate::{bench::Bench, ktest::Suite};
+
+/// Every suite, in run order.
+pub static SUITES: &[&Suite] = &[
+    &boot::SUITE,
+    &ktest::SUITE,
+    &params::SUITE,
+    &smp::SUITE,
+    &mm::SUITE,
+    &sched::SUITE,
+    &pagelock::SUITE,
+];
+
+/// Every benchmark group, in run order.
+pub static BENCHES: &[&[Bench]] = &[
+    smp::bench::BENCHES,
+    mm::bench::BENCHES,
+    sched::bench::BENCHES,
+    pagelock::bench::BENCHES,
+];
