@@ -197,7 +197,14 @@ impl<P: Platform> PageWaitTable<P> {
             // which the waker holds until its walk is over. So nobody reads
             // this store before the lock below publishes it.
             entry.flags().store(flags, Ordering::Relaxed);
-            let early = bugs::tas_outside_lock(self, page, bit, behavior, &entry, flags);
+            let early = bugs::tas_outside_lock::<P>(
+                self.cfg.bug,
+                page,
+                bit,
+                behavior == Behavior::Exclusive,
+                entry.flags(),
+                flags,
+            );
             {
                 let mut locked = q.lock();
                 // First PG_WAITERS, then the try (module docs).
@@ -304,7 +311,7 @@ impl<P: Platform> PageWaitTable<P> {
             page.addr()
         );
         if let Some(bug) = self.cfg.bug.filter(|b| b.mutates_unlock()) {
-            return bugs::unlock_page(self, page, bug);
+            return bugs::unlock_page::<P>(bug, page, || self.wake_page_bit(page, PG_LOCKED));
         }
         // Release pairs with the next owner's Acquire test-and-set.
         let waiters = page.flags.xor_unlock_is_negative_byte(1 << PG_LOCKED);

@@ -78,10 +78,7 @@ impl WaitKind for PageKind {
     type WalkKey = WaitPageKey;
 }
 
-/// Linux's `PAGE_WAIT_TABLE_BITS`.
-pub const DEFAULT_TABLE_BITS: u32 = 8;
-/// Largest accepted `table_bits` (65536 queues, 4 MiB).
-pub const MAX_TABLE_BITS: u32 = 16;
+pub use crate::variant::{DEFAULT_TABLE_BITS, MAX_TABLE_BITS};
 /// Linux's `GOLDEN_RATIO_64` for `hash_64`.
 pub const GOLDEN_RATIO_64: u64 = 0x61C8_8646_80B5_83EB;
 
@@ -221,7 +218,7 @@ impl<P: Platform> PageWaitTable<P> {
         // The walk visited every entry unless a wake function of *this*
         // page stopped it, and that set `page_match`; so `!page_match`
         // means no entry of this page is queued.
-        if locked.is_empty() || !key.page_match || bugs::clear_waiters_early(self) {
+        if locked.is_empty() || !key.page_match || bugs::clear_waiters_early(self.cfg.bug) {
             // Under the queue lock: a waiter sets the bit under this same
             // lock before queueing, so it cannot slip in between our walk
             // and this clear.

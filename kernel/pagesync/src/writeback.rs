@@ -152,7 +152,7 @@ impl<P: Platform> PageWaitTable<P> {
             "end_page_writeback: page {:#x} not under writeback",
             page.addr()
         );
-        let took_ref = bugs::end_writeback_takes_ref(self);
+        let took_ref = bugs::end_writeback_takes_ref(self.cfg.bug);
         if took_ref && let Err(e) = page.get_page() {
             panic!(
                 "end_page_writeback: page {:#x} is under writeback but its reference count ({}) \
@@ -207,7 +207,7 @@ impl<P: Platform> PageWaitTable<P> {
             "wait_for_stable_page: page {:#x} not locked",
             page.addr()
         );
-        if bugs::skip_stable_wait(self) {
+        if bugs::skip_stable_wait(self.cfg.bug) {
             return;
         }
         self.wait_on_page_writeback(page);

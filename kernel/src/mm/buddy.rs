@@ -27,7 +27,7 @@ use pagesync::{
     flags::{PG_BUDDY, PG_RESERVED},
 };
 
-use super::{MAX_ORDER, frame::Pfn, frame_array};
+use super::{MAX_ORDER, frame_array, pfn::Pfn};
 use crate::sync::IrqMutex;
 
 /// Number of orders.

@@ -24,39 +24,7 @@ use core::{fmt, ops::Deref, ptr::NonNull};
 
 use pagesync::{Page, RefError};
 
-use super::{PAGE_SHIFT, PAGE_SIZE, frame_array, page_alloc};
-
-/// A physical frame number (physical address >> 12).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Pfn(pub u64);
-
-impl Pfn {
-    /// The frame holding physical address `phys`.
-    pub const fn from_phys(phys: u64) -> Pfn {
-        Pfn(phys >> PAGE_SHIFT)
-    }
-
-    /// The physical address of the frame's first byte.
-    pub const fn phys(self) -> u64 {
-        self.0 << PAGE_SHIFT
-    }
-
-    /// The frame `n` frames further on.
-    pub const fn add(self, n: u64) -> Pfn {
-        Pfn(self.0 + n)
-    }
-
-    /// The kernel's virtual address of the frame (the physical map).
-    pub fn virt(self) -> *mut u8 {
-        frame_array::virt(self)
-    }
-}
-
-impl fmt::LowerHex for Pfn {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        fmt::LowerHex::fmt(&self.0, f)
-    }
-}
+use super::{AllocFlags, MAX_ORDER, PAGE_SIZE, Pfn, frame_array, page_alloc};
 
 /// One reference on the head page of an allocated block (module docs).
 #[must_use = "dropping a Frame drops its reference (the last one frees the block)"]
@@ -80,7 +48,7 @@ impl Frame {
     ///
     /// `page` is a frame-array descriptor and the caller owns one of its
     /// references, which the Frame now carries.
-    pub(super) unsafe fn adopt(page: &'static Page) -> Frame {
+    unsafe fn adopt(page: &'static Page) -> Frame {
         Frame {
             page: NonNull::from(page),
         }
@@ -110,7 +78,7 @@ impl Frame {
 
     /// Kernel virtual address of the first byte.
     pub fn virt(&self) -> *mut u8 {
-        self.pfn().virt()
+        frame_array::virt(self.pfn())
     }
 
     /// log2 of the number of frames in the block (recorded in the head
@@ -173,6 +141,25 @@ impl Frame {
         // SAFETY: the caller gives us the reference `into_raw` kept.
         unsafe { Frame::adopt(page) }
     }
+}
+
+/// Allocates 2^order contiguous, naturally aligned frames, or None when no
+/// block that large is free. The Frame carries the block's first
+/// reference.
+pub fn alloc_pages(order: u32, how: AllocFlags) -> Option<Frame> {
+    if order > MAX_ORDER {
+        return None;
+    }
+    let head = page_alloc::alloc_block(order)?;
+    // SAFETY: `alloc_block` gave the head its first reference, which the
+    // Frame carries.
+    let frame = unsafe { Frame::adopt(head) };
+    if how.zero {
+        // SAFETY: the block is ours (just allocated) and mapped in the
+        // physical map for its whole length.
+        unsafe { core::ptr::write_bytes(frame.virt(), 0, frame.bytes()) };
+    }
+    Some(frame)
 }
 
 impl Clone for Frame {

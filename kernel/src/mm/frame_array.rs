@@ -32,7 +32,7 @@ use bootloader_api::{
 };
 use pagesync::Page;
 
-use super::{LOW_LIMIT, PAGE_SHIFT, PAGE_SIZE, frame::Pfn};
+use super::{LOW_LIMIT, PAGE_SHIFT, PAGE_SIZE, pfn::Pfn};
 
 /// log2 of the frames per section.
 pub const SECTION_SHIFT: u32 = 15;

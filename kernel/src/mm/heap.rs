@@ -72,7 +72,7 @@ unsafe impl Source for BuddySource {
             .trailing_zeros()
             .max(MIN_GROW_ORDER);
         let block = if order <= MAX_ORDER {
-            page_alloc::alloc_pages(order, AllocFlags::NONE)
+            super::alloc_pages(order, AllocFlags::NONE)
         } else {
             None
         };

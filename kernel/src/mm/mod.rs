@@ -34,11 +34,13 @@ pub mod frame_array;
 pub mod heap;
 pub mod page_alloc;
 pub mod pcp;
+pub mod pfn;
 
 use bootloader_api::BootInfo;
-pub use frame::{Frame, Pfn};
-pub use page_alloc::{AllocFlags, FreeError, alloc_pages, try_free_raw};
+pub use frame::{Frame, alloc_pages};
+pub use page_alloc::{AllocFlags, FreeError, try_free_raw};
 pub use pagesync::Page;
+pub use pfn::Pfn;
 
 /// Bytes in a frame.
 pub const PAGE_SIZE: usize = 4096;

@@ -31,11 +31,7 @@ use pagesync::{
     refcount::{PutOutcome, RefError},
 };
 
-use super::{
-    MAX_ORDER, buddy,
-    frame::{Frame, Pfn},
-    frame_array, pcp,
-};
+use super::{MAX_ORDER, Pfn, buddy, frame_array, pcp};
 
 /// How to allocate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -136,27 +132,17 @@ fn flags_without_order(p: &Page) -> u64 {
     p.flags().load(core::sync::atomic::Ordering::Relaxed) & !ORDER_MASK
 }
 
-/// Allocates 2^order contiguous, naturally aligned frames, or None when no
-/// block that large is free.
-pub fn alloc_pages(order: u32, how: AllocFlags) -> Option<Frame> {
-    if order > MAX_ORDER {
-        return None;
-    }
+/// Takes a block of 2^order frames (`order` at most `MAX_ORDER`) off the
+/// free lists, checks it and gives its head the first reference, which the
+/// caller owns (`Frame`s are made in `super::frame`).
+pub(super) fn alloc_block(order: u32) -> Option<&'static Page> {
     let head = if order == 0 && pcp::enabled() {
         pcp::alloc()?
     } else {
         buddy::ZONE.lock().alloc(order)?
     };
     prep_new(head, order);
-    // SAFETY: `prep_new` gave the head its first reference, which the
-    // Frame carries.
-    let frame = unsafe { Frame::adopt(head) };
-    if how.zero {
-        // SAFETY: the block is ours (just allocated) and mapped in the
-        // physical map for its whole length.
-        unsafe { core::ptr::write_bytes(frame.virt(), 0, frame.bytes()) };
-    }
-    Some(frame)
+    Some(head)
 }
 
 /// Checks that a block leaving the allocator looks free, records its
@@ -218,7 +204,7 @@ pub fn try_free_raw(pfn: Pfn, order: u32) -> Result<(), FreeError> {
 }
 
 /// Drops one reference on the block headed by `head` (the drop of a
-/// [`Frame`]); the last one frees it. A broken rule panics with the dump.
+/// `Frame`); the last one frees it. A broken rule panics with the dump.
 pub(super) fn put_frame(head: &'static Page) {
     match head.put_page() {
         Ok(PutOutcome::StillReferenced) => {}
@@ -230,7 +216,7 @@ pub(super) fn put_frame(head: &'static Page) {
 }
 
 /// Frees the block whose head's count the caller just took to 0 with the
-/// last put (outside a [`Frame`]: `Frame::put_via`). A broken rule panics
+/// last put (outside a `Frame`: `Frame::put_via`). A broken rule panics
 /// with the dump.
 pub(super) fn free_last_reference(head: &Page) {
     let pfn = frame_array::pfn_of(head);

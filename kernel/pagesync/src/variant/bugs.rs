@@ -1,10 +1,13 @@
 //! The known-bad mutations, one function per [`Bug`], each named after its
 //! variant and called from the one spot of the correct protocol it mutates
-//! (`crate::page_lock` and `crate::wait_table`; search for `bugs::`).
+//! (`crate::page_lock`, `crate::wait_table`, `crate::writeback`; search
+//! for `bugs::`).
 //!
-//! Mental model: each function returns "not mine" (`None`, `false`) unless
-//! its own bug is configured, so the correct code path runs untouched by
-//! default. Each comment says what goes wrong, step by step.
+//! Mental model: each function is given the configured bug and returns
+//! "not mine" (`None`, `false`) unless it is its own, so the correct code
+//! path runs untouched by default. Each comment says what goes wrong, step
+//! by step. The functions know nothing of the table: what they must do to
+//! it (wake a page) is handed in.
 //!
 //! The kernel's torture catches the bugs whose window is only a few
 //! instructions wide because the window is widened here, in the bad variant
@@ -13,11 +16,9 @@
 
 use crate::flags::{PG_LOCKED, PG_WAITERS, mask};
 use crate::page::Page;
-use crate::page_lock::{Behavior, PageEntry};
 use crate::platform::Platform;
-use crate::sync::Ordering;
+use crate::sync::{AtomicU32, Ordering};
 use crate::variant::Bug;
-use crate::wait_table::PageWaitTable;
 use crate::waitqueue::{WQ_FLAG_DONE, WQ_FLAG_WOKEN};
 
 /// `cpu_relax` calls inside a bug's race window (kernel builds).
@@ -50,33 +51,32 @@ impl Bug {
 /// under the lock), else whether the bit was taken (the entry is marked
 /// done, as the correct try would).
 pub(crate) fn tas_outside_lock<P: Platform>(
-    table: &PageWaitTable<P>,
+    bug: Option<Bug>,
     page: &Page,
     bit: u32,
-    behavior: Behavior,
-    entry: &PageEntry<P>,
+    exclusive: bool,
+    entry_flags: &AtomicU32,
     flags: u32,
 ) -> Option<bool> {
-    if table.cfg.bug != Some(Bug::TasOutsideLock) || behavior != Behavior::Exclusive {
+    if bug != Some(Bug::TasOutsideLock) || !exclusive {
         return None;
     }
     let got = !page.flags.test_and_set(bit);
     if got {
         // The entry is not queued: nobody else reads its flags.
-        entry
-            .flags()
-            .store(flags | WQ_FLAG_WOKEN | WQ_FLAG_DONE, Ordering::Relaxed);
+        entry_flags.store(flags | WQ_FLAG_WOKEN | WQ_FLAG_DONE, Ordering::Relaxed);
     } else {
         widen_window::<P>();
     }
     Some(got)
 }
 
-/// The bugs that replace `unlock_page` ([`Bug::mutates_unlock`]).
-pub(crate) fn unlock_page<P: Platform>(table: &PageWaitTable<P>, page: &Page, bug: Bug) {
+/// The bugs that replace `unlock_page` ([`Bug::mutates_unlock`]); `wake`
+/// is the table's `wake_page_bit(page, PG_LOCKED)`.
+pub(crate) fn unlock_page<P: Platform>(bug: Bug, page: &Page, wake: impl FnOnce()) {
     match bug {
-        Bug::NonAtomicFlags => non_atomic_flags(table, page),
-        Bug::ClearAfterWake => clear_after_wake(table, page),
+        Bug::NonAtomicFlags => non_atomic_flags::<P>(page, wake),
+        Bug::ClearAfterWake => clear_after_wake(page, wake),
         _ => unreachable!("{bug} does not mutate unlock_page"),
     }
 }
@@ -86,12 +86,12 @@ pub(crate) fn unlock_page<P: Platform>(table: &PageWaitTable<P>, page: &Page, bu
 /// `PG_WAITERS` between our load and store, test `PG_LOCKED` (still set),
 /// queue and sleep; the store then erases `PG_WAITERS`, and `old` never had
 /// it, so nobody wakes the waiter.
-fn non_atomic_flags<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
+fn non_atomic_flags<P: Platform>(page: &Page, wake: impl FnOnce()) {
     let old = page.flags.load(Ordering::Relaxed);
     widen_window::<P>();
     page.flags.store_release_racy(old & !mask(PG_LOCKED));
     if old & mask(PG_WAITERS) != 0 {
-        table.wake_page_bit(page, PG_LOCKED);
+        wake();
     }
 }
 
@@ -99,9 +99,9 @@ fn non_atomic_flags<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
 /// outside the queue lock without re-reading `PG_WAITERS` (the ordering
 /// Linus rejected in the seed mail). The exclusive waiter's wake function
 /// sees the bit held and stops the walk; after the clear nobody walks again.
-fn clear_after_wake<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
+fn clear_after_wake(page: &Page, wake: impl FnOnce()) {
     if page.flags.test(PG_WAITERS) {
-        table.wake_page_bit(page, PG_LOCKED);
+        wake();
     }
     page.flags.clear_bit_unlock(PG_LOCKED);
 }
@@ -109,19 +109,19 @@ fn clear_after_wake<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
 /// [`Bug::ClearWaitersEarly`], at the end of the wake walk: clear
 /// `PG_WAITERS` even though entries of the page remain queued, so the next
 /// unlock skips the wake-up. Returns whether to clear regardless.
-pub(crate) fn clear_waiters_early<P: Platform>(table: &PageWaitTable<P>) -> bool {
-    table.cfg.bug == Some(Bug::ClearWaitersEarly)
+pub(crate) fn clear_waiters_early(bug: Option<Bug>) -> bool {
+    bug == Some(Bug::ClearWaitersEarly)
 }
 
 /// [`Bug::EndWritebackNoRef`], in `end_page_writeback`: whether to take the
 /// temporary reference across the clear and the wake-up (false only with
 /// this bug; see `crate::writeback`).
-pub(crate) fn end_writeback_takes_ref<P: Platform>(table: &PageWaitTable<P>) -> bool {
-    table.cfg.bug != Some(Bug::EndWritebackNoRef)
+pub(crate) fn end_writeback_takes_ref(bug: Option<Bug>) -> bool {
+    bug != Some(Bug::EndWritebackNoRef)
 }
 
 /// [`Bug::NoStableWait`], in `wait_for_stable_page`: skip the wait for
 /// writeback to end, so a writer may change the page under the device.
-pub(crate) fn skip_stable_wait<P: Platform>(table: &PageWaitTable<P>) -> bool {
-    table.cfg.bug == Some(Bug::NoStableWait)
+pub(crate) fn skip_stable_wait(bug: Option<Bug>) -> bool {
+    bug == Some(Bug::NoStableWait)
 }

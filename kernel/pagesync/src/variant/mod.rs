@@ -18,6 +18,11 @@ pub mod legacy;
 
 use core::fmt;
 
+/// Linux's `PAGE_WAIT_TABLE_BITS`.
+pub const DEFAULT_TABLE_BITS: u32 = 8;
+/// Largest accepted `table_bits` (65536 queues, 4 MiB).
+pub const MAX_TABLE_BITS: u32 = 16;
+
 /// Linux's `WAITQUEUE_WALK_BREAK_CNT`.
 pub const DEFAULT_BOOKMARK_BATCH: u32 = 64;
 
@@ -55,7 +60,7 @@ impl Config {
     /// The correct, current protocol (hand-off, unfairness 5, no
     /// bookmarks, killable fix on, 256 queues).
     pub const DEFAULT: Self = Self {
-        table_bits: crate::wait_table::DEFAULT_TABLE_BITS,
+        table_bits: DEFAULT_TABLE_BITS,
         handoff: true,
         unfairness: 5,
         bookmarks: false,
