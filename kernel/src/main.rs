@@ -21,6 +21,7 @@ extern crate alloc;
 mod arch;
 mod bench;
 mod block;
+mod pagecache;
 mod config;
 mod console;
 mod ktest;

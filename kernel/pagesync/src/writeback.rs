@@ -168,7 +168,16 @@ impl<P: Platform> PageWaitTable<P> {
             page.flags.set(PG_ERROR);
             page.flags.set(PG_DIRTY);
         }
-        self.clear_bit_and_wake(page, PG_WRITEBACK);
+        // `clear_bit_and_wake`, written out so the known-bad variant can
+        // widen its window between the clear and the walk. Release pairs
+        // with the Acquire test in `wait_on_page_writeback`.
+        let waiters = page.flags.xor_unlock_is_negative_byte(1 << PG_WRITEBACK);
+        if !took_ref {
+            bugs::widen_window::<P>();
+        }
+        if waiters {
+            self.wake_page_bit(page, PG_WRITEBACK);
+        }
         if !took_ref {
             return PutOutcome::StillReferenced;
         }

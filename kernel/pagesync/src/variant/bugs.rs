@@ -28,7 +28,7 @@ pub const BUG_WINDOW_RELAX: u32 = 500;
 #[cfg(loom)]
 pub const BUG_WINDOW_RELAX: u32 = 0;
 
-fn widen_window<P: Platform>() {
+pub(crate) fn widen_window<P: Platform>() {
     for _ in 0..BUG_WINDOW_RELAX {
         P::cpu_relax();
     }

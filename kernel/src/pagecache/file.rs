@@ -1,0 +1,467 @@
+//! One cached file: its pages, its dirty tag, and the read, write,
+//! writeback, sync and eviction paths (module docs of `super`).
+
+use alloc::{boxed::Box, collections::BTreeMap, collections::BTreeSet, sync::Arc, vec::Vec};
+use core::{
+    ptr::{self, NonNull},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+};
+
+use pagesync::{
+    Page, PutOutcome, WriteResult,
+    flags::{PG_DIRTY, PG_ERROR, PG_UPTODATE, PG_WRITEBACK},
+};
+
+use super::layout::{Layout, LayoutError};
+use crate::{
+    block::{BLOCK_SIZE, BlockDevice, IoError, Op, Request},
+    mm::{AllocFlags, Frame, alloc_pages},
+    pagelock::table,
+    sync::IrqMutex,
+};
+
+/// Why a page-cache operation failed. Nothing is left half-done: a failed
+/// write leaves the pages it did not reach untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsError {
+    /// The range is not inside the file.
+    OutOfRange,
+    /// No frame for a new page.
+    NoMemory,
+    /// The device failed the I/O.
+    Io(IoError),
+    /// The device's header.
+    Layout(LayoutError),
+}
+
+/// The file's pages and dirty tag (Linux: the xarray and its DIRTY mark).
+/// Behind an IRQ-safe lock: a failed write re-tags its page from the end
+/// of writeback, in interrupt context.
+struct Tree {
+    pages: BTreeMap<u64, Frame>,
+    /// Indices that may be dirty: set when a page becomes dirty, cleared by
+    /// writeback once it has cleared `PG_DIRTY` under the page lock.
+    dirty: BTreeSet<u64>,
+}
+
+/// Counters (snapshots).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub reads_issued: u64,
+    pub writes_issued: u64,
+    pub write_errors: u64,
+    pub evicted: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    reads_issued: AtomicU64,
+    writes_issued: AtomicU64,
+    write_errors: AtomicU64,
+    evicted: AtomicU64,
+}
+
+/// A file of the device (module docs of `super`).
+pub struct File {
+    dev: Arc<dyn BlockDevice>,
+    layout: Layout,
+    /// The file's number.
+    pub id: u64,
+    tree: IrqMutex<Tree>,
+    /// A write error not yet reported by [`File::sync`] (Linux's errseq,
+    /// reduced to "report once").
+    error: AtomicBool,
+    counters: Counters,
+}
+
+/// A page under writeback, as its completion sees it: no reference of its
+/// own (as in Linux, where the bio holds none). What keeps the page from
+/// being freed until the end of writeback has cleared `PG_WRITEBACK` is
+/// the rule that a page leaves the cache only locked and after
+/// `wait_on_page_writeback` ([`File::evict`]), and that the allocator
+/// refuses to free a page with the bit set. After the clear the page may
+/// go at once: `pagesync::end_page_writeback` holds its own temporary
+/// reference across the wake-up (073861ed77b6).
+pub struct WritebackPage(NonNull<Page>);
+
+// SAFETY: a descriptor of the 'static frame array, only reached through
+// its atomics; sent once, from the submitter to the completion context.
+unsafe impl Send for WritebackPage {}
+
+impl WritebackPage {
+    /// The page: valid while `PG_WRITEBACK` is set (type docs).
+    fn page(&self) -> &Page {
+        // SAFETY: frame-array descriptors live for the rest of the run.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+/// What the mapping word of a cached page holds: the file's address.
+fn key(file: &File) -> usize {
+    ptr::from_ref(file) as usize
+}
+
+impl File {
+    pub(super) fn new(dev: Arc<dyn BlockDevice>, layout: Layout, id: u64) -> File {
+        File {
+            dev,
+            layout,
+            id,
+            tree: IrqMutex::new(Tree {
+                pages: BTreeMap::new(),
+                dirty: BTreeSet::new(),
+            }),
+            error: AtomicBool::new(false),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Size in pages.
+    pub fn pages(&self) -> u64 {
+        self.layout.file_blocks
+    }
+
+    /// Size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.pages() * BLOCK_SIZE as u64
+    }
+
+    /// Whether `page` is (still) this file's page `index`.
+    fn owns(&self, page: &Page, index: u64) -> bool {
+        page.mapping() == key(self) && page.index() == index
+    }
+
+    /// `filemap_get_folio`: the cached page at `index`, with a reference.
+    pub fn find_get_page(&self, index: u64) -> Option<Frame> {
+        self.tree.lock().pages.get(&index).cloned()
+    }
+
+    /// Pages in the cache now.
+    pub fn cached_pages(&self) -> usize {
+        self.tree.lock().pages.len()
+    }
+
+    /// The cached page at `index`, or a new one inserted locked and not up
+    /// to date (`__filemap_add_folio` of a locked folio). Returns the page
+    /// and whether we created it (and so hold its lock).
+    fn find_or_create(&self, index: u64) -> Result<(Frame, bool), FsError> {
+        if index >= self.pages() {
+            return Err(FsError::OutOfRange);
+        }
+        if let Some(f) = self.find_get_page(index) {
+            return Ok((f, false));
+        }
+        // Allocate outside the tree lock; a racing creator may win.
+        let new = alloc_pages(0, AllocFlags::ZERO).ok_or(FsError::NoMemory)?;
+        // Nobody else can see the page yet: the trylock cannot fail.
+        assert!(table().trylock_page(&new));
+        new.set_mapping(key(self), index);
+        let mut t = self.tree.lock();
+        if let Some(f) = t.pages.get(&index) {
+            let f = f.clone();
+            drop(t);
+            new.set_mapping(0, 0);
+            table().unlock_page(&new);
+            return Ok((f, false));
+        }
+        t.pages.insert(index, new.clone());
+        Ok((new, true))
+    }
+
+    /// Issues the read of page `index` into `page`, which the caller has
+    /// locked; the completion (device interrupt) unlocks it, marking it up
+    /// to date on success (`folio_end_read`).
+    fn submit_read(&self, index: u64, page: &Frame) {
+        self.counters.reads_issued.fetch_add(1, Ordering::Relaxed);
+        let done = page.clone();
+        self.dev.submit(Request {
+            op: Op::Read,
+            block: self.layout.block(self.id, index),
+            frame: page.clone(),
+            done: Box::new(move |r| table().end_page_read(&done, r.is_ok())),
+        });
+    }
+
+    /// `read_cache_page`: page `index` up to date, with a reference,
+    /// reading it in if needed. Readers that find the page locked and not
+    /// up to date wait on the page lock; a failed read leaves it not up
+    /// to date, and the next reader reads again.
+    pub fn get_page(&self, index: u64) -> Result<Frame, FsError> {
+        let t = table();
+        loop {
+            let (page, created) = self.find_or_create(index)?;
+            if created {
+                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                self.submit_read(index, &page);
+            } else if page.flags().test_acquire(PG_UPTODATE) {
+                // Acquire pairs with the Release XOR of `end_page_read`:
+                // the data is visible.
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(page);
+            }
+            t.wait_on_page_locked(&page);
+            if page.flags().test_acquire(PG_UPTODATE) {
+                return Ok(page);
+            }
+            // Not up to date: a failed read, or a page still being read.
+            t.lock_page(&page);
+            if !self.owns(&page, index) {
+                // Evicted meanwhile: look again.
+                t.unlock_page(&page);
+                continue;
+            }
+            if page.flags().test(PG_UPTODATE) {
+                t.unlock_page(&page);
+                return Ok(page);
+            }
+            self.submit_read(index, &page);
+            t.wait_on_page_locked(&page);
+            return if page.flags().test_acquire(PG_UPTODATE) {
+                Ok(page)
+            } else {
+                Err(FsError::Io(IoError::Device))
+            };
+        }
+    }
+
+    /// Copies bytes of the file at `offset` into `buf` (through the
+    /// cache); returns the bytes copied (short at the end of the file).
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {
+        let end = offset.saturating_add(buf.len() as u64).min(self.bytes());
+        if offset > self.bytes() {
+            return Err(FsError::OutOfRange);
+        }
+        let mut done = 0usize;
+        let mut pos = offset;
+        while pos < end {
+            let (index, in_page) = (pos / BLOCK_SIZE as u64, (pos % BLOCK_SIZE as u64) as usize);
+            let n = (BLOCK_SIZE - in_page).min((end - pos) as usize);
+            let page = self.get_page(index)?;
+            // SAFETY: the page is up to date and mapped; readers copy
+            // without the page lock, as Linux's filemap_read does (a
+            // concurrent writer's bytes may or may not be seen).
+            let src = unsafe { core::slice::from_raw_parts(page.virt().add(in_page), n) };
+            buf[done..done + n].copy_from_slice(src);
+            done += n;
+            pos += n as u64;
+        }
+        Ok(done)
+    }
+
+    /// Writes `data` at `offset` through the cache: per page, lock it,
+    /// wait for stable data (writeback of the old contents must not see
+    /// the new ones), copy, mark dirty, unlock. A page written whole needs
+    /// no read first.
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<usize, FsError> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= self.bytes())
+            .ok_or(FsError::OutOfRange)?;
+        let t = table();
+        let mut done = 0usize;
+        let mut pos = offset;
+        while pos < end {
+            let (index, in_page) = (pos / BLOCK_SIZE as u64, (pos % BLOCK_SIZE as u64) as usize);
+            let n = (BLOCK_SIZE - in_page).min((end - pos) as usize);
+            let whole = n == BLOCK_SIZE;
+            let page = if whole {
+                let (page, created) = self.find_or_create(index)?;
+                if !created {
+                    t.lock_page(&page);
+                }
+                page
+            } else {
+                let page = self.get_page(index)?;
+                t.lock_page(&page);
+                page
+            };
+            if !self.owns(&page, index) {
+                // Evicted between the lookup and the lock: again.
+                t.unlock_page(&page);
+                continue;
+            }
+            t.wait_for_stable_page(&page);
+            // SAFETY: we hold the page lock and the page is not under
+            // writeback (stable-page wait; only lock holders start it), so
+            // nobody else writes the page or hands it to the device.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    data[done..].as_ptr(),
+                    page.virt().add(in_page),
+                    n,
+                );
+            }
+            if whole {
+                page.flags().set(PG_UPTODATE);
+            }
+            self.mark_dirty(index, &page);
+            t.unlock_page(&page);
+            done += n;
+            pos += n as u64;
+        }
+        Ok(done)
+    }
+
+    /// `folio_mark_dirty` plus the dirty tag. The page is locked (or
+    /// otherwise pinned to this file).
+    pub fn mark_dirty(&self, index: u64, page: &Page) {
+        if table().set_page_dirty(page) {
+            self.tree.lock().dirty.insert(index);
+        }
+    }
+
+    /// Writes back page `index` if it is dirty: lock it, clear dirty for
+    /// I/O, start writeback, unlock, submit (module docs of `super`).
+    /// Returns whether a write was submitted.
+    pub fn writeback_page(self: &Arc<Self>, index: u64) -> bool {
+        let t = table();
+        let Some(page) = self.find_get_page(index) else {
+            self.tree.lock().dirty.remove(&index);
+            return false;
+        };
+        t.lock_page(&page);
+        if !self.owns(&page, index) {
+            t.unlock_page(&page);
+            return false;
+        }
+        // A locked page can be under writeback from an earlier round (its
+        // completion still pending); wait, so writeback starts only once.
+        t.wait_on_page_writeback(&page);
+        {
+            // Clear the tag before the flag, under the page lock: a writer
+            // that dirties the page again needs the lock, and re-tags.
+            self.tree.lock().dirty.remove(&index);
+        }
+        if !t.clear_page_dirty_for_io(&page) {
+            t.unlock_page(&page);
+            return false;
+        }
+        let _start = t.start_page_writeback(&page);
+        let wb = WritebackPage(NonNull::from(&*page));
+        // The device reads the page itself (no pin can exist yet: GUP
+        // arrives with the pinning issue, which decides on a bounce copy).
+        let data = page.clone();
+        t.unlock_page(&page);
+        drop(page);
+        self.counters.writes_issued.fetch_add(1, Ordering::Relaxed);
+        let file = self.clone();
+        self.dev.submit(Request {
+            op: Op::Write,
+            block: self.layout.block(self.id, index),
+            frame: data,
+            done: Box::new(move |r| file.end_writeback(index, wb, r)),
+        });
+        true
+    }
+
+    /// The completion of a page's write (device interrupt).
+    fn end_writeback(&self, index: u64, wb: WritebackPage, r: Result<(), IoError>) {
+        let page = wb.page();
+        let result = match r {
+            Ok(()) => WriteResult::Written,
+            Err(_) => {
+                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                self.error.store(true, Ordering::Relaxed);
+                // Re-tag before the end of writeback makes the page's
+                // dirtiness visible: a sync that waits for this page then
+                // finds it tagged.
+                self.tree.lock().dirty.insert(index);
+                WriteResult::Failed
+            }
+        };
+        match table().end_page_writeback(page, result) {
+            PutOutcome::StillReferenced => {}
+            // Only with the known-bad variant that takes no reference, or
+            // if the page was freed under writeback: either is a bug the
+            // allocator's checks report.
+            PutOutcome::LastReference => {
+                log::error!(
+                    "pagecache: the end of writeback dropped the last reference of page {index}"
+                );
+            }
+        }
+    }
+
+    /// Starts writeback of every tagged page; returns how many writes were
+    /// submitted.
+    pub fn writeback(self: &Arc<Self>) -> usize {
+        let tagged: Vec<u64> = self.tree.lock().dirty.iter().copied().collect();
+        tagged
+            .into_iter()
+            .filter(|&i| self.writeback_page(i))
+            .count()
+    }
+
+    /// Waits until no page of the file is under writeback.
+    pub fn wait_writeback(&self) {
+        let pages: Vec<Frame> = self.tree.lock().pages.values().cloned().collect();
+        for p in &pages {
+            table().wait_on_page_writeback(p);
+        }
+    }
+
+    /// `fsync`: write back everything dirty and wait for it. Reports a
+    /// write error once (pages that failed stay dirty with `PG_ERROR`, and
+    /// are written again by the next writeback).
+    pub fn sync(self: &Arc<Self>) -> Result<(), FsError> {
+        self.writeback();
+        self.wait_writeback();
+        if self.error.swap(false, Ordering::Relaxed) {
+            return Err(FsError::Io(IoError::Device));
+        }
+        Ok(())
+    }
+
+    /// Removes page `index` from the cache (truncation of one page): lock
+    /// it, wait for writeback to end, drop its dirty data, unlink it,
+    /// unlock; the cache's reference goes with it. Returns whether a page
+    /// was removed.
+    pub fn evict(&self, index: u64) -> bool {
+        let t = table();
+        let Some(page) = self.find_get_page(index) else {
+            return false;
+        };
+        t.lock_page(&page);
+        if !self.owns(&page, index) {
+            t.unlock_page(&page);
+            return false;
+        }
+        // The rule that keeps a page under writeback allocated.
+        t.wait_on_page_writeback(&page);
+        page.flags().clear(PG_DIRTY);
+        page.flags().clear(PG_ERROR);
+        let removed = {
+            let mut tr = self.tree.lock();
+            tr.dirty.remove(&index);
+            tr.pages.remove(&index)
+        };
+        page.set_mapping(0, 0);
+        t.unlock_page(&page);
+        drop(removed);
+        self.counters.evicted.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether page `index` is cached and dirty or under writeback.
+    pub fn page_state(&self, index: u64) -> Option<(bool, bool)> {
+        let p = self.find_get_page(index)?;
+        Some((p.flags().test(PG_DIRTY), p.flags().test(PG_WRITEBACK)))
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> FileStats {
+        let c = &self.counters;
+        FileStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            reads_issued: c.reads_issued.load(Ordering::Relaxed),
+            writes_issued: c.writes_issued.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+            evicted: c.evicted.load(Ordering::Relaxed),
+        }
+    }
+}
