@@ -264,7 +264,7 @@ keys! {
 }
 
 /// The test cases that read the page-lock torture knobs.
-const TORTURE_SCOPE: &[&str] = &["pagelock.torture*"];
+const TORTURE_SCOPE: &[&str] = &["pagelock.torture*", "pagecache.torture"];
 
 /// Every parameter, in the order of [`Key`].
 pub static TABLE: [Spec; Key::COUNT] = [
@@ -1025,7 +1025,7 @@ mod tests {
         assert_eq!(p.choice(Key::Mode), "test");
         assert_eq!(p.uint(Key::TortureMs), None);
         for k in [Key::TortureThreads, Key::TorturePages, Key::TortureMs] {
-            assert_eq!(k.spec().scope, Some(&["pagelock.torture*"][..]));
+            assert_eq!(k.spec().scope, Some(TORTURE_SCOPE));
         }
     }
 

@@ -421,6 +421,17 @@ impl File {
     /// unlock; the cache's reference goes with it. Returns whether a page
     /// was removed.
     pub fn evict(&self, index: u64) -> bool {
+        self.remove(index, true)
+    }
+
+    /// Removes page `index` only if it is clean (Linux
+    /// `invalidate_mapping_pages`: memory pressure, not truncation): a
+    /// dirty page keeps its data. Returns whether a page was removed.
+    pub fn evict_clean(&self, index: u64) -> bool {
+        self.remove(index, false)
+    }
+
+    fn remove(&self, index: u64, drop_dirty: bool) -> bool {
         let t = table();
         let Some(page) = self.find_get_page(index) else {
             return false;
@@ -432,6 +443,10 @@ impl File {
         }
         // The rule that keeps a page under writeback allocated.
         t.wait_on_page_writeback(&page);
+        if !drop_dirty && page.flags().test(PG_DIRTY) {
+            t.unlock_page(&page);
+            return false;
+        }
         page.flags().clear(PG_DIRTY);
         page.flags().clear(PG_ERROR);
         let removed = {
