@@ -429,7 +429,7 @@ pub static TABLE: [Spec; Key::COUNT] = [
         name: "torture_threads",
         kind: Kind::UInt { min: 1, max: 64 },
         default: DefaultValue::Unset("each case's own"),
-        help: "page-lock torture threads per CPU",
+        help: "torture threads per CPU (page-lock lockers, page-cache writers)",
         scope: Some(TORTURE_SCOPE),
     },
     Spec {
@@ -437,7 +437,7 @@ pub static TABLE: [Spec; Key::COUNT] = [
         name: "torture_pages",
         kind: Kind::UInt { min: 1, max: 4096 },
         default: DefaultValue::Unset("each case's own"),
-        help: "pages the page-lock torture threads contend for",
+        help: "pages the torture threads contend for",
         scope: Some(TORTURE_SCOPE),
     },
     Spec {
@@ -448,7 +448,7 @@ pub static TABLE: [Spec; Key::COUNT] = [
             max: 600_000,
         },
         default: DefaultValue::Unset("each case's own"),
-        help: "length of a page-lock torture run, in milliseconds",
+        help: "length of a torture run, in milliseconds",
         scope: Some(TORTURE_SCOPE),
     },
 ];
@@ -1243,7 +1243,7 @@ mod tests {
             Key::TortureMs
                 .help()
                 .to_string()
-                .ends_with("[read only by pagelock.torture*]")
+                .ends_with("[read only by pagelock.torture*, pagecache.torture]")
         );
         assert!(
             Key::ApSkip
@@ -1286,7 +1286,7 @@ mod tests {
         };
         assert_eq!(
             note.to_string(),
-            "# pcs: note: parameter torture_ms=120000 has no effect: it is read only by pagelock.torture*, and no selected case matches"
+            "# pcs: note: parameter torture_ms=120000 has no effect: it is read only by pagelock.torture*, pagecache.torture, and no selected case matches"
         );
         let note = NoEffect {
             why: Why::NoTestCases("bench"),
@@ -1321,7 +1321,7 @@ mod tests {
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines.len(), Key::COUNT + 2);
         assert!(lines.contains(&"| `pcp` | `on\\|off` | `on` | per-CPU caches of free single frames in the frame allocator |"));
-        assert!(lines.contains(&"| `torture_ms` | `100..=600000` | unset: each case's own | length of a page-lock torture run, in milliseconds; read only by `pagelock.torture*` |"));
+        assert!(lines.contains(&"| `torture_ms` | `100..=600000` | unset: each case's own | length of a torture run, in milliseconds; read only by `pagelock.torture*`, `pagecache.torture` |"));
         for l in &lines[2..] {
             // Four columns: five unescaped pipes.
             assert_eq!(l.replace("\\|", "").matches('|').count(), 5, "{l}");
