@@ -351,7 +351,8 @@ fn test(filter: Option<&str>) -> Result<bool> {
 
     // 2. Host unit tests and the QEMU integration tests in tests/.
     let t = Instant::now();
-    let mut args = vec!["test", "--workspace"];
+    // --no-fail-fast: one failing test binary must not hide the others.
+    let mut args = vec!["test", "--workspace", "--no-fail-fast"];
     if let Some(f) = filter {
         args.extend(["--", f]);
     }
@@ -366,7 +367,14 @@ fn test(filter: Option<&str>) -> Result<bool> {
     let t = Instant::now();
     let loom_dir = boot::target_dir().join("loom");
     let loom_dir = loom_dir.to_string_lossy().into_owned();
-    let mut args = vec!["test", "--package", "pagesync", "--release", "--tests"];
+    let mut args = vec![
+        "test",
+        "--package",
+        "pagesync",
+        "--release",
+        "--tests",
+        "--no-fail-fast",
+    ];
     if let Some(f) = filter {
         args.extend(["--", f]);
     }
