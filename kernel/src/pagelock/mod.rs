@@ -5,14 +5,12 @@
 //! bounded unfairness, killable waits, the known-bad variants) is the
 //! portable `pagesync` crate, model-checked with loom on the host. This
 //! module only decides *which* protocol runs in this boot ([`init`], from
-//! `bits=`, `handoff=`, `unfairness=`, `bookmarks=`, `killable_fix=`,
-//! `bug=`), runs it on the scheduler ([`crate::sched::KernelPlatform`]), and
-//! holds the in-kernel checks beside it:
-//! * [`torture`]: locktorture-style stress with an owner word per page,
-//!   quiescence checks for lost wake-ups and the hung-task watchdog;
-//! * [`tests`]: the KTAP suite `pagelock`;
-//! * [`bench`]: uncontended cost against the atomic floor, the fairness
-//!   table, and wake-walk lock hold times with thousands of waiters.
+//! `bits=`, `handoff=`, `unfairness=`, `bookmarks=`, `bookmark_batch=`,
+//! `killable_fix=`, `bug=`) and runs it on the scheduler
+//! ([`crate::sched::KernelPlatform`]). Its checks live in the tests room,
+//! `crate::tests::pagelock`: the KTAP suite, the locktorture-style torture
+//! (owner word per page, quiescence checks for lost wake-ups, the hung-task
+//! watchdog), the thundering-herd walk and the benchmarks.
 //!
 //! Tests that need another protocol build their own table
 //! ([`leak_table`]) from [`config`] with one knob changed, so a `bug=` given
@@ -22,9 +20,7 @@ use alloc::boxed::Box;
 
 use pagesync::{Config, Interrupted, Page, PageWaitTable};
 
-use crate::mm::Frame;
-
-use crate::{params::Params, sched::KernelPlatform};
+use crate::{mm::Frame, params::Params, sched::KernelPlatform};
 
 /// The page wait table type the kernel runs.
 pub type Table = PageWaitTable<KernelPlatform>;
