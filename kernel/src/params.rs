@@ -197,6 +197,11 @@ impl Params {
                 bookmarks: p.flag(Key::Bookmarks),
                 bookmark_batch: u32_of(&p, Key::BookmarkBatch).expect("key has a default"),
                 killable_fix: p.flag(Key::KillableFix),
+                gup: by_name(
+                    &pagesync::PinScheme::ALL,
+                    pagesync::PinScheme::name,
+                    p.choice(Key::Gup),
+                ),
                 bug: bug(p.choice(Key::Bug)),
             },
             torture: TortureParams {

@@ -253,6 +253,8 @@ keys! {
     BookmarkBatch,
     /// `killable_fix=`
     KillableFix,
+    /// `gup=`
+    Gup,
     /// `bug=`
     Bug,
     /// `torture_threads=`
@@ -409,6 +411,14 @@ pub static TABLE: [Spec; Key::COUNT] = [
         scope: None,
     },
     Spec {
+        key: Key::Gup,
+        name: "gup",
+        kind: Kind::Choice(&["lock", "barrier"]),
+        default: DefaultValue::Is("lock"),
+        help: "how a GUP pin and the start of writeback see each other: the page lock, or a full barrier on each side",
+        scope: None,
+    },
+    Spec {
         key: Key::Bug,
         name: "bug",
         kind: Kind::Choice(&[
@@ -419,6 +429,8 @@ pub static TABLE: [Spec; Key::COUNT] = [
             "non-atomic-flags",
             "end-writeback-no-ref",
             "no-stable-wait",
+            "gup-no-fence",
+            "gup-wmb-only",
         ]),
         default: DefaultValue::Is("none"),
         help: "run this known-bad protocol variant (announced loudly; never the default)",
@@ -1001,6 +1013,7 @@ mod tests {
                 "bookmarks",
                 "bookmark_batch",
                 "killable_fix",
+                "gup",
                 "bug",
                 "torture_threads",
                 "torture_pages",

@@ -110,8 +110,8 @@ impl<P: Platform> PageWaitTable<P> {
 
     /// `__folio_start_writeback`: the caller holds the page lock. Sets
     /// `PG_WRITEBACK` with a fully ordered test-and-set, then reads whether
-    /// the page may be DMA-pinned (module docs; the ordering against GUP is
-    /// the pinning code's business).
+    /// the page may be DMA-pinned, ordered against a concurrent pinner as
+    /// the configured scheme requires (`crate::pin`).
     ///
     /// # Panics
     ///
@@ -131,7 +131,7 @@ impl<P: Platform> PageWaitTable<P> {
             page.addr()
         );
         WritebackStart {
-            maybe_pinned: page.maybe_dma_pinned(),
+            maybe_pinned: self.pin_state_after_writeback_set(page),
         }
     }
 

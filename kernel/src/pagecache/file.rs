@@ -289,11 +289,7 @@ impl File {
             // writeback (stable-page wait; only lock holders start it), so
             // nobody else writes the page or hands it to the device.
             unsafe {
-                core::ptr::copy_nonoverlapping(
-                    data[done..].as_ptr(),
-                    page.virt().add(in_page),
-                    n,
-                );
+                core::ptr::copy_nonoverlapping(data[done..].as_ptr(), page.virt().add(in_page), n);
             }
             if whole {
                 page.flags().set(PG_UPTODATE);

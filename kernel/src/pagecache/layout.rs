@@ -41,7 +41,10 @@ impl Layout {
     /// The layout for a device of `blocks` blocks with files of
     /// `file_blocks` blocks.
     pub fn new(blocks: u64, file_blocks: u64) -> Result<Layout, LayoutError> {
-        let files = blocks.saturating_sub(1).checked_div(file_blocks).unwrap_or(0);
+        let files = blocks
+            .saturating_sub(1)
+            .checked_div(file_blocks)
+            .unwrap_or(0);
         if files == 0 {
             return Err(LayoutError::TooSmall {
                 blocks,

@@ -142,7 +142,8 @@ pub fn io_sync(dev: &dyn BlockDevice, op: Op, block: u64, frame: Frame) -> Resul
             d.wq.wake_up_all();
         }),
     });
-    done.wq.wait_event(|| done.state.load(Ordering::Acquire) != 0);
+    done.wq
+        .wait_event(|| done.state.load(Ordering::Acquire) != 0);
     match done.state.load(Ordering::Acquire) {
         1 => Ok(keep),
         2 => Err(FsError::Io(IoError::OutOfRange)),

@@ -99,13 +99,15 @@ impl core::fmt::Display for Describe<'_> {
         let on = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "bits={} ({} queues) handoff={} unfairness={} bookmarks={} killable_fix={} bug={}",
+            "bits={} ({} queues) handoff={} unfairness={} bookmarks={} bookmark_batch={} killable_fix={} gup={} bug={}",
             c.table_bits,
             1u32 << c.table_bits,
             on(c.handoff),
             c.unfairness,
             on(c.bookmarks),
+            c.bookmark_batch,
             on(c.killable_fix),
+            c.gup.name(),
             c.bug.map_or("none", |b| b.name())
         )?;
         if c.is_known_bad() {

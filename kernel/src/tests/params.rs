@@ -77,7 +77,7 @@ fn rejects_malformed(_: &Ctx) -> TestResult {
 /// The page-lock keys fill `pagesync::Config` field by field.
 fn pagelock_config(_: &Ctx) -> TestResult {
     let p = parse(
-        "bits=0 handoff=off unfairness=0 bookmarks=on bookmark_batch=7 killable_fix=0 bug=clear-after-wake torture_ms=500 torture_pages=9",
+        "bits=0 handoff=off unfairness=0 bookmarks=on bookmark_batch=7 killable_fix=0 gup=barrier bug=clear-after-wake torture_ms=500 torture_pages=9",
     );
     kassert!(p.is_ok(), "parse failed: {:?}", p.err());
     let p = p.unwrap();
@@ -90,6 +90,7 @@ fn pagelock_config(_: &Ctx) -> TestResult {
             bookmarks: true,
             bookmark_batch: 7,
             killable_fix: false,
+            gup: pagesync::PinScheme::Barrier,
             bug: Some(pagesync::Bug::ClearAfterWake),
         }
     );
@@ -130,6 +131,11 @@ fn choices_match_the_kernel(_: &Ctx) -> TestResult {
     kassert_eq!(bugs[0], "none");
     for (i, b) in pagesync::Bug::ALL.iter().enumerate() {
         kassert_eq!(bugs[i + 1], b.name());
+    }
+    let schemes = choices(Key::Gup);
+    kassert_eq!(schemes.len(), pagesync::PinScheme::ALL.len());
+    for (c, g) in schemes.iter().zip(pagesync::PinScheme::ALL) {
+        kassert_eq!(*c, g.name());
     }
     let modes = choices(Key::Mode);
     kassert_eq!(modes.len(), Mode::ALL.len());

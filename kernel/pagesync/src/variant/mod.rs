@@ -52,8 +52,33 @@ pub struct Config {
     /// Nesterov's 2020 missed wake-up). false = Linux-faithful (the window
     /// exists).
     pub killable_fix: bool,
+    /// How GUP pins and writeback see each other (`crate::pin`).
+    pub gup: PinScheme,
     /// A known-bad mutation to run instead of the correct code.
     pub bug: Option<Bug>,
+}
+
+/// The two schemes of the second seed for ordering a DMA pin against the
+/// start of writeback (`crate::pin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinScheme {
+    /// The pinner takes the page lock (can contend).
+    Lock,
+    /// A full barrier on each side (never contends).
+    Barrier,
+}
+
+impl PinScheme {
+    /// Both schemes.
+    pub const ALL: [PinScheme; 2] = [PinScheme::Lock, PinScheme::Barrier];
+
+    /// The name used in boot parameters and reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            PinScheme::Lock => "lock",
+            PinScheme::Barrier => "barrier",
+        }
+    }
 }
 
 impl Config {
@@ -66,6 +91,7 @@ impl Config {
         bookmarks: false,
         bookmark_batch: DEFAULT_BOOKMARK_BATCH,
         killable_fix: true,
+        gup: PinScheme::Lock,
         bug: None,
     };
 
@@ -128,17 +154,28 @@ pub enum Bug {
     /// the device is writing it out (no stable pages).
     /// The mutation: [`bugs::skip_stable_wait`].
     NoStableWait,
+    /// The barrier scheme's pinner has no full barrier between adding the
+    /// pin bias and testing `PG_WRITEBACK` (F1 in `crate::pin`): both sides
+    /// can miss each other. The mutation: in `crate::pin`'s barrier pinner.
+    GupNoFence,
+    /// The barrier scheme's writeback side uses the seed's `smp_wmb()`
+    /// (a Release fence) instead of a full barrier between setting
+    /// `PG_WRITEBACK` and reading the pin state (F2 in `crate::pin`). The
+    /// mutation: `pin_state_after_writeback_set` in `crate::pin`.
+    GupWmbOnly,
 }
 
 impl Bug {
     /// Every known-bad variant.
-    pub const ALL: [Bug; 6] = [
+    pub const ALL: [Bug; 8] = [
         Bug::TasOutsideLock,
         Bug::ClearAfterWake,
         Bug::ClearWaitersEarly,
         Bug::NonAtomicFlags,
         Bug::EndWritebackNoRef,
         Bug::NoStableWait,
+        Bug::GupNoFence,
+        Bug::GupWmbOnly,
     ];
 
     /// The name used in boot parameters, reports and test names.
@@ -150,6 +187,8 @@ impl Bug {
             Bug::NonAtomicFlags => "non-atomic-flags",
             Bug::EndWritebackNoRef => "end-writeback-no-ref",
             Bug::NoStableWait => "no-stable-wait",
+            Bug::GupNoFence => "gup-no-fence",
+            Bug::GupWmbOnly => "gup-wmb-only",
         }
     }
 
