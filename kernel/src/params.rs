@@ -133,6 +133,8 @@ pub struct Params {
     /// The page-lock protocol: `bits=`, `handoff=`, `unfairness=`,
     /// `bookmarks=`, `bookmark_batch=`, `killable_fix=`, `bug=`.
     pub pagelock: pagesync::Config,
+    /// `gup_rounds=`: pin/writeback race rounds per pair of CPUs.
+    pub gup_rounds: u64,
     /// Page-lock torture knobs (`None` = the test's own default).
     pub torture: TortureParams,
     /// The parsed string: which keys were given, as written.
@@ -204,6 +206,7 @@ impl Params {
                 ),
                 bug: bug(p.choice(Key::Bug)),
             },
+            gup_rounds: p.uint(Key::GupRounds).expect("key has a default"),
             torture: TortureParams {
                 threads_per_cpu: u32_of(&p, Key::TortureThreads),
                 pages: u32_of(&p, Key::TorturePages),

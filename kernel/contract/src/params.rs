@@ -263,6 +263,8 @@ keys! {
     TorturePages,
     /// `torture_ms=`
     TortureMs,
+    /// `gup_rounds=`
+    GupRounds,
 }
 
 /// The test cases that read the page-lock torture knobs.
@@ -431,6 +433,8 @@ pub static TABLE: [Spec; Key::COUNT] = [
             "no-stable-wait",
             "gup-no-fence",
             "gup-wmb-only",
+            "gup-plain-stores",
+            "gup-check-outside-lock",
         ]),
         default: DefaultValue::Is("none"),
         help: "run this known-bad protocol variant (announced loudly; never the default)",
@@ -462,6 +466,17 @@ pub static TABLE: [Spec; Key::COUNT] = [
         default: DefaultValue::Unset("each case's own"),
         help: "length of a torture run, in milliseconds",
         scope: Some(TORTURE_SCOPE),
+    },
+    Spec {
+        key: Key::GupRounds,
+        name: "gup_rounds",
+        kind: Kind::UInt {
+            min: 1,
+            max: 10_000_000,
+        },
+        default: DefaultValue::Is("5000"),
+        help: "pin/writeback race rounds per pair of CPUs",
+        scope: Some(&["gup.race*"]),
     },
 ];
 
@@ -1017,7 +1032,8 @@ mod tests {
                 "bug",
                 "torture_threads",
                 "torture_pages",
-                "torture_ms"
+                "torture_ms",
+                "gup_rounds"
             ]
         );
         let range = |k: Key| match k.spec().kind {
@@ -1319,7 +1335,10 @@ mod tests {
             e.starts_with("mode=test seed=1 loglevel=info fail=off crash=none hz=100 pcp=off "),
             "{e}"
         );
-        assert!(e.ends_with("bug=none torture_ms=500"), "{e}");
+        assert!(
+            e.ends_with("bug=none torture_ms=500 gup_rounds=5000"),
+            "{e}"
+        );
         assert!(!e.contains("filter") && !e.contains("ap_skip"), "{e}");
     }
 

@@ -49,14 +49,18 @@
 //! each side); here F2 says so explicitly. The known-bad
 //! [`crate::Bug::GupWmbOnly`] puts the seed's write barrier in F2's place,
 //! and [`crate::Bug::GupNoFence`] drops F1; loom finds the invariant broken
-//! with either (`tests/loom_pin.rs`).
+//! with either (`tests/loom_pin.rs`). Neither can show on x86 (the pin and
+//! the test-and-set are `lock` RMWs, full barriers there, also under QEMU
+//! TCG on an x86 host); [`crate::Bug::GupPlainStores`] makes both sides'
+//! writes plain stores with no fence, the store-buffer reordering x86 does
+//! perform, so the kernel's race rounds can catch it too.
 
 use crate::flags::{PG_LOCKED, PG_WRITEBACK};
 use crate::page::Page;
 use crate::platform::Platform;
 use crate::refcount::{GUP_PIN_COUNTING_BIAS, PutOutcome, RefError};
 use crate::sync::{Ordering, fence};
-use crate::variant::{Bug, PinScheme};
+use crate::variant::{Bug, PinScheme, bugs};
 use crate::wait_table::PageWaitTable;
 
 /// How one pin went: whether the pinner saw the page under writeback (and
@@ -92,6 +96,19 @@ impl<P: Platform> PageWaitTable<P> {
     pub fn try_pin_page(&self, page: &Page) -> Result<bool, RefError> {
         match self.cfg.gup {
             PinScheme::Lock => {
+                if self.cfg.bug == Some(Bug::GupCheckOutsideLock) {
+                    // BUG(GupCheckOutsideLock): the test before the lock,
+                    // none under it. Writeback may take the lock, start and
+                    // read "no pin" between our test and our pin.
+                    if page.flags.test(PG_WRITEBACK) {
+                        return Ok(false);
+                    }
+                    bugs::widen_window::<P>();
+                    self.lock_page(page);
+                    let r = page.pin();
+                    self.unlock_page(page);
+                    return r.map(|_| true);
+                }
                 self.lock_page(page);
                 if page.flags.test(PG_WRITEBACK) {
                     self.unlock_page(page);
@@ -106,11 +123,28 @@ impl<P: Platform> PageWaitTable<P> {
                 r.map(|_| true)
             }
             PinScheme::Barrier => {
-                page.pin()?;
+                if self.cfg.bug == Some(Bug::GupPlainStores) {
+                    // BUG(GupPlainStores): the bias added with a plain load
+                    // and store, no fence. On x86 the store can wait in the
+                    // store buffer while the flags load below runs (the one
+                    // reordering x86 allows); with writeback's plain store
+                    // of the bit doing the same, both sides read old values.
+                    // Unlike a missing fence after an atomic RMW (a `lock`
+                    // instruction, itself a full barrier on x86), this is
+                    // visible on x86 and under TCG.
+                    let c = page.refcount.load(Ordering::Relaxed);
+                    if c == 0 {
+                        return Err(RefError::Unused);
+                    }
+                    page.refcount
+                        .store(c + GUP_PIN_COUNTING_BIAS, Ordering::Relaxed);
+                } else {
+                    page.pin()?;
+                }
                 // F1: pairs with F2 in `start_page_writeback` (module
                 // docs): our bias is visible to its count load, or its bit
                 // to our flags load below.
-                if self.cfg.bug != Some(Bug::GupNoFence) {
+                if !matches!(self.cfg.bug, Some(Bug::GupNoFence | Bug::GupPlainStores)) {
                     fence(Ordering::SeqCst);
                 }
                 if !page.flags.test(PG_WRITEBACK) {
@@ -139,7 +173,9 @@ impl<P: Platform> PageWaitTable<P> {
             // orders us against the pinner's critical section.
             PinScheme::Lock => debug_assert!(page.flags.test(PG_LOCKED)),
             PinScheme::Barrier => {
-                if self.cfg.bug == Some(Bug::GupWmbOnly) {
+                if self.cfg.bug == Some(Bug::GupPlainStores) {
+                    // BUG(GupPlainStores): no fence at all (see the pinner).
+                } else if self.cfg.bug == Some(Bug::GupWmbOnly) {
                     // BUG(GupWmbOnly): the seed's `smp_wmb()`. It orders
                     // the bit's store before later stores only; the count
                     // load below may still read the count from before a

@@ -125,8 +125,10 @@ impl<P: Platform> PageWaitTable<P> {
         );
         // AcqRel: the set is ordered after everything the flusher did to
         // the page before (under the lock), and before the pin-state load.
+        let was_set = bugs::set_writeback_plain(self.cfg.bug, page)
+            .unwrap_or_else(|| page.flags.test_and_set(PG_WRITEBACK));
         assert!(
-            !page.flags.test_and_set(PG_WRITEBACK),
+            !was_set,
             "start_page_writeback: page {:#x} already under writeback",
             page.addr()
         );

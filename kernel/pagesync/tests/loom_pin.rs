@@ -107,3 +107,31 @@ fn pin_waits_for_writeback_then_pins() {
         });
     }
 }
+
+#[test]
+#[ignore = "known-bad model, run in a child by plain_stores_are_caught"]
+fn gup_plain_stores_inner() {
+    race(scheme(PinScheme::Barrier, Some(Bug::GupPlainStores)));
+}
+
+#[test]
+fn plain_stores_are_caught() {
+    expect_failure(
+        "gup_plain_stores_inner",
+        &["the pinner saw no writeback and writeback saw no pin"],
+    );
+}
+
+#[test]
+#[ignore = "known-bad model, run in a child by checking_outside_the_lock_is_caught"]
+fn gup_check_outside_lock_inner() {
+    race(scheme(PinScheme::Lock, Some(Bug::GupCheckOutsideLock)));
+}
+
+#[test]
+fn checking_outside_the_lock_is_caught() {
+    expect_failure(
+        "gup_check_outside_lock_inner",
+        &["the pinner saw no writeback and writeback saw no pin"],
+    );
+}

@@ -15,6 +15,7 @@
 //!   thundering-herd walk (`herd.rs`) and benchmarks.
 
 pub mod boot;
+pub mod gup;
 pub mod ktest;
 pub mod mm;
 pub mod pagelock;
@@ -33,6 +34,7 @@ pub static SUITES: &[&Suite] = &[
     &mm::SUITE,
     &sched::SUITE,
     &pagelock::SUITE,
+    &gup::SUITE,
 ];
 
 /// Every benchmark group, in run order.

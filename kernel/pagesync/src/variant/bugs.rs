@@ -125,3 +125,17 @@ pub(crate) fn end_writeback_takes_ref(bug: Option<Bug>) -> bool {
 pub(crate) fn skip_stable_wait(bug: Option<Bug>) -> bool {
     bug == Some(Bug::NoStableWait)
 }
+
+/// [`Bug::GupPlainStores`], in `start_page_writeback`: set `PG_WRITEBACK`
+/// with a plain load and store instead of a fully ordered test-and-set.
+/// Returns `None` unless this bug is configured, else whether the bit was
+/// already set.
+pub(crate) fn set_writeback_plain(bug: Option<Bug>, page: &Page) -> Option<bool> {
+    if bug != Some(Bug::GupPlainStores) {
+        return None;
+    }
+    let old = page.flags.load(Ordering::Relaxed);
+    page.flags
+        .store_release_racy(old | mask(crate::flags::PG_WRITEBACK));
+    Some(old & mask(crate::flags::PG_WRITEBACK) != 0)
+}

@@ -163,11 +163,23 @@ pub enum Bug {
     /// `PG_WRITEBACK` and reading the pin state (F2 in `crate::pin`). The
     /// mutation: `pin_state_after_writeback_set` in `crate::pin`.
     GupWmbOnly,
+    /// The barrier scheme done with plain stores and no fences on both
+    /// sides: the pinner adds the pin bias, and writeback sets
+    /// `PG_WRITEBACK`, each with a plain load and store, so each store can
+    /// wait in a store buffer past the other side's load, even on x86. The
+    /// mutations: in `crate::pin`'s barrier pinner and
+    /// [`bugs::set_writeback_plain`].
+    GupPlainStores,
+    /// The lock scheme's pinner tests `PG_WRITEBACK` before it takes the
+    /// page lock and pins under the lock without testing again: writeback
+    /// can start in between, see no pin, and the page is pinned under it.
+    /// The mutation: in `crate::pin`'s lock pinner.
+    GupCheckOutsideLock,
 }
 
 impl Bug {
     /// Every known-bad variant.
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 10] = [
         Bug::TasOutsideLock,
         Bug::ClearAfterWake,
         Bug::ClearWaitersEarly,
@@ -176,6 +188,8 @@ impl Bug {
         Bug::NoStableWait,
         Bug::GupNoFence,
         Bug::GupWmbOnly,
+        Bug::GupPlainStores,
+        Bug::GupCheckOutsideLock,
     ];
 
     /// The name used in boot parameters, reports and test names.
@@ -189,6 +203,8 @@ impl Bug {
             Bug::NoStableWait => "no-stable-wait",
             Bug::GupNoFence => "gup-no-fence",
             Bug::GupWmbOnly => "gup-wmb-only",
+            Bug::GupPlainStores => "gup-plain-stores",
+            Bug::GupCheckOutsideLock => "gup-check-outside-lock",
         }
     }
 
