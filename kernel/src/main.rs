@@ -20,6 +20,7 @@ extern crate alloc;
 
 mod arch;
 mod bench;
+mod block;
 mod config;
 mod console;
 mod ktest;

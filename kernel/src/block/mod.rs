@@ -1,0 +1,102 @@
+//! Block devices: the interface the page cache submits I/O through.
+//!
+//! Mental model: a device is an array of 4 KiB blocks. A [`Request`]
+//! names one block, an operation and one frame of memory to read into or
+//! write from, and a completion. [`BlockDevice::submit`] queues it and
+//! returns at once; the device later calls the completion exactly once,
+//! from its completion context (the device interrupt for virtio-blk,
+//! another CPU's interrupt for the RAM device), with the result. A
+//! completion therefore must not sleep: it may end writeback, end a read,
+//! wake waiters, drop references.
+//!
+//! The device holds the request's [`Frame`] reference until it has called
+//! the completion, so the memory under I/O cannot be freed and reused
+//! (DMA into a freed page). While a write is in flight the device checks
+//! that the frame does not change (it compares a checksum taken at submit
+//! with one taken when the data is consumed): a change is a *stable-page
+//! violation*, counted in [`DeviceStats`], the check that catches a
+//! writer that did not wait for writeback.
+//!
+//! Errors never lose a request: out of range, an injected failure or a
+//! device error all complete the request with an [`IoError`].
+
+use alloc::boxed::Box;
+
+use crate::mm::Frame;
+
+/// Bytes in a block: one page.
+pub const BLOCK_SIZE: usize = 4096;
+
+/// What a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Device block -> frame.
+    Read,
+    /// Frame -> device block.
+    Write,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoError {
+    /// The block is past the end of the device.
+    OutOfRange,
+    /// [`BlockDevice::inject`] asked for this failure.
+    Injected,
+    /// The device reported an error.
+    Device,
+}
+
+/// Runs once when the request is over, in the device's completion
+/// context (must not sleep).
+pub type Completion = Box<dyn FnOnce(Result<(), IoError>) + Send>;
+
+/// One block of I/O.
+pub struct Request {
+    pub op: Op,
+    /// Block number on the device.
+    pub block: u64,
+    /// One order-0 frame: the memory read into or written from. Held by
+    /// the device until the completion has run.
+    pub frame: Frame,
+    pub done: Completion,
+}
+
+/// Failures to inject (tests): the next `count` requests of `op` (to
+/// `block` only, if given) fail with [`IoError::Injected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inject {
+    pub op: Op,
+    pub block: Option<u64>,
+    pub count: u32,
+}
+
+/// Counters a device keeps (snapshots).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    pub reads: u64,
+    pub writes: u64,
+    pub errors: u64,
+    /// Completions run from the device's completion context.
+    pub completions: u64,
+    /// Device interrupts taken (0 for devices without one).
+    pub interrupts: u64,
+    /// Writes whose frame changed between submit and the moment the
+    /// device took the data (see the module docs).
+    pub stable_violations: u64,
+}
+
+/// A block device (module docs).
+pub trait BlockDevice: Send + Sync {
+    /// For reports: `virtio-blk`, `ram`.
+    fn name(&self) -> &'static str;
+    /// Number of blocks.
+    fn blocks(&self) -> u64;
+    /// Queues `req`; returns at once. The completion runs exactly once,
+    /// later, from the completion context, also when the request fails.
+    fn submit(&self, req: Request);
+    /// Arms failure injection.
+    fn inject(&self, f: Inject);
+    /// Counters.
+    fn stats(&self) -> DeviceStats;
+}
