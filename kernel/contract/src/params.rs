@@ -261,6 +261,10 @@ keys! {
     TorturePages,
     /// `torture_ms=`
     TortureMs,
+    /// `ramdisk=`
+    Ramdisk,
+    /// `blk_persist=`
+    BlkPersist,
 }
 
 /// The test cases that read the page-lock torture knobs.
@@ -450,6 +454,22 @@ pub static TABLE: [Spec; Key::COUNT] = [
         default: DefaultValue::Unset("each case's own"),
         help: "length of a page-lock torture run, in milliseconds",
         scope: Some(TORTURE_SCOPE),
+    },
+    Spec {
+        key: Key::Ramdisk,
+        name: "ramdisk",
+        kind: Kind::UInt { min: 0, max: 1024 },
+        default: DefaultValue::Is("16"),
+        help: "size of the RAM-backed block device in MiB, taken from the frame allocator at boot (0 = no RAM device)",
+        scope: None,
+    },
+    Spec {
+        key: Key::BlkPersist,
+        name: "blk_persist",
+        kind: Kind::Choice(&["off", "write", "check"]),
+        default: DefaultValue::Is("off"),
+        help: "persistence check on the virtio disk: write a pattern derived from seed= to its first blocks, or check that they hold it (a later boot of the same image)",
+        scope: Some(&["block.persist"]),
     },
 ];
 
@@ -1004,7 +1024,9 @@ mod tests {
                 "bug",
                 "torture_threads",
                 "torture_pages",
-                "torture_ms"
+                "torture_ms",
+                "ramdisk",
+                "blk_persist"
             ]
         );
         let range = |k: Key| match k.spec().kind {
@@ -1306,7 +1328,10 @@ mod tests {
             e.starts_with("mode=test seed=1 loglevel=info fail=off crash=none hz=100 pcp=off "),
             "{e}"
         );
-        assert!(e.ends_with("bug=none torture_ms=500"), "{e}");
+        assert!(
+            e.ends_with("bug=none torture_ms=500 ramdisk=16 blk_persist=off"),
+            "{e}"
+        );
         assert!(!e.contains("filter") && !e.contains("ap_skip"), "{e}");
     }
 

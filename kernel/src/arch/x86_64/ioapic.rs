@@ -59,8 +59,6 @@ const REG_REDIRECTION: u32 = 0x10;
 /// Redirection entry bits (low half; the destination APIC id is in bits
 /// 63:56).
 pub mod rte {
-    /// Bit 12: the interrupt is on its way to the local APIC.
-    pub const DELIVERY_PENDING: u64 = 1 << 12;
     /// Bit 13: the pin is active low.
     pub const ACTIVE_LOW: u64 = 1 << 13;
     /// Bit 14: a level-triggered interrupt was accepted and its EOI has
@@ -241,13 +239,16 @@ pub fn init(p: &Platform) -> usize {
         st.ioapics[n] = Some(a);
         n += 1;
     }
+    for o in st.overrides.iter().flatten() {
+        log::info!(
+            "ioapic: MADT override: ISA IRQ {} -> GSI {}, flags {:#x}",
+            o.isa_irq,
+            o.gsi,
+            o.flags
+        );
+    }
     COUNT.store(n, Ordering::Relaxed);
     n
-}
-
-/// The MADT overrides, for reports.
-pub fn overrides() -> [Option<IrqOverride>; MAX_OVERRIDES] {
-    LOCK.lock().overrides
 }
 
 /// Where PCI INTx routed to ISA IRQ `line` (the interrupt line register)
@@ -311,19 +312,6 @@ pub fn program(route: &Route, vector: u8, dest_apic_id: u32) -> Result<(), Route
         v |= rte::ACTIVE_LOW;
     }
     with_pin(route.gsi, |a, pin| a.write_rte(pin, v))
-}
-
-/// Masks or unmasks `gsi`, keeping the rest of its entry.
-pub fn set_masked(gsi: u32, masked: bool) -> Result<(), RouteError> {
-    with_pin(gsi, |a, pin| {
-        let v = a.read_rte(pin);
-        let v = if masked {
-            v | rte::MASKED
-        } else {
-            v & !rte::MASKED
-        };
-        a.write_rte(pin, v)
-    })
 }
 
 /// The redirection entry of `gsi` as the I/O APIC holds it now (remote
