@@ -112,7 +112,16 @@ pub struct VirtioBlk {
     max_waiting: AtomicU64,
     /// Whether a soft completion IPI is on its way (avoids one per request).
     soft_raised: AtomicBool,
+    /// The first [`IRR_SAMPLES`] interrupts read their redirection entry
+    /// before the EOI: how many did, and how many found remote IRR set
+    /// (the I/O APIC treats the line as level triggered and waits for our
+    /// EOI).
+    irr_sampled: AtomicU64,
+    irr_set: AtomicU64,
 }
+
+/// Interrupts whose redirection entry the handler samples.
+const IRR_SAMPLES: u64 = 8;
 
 /// Extra counters of the virtio device, for tests and reports.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +130,10 @@ pub struct VirtioExtra {
     pub max_inflight: u64,
     pub max_waiting: u64,
     pub route: Route,
+    /// Interrupts that sampled their redirection entry before the EOI,
+    /// and of those, how many found remote IRR set.
+    pub irr_sampled: u64,
+    pub irr_set: u64,
 }
 
 static DEVICE: spin::Once<VirtioBlk> = spin::Once::new();
@@ -174,6 +187,8 @@ pub fn probe(functions: &[pci::Function]) -> Result<&'static VirtioBlk, alloc::s
         max_inflight: AtomicU64::new(0),
         max_waiting: AtomicU64::new(0),
         soft_raised: AtomicBool::new(false),
+        irr_sampled: AtomicU64::new(0),
+        irr_set: AtomicU64::new(0),
     });
     // Handlers first, then the source (see `handlers`: the Release of the
     // registration is ordered before the I/O APIC write that lets the
@@ -203,6 +218,8 @@ impl VirtioBlk {
             max_inflight: self.max_inflight.load(Ordering::Relaxed),
             max_waiting: self.max_waiting.load(Ordering::Relaxed),
             route: self.route,
+            irr_sampled: self.irr_sampled.load(Ordering::Relaxed),
+            irr_set: self.irr_set.load(Ordering::Relaxed),
         }
     }
 
@@ -326,6 +343,16 @@ fn irq() {
         // Registered only after DEVICE is set.
         return;
     };
+    // Evidence of the level handshake (see `ioapic`): before our EOI, the
+    // entry of a level-triggered line has remote IRR set.
+    if dev.irr_sampled.load(Ordering::Relaxed) < IRR_SAMPLES
+        && let Ok(e) = ioapic::entry(dev.route.gsi)
+    {
+        dev.irr_sampled.fetch_add(1, Ordering::Relaxed);
+        if e & ioapic::rte::REMOTE_IRR != 0 {
+            dev.irr_set.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     let mut done = Vec::new();
     let failed = {
         let mut inner = dev.inner.lock();

@@ -24,15 +24,25 @@
 //!
 //! PCI lines on QEMU's `pc` machine: the firmware writes the ISA IRQ that
 //! each PIIX PIRQ link is routed to into the function's interrupt line
-//! register, and QEMU wires ISA IRQ n to I/O APIC pin n. QEMU's MADT has
-//! an override for each PCI link IRQ (5, 9, 10, 11) with the same GSI and
-//! flags 0xd: active high, level triggered. [`pci_route`] honours the
-//! override; a line without one is taken as PCI defines INTx, level
-//! triggered and active low. (Checked empirically: with the override's
-//! active-high setting the block suite's interrupt counters show one
-//! interrupt per batch of completions and no spurious ones; programmed
-//! active-low instead, the deasserted line reads as active and the CPU is
-//! flooded with interrupts whose ISR read finds nothing, see the README.)
+//! register, and QEMU wires ISA IRQ n to I/O APIC pin n. The PIIX turns
+//! the active-low INTx wire into an active-high ISA line, and QEMU's MADT
+//! says so: an override for each PCI link IRQ (5, 9, 10, 11) with the same
+//! GSI and flags 0xd, active high, level triggered. [`pci_route`] honours
+//! the override; a line without one is taken as PCI defines INTx, level
+//! triggered and active low.
+//!
+//! What was checked empirically (QEMU 7.2, TCG, `-M pc`; the virtio-blk
+//! disk on IRQ 11): programmed as the override says, every interrupt finds
+//! its entry's remote IRR set before our EOI (the I/O APIC treats the line
+//! as level triggered and waits for the EOI) and clear afterwards, and no
+//! interrupt finds the device idle (`block.interrupt_routing`). Inverting
+//! the polarity bit changed nothing: QEMU's emulated I/O APIC ignores it
+//! (the device model already drives the pin active high), so TCG cannot
+//! tell a wrong polarity; KVM's in-kernel I/O APIC does honour it, which
+//! is one more reason to follow the MADT rather than a guess. Programming
+//! the line edge-triggered also happened to work, because the ISR read
+//! lowers the line at once and each new completion raises a fresh edge;
+//! level is still what the MADT says and what cannot lose an interrupt.
 
 use core::{
     fmt,

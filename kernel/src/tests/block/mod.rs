@@ -366,10 +366,12 @@ fn stable_pages_virtio(_: &Ctx) -> TestResult {
 }
 
 /// The device's INTx is routed as the MADT says and the level handshake
-/// completes: after a burst of I/O the redirection entry holds our vector,
-/// trigger and polarity, is unmasked, has no EOI outstanding (remote IRR
-/// clear), and no interrupt found the device idle (a wrong polarity would
-/// flood the CPU with interrupts whose ISR read finds nothing).
+/// works: inside the handler, before its EOI, the entry had remote IRR set
+/// (the I/O APIC took the line as level triggered and waited for us);
+/// after a burst of I/O the entry holds our vector, trigger and polarity,
+/// is unmasked, has no EOI outstanding (remote IRR clear), and no
+/// interrupt found the device idle (a line the handler did not quiet
+/// before the EOI would be delivered again at once).
 fn interrupt_routing(_: &Ctx) -> TestResult {
     let dev = block::virtio_blk().map_err(TestError::Skip)?;
     let t = Tracker::new();
@@ -399,6 +401,14 @@ fn interrupt_routing(_: &Ctx) -> TestResult {
         e & rte::ACTIVE_LOW != 0,
         x.route.polarity == Polarity::ActiveLow
     );
+    println!(
+        "    # remote IRR set before the EOI in {} of the {} sampled interrupts",
+        x.irr_set, x.irr_sampled
+    );
+    kassert!(x.irr_sampled > 0);
+    if x.route.trigger == Trigger::Level {
+        kassert_eq!(x.irr_set, x.irr_sampled);
+    }
     kassert!(after.interrupts > before.interrupts);
     kassert!(after.interrupts - before.interrupts <= 64);
     kassert_eq!(x.spurious, 0);
