@@ -273,7 +273,8 @@ fn early_fatal(report: fmt::Arguments) -> ! {
     serial.init();
     let _ = write!(
         serial,
-        "\n# pcs: FATAL on cpu{} (before the fatal handler was registered): {report}\n# pcs: run aborted ({:?})\n",
+        "\n{} on cpu{} (before the fatal handler was registered): {report}\n# pcs: run aborted ({:?})\n",
+        contract::marker::FATAL,
         cpu_index(),
         ExitCode::Exception
     );
