@@ -101,7 +101,7 @@ pub fn init(mb: u64) -> Result<Option<&'static RamDisk>, alloc::string::String> 
     log::info!(
         "ramdisk: {} blocks of {BLOCK_SIZE} B ({mb} MiB) in {nchunks} chunks of {} KiB; completions by IPI (vector {:#x}) on the next CPU",
         dev.blocks,
-        BLOCKS_PER_CHUNK * PAGE_SIZE as u64 >> 10,
+        (BLOCKS_PER_CHUNK * PAGE_SIZE as u64) >> 10,
         apic::DEVICE_VECTOR_BASE + LINE as u8
     );
     Ok(Some(dev))
@@ -142,8 +142,8 @@ impl RamDisk {
         // submitter that saw `stopped` (and so sent no IPI) pushed under the
         // same lock we read through.
         self.stopped.store(false, Ordering::SeqCst);
-        for cpu in 0..arch_smp::online() {
-            if !self.queues[cpu].lock().is_empty() {
+        for (cpu, q) in self.queues.iter().enumerate().take(arch_smp::online()) {
+            if !q.lock().is_empty() {
                 arch_smp::send_ipi(cpu, apic::DEVICE_VECTOR_BASE + LINE as u8);
             }
         }

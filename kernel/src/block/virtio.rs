@@ -200,7 +200,7 @@ pub fn probe(functions: &[pci::Function]) -> Result<&'static VirtioBlk, alloc::s
         .map_err(|e| format!("{f}: routing {route}: {e}"))?;
     log::info!(
         "virtio-blk: {f}: {blocks} blocks of {BLOCK_SIZE} B ({} MiB); INTx {route} -> vector {:#x} on cpu{IRQ_CPU}",
-        blocks * BLOCK_SIZE as u64 >> 20,
+        (blocks * BLOCK_SIZE as u64) >> 20,
         apic::DEVICE_VECTOR_BASE + IRQ_LINE as u8
     );
     Ok(dev)

@@ -121,7 +121,7 @@ fn run(dev: &'static dyn BlockDevice, op: Op, depth: u64) -> Option<Figures> {
         p50_ns: percentile(&mut lat, 50),
         p99_ns: percentile(&mut lat, 99),
         iops,
-        mib_s_x100: iops * BLOCK_BYTES * 100 >> 20,
+        mib_s_x100: (iops * BLOCK_BYTES * 100) >> 20,
     })
 }
 
