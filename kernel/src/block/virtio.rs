@@ -41,7 +41,7 @@ use virtio_drivers::{
     device::blk::{BlkReq, BlkResp, SECTOR_SIZE, VirtIOBlk},
     transport::{
         DeviceType, InterruptStatus,
-        pci::{PciTransport, virtio_device_type},
+        pci::{PciTransport, bus::BarInfo, virtio_device_type},
     },
 };
 
@@ -54,9 +54,11 @@ use crate::{
     arch::x86_64::{
         apic, handlers,
         ioapic::{self, Route},
+        paging,
         pci::{self, PortCam},
         percpu, smp as arch_smp,
     },
+    mm::PAGE_SIZE,
     sync::IrqMutex,
 };
 
@@ -155,6 +157,26 @@ pub fn probe(functions: &[pci::Function]) -> Result<&'static VirtioBlk, alloc::s
         ));
     }
     let at = f.at;
+    let mut root = pci::root();
+    // Its memory BARs must be reachable through the physical map (the
+    // firmware may place a 64-bit BAR above it on a large machine): the
+    // transport maps them with `KernelHal::mmio_phys_to_virt`, which
+    // cannot fail.
+    let bars = root
+        .bars(at)
+        .map_err(|e| format!("{f}: reading its BARs: {e}"))?;
+    for (i, bar) in bars.iter().enumerate() {
+        if let Some(BarInfo::Memory { address, size, .. }) = bar
+            && *size > 0
+            && !(*address..address + size)
+                .step_by(PAGE_SIZE)
+                .all(|p| paging::is_mapped(paging::phys_to_virt(p)))
+        {
+            return Err(format!(
+                "{f}: BAR{i} {address:#x}+{size:#x} is outside the physical map"
+            ));
+        }
+    }
     // Decode its BARs, let it master the bus (DMA), and let it assert
     // INTx (we do not enable MSI-X).
     let cmd = pci::read(at.bus, at.device, at.function, pci::COMMAND);
@@ -163,7 +185,6 @@ pub fn probe(functions: &[pci::Function]) -> Result<&'static VirtioBlk, alloc::s
         | pci::COMMAND_MEMORY
         | pci::COMMAND_BUS_MASTER;
     pci::write(at.bus, at.device, at.function, pci::COMMAND, cmd);
-    let mut root = pci::root();
     let transport = PciTransport::new::<KernelHal, PortCam>(&mut root, at)
         .map_err(|e| format!("{f}: virtio PCI transport: {e}"))?;
     let blk = VirtIOBlk::<KernelHal, _>::new(transport)
