@@ -293,6 +293,11 @@ mod tests {
             r.to_string(),
             "-smp 2 -m 256M, Uefi, Release build, params: a=1 b=2"
         );
+        // A fresh 64 MiB disk unless told otherwise.
+        assert_eq!(r.disk_spec(), &Disk::fresh(64 << 20));
+        let r = r.disk(Disk::at("/tmp/x.img", 8192));
+        assert_eq!(r.disk_spec().to_string(), "8K disk /tmp/x.img");
+        assert_eq!(r.disk(Disk::None).disk_spec(), &Disk::None);
     }
 
     #[test]
