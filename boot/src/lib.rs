@@ -5,6 +5,7 @@
 //! - [`contract`]: the host-kernel contract (exit statuses, console
 //!   markers, the parameter table and parser), re-exported;
 //! - [`build`]: compiles the kernel ELF for `x86_64-unknown-none`;
+//! - [`disk`]: the virtio-blk data disk a run attaches;
 //! - [`image`]: turns it into BIOS/UEFI disk images with the `bootloader`
 //!   crate, rebuilding only when the kernel changed;
 //! - [`qemu`]: the one QEMU runner (deadline, logs, exit-status decoding);
@@ -17,6 +18,7 @@
 //! there is exactly one runner and one parser.
 
 pub mod build;
+pub mod disk;
 pub mod image;
 pub mod ktap;
 pub mod qemu;
@@ -26,6 +28,7 @@ pub mod toolchain;
 pub mod verdict;
 
 pub use contract;
+pub use disk::Disk;
 pub use run::{BadParams, Run};
 
 use std::path::PathBuf;

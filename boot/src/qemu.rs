@@ -20,7 +20,7 @@ use contract::{
     marker::KTAP_VERSION,
 };
 
-use crate::{Run, image::Firmware};
+use crate::{Run, disk::DRIVE_ID, image::Firmware};
 
 pub const QEMU: &str = "qemu-system-x86_64";
 /// OVMF firmware from Debian's `ovmf` package.
@@ -195,7 +195,8 @@ fn run_dir(name: &str) -> io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// The QEMU command line for `run` booting `image`, writing logs into `dir`.
+/// The QEMU command line for `run` booting `image`, writing logs into `dir`
+/// (where a fresh data disk is made too).
 fn command(run: &Run, image: &Path, dir: &Path) -> io::Result<Command> {
     let mut cmd = Command::new(QEMU);
     let params_file = dir.join("params.txt");
@@ -232,6 +233,17 @@ fn command(run: &Run, image: &Path, dir: &Path) -> io::Result<Command> {
     // snapshot=on: writes go to a throw-away overlay, so many runs can
     // share one image without QEMU's image lock refusing them.
     .arg(format!("format=raw,snapshot=on,file={}", image.display()));
+    if let Some(disk) = run.disk.prepare(dir)? {
+        // The data disk, without snapshot: the guest's writes reach the
+        // file. QEMU locks it, so two runs cannot share one image.
+        cmd.arg("-drive")
+            .arg(format!(
+                "file={},if=none,id={DRIVE_ID},format=raw",
+                disk.display()
+            ))
+            .arg("-device")
+            .arg(format!("virtio-blk-pci,drive={DRIVE_ID}"));
+    }
     if run.firmware == Firmware::Uefi {
         cmd.args(["-bios", OVMF]);
     }

@@ -2,7 +2,7 @@
 //!
 //! Mental model: a `Run` is a plain value describing one boot (a name for
 //! its log directory, CPUs, memory, kernel parameters, firmware, build
-//! profile, deadline, whether a human is watching). [`Run::run`] then
+//! profile, deadline, the virtio data disk, whether a human is watching). [`Run::run`] then
 //!
 //! 1. makes sure QEMU (and OVMF for UEFI) is installed, once per process;
 //! 2. builds the kernel and its disk image, once per process for each
@@ -24,6 +24,7 @@ use contract::params::{Help, TextTable};
 
 use crate::{
     build::{self, Profile},
+    disk::{self, Disk},
     image::{self, Firmware},
     qemu::{self, Outcome},
     verdict::{self, Verdict},
@@ -46,6 +47,8 @@ pub struct Run {
     pub(crate) gdb: bool,
     /// Use KVM instead of TCG (KVM does not work on this project's CI kind).
     pub(crate) kvm: bool,
+    /// The virtio-blk data disk.
+    pub(crate) disk: Disk,
     /// Copy serial output to our stdout as it arrives, and cargo's output
     /// to our stderr while the kernel builds.
     pub(crate) echo: bool,
@@ -53,7 +56,8 @@ pub struct Run {
 
 impl Run {
     /// A run with the interactive defaults: BIOS, dev build, `-smp 4`,
-    /// `-m 512M`, no parameters, 300 s deadline, quiet.
+    /// `-m 512M`, no parameters, 300 s deadline, quiet, and a fresh 64 MiB
+    /// virtio disk in the run's directory.
     pub fn new(name: &str) -> Run {
         Run {
             name: name.into(),
@@ -65,8 +69,22 @@ impl Run {
             timeout: Duration::from_secs(300),
             gdb: false,
             kvm: false,
+            disk: Disk::fresh(disk::DEFAULT_BYTES),
             echo: false,
         }
+    }
+
+    /// The virtio-blk data disk: [`Disk::fresh`] (a new image in the run
+    /// directory, the default), [`Disk::at`] (a path that persists across
+    /// runs), or [`Disk::None`].
+    pub fn disk(mut self, d: Disk) -> Run {
+        self.disk = d;
+        self
+    }
+
+    /// The data disk this run attaches.
+    pub fn disk_spec(&self) -> &Disk {
+        &self.disk
     }
 
     /// Number of CPUs (`-smp`).
@@ -275,6 +293,11 @@ mod tests {
             r.to_string(),
             "-smp 2 -m 256M, Uefi, Release build, params: a=1 b=2"
         );
+        // A fresh 64 MiB disk unless told otherwise.
+        assert_eq!(r.disk_spec(), &Disk::fresh(64 << 20));
+        let r = r.disk(Disk::at("/tmp/x.img", 8192));
+        assert_eq!(r.disk_spec().to_string(), "8K disk /tmp/x.img");
+        assert_eq!(r.disk(Disk::None).disk_spec(), &Disk::None);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! 3. the handlers that interrupt and exception entry calls
 //!    ([`register_handlers`]), before interrupts are enabled or APs start;
 //! 4. run-time parameters from QEMU's fw_cfg, rejected loudly when malformed;
-//! 5. the selected mode: the in-kernel KTAP test suites (default) or idle.
+//! 5. memory, time, the CPUs, the scheduler, the page-lock table;
+//! 6. the PCI functions and the block devices (which complete requests by
+//!    interrupt, so every CPU is up and taking interrupts first);
+//! 7. the selected mode: the in-kernel KTAP test suites (default) or idle.
 //!
 //! Every run ends through [`arch::qemu::exit`] with a status the host runner
 //! checks; a run never ends by falling off the end of `kernel_main`.
@@ -159,6 +162,14 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         up.present,
         bringup_fmt::Avg(started.checked_div(aps).unwrap_or(0))
     );
+
+    let functions = arch::x86_64::pci::enumerate();
+    log::info!("pci: {} functions", functions.len());
+    for f in &functions {
+        log::info!("pci: {f}");
+    }
+    block::init(&functions, params.ramdisk_mb);
+    drop(functions);
 
     ktest::note_params_without_effect(tests::SUITES, &params);
     match params.mode {

@@ -137,8 +137,36 @@ pub struct Params {
     pub gup_rounds: u64,
     /// Page-lock torture knobs (`None` = the test's own default).
     pub torture: TortureParams,
+    /// `ramdisk=`: MiB of RAM-backed block device (0 = none).
+    pub ramdisk_mb: u64,
+    /// `blk_persist=`: what `block.persist` does with the virtio disk.
+    pub blk_persist: Persist,
     /// The parsed string: which keys were given, as written.
     pub given: Parsed<'static>,
+}
+
+/// `blk_persist=`: the persistence check's half for this boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persist {
+    Off,
+    /// Write the pattern.
+    Write,
+    /// Check that the disk holds the pattern.
+    Check,
+}
+
+impl Persist {
+    /// Every value, in the order of the contract's `blk_persist=` choices.
+    pub const ALL: [Persist; 3] = [Persist::Off, Persist::Write, Persist::Check];
+
+    /// The `blk_persist=` name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Persist::Off => "off",
+            Persist::Write => "write",
+            Persist::Check => "check",
+        }
+    }
 }
 
 /// `torture_threads=` (per CPU), `torture_pages=`, `torture_ms=`.
@@ -212,6 +240,8 @@ impl Params {
                 pages: u32_of(&p, Key::TorturePages),
                 ms: p.uint(Key::TortureMs),
             },
+            ramdisk_mb: with_default(Key::Ramdisk),
+            blk_persist: by_name(&Persist::ALL, Persist::name, p.choice(Key::BlkPersist)),
             given: p,
         }
     }

@@ -18,7 +18,7 @@ use std::{
 };
 
 use boot::{
-    Run,
+    Disk, Run,
     build::Profile,
     contract::{
         marker,
@@ -86,6 +86,11 @@ struct RunArgs {
     /// Kill QEMU after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Size of the virtio-blk disk image `target/disk.img` (K/M/G suffix),
+    /// created sparse if missing and kept across runs (its data persists);
+    /// `none` boots without a disk.
+    #[arg(long, default_value = "64M")]
+    disk: String,
     /// Kernel parameters, `key=value` (after `--`; see `cargo xtask params`).
     #[arg(last = true)]
     params: Vec<String>,
@@ -171,8 +176,26 @@ fn print_notes(notes: &[String]) {
     }
 }
 
+/// `--disk SIZE|none` of `cargo xtask run`: the persistent image
+/// `target/disk.img`.
+fn run_disk(arg: &str) -> Result<Disk> {
+    if arg == "none" {
+        return Ok(Disk::None);
+    }
+    let bytes = boot::disk::parse_size(arg)?;
+    Ok(Disk::at(boot::target_dir().join("disk.img"), bytes))
+}
+
 fn run(a: RunArgs) -> Result<bool> {
+    let disk = match run_disk(&a.disk) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("xtask: --disk: {e}");
+            return Ok(false);
+        }
+    };
     let run = Run::new("run")
+        .disk(disk)
         .smp(a.smp)
         .mem(&a.mem)
         .params(&a.params)
@@ -205,7 +228,7 @@ fn run(a: RunArgs) -> Result<bool> {
             run.kernel_elf().display()
         );
     }
-    eprintln!("xtask: booting: {run}");
+    eprintln!("xtask: booting: {run}; {}", run.disk_spec());
     let (out, v) = run.run()?;
     let c = v.report.counts();
     if v.passed {

@@ -14,7 +14,10 @@
 //!    ([`marker`]);
 //! 3. the **exit status** the kernel writes to QEMU's `isa-debug-exit`
 //!    device and the status QEMU then exits with ([`exit`]);
-//! 4. the **glob syntax** of `filter=` and of a key's scope ([`glob`]).
+//! 4. the **glob syntax** of `filter=` and of a key's scope ([`glob`]);
+//! 5. the **data on the virtio disk** that the persistence check writes in
+//!    one boot and reads in the next, and the host reads from the image
+//!    file ([`disk`]).
 //!
 //! The crate is `no_std`, has no dependencies and no `unsafe`, so the kernel
 //! can link it and the host can unit-test it.
@@ -25,6 +28,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod disk;
 pub mod exit;
 pub mod glob;
 pub mod marker;

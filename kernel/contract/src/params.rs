@@ -265,6 +265,10 @@ keys! {
     TortureMs,
     /// `gup_rounds=`
     GupRounds,
+    /// `ramdisk=`
+    Ramdisk,
+    /// `blk_persist=`
+    BlkPersist,
 }
 
 /// The test cases that read the page-lock torture knobs.
@@ -477,6 +481,22 @@ pub static TABLE: [Spec; Key::COUNT] = [
         default: DefaultValue::Is("5000"),
         help: "pin/writeback race rounds per pair of CPUs",
         scope: Some(&["gup.race*"]),
+    },
+    Spec {
+        key: Key::Ramdisk,
+        name: "ramdisk",
+        kind: Kind::UInt { min: 0, max: 1024 },
+        default: DefaultValue::Is("16"),
+        help: "size of the RAM-backed block device in MiB, taken from the frame allocator at boot (0 = no RAM device)",
+        scope: None,
+    },
+    Spec {
+        key: Key::BlkPersist,
+        name: "blk_persist",
+        kind: Kind::Choice(&["off", "write", "check"]),
+        default: DefaultValue::Is("off"),
+        help: "persistence check on the virtio disk: write a pattern derived from seed= to its first blocks, or check that they hold it (a later boot of the same image)",
+        scope: Some(&["block.persist"]),
     },
 ];
 
@@ -1033,7 +1053,9 @@ mod tests {
                 "torture_threads",
                 "torture_pages",
                 "torture_ms",
-                "gup_rounds"
+                "gup_rounds",
+                "ramdisk",
+                "blk_persist"
             ]
         );
         let range = |k: Key| match k.spec().kind {
@@ -1336,7 +1358,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.ends_with("bug=none torture_ms=500 gup_rounds=5000"),
+            e.ends_with("bug=none torture_ms=500 gup_rounds=5000 ramdisk=16 blk_persist=off"),
             "{e}"
         );
         assert!(!e.contains("filter") && !e.contains("ap_skip"), "{e}");

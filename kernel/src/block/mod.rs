@@ -19,10 +19,26 @@
 //!
 //! Errors never lose a request: out of range, an injected failure or a
 //! device error all complete the request with an [`IoError`].
+//!
+//! The devices ([`init`] sets them up at boot, after SMP bring-up):
+//! * [`virtio`]: virtio-blk over PCI, completed from its INTx interrupt
+//!   routed through the I/O APIC (the disk image `cargo xtask run`
+//!   attaches);
+//! * [`ram`]: frames from the allocator, completed from a device IPI on
+//!   another CPU (`ramdisk=` MiB).
+//!
+//! [`hal`] gives virtio-drivers its DMA memory and addresses; [`common`]
+//! holds the counters, failure injection and the stable-page check both
+//! devices use.
 
-use alloc::boxed::Box;
+pub mod common;
+pub mod hal;
+pub mod ram;
+pub mod virtio;
 
-use crate::mm::Frame;
+use alloc::{boxed::Box, string::String};
+
+use crate::{arch::x86_64::pci, mm::Frame};
 
 /// Bytes in a block: one page.
 pub const BLOCK_SIZE: usize = 4096;
@@ -99,4 +115,41 @@ pub trait BlockDevice: Send + Sync {
     fn inject(&self, f: Inject);
     /// Counters.
     fn stats(&self) -> DeviceStats;
+}
+
+/// Why there is no virtio-blk device, if there is none (set by [`init`]).
+static VIRTIO_ABSENT: spin::Once<String> = spin::Once::new();
+
+/// Finds and starts the block devices: the first virtio-blk function among
+/// the PCI `functions`, and a RAM device of `ramdisk_mb` MiB (0: none).
+/// A device that cannot be set up is reported and left out; the kernel
+/// runs on without it. Boot CPU, once, with interrupts on and every CPU
+/// online (the devices complete requests by interrupt on other CPUs).
+pub fn init(functions: &[pci::Function], ramdisk_mb: u64) {
+    match virtio::probe(functions) {
+        Ok(_) => {}
+        Err(why) => {
+            log::warn!("virtio-blk: none: {why}");
+            VIRTIO_ABSENT.call_once(|| why);
+        }
+    }
+    match ram::init(ramdisk_mb) {
+        Ok(Some(_)) => {}
+        Ok(None) => log::info!("ramdisk: none (ramdisk=0)"),
+        Err(why) => log::error!("ramdisk: none: {why}"),
+    }
+}
+
+/// The virtio-blk device, or why there is none.
+pub fn virtio_blk() -> Result<&'static virtio::VirtioBlk, &'static str> {
+    virtio::device().ok_or_else(|| {
+        VIRTIO_ABSENT
+            .get()
+            .map_or("block devices not initialised", |s| s.as_str())
+    })
+}
+
+/// The RAM device, if there is one.
+pub fn ram_disk() -> Option<&'static ram::RamDisk> {
+    ram::device()
 }

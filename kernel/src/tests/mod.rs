@@ -12,8 +12,11 @@
 //! * [`ktest`], [`params`]: the frameworks' own rules;
 //! * [`smp`], [`mm`], [`sched`]: each subsystem's suite and benchmarks;
 //! * [`pagelock`]: the page-lock suite, its torture (`torture.rs`), the
-//!   thundering-herd walk (`herd.rs`) and benchmarks.
+//!   thundering-herd walk (`herd.rs`) and benchmarks;
+//! * [`block`]: both block devices (round trips, interrupt context,
+//!   errors, stable pages, routing, persistence) and their benchmark.
 
+pub mod block;
 pub mod boot;
 pub mod gup;
 pub mod ktest;
@@ -34,6 +37,7 @@ pub static SUITES: &[&Suite] = &[
     &mm::SUITE,
     &sched::SUITE,
     &pagelock::SUITE,
+    &block::SUITE,
     &gup::SUITE,
 ];
 
@@ -43,4 +47,5 @@ pub static BENCHES: &[&[Bench]] = &[
     mm::bench::BENCHES,
     sched::bench::BENCHES,
     pagelock::bench::BENCHES,
+    block::bench::BENCHES,
 ];

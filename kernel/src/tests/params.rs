@@ -147,6 +147,11 @@ fn choices_match_the_kernel(_: &Ctx) -> TestResult {
     for (c, k) in crashes.iter().zip(Crash::ALL) {
         kassert_eq!(*c, k.name());
     }
+    let persist = choices(Key::BlkPersist);
+    kassert_eq!(persist.len(), Persist::ALL.len());
+    for (c, k) in persist.iter().zip(Persist::ALL) {
+        kassert_eq!(*c, k.name());
+    }
     let levels = choices(Key::Loglevel);
     kassert_eq!(levels.len(), LOG_LEVELS.len());
     for (c, (n, _)) in levels.iter().zip(LOG_LEVELS) {

@@ -3,8 +3,8 @@
 //! We need the local APIC address and the list of *enabled* processors
 //! (QEMU lists `maxcpus` slots, the absent ones with the enabled bit clear;
 //! an "online capable" CPU is not started either). APIC ids need not be
-//! contiguous. I/O APICs and interrupt source overrides are recorded for the
-//! boot report.
+//! contiguous. I/O APICs and interrupt source overrides are recorded for
+//! the boot report and handed to `ioapic`, which routes device interrupts.
 //!
 //! All ACPI tables are reachable through the bootloader's physical-memory
 //! mapping, so "mapping" a region is an address computation.
@@ -17,7 +17,7 @@ use acpi::{
 };
 use x86_64::instructions::port::Port;
 
-use super::{paging, time};
+use super::{paging, pci, time};
 use crate::config::MAX_CPUS;
 
 #[derive(Clone, Copy)]
@@ -131,27 +131,13 @@ impl Handler for PhysMap {
     }
 }
 
-/// PCI configuration mechanism #1 (ports 0xcf8/0xcfc).
-fn pci_addr(a: PciAddress, off: u16) -> u32 {
-    0x8000_0000
-        | (a.bus() as u32) << 16
-        | (a.device() as u32) << 11
-        | (a.function() as u32) << 8
-        | (off as u32 & 0xfc)
-}
+/// Configuration space of `a` through the port mechanism (`pci`); ACPI's
+/// segment is always 0 on the machines we run on.
 fn pci_read(a: PciAddress, off: u16) -> u32 {
-    // SAFETY: config mechanism #1 is present on QEMU's pc machine.
-    unsafe {
-        Port::<u32>::new(0xcf8).write(pci_addr(a, off));
-        Port::<u32>::new(0xcfc).read()
-    }
+    pci::read(a.bus(), a.device(), a.function(), off as u8)
 }
 fn pci_write(a: PciAddress, off: u16, v: u32) {
-    // SAFETY: as in pci_read.
-    unsafe {
-        Port::<u32>::new(0xcf8).write(pci_addr(a, off));
-        Port::<u32>::new(0xcfc).write(v)
-    }
+    pci::write(a.bus(), a.device(), a.function(), off as u8, v)
 }
 
 /// What the MADT told us.
@@ -163,8 +149,37 @@ pub struct Platform {
     /// Enabled processors beyond MAX_CPUS, which we do not start.
     pub dropped: usize,
     pub disabled_slots: usize,
+    /// The I/O APICs, in MADT order (at most [`MAX_IOAPICS`]).
+    pub ioapic_list: [Option<IoApicEntry>; MAX_IOAPICS],
     pub ioapics: usize,
+    /// ISA interrupt source overrides (at most [`MAX_OVERRIDES`]).
+    pub override_list: [Option<IrqOverride>; MAX_OVERRIDES],
     pub overrides: usize,
+}
+
+/// I/O APICs we keep track of (QEMU has one).
+pub const MAX_IOAPICS: usize = 8;
+/// Interrupt source overrides we keep (one per ISA IRQ at most).
+pub const MAX_OVERRIDES: usize = 16;
+
+/// One I/O APIC of the MADT.
+#[derive(Clone, Copy, Debug)]
+pub struct IoApicEntry {
+    pub id: u8,
+    /// Physical address of its register window.
+    pub phys: u64,
+    /// The first global system interrupt (GSI) its pins carry.
+    pub gsi_base: u32,
+}
+
+/// An interrupt source override: ISA IRQ `isa_irq` arrives as `gsi`, with
+/// the MPS INTI `flags` (bits 1:0 polarity, 3:2 trigger mode; 0 in a field
+/// means "as the bus says").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IrqOverride {
+    pub isa_irq: u8,
+    pub gsi: u32,
+    pub flags: u16,
 }
 
 /// Parses the MADT reached from the RSDP at physical `rsdp`.
@@ -181,7 +196,9 @@ pub fn discover(rsdp: u64) -> Result<Platform, &'static str> {
         ncpus: 0,
         dropped: 0,
         disabled_slots: 0,
+        ioapic_list: [None; MAX_IOAPICS],
         ioapics: 0,
+        override_list: [None; MAX_OVERRIDES],
         overrides: 0,
     };
     let add = |p: &mut Platform, id: u32, flags: u32| {
@@ -198,8 +215,27 @@ pub fn discover(rsdp: u64) -> Result<Platform, &'static str> {
         match e {
             MadtEntry::LocalApic(l) => add(&mut p, l.apic_id as u32, { l.flags }),
             MadtEntry::LocalX2Apic(l) => add(&mut p, { l.x2apic_id }, { l.flags }),
-            MadtEntry::IoApic(_) => p.ioapics += 1,
-            MadtEntry::InterruptSourceOverride(_) => p.overrides += 1,
+            MadtEntry::IoApic(a) => {
+                if p.ioapics < MAX_IOAPICS {
+                    p.ioapic_list[p.ioapics] = Some(IoApicEntry {
+                        id: a.io_apic_id,
+                        phys: { a.io_apic_address } as u64,
+                        gsi_base: { a.global_system_interrupt_base },
+                    });
+                }
+                p.ioapics += 1;
+            }
+            MadtEntry::InterruptSourceOverride(o) => {
+                // Bus 0 is ISA, the only bus overrides are defined for.
+                if o.bus == 0 && p.overrides < MAX_OVERRIDES {
+                    p.override_list[p.overrides] = Some(IrqOverride {
+                        isa_irq: o.irq,
+                        gsi: { o.global_system_interrupt },
+                        flags: { o.flags },
+                    });
+                }
+                p.overrides += 1;
+            }
             MadtEntry::LocalApicAddressOverride(o) => p.lapic_phys = o.local_apic_address,
             _ => {}
         }

@@ -23,6 +23,9 @@ pub const RESCHEDULE_VECTOR: u8 = 0xf1;
 /// Test IPI: counted, and answered if the CPU is set up to (ping-pong).
 pub const PING_VECTOR: u8 = 0xf2;
 pub const ERROR_VECTOR: u8 = 0xfe;
+/// Device interrupt lines (`handlers::DEVICE_LINES` of them) start here:
+/// priority class 4, below the tick and the IPIs.
+pub const DEVICE_VECTOR_BASE: u8 = 0x40;
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
 // Register offsets (xAPIC MMIO); the x2APIC MSR is 0x800 + offset / 16.

@@ -55,6 +55,11 @@ static IDT: LazyLock<InterruptDescriptorTable> = LazyLock::new(|| {
     idt[apic::RESCHEDULE_VECTOR].set_handler_fn(interrupts::reschedule);
     idt[apic::PING_VECTOR].set_handler_fn(interrupts::ping);
     idt[apic::ERROR_VECTOR].set_handler_fn(interrupts::apic_error);
+    const _: () = assert!(handlers::DEVICE_LINES == 4, "one IDT entry per line below");
+    idt[apic::DEVICE_VECTOR_BASE].set_handler_fn(interrupts::device::<0>);
+    idt[apic::DEVICE_VECTOR_BASE + 1].set_handler_fn(interrupts::device::<1>);
+    idt[apic::DEVICE_VECTOR_BASE + 2].set_handler_fn(interrupts::device::<2>);
+    idt[apic::DEVICE_VECTOR_BASE + 3].set_handler_fn(interrupts::device::<3>);
     idt[apic::SPURIOUS_VECTOR].set_handler_fn(interrupts::spurious);
     // SAFETY: each IST index names a stack that `gdt::CpuTables::load` set
     // up in every CPU's TSS before interrupts can arrive.

@@ -13,6 +13,7 @@
 //! | reschedule IPI               | [`register_reschedule`]    | ignored (nothing to run)     |
 //! | function-call IPI            | [`register_call_function`] | fatal: its sender would wait forever |
 //! | NMI not from a dying CPU     | [`register_nmi`]           | fatal (unexpected NMI)       |
+//! | device interrupt line `n`    | [`register_device_irq`]    | fatal (see below)            |
 //! | CPU exception, fatal NMI     | [`register_fatal`]         | a minimal report on COM1, then exit with `ExitCode::Exception` |
 //!
 //! # Publication
@@ -29,6 +30,19 @@
 //! before it can take any interrupt. So every CPU finds every handler;
 //! the defaults above only matter if that boot order is ever broken, and
 //! then they fail loudly or do nothing, never hang.
+//!
+//! Device interrupt lines are the exception to "registered before the APs
+//! start": a driver registers its line when it initialises, after SMP
+//! bring-up, and only then programs the source (an I/O APIC redirection
+//! entry, or the IPIs it sends itself) to raise the line's vector. The
+//! Release store of the registration comes before that programming in
+//! program order, the interrupt cannot arrive before the programming, and
+//! the CPU taking it loads the slot with Acquire. An *unregistered* device
+//! line is fatal rather than ignored: only the kernel programs sources, and
+//! only after registering, so an unregistered line is a boot-order bug; and
+//! a level-triggered line that nobody acknowledges at its device would be
+//! delivered again after every EOI, an interrupt storm that hangs the CPU
+//! without a word. A report is better than both.
 
 use core::{
     fmt::{self, Write},
@@ -55,6 +69,13 @@ pub type FatalHandler = fn(fmt::Arguments) -> !;
 /// Whether some CPU is already on the fatal path (an NMI then parks this
 /// CPU: it is how the dying CPU stops the others).
 pub type DyingHandler = fn() -> bool;
+/// A device interrupt line's handler: runs with interrupts off, before the
+/// EOI (it must quiet its device first; see `ioapic`), and must not switch
+/// threads.
+pub type DeviceIrqHandler = fn();
+
+/// Device interrupt lines: line `n` is vector `apic::DEVICE_VECTOR_BASE + n`.
+pub const DEVICE_LINES: usize = 4;
 
 /// A function pointer of one of the handler types above.
 ///
@@ -93,6 +114,8 @@ handler_fn!(
     FatalHandler,
     DyingHandler
 );
+// `DeviceIrqHandler` is `fn()`, the same type as `CallFunctionHandler`,
+// whose implementation above serves it.
 
 /// One registered handler of type `F`, or none yet.
 struct Slot<F> {
@@ -132,6 +155,7 @@ static CALL_FUNCTION: Slot<CallFunctionHandler> = Slot::new();
 static NMI: Slot<NmiHandler> = Slot::new();
 static FATAL: Slot<FatalHandler> = Slot::new();
 static DYING: Slot<DyingHandler> = Slot::new();
+static DEVICE: [Slot<DeviceIrqHandler>; DEVICE_LINES] = [const { Slot::new() }; DEVICE_LINES];
 
 /// Boot: the local APIC tick calls `f(cpu, rip)` after its EOI.
 pub fn register_tick(f: TickHandler) {
@@ -161,6 +185,28 @@ pub fn register_fatal(report: FatalHandler, dying: DyingHandler) {
     // relies on to stop the other CPUs.
     DYING.set(dying);
     FATAL.set(report);
+}
+
+/// A driver: device interrupt line `line` calls `f()` (interrupts off,
+/// before the EOI). Register before programming anything that raises the
+/// line (module docs).
+///
+/// # Panics
+/// If `line >= DEVICE_LINES`.
+pub fn register_device_irq(line: usize, f: DeviceIrqHandler) {
+    DEVICE[line].set(f);
+}
+
+pub(super) fn device_irq(line: usize) {
+    match DEVICE[line].get() {
+        Some(f) => f(),
+        // Nobody would acknowledge the device: see the module docs.
+        None => fatal(format_args!(
+            "device interrupt line {line} (vector {:#x}) on cpu{} before a handler was registered",
+            super::apic::DEVICE_VECTOR_BASE as usize + line,
+            cpu_index()
+        )),
+    }
 }
 
 pub(super) fn tick(cpu: usize, rip: u64) {

@@ -41,6 +41,25 @@ pub extern "x86-interrupt" fn timer(frame: InterruptStackFrame) {
     handlers::tick(cpu, frame.instruction_pointer.as_u64());
 }
 
+/// Device interrupt line `LINE` (vector `DEVICE_VECTOR_BASE + LINE`).
+///
+/// The handler runs first and the EOI comes after it: for a
+/// level-triggered line the EOI is what lets the I/O APIC deliver the line
+/// again, so the device must have been acknowledged by then (see
+/// `ioapic`). The CPU's in-interrupt depth is raised around the handler so
+/// that code it calls can tell it runs in device-interrupt context
+/// ([`percpu::in_device_irq`]). Interrupts stay off throughout (interrupt
+/// gate), and the handler never switches threads.
+pub extern "x86-interrupt" fn device<const LINE: usize>(_frame: InterruptStackFrame) {
+    let cpu = percpu::cpu(percpu::cpu_index());
+    cpu.device_irqs.fetch_add(1, Ordering::Relaxed);
+    // Relaxed: only this CPU reads its own depth, with interrupts off.
+    cpu.irq_depth.fetch_add(1, Ordering::Relaxed);
+    handlers::device_irq(LINE);
+    cpu.irq_depth.fetch_sub(1, Ordering::Relaxed);
+    apic::eoi();
+}
+
 pub extern "x86-interrupt" fn call_function(_frame: InterruptStackFrame) {
     apic::eoi();
     handlers::call_function();

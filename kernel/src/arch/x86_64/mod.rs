@@ -1,5 +1,6 @@
-//! x86_64 support: serial port, descriptor tables, exceptions, APICs, SMP
-//! bring-up, per-CPU state, time, QEMU devices.
+//! x86_64 support: serial port, descriptor tables, exceptions, APICs (local
+//! and I/O), PCI configuration space, SMP bring-up, per-CPU state, time,
+//! QEMU devices.
 
 pub mod acpi;
 pub mod apic;
@@ -8,7 +9,9 @@ pub mod fw_cfg;
 pub mod gdt;
 pub mod handlers;
 pub mod interrupts;
+pub mod ioapic;
 pub mod paging;
+pub mod pci;
 pub mod percpu;
 pub mod qemu;
 pub mod serial;

@@ -57,6 +57,11 @@ fn with_leaf(
     false
 }
 
+/// Whether `virt` is mapped (by a page of any size).
+pub fn is_mapped(virt: u64) -> bool {
+    with_leaf(virt, |_| {})
+}
+
 /// Makes the page (of whatever size) mapping `virt` uncached (PCD|PWT), as
 /// memory-mapped device registers must be.
 pub fn set_uncached(virt: u64) -> bool {

@@ -48,6 +48,12 @@ pub struct PerCpu {
     pub pong_to: AtomicUsize,
     /// TSC when this CPU reached its Rust entry.
     pub boot_tsc: AtomicU64,
+    /// Device interrupts (any line) taken on this CPU.
+    pub device_irqs: AtomicU64,
+    /// Depth of device-interrupt handlers running on this CPU (0 or 1:
+    /// they run with interrupts off). Only the CPU itself changes or reads
+    /// its own, with interrupts off, so Relaxed.
+    pub irq_depth: AtomicU32,
     tables: UnsafeCell<CpuTables>,
 }
 
@@ -69,6 +75,8 @@ impl PerCpu {
             pings: AtomicU64::new(0),
             pong_to: AtomicUsize::new(usize::MAX),
             boot_tsc: AtomicU64::new(0),
+            device_irqs: AtomicU64::new(0),
+            irq_depth: AtomicU32::new(0),
             tables: UnsafeCell::new(CpuTables::new()),
         }
     }
@@ -151,6 +159,14 @@ impl Drop for CpuGuard {
             x86_64::instructions::interrupts::enable();
         }
     }
+}
+
+/// Whether the caller runs inside a device-interrupt handler on this CPU.
+/// Meaningful from any context: a thread that is not in such a handler
+/// reads 0 on whatever CPU it runs, since handlers never switch threads.
+pub fn in_device_irq() -> bool {
+    let g = CpuGuard::new();
+    this_cpu(&g).irq_depth.load(Ordering::Relaxed) > 0
 }
 
 /// This CPU's state, valid as long as `guard` keeps us on this CPU.

@@ -19,7 +19,7 @@ use core::{
 use bootloader_api::info::{MemoryRegionKind, MemoryRegions};
 
 use super::{
-    acpi, apic, exceptions, interrupts, paging, percpu, time,
+    acpi, apic, exceptions, interrupts, ioapic, paging, percpu, time,
     trampoline::{self, Trampoline},
 };
 use crate::config::MAX_CPUS;
@@ -112,6 +112,7 @@ pub fn init(
         platform.overrides,
         platform.lapic_phys
     );
+    ioapic::init(&platform);
     let timer_hz = apic::calibrate_timer();
     log::info!(
         "apic timer: {} Hz after divide-by-16; tick {} Hz",

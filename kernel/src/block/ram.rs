@@ -1,0 +1,245 @@
+//! A RAM-backed block device that completes asynchronously, like a DMA
+//! device.
+//!
+//! Mental model: the backing store is frames from the allocator (chunks
+//! of [`CHUNK_ORDER`]). [`BlockDevice::submit`] does no I/O: it queues the
+//! request for a *completion CPU*, the next online CPU after the
+//! submitter's (the submitter's own with one CPU), and raises that CPU's
+//! device line with a fixed IPI. The IPI handler ([`irq`]) is the device's
+//! engine and completion context in one: it moves the data (for a write it
+//! reads the frame *now*, as a DMA engine would, so a frame changed after
+//! submit is what gets stored), checks a write's frame against its
+//! checksum from submit (the stable-page check), and runs the completion,
+//! all in interrupt context on another CPU. Between submit and the
+//! handler, the request is really in flight.
+//!
+//! Why an IPI rather than the timer tick: a tick would hold every request
+//! for up to a tick period (10 ms at `hz=100`), which says nothing about
+//! the page cache and would swamp the latency benchmark; the IPI comes
+//! within microseconds, from real interrupt context on another CPU, the
+//! way a device's completion interrupt does.
+//!
+//! Each CPU has its own queue; a submitter that finds the target queue
+//! empty sends the IPI, and the handler empties the whole queue under its
+//! lock before it works: so an IPI is on its way whenever a queue is not
+//! empty (unless the device is stopped), and one IPI serves a burst.
+//!
+//! [`RamDisk::stop`] holds every request (the handler leaves the queues
+//! alone) until [`RamDisk::start`], like stopping a hardware queue: tests
+//! use it to act inside the in-flight window deterministically.
+
+use alloc::{collections::VecDeque, vec::Vec};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use super::{
+    BLOCK_SIZE, BlockDevice, DeviceStats, Inject, IoError, Op, Request,
+    common::{self, Counters, Injector, RateLimit},
+};
+use crate::{
+    arch::x86_64::{apic, handlers, percpu, smp as arch_smp},
+    config::MAX_CPUS,
+    mm::{AllocFlags, Frame, PAGE_SIZE, alloc_pages},
+    sync::IrqMutex,
+};
+
+/// Backing store chunks: 2^8 frames = 1 MiB each.
+pub const CHUNK_ORDER: u32 = 8;
+const BLOCKS_PER_CHUNK: u64 = 1 << CHUNK_ORDER;
+/// Device interrupt line of the completion IPI.
+pub const LINE: usize = 2;
+
+struct Queued {
+    req: Request,
+    /// Checksum at submit (writes that will reach the store).
+    sum: Option<u64>,
+    /// Fails without touching the store.
+    fail: Option<IoError>,
+}
+
+/// The RAM device (module docs).
+pub struct RamDisk {
+    chunks: Vec<Frame>,
+    blocks: u64,
+    /// Requests waiting for each completion CPU.
+    queues: [IrqMutex<VecDeque<Queued>>; MAX_CPUS],
+    stopped: AtomicBool,
+    counters: Counters,
+    inject: Injector,
+    stable_log: RateLimit,
+}
+
+static DEVICE: spin::Once<RamDisk> = spin::Once::new();
+
+/// Sets up a RAM device of `mb` MiB (0: none). `Err` says why not.
+pub fn init(mb: u64) -> Result<Option<&'static RamDisk>, alloc::string::String> {
+    if mb == 0 {
+        return Ok(None);
+    }
+    let nchunks = mb * (1 << 20) / (BLOCKS_PER_CHUNK * PAGE_SIZE as u64);
+    let mut chunks = Vec::new();
+    for _ in 0..nchunks {
+        match alloc_pages(CHUNK_ORDER, AllocFlags::ZERO) {
+            Some(f) => chunks.push(f),
+            None => {
+                return Err(alloc::format!(
+                    "ramdisk={mb}: out of memory after {} MiB of backing store",
+                    chunks.len()
+                ));
+            }
+        }
+    }
+    let dev = DEVICE.call_once(|| RamDisk {
+        blocks: nchunks * BLOCKS_PER_CHUNK,
+        chunks,
+        queues: [const { IrqMutex::new(VecDeque::new()) }; MAX_CPUS],
+        stopped: AtomicBool::new(false),
+        counters: Counters::default(),
+        inject: Injector::new(),
+        stable_log: RateLimit::new(),
+    });
+    handlers::register_device_irq(LINE, irq);
+    log::info!(
+        "ramdisk: {} blocks of {BLOCK_SIZE} B ({mb} MiB) in {nchunks} chunks of {} KiB; completions by IPI (vector {:#x}) on the next CPU",
+        dev.blocks,
+        (BLOCKS_PER_CHUNK * PAGE_SIZE as u64) >> 10,
+        apic::DEVICE_VECTOR_BASE + LINE as u8
+    );
+    Ok(Some(dev))
+}
+
+/// The device, if [`init`] made one.
+pub fn device() -> Option<&'static RamDisk> {
+    DEVICE.get()
+}
+
+impl RamDisk {
+    /// Backing-store address of `block` (< blocks).
+    fn store(&self, block: u64) -> *mut u8 {
+        let chunk = &self.chunks[(block / BLOCKS_PER_CHUNK) as usize];
+        // SAFETY: `block % BLOCKS_PER_CHUNK` frames into a chunk of that
+        // many frames, mapped in the physical map.
+        unsafe {
+            chunk
+                .virt()
+                .add((block % BLOCKS_PER_CHUNK) as usize * PAGE_SIZE)
+        }
+    }
+
+    /// The CPU that completes requests submitted here.
+    fn completion_cpu() -> usize {
+        (percpu::cpu_index() + 1) % arch_smp::online()
+    }
+
+    /// Holds every request until [`RamDisk::start`].
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Releases held requests: raises the line of every CPU with a
+    /// non-empty queue.
+    pub fn start(&self) {
+        // SeqCst store, then the queue checks under their locks: a
+        // submitter that saw `stopped` (and so sent no IPI) pushed under the
+        // same lock we read through.
+        self.stopped.store(false, Ordering::SeqCst);
+        for (cpu, q) in self.queues.iter().enumerate().take(arch_smp::online()) {
+            if !q.lock().is_empty() {
+                arch_smp::send_ipi(cpu, apic::DEVICE_VECTOR_BASE + LINE as u8);
+            }
+        }
+    }
+
+    /// The device's work for one request, in the completion context.
+    fn process(&self, q: Queued) {
+        if let Some(e) = q.fail {
+            common::finish(&self.counters, q.req, Err(e));
+            return;
+        }
+        let store = self.store(q.req.block);
+        let frame = q.req.frame.virt();
+        match q.req.op {
+            // SAFETY: both are BLOCK_SIZE bytes of mapped, allocated memory
+            // (the request holds the frame, the device its chunks), and
+            // they never overlap (a chunk is the device's own). The frame
+            // may be written concurrently by a writer that breaks the
+            // stable-page rule, as a DMA engine's source may; what we copy
+            // then is whatever the memory holds, and the check below
+            // notices.
+            Op::Read => unsafe { core::ptr::copy_nonoverlapping(store, frame, BLOCK_SIZE) },
+            Op::Write => {
+                // SAFETY: as above.
+                unsafe { core::ptr::copy_nonoverlapping(frame, store, BLOCK_SIZE) };
+                if let Some(sum) = q.sum {
+                    common::check_stable(
+                        "ram",
+                        &self.counters,
+                        &self.stable_log,
+                        q.req.block,
+                        &q.req.frame,
+                        sum,
+                    );
+                }
+            }
+        }
+        common::finish(&self.counters, q.req, Ok(()));
+    }
+}
+
+/// The completion IPI's handler: interrupts off, on the completion CPU.
+fn irq() {
+    let Some(dev) = DEVICE.get() else {
+        return;
+    };
+    dev.counters.interrupts.fetch_add(1, Ordering::Relaxed);
+    if dev.stopped.load(Ordering::SeqCst) {
+        return;
+    }
+    let me = percpu::cpu_index();
+    let batch = core::mem::take(&mut *dev.queues[me].lock());
+    for q in batch {
+        dev.process(q);
+    }
+}
+
+impl BlockDevice for RamDisk {
+    fn name(&self) -> &'static str {
+        "ram"
+    }
+
+    fn blocks(&self) -> u64 {
+        self.blocks
+    }
+
+    fn submit(&self, req: Request) {
+        let fail = if req.block >= self.blocks {
+            Some(IoError::OutOfRange)
+        } else if self.inject.take(req.op, req.block) {
+            Some(IoError::Injected)
+        } else {
+            None
+        };
+        let sum = (req.op == Op::Write && fail.is_none()).then(|| common::checksum(&req.frame));
+        // Interrupts off from choosing the CPU to queueing, so that the
+        // choice is made on the CPU that queues (no migration in between).
+        let g = percpu::CpuGuard::new();
+        let cpu = Self::completion_cpu();
+        let was_empty = {
+            let mut q = self.queues[cpu].lock();
+            let was_empty = q.is_empty();
+            q.push_back(Queued { req, sum, fail });
+            was_empty
+        };
+        if was_empty && !self.stopped.load(Ordering::SeqCst) {
+            arch_smp::send_ipi(cpu, apic::DEVICE_VECTOR_BASE + LINE as u8);
+        }
+        drop(g);
+    }
+
+    fn inject(&self, f: Inject) {
+        self.inject.arm(f);
+    }
+
+    fn stats(&self) -> DeviceStats {
+        self.counters.snapshot()
+    }
+}
