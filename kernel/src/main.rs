@@ -31,6 +31,7 @@ mod sched;
 mod smp;
 mod sync;
 mod tests;
+mod vm;
 
 use bootloader_api::{
     BootInfo, BootloaderConfig,
@@ -97,6 +98,7 @@ fn register_handlers() {
     handlers::register_reschedule(sched::preempt_check);
     handlers::register_call_function(smp::handle_call_ipi);
     handlers::register_nmi(sched::watchdog::nmi);
+    handlers::register_page_fault(vm::handle_page_fault);
 }
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
@@ -156,6 +158,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
     x86_64::instructions::interrupts::enable();
     sched::init();
+    vm::init();
     pagelock::init(&params);
     let started: u64 = up.ap_ns.iter().sum();
     let aps = up.online.saturating_sub(1) as u64;
