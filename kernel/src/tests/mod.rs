@@ -12,7 +12,10 @@
 //! * [`ktest`], [`params`]: the frameworks' own rules;
 //! * [`smp`], [`mm`], [`sched`]: each subsystem's suite and benchmarks;
 //! * [`pagelock`]: the page-lock suite, its torture (`torture.rs`), the
-//!   thundering-herd walk (`herd.rs`) and benchmarks.
+//!   thundering-herd walk (`herd.rs`) and benchmarks;
+//! * [`vm`]: address spaces (real page faults, TLB shoot-downs, the known-bad
+//!   shoot-down caught), a test `MapSource`, and the fault and shoot-down
+//!   benchmarks.
 
 pub mod boot;
 pub mod ktest;
@@ -21,6 +24,7 @@ pub mod pagelock;
 pub mod params;
 pub mod sched;
 pub mod smp;
+pub mod vm;
 
 use crate::{bench::Bench, ktest::Suite};
 
@@ -33,6 +37,7 @@ pub static SUITES: &[&Suite] = &[
     &mm::SUITE,
     &sched::SUITE,
     &pagelock::SUITE,
+    &vm::SUITE,
 ];
 
 /// Every benchmark group, in run order.
@@ -41,4 +46,5 @@ pub static BENCHES: &[&[Bench]] = &[
     mm::bench::BENCHES,
     sched::bench::BENCHES,
     pagelock::bench::BENCHES,
+    vm::bench::BENCHES,
 ];
