@@ -132,6 +132,7 @@ impl AddressSpace {
                         if write {
                             // The caller writes through the kernel's alias:
                             // record it as the MMU would for a store here.
+                            // Relaxed: the space lock orders it (space.rs).
                             entry.expect("present").fetch_or(DIRTY, Ordering::Relaxed);
                         }
                         Some(f)
@@ -156,8 +157,11 @@ impl AddressSpace {
                         Backing::Anon => {
                             // Never made: anonymous pages of a writable
                             // region are mapped writable. Upgrade anyway;
-                            // adding a permission needs no flush.
-                            entry.expect("present").fetch_or(WRITABLE, Ordering::SeqCst);
+                            // adding a permission needs no flush. Relaxed:
+                            // the space lock orders it (space.rs).
+                            entry
+                                .expect("present")
+                                .fetch_or(WRITABLE, Ordering::Relaxed);
                             continue;
                         }
                     }
@@ -200,7 +204,9 @@ impl AddressSpace {
                                     // Adding a permission: a CPU with the
                                     // stale read-only entry takes one
                                     // spurious fault, so no flush.
-                                    e.fetch_or(WRITABLE, Ordering::SeqCst);
+                                    // Relaxed: the space lock orders it
+                                    // (space.rs).
+                                    e.fetch_or(WRITABLE, Ordering::Relaxed);
                                 }
                                 ok
                             }

@@ -96,6 +96,10 @@ unsafe impl FrameAllocator<Size4KiB> for TableFrames<'_> {
 }
 
 impl FrameDeallocator<Size4KiB> for TableFrames<'_> {
+    /// # Safety
+    ///
+    /// `frame` is a table [`TableFrames::allocate_frame`] made that no
+    /// entry references any more (the trait's contract).
     unsafe fn deallocate_frame(&mut self, frame: PhysFrame<Size4KiB>) {
         self.count.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: the caller (the crate's clean-up) frees only tables that

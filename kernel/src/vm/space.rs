@@ -27,6 +27,18 @@
 //! the lock, but the reference only after the shoot-down: until then
 //! another CPU may still reach the frame through a stale TLB entry, so it
 //! must not be freed.
+//!
+//! # Orderings
+//!
+//! Every software access to a leaf entry happens under the space lock,
+//! whose Acquire (lock) and Release (unlock) order them, so loads and RMWs
+//! that only need to be atomic against the MMU (whose Accessed and Dirty
+//! updates are locked RMWs) are Relaxed. The exceptions are the RMWs that
+//! take a translation away (clear: `swap`; write-protect: `fetch_and`):
+//! SeqCst, a full barrier, before the shoot-down loads the CPU set; they
+//! pair with the locked RMW that sets a CPU's bit before that CPU loads the
+//! root (`sched::space`). Counters and the test knob are Relaxed: nothing
+//! is ordered by them.
 
 use alloc::{
     collections::BTreeMap,
@@ -342,6 +354,7 @@ impl AddressSpace {
 
     /// CPUs that may hold translations of the space now (bit i = CPU i).
     pub fn cpu_set(&self) -> u64 {
+        // Relaxed: a snapshot for reports and tests.
         self.cpus.load(Ordering::Relaxed)
     }
 
@@ -741,8 +754,11 @@ impl Drop for AddressSpace {
     /// thread holds a reference), so no TLB holds its translations and no
     /// shoot-down is needed.
     fn drop(&mut self) {
+        // Relaxed: a CPU clears its bit before it drops its reference
+        // (`sched::exit`), and the last drop's Acquire fence (in `Arc`)
+        // makes those clears visible here.
         assert_eq!(
-            self.cpus.load(Ordering::SeqCst),
+            self.cpus.load(Ordering::Relaxed),
             0,
             "vm: an address space is dropped while CPUs still run in it"
         );
@@ -751,6 +767,7 @@ impl Drop for AddressSpace {
         // SAFETY: we own the space (`&mut self`), no CPU walks it.
         unsafe {
             pte::for_each_leaf(self.root, USER_BASE, USER_END, &mut |_, e| {
+                // Relaxed: nothing else reads the tables any more.
                 let old = e.swap(0, Ordering::Relaxed);
                 if old & PRESENT != 0 {
                     unmap_count(pte::pfn_of(old));
