@@ -81,7 +81,7 @@ fn panic_is_reported() {
     crash(
         "panic",
         Exit::Panic,
-        "PANIC: panicked at kernel/src/selftest.rs",
+        "PANIC: panicked at kernel/src/tests/boot.rs",
     );
     // The host names the functions of the failing CPU's backtrace.
     let (out, v) = boot("panic-symbols")
@@ -90,7 +90,7 @@ fn panic_is_reported() {
         .expect("QEMU run");
     let report = v.explain(&out);
     check(
-        report.contains("kernel::selftest::deliberate_crash"),
+        report.contains("kernel::tests::boot::deliberate_crash"),
         &format!("backtrace not symbolized:\n{report}"),
         &out,
     );
