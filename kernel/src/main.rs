@@ -36,6 +36,7 @@ mod sched;
 mod smp;
 mod sync;
 mod tests;
+mod vm;
 
 use bootloader_api::{
     BootInfo, BootloaderConfig,
@@ -49,12 +50,20 @@ use crate::arch::qemu::{ExitCode, exit};
 /// page below it. 256 KiB leaves ample room for the test suites' frames.
 pub const KERNEL_STACK_SIZE: u64 = 256 * 1024;
 
+/// The first address of the upper (kernel) half of the canonical address
+/// space: top-level page-table slots 256..512.
+pub const KERNEL_HALF_START: u64 = 0xffff_8000_0000_0000;
+
 /// What we ask of the bootloader: all physical memory mapped at an offset the
 /// bootloader picks (read back from `BootInfo::physical_memory_offset`), and
-/// a kernel stack of [`KERNEL_STACK_SIZE`].
+/// a kernel stack of [`KERNEL_STACK_SIZE`]. Everything the bootloader places
+/// (kernel image, stack, boot info, physical map) goes in the upper half
+/// ([`KERNEL_HALF_START`]), so that the lower half is free for the address
+/// spaces of `vm`, which share only the upper-half top-level entries.
 pub static BOOTLOADER_CONFIG: BootloaderConfig = {
     let mut mappings = Mappings::new_default();
     mappings.physical_memory = Some(Mapping::Dynamic);
+    mappings.dynamic_range_start = Some(KERNEL_HALF_START);
     let mut config = BootloaderConfig::new_default();
     config.mappings = mappings;
     config.kernel_stack_size = KERNEL_STACK_SIZE;
@@ -94,6 +103,7 @@ fn register_handlers() {
     handlers::register_reschedule(sched::preempt_check);
     handlers::register_call_function(smp::handle_call_ipi);
     handlers::register_nmi(sched::watchdog::nmi);
+    handlers::register_page_fault(vm::handle_page_fault);
 }
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
@@ -153,6 +163,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
     x86_64::instructions::interrupts::enable();
     sched::init();
+    vm::init();
     pagelock::init(&params);
     let started: u64 = up.ap_ns.iter().sum();
     let aps = up.online.saturating_sub(1) as u64;

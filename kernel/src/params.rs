@@ -67,11 +67,15 @@ pub enum Crash {
     /// stop the kernel with a report naming the page, not return and leave
     /// PG_writeback set with its waiters asleep.
     WritebackUnreferenced,
+    /// A thread running in an address space writes to a read-only region:
+    /// the page-fault handler refuses it and the fault is reported as fatal
+    /// with the region, not retried for ever.
+    VmReadonlyWrite,
 }
 
 impl Crash {
     /// Every kind, in the order of the contract's `crash=` choices.
-    pub const ALL: [Crash; 10] = [
+    pub const ALL: [Crash; 11] = [
         Crash::None,
         Crash::Panic,
         Crash::PageFault,
@@ -82,6 +86,7 @@ impl Crash {
         Crash::ApPanic,
         Crash::DoubleFree,
         Crash::WritebackUnreferenced,
+        Crash::VmReadonlyWrite,
     ];
 
     /// The `crash=` name.
@@ -97,6 +102,7 @@ impl Crash {
             Crash::ApPanic => "appanic",
             Crash::DoubleFree => "doublefree",
             Crash::WritebackUnreferenced => "writeback-unreferenced",
+            Crash::VmReadonlyWrite => "vm-readonly-write",
         }
     }
 }

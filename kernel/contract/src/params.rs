@@ -333,6 +333,7 @@ pub static TABLE: [Spec; Key::COUNT] = [
             "appanic",
             "doublefree",
             "writeback-unreferenced",
+            "vm-readonly-write",
         ]),
         default: DefaultValue::Is("none"),
         help: "crash on purpose in this way, one per failure path the host must detect",

@@ -33,6 +33,7 @@
 //! lost; `on_rq` keeps a concurrent wake from queueing it twice.
 
 pub mod platform;
+pub mod space;
 pub mod stack;
 mod switch;
 pub mod thread;
@@ -46,6 +47,7 @@ use core::{
 };
 
 pub use platform::KernelPlatform;
+pub use space::{SpaceRef, ThreadSpace, current_space, set_space};
 pub use thread::{DEAD, RUNNABLE, RUNNING, SLEEPING, Thread, ThreadRef};
 
 use crate::{
@@ -183,8 +185,8 @@ fn init_cpu(name: &str) -> ThreadRef {
 pub fn init() {
     stack::init();
     init_cpu("main");
-    let idle =
-        new_thread("idle/0", 0, Box::new(|| idle_loop())).expect("no memory for the idle thread");
+    let idle = new_thread("idle/0", 0, None, Box::new(|| idle_loop()))
+        .expect("no memory for the idle thread");
     {
         let _g = percpu::CpuGuard::new();
         rq(0).with(|inner| inner.idle = Some(idle));
@@ -198,7 +200,12 @@ pub fn init() {
     });
 }
 
-fn new_thread(name: &str, cpu: usize, f: Box<dyn FnOnce() + Send>) -> Option<ThreadRef> {
+fn new_thread(
+    name: &str,
+    cpu: usize,
+    space: Option<SpaceRef>,
+    f: Box<dyn FnOnce() + Send>,
+) -> Option<ThreadRef> {
     let stack = stack::alloc()?;
     // SAFETY: a freshly allocated (or recycled, unused) stack.
     let sp = unsafe { switch::initial_frame(stack.top) };
@@ -210,7 +217,10 @@ fn new_thread(name: &str, cpu: usize, f: Box<dyn FnOnce() + Send>) -> Option<Thr
         Some(f),
     ));
     // SAFETY: nobody else sees `t` yet.
-    unsafe { *t.rsp.get() = sp };
+    unsafe {
+        *t.rsp.get() = sp;
+        *t.space.get() = space;
+    }
     Some(t)
 }
 
@@ -230,12 +240,23 @@ pub fn spawn(
     cpu: Option<usize>,
     f: impl FnOnce() + Send + 'static,
 ) -> Result<ThreadRef, SpawnError> {
+    spawn_in(name, cpu, None, f)
+}
+
+/// Starts `f` in a new thread on `cpu` (or the next CPU round-robin) that
+/// runs in `space` (`None`: the kernel root only), as [`spawn`].
+pub fn spawn_in(
+    name: &str,
+    cpu: Option<usize>,
+    space: Option<SpaceRef>,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<ThreadRef, SpawnError> {
     let n = crate::smp::online_cpus();
     let cpu = cpu.unwrap_or_else(|| NEXT_CPU.fetch_add(1, Ordering::Relaxed) % n);
     if cpu >= n || !rq(cpu).active.load(Ordering::Acquire) {
         return Err(SpawnError::NoSuchCpu(cpu));
     }
-    let t = new_thread(name, cpu, Box::new(f)).ok_or(SpawnError::OutOfMemory)?;
+    let t = new_thread(name, cpu, space, Box::new(f)).ok_or(SpawnError::OutOfMemory)?;
     THREADS.lock().push(t.clone());
     let live = NR_THREADS.fetch_add(1, Ordering::Relaxed) + 1;
     MAX_THREADS.fetch_max(live, Ordering::Relaxed);
@@ -392,6 +413,17 @@ fn schedule_inner(why: Why) {
         .store(Arc::as_ptr(&next) as *mut (), Ordering::Relaxed);
     r.switches.fetch_add(1, Ordering::Relaxed);
     r.last_switch_ns.store(time::now_ns(), Ordering::Relaxed);
+    // SAFETY: interrupts are off; `prev` is the current thread, whose space
+    // CR3 holds (`space` module invariant), and neither thread writes its
+    // `space` now (prev is us, here; next is switched out). `next` keeps
+    // its space alive while it runs.
+    unsafe {
+        space::switch_mm(
+            cpu,
+            (*prev.space.get()).as_deref(),
+            (*next.space.get()).as_deref(),
+        )
+    };
     let prev_rsp = prev.rsp.get();
     // SAFETY: lock held, so nobody else reads next.rsp.
     let next_rsp = unsafe { *next.rsp.get() };
@@ -448,8 +480,11 @@ extern "C" fn thread_entry() -> ! {
     exit()
 }
 
-/// Ends the calling thread and wakes its joiners.
+/// Ends the calling thread and wakes its joiners. It leaves its address
+/// space first, while it can still take locks and sleep: that may drop the
+/// last reference and tear the space down.
 pub fn exit() -> ! {
+    drop(set_space(None));
     let me = current();
     // Release pairs with the Acquire in `join`.
     me.exited.store(true, Ordering::Release);

@@ -6,7 +6,7 @@ use core::{
     sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering},
 };
 
-use super::{KernelPlatform, stack::Stack};
+use super::{KernelPlatform, space::SpaceRef, stack::Stack};
 
 pub type WaitQueue = pagesync::waitqueue::WaitQueueHead<KernelPlatform>;
 
@@ -36,6 +36,11 @@ pub struct Thread {
     pub(super) rsp: UnsafeCell<u64>,
     pub(super) stack: UnsafeCell<Option<Stack>>,
     pub(super) entry: UnsafeCell<Option<Box<dyn FnOnce() + Send>>>,
+    /// The address space it runs in (`None`: the kernel root). Written only
+    /// by the thread itself with interrupts off ([`super::set_space`]), or
+    /// before it is published (spawn); read by its CPU's scheduler with
+    /// interrupts off (`super::space`).
+    pub(super) space: UnsafeCell<Option<SpaceRef>>,
     /// A pending cancellation: killable waits give up (Linux fatal signal).
     pub cancel: AtomicBool,
     pub exited: AtomicBool,
@@ -51,8 +56,9 @@ pub struct Thread {
 }
 
 // SAFETY: the UnsafeCell fields are only touched under the owning run
-// queue's lock (on_rq, rsp, stack) or by the thread itself before it first
-// runs and at its entry (entry), as documented on each field.
+// queue's lock (on_rq, rsp, stack), by the thread itself before it first
+// runs and at its entry (entry), or by the thread itself and its CPU's
+// scheduler with interrupts off (space), as documented on each field.
 unsafe impl Sync for Thread {}
 // SAFETY: as above; the boxed entry closure is Send.
 unsafe impl Send for Thread {}
@@ -74,6 +80,7 @@ impl Thread {
             rsp: UnsafeCell::new(0),
             stack: UnsafeCell::new(stack),
             entry: UnsafeCell::new(entry),
+            space: UnsafeCell::new(None),
             cancel: AtomicBool::new(false),
             exited: AtomicBool::new(false),
             join_wq: WaitQueue::new(),

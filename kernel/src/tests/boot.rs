@@ -43,6 +43,7 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
         Crash::None => Err(TestError::Skip("enable with crash=KIND")),
         Crash::Panic => panic!("deliberate panic (crash=panic)"),
         Crash::DoubleFree => crate::tests::mm::deliberate_double_free(),
+        Crash::VmReadonlyWrite => crate::tests::vm::deliberate_readonly_write(),
         Crash::WritebackUnreferenced => {
             // A descriptor that is not in the frame array, so the report
             // cannot corrupt the allocator: under writeback, count 0.

@@ -14,7 +14,11 @@
 //! * [`pagelock`]: the page-lock suite, its torture (`torture.rs`), the
 //!   thundering-herd walk (`herd.rs`) and benchmarks;
 //! * [`block`]: both block devices (round trips, interrupt context,
-//!   errors, stable pages, routing, persistence) and their benchmark.
+//!   errors, stable pages, routing, persistence) and their benchmark;
+//! * [`gup`]: the pin/writeback race rounds of the second seed;
+//! * [`vm`]: address spaces (real page faults, TLB shoot-downs, the known-bad
+//!   shoot-down caught), a test `MapSource`, and the fault and shoot-down
+//!   benchmarks.
 
 pub mod block;
 pub mod boot;
@@ -25,6 +29,7 @@ pub mod pagelock;
 pub mod params;
 pub mod sched;
 pub mod smp;
+pub mod vm;
 
 use crate::{bench::Bench, ktest::Suite};
 
@@ -39,6 +44,7 @@ pub static SUITES: &[&Suite] = &[
     &pagelock::SUITE,
     &block::SUITE,
     &gup::SUITE,
+    &vm::SUITE,
 ];
 
 /// Every benchmark group, in run order.
@@ -48,4 +54,5 @@ pub static BENCHES: &[&[Bench]] = &[
     sched::bench::BENCHES,
     pagelock::bench::BENCHES,
     block::bench::BENCHES,
+    vm::bench::BENCHES,
 ];

@@ -1,7 +1,9 @@
-//! The IDT: every CPU exception ends in a report and a failure exit.
+//! The IDT: every CPU exception ends in a report and a failure exit, except
+//! a page fault that the registered page-fault handler resolves (demand
+//! paging of address spaces, `crate::vm`).
 //!
-//! Nothing here tries to recover: an exception in this kernel is a bug (or a
-//! deliberate crash test). The report names the exception, its vector, error
+//! Nothing else here tries to recover: an exception in this kernel is a bug
+//! (or a deliberate crash test). The report names the exception, its vector, error
 //! code, RIP (and CR2 for page faults), the CPU, and the test case that was
 //! running, then QEMU exits with `ExitCode::Exception`. The report goes to
 //! the fatal path registered in [`handlers`] (the kernel's panic path), or
@@ -89,12 +91,14 @@ struct Fault<'a> {
     error_code: Option<u64>,
     frame: &'a InterruptStackFrame,
     cr2: Option<u64>,
+    /// Why the page-fault handler refused the fault, and its region.
+    note: Option<(&'static str, Option<(u64, u64)>)>,
 }
 
 #[cold]
 fn fatal(f: Fault) -> ! {
     handlers::fatal(format_args!(
-        "EXCEPTION: {} (vector {}) error_code={} RIP={:#x} CS={:#x} RFLAGS={:#x} RSP={:#x}{}",
+        "EXCEPTION: {} (vector {}) error_code={} RIP={:#x} CS={:#x} RFLAGS={:#x} RSP={:#x}{}{}",
         f.name,
         f.vector,
         OptHex(f.error_code),
@@ -102,8 +106,22 @@ fn fatal(f: Fault) -> ! {
         f.frame.code_segment.0,
         f.frame.cpu_flags.bits(),
         f.frame.stack_pointer.as_u64(),
-        CrTwo(f.cr2)
+        CrTwo(f.cr2),
+        Note(f.note)
     ))
+}
+
+struct Note(Option<(&'static str, Option<(u64, u64)>)>);
+impl core::fmt::Display for Note {
+    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self.0 {
+            Some((why, Some((start, end)))) => {
+                write!(f, ": {why} (region [{start:#x}, {end:#x}))")
+            }
+            Some((why, None)) => write!(f, ": {why}"),
+            None => Ok(()),
+        }
+    }
 }
 
 struct OptHex(Option<u64>);
@@ -128,7 +146,7 @@ impl core::fmt::Display for CrTwo {
 macro_rules! no_error_code {
     ($($fn:ident, $name:literal, $vector:literal;)*) => {$(
         extern "x86-interrupt" fn $fn(frame: InterruptStackFrame) {
-            fatal(Fault { name: $name, vector: $vector, error_code: None, frame: &frame, cr2: None })
+            fatal(Fault { name: $name, vector: $vector, error_code: None, frame: &frame, cr2: None, note: None })
         }
     )*};
 }
@@ -136,7 +154,7 @@ macro_rules! no_error_code {
 macro_rules! with_error_code {
     ($($fn:ident, $name:literal, $vector:literal;)*) => {$(
         extern "x86-interrupt" fn $fn(frame: InterruptStackFrame, code: u64) {
-            fatal(Fault { name: $name, vector: $vector, error_code: Some(code), frame: &frame, cr2: None })
+            fatal(Fault { name: $name, vector: $vector, error_code: Some(code), frame: &frame, cr2: None, note: None })
         }
     )*};
 }
@@ -173,6 +191,7 @@ extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) ->
         error_code: Some(code),
         frame: &frame,
         cr2: None,
+        note: None,
     })
 }
 
@@ -193,6 +212,7 @@ extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
         error_code: None,
         frame: &frame,
         cr2: None,
+        note: None,
     })
 }
 
@@ -203,16 +223,37 @@ extern "x86-interrupt" fn machine_check(frame: InterruptStackFrame) -> ! {
         error_code: None,
         frame: &frame,
         cr2: None,
+        note: None,
     })
 }
 
+/// Offers the fault to the registered handler (`handlers::page_fault`),
+/// which may enable interrupts and sleep (the gate cleared IF; the handler
+/// is told whether the faulting context had it set) and must return with
+/// interrupts disabled again. A fault it refuses is fatal, with its reason.
 extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    // CR2 first: a nested fault (in the handler) would overwrite it.
     let cr2 = Cr2::read_raw();
+    let fault = handlers::PageFault {
+        addr: cr2,
+        code: code.bits(),
+        interrupts_were_enabled: frame
+            .cpu_flags
+            .contains(x86_64::registers::rflags::RFlags::INTERRUPT_FLAG),
+    };
+    let note = match handlers::page_fault(&fault) {
+        handlers::PageFaultOutcome::Handled => {
+            debug_assert!(!x86_64::instructions::interrupts::are_enabled());
+            return;
+        }
+        handlers::PageFaultOutcome::Fatal { why, region } => Some((why, region)),
+    };
     fatal(Fault {
         name: "page fault (#PF)",
         vector: 14,
         error_code: Some(code.bits()),
         frame: &frame,
         cr2: Some(cr2),
+        note,
     })
 }

@@ -14,6 +14,7 @@
 //! | function-call IPI            | [`register_call_function`] | fatal: its sender would wait forever |
 //! | NMI not from a dying CPU     | [`register_nmi`]           | fatal (unexpected NMI)       |
 //! | device interrupt line `n`    | [`register_device_irq`]    | fatal (see below)            |
+//! | page fault (#PF)             | [`register_page_fault`]    | fatal (the exception report) |
 //! | CPU exception, fatal NMI     | [`register_fatal`]         | a minimal report on COM1, then exit with `ExitCode::Exception` |
 //!
 //! # Publication
@@ -76,6 +77,44 @@ pub type DeviceIrqHandler = fn();
 
 /// Device interrupt lines: line `n` is vector `apic::DEVICE_VECTOR_BASE + n`.
 pub const DEVICE_LINES: usize = 4;
+/// The page-fault handler: resolves the fault (the instruction is retried
+/// on return) or says why it cannot (then the fault is fatal, with that
+/// reason in the report).
+pub type PageFaultHandler = fn(&PageFault) -> PageFaultOutcome;
+
+/// What the CPU reported for a page fault.
+#[derive(Clone, Copy, Debug)]
+pub struct PageFault {
+    /// The faulting linear address (CR2).
+    pub addr: u64,
+    /// The error code's bits (x86 `PageFaultErrorCode`).
+    pub code: u64,
+    /// Whether the faulting context had interrupts enabled (RFLAGS.IF), so
+    /// the handler may enable them and sleep.
+    pub interrupts_were_enabled: bool,
+}
+
+impl PageFault {
+    /// Error-code bit 1: the access was a write.
+    pub const WRITE: u64 = 1 << 1;
+    /// Error-code bit 3: a reserved bit was set in a paging entry.
+    pub const RESERVED: u64 = 1 << 3;
+    /// Error-code bit 4: an instruction fetch.
+    pub const FETCH: u64 = 1 << 4;
+}
+
+/// A page-fault handler's verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageFaultOutcome {
+    /// Resolved: return and retry the instruction.
+    Handled,
+    /// Not resolvable: the fault is fatal. `why` (and the region, if one
+    /// is involved) go into the exception report.
+    Fatal {
+        why: &'static str,
+        region: Option<(u64, u64)>,
+    },
+}
 
 /// A function pointer of one of the handler types above.
 ///
@@ -112,7 +151,8 @@ handler_fn!(
     CallFunctionHandler,
     NmiHandler,
     FatalHandler,
-    DyingHandler
+    DyingHandler,
+    PageFaultHandler
 );
 // `DeviceIrqHandler` is `fn()`, the same type as `CallFunctionHandler`,
 // whose implementation above serves it.
@@ -156,6 +196,7 @@ static NMI: Slot<NmiHandler> = Slot::new();
 static FATAL: Slot<FatalHandler> = Slot::new();
 static DYING: Slot<DyingHandler> = Slot::new();
 static DEVICE: [Slot<DeviceIrqHandler>; DEVICE_LINES] = [const { Slot::new() }; DEVICE_LINES];
+static PAGE_FAULT: Slot<PageFaultHandler> = Slot::new();
 
 /// Boot: the local APIC tick calls `f(cpu, rip)` after its EOI.
 pub fn register_tick(f: TickHandler) {
@@ -176,6 +217,12 @@ pub fn register_call_function(f: CallFunctionHandler) {
 /// returns false the NMI is reported as a fatal exception.
 pub fn register_nmi(f: NmiHandler) {
     NMI.set(f);
+}
+
+/// Boot: a page fault calls `f`; [`PageFaultOutcome::Fatal`] ends in the
+/// exception report as before.
+pub fn register_page_fault(f: PageFaultHandler) {
+    PAGE_FAULT.set(f);
 }
 
 /// Boot: CPU exceptions (and unexplained NMIs) end in `report`; an NMI
@@ -233,6 +280,18 @@ pub(super) fn call_function() {
             "function-call IPI on cpu{} before a handler was registered",
             cpu_index()
         )),
+    }
+}
+
+/// Offers a page fault to the registered handler. Unregistered: fatal,
+/// with no reason beyond the exception report.
+pub(super) fn page_fault(fault: &PageFault) -> PageFaultOutcome {
+    match PAGE_FAULT.get() {
+        Some(f) => f(fault),
+        None => PageFaultOutcome::Fatal {
+            why: "no page-fault handler registered",
+            region: None,
+        },
     }
 }
 
