@@ -170,7 +170,12 @@ pub fn finish(counters: &Counters, req: Request, result: Result<(), IoError>) {
         counters.errors.fetch_add(1, Ordering::Relaxed);
     }
     counters.completions.fetch_add(1, Ordering::Relaxed);
+    // The device is done with the memory: its reference goes first, and
+    // the completion runs holding none of the device's (as with Linux's
+    // bio, whose pages the block layer does not count). A completion that
+    // needs the page, such as the end of writeback, keeps it alive by its
+    // own rules (`crate::pagecache::WritebackPage`).
     let Request { frame, done, .. } = req;
-    done(result);
     drop(frame);
+    done(result);
 }

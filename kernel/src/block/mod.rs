@@ -9,9 +9,12 @@
 //! completion therefore must not sleep: it may end writeback, end a read,
 //! wake waiters, drop references.
 //!
-//! The device holds the request's [`Frame`] reference until it has called
-//! the completion, so the memory under I/O cannot be freed and reused
-//! (DMA into a freed page). While a write is in flight the device checks
+//! The device holds the request's [`Frame`] reference while it uses the
+//! memory, so the memory under I/O cannot be freed and reused (DMA into a
+//! freed page), and drops it just *before* it runs the completion: like
+//! Linux's bio, the completion holds no reference of the device's. (The
+//! end of writeback therefore depends on `pagesync`'s temporary reference,
+//! 073861ed77b6, as in Linux.) While a write is in flight the device checks
 //! that the frame does not change (it compares a checksum taken at submit
 //! with one taken when the data is consumed): a change is a *stable-page
 //! violation*, counted in [`DeviceStats`], the check that catches a
@@ -39,6 +42,49 @@ pub mod virtio;
 use alloc::{boxed::Box, string::String};
 
 use crate::{arch::x86_64::pci, mm::Frame};
+
+/// A range of another device's blocks as a device of its own (a
+/// partition): block `b` of the partition is block `first + b` of `dev`.
+/// Requests past its end are sent to a block past the end of `dev`, so
+/// they complete with [`IoError::OutOfRange`] from `dev`'s completion
+/// context like any other failure.
+pub struct Partition {
+    dev: &'static dyn BlockDevice,
+    first: u64,
+    blocks: u64,
+}
+
+impl Partition {
+    /// Blocks `first..first + blocks` of `dev`, or None if they do not fit.
+    pub fn new(dev: &'static dyn BlockDevice, first: u64, blocks: u64) -> Option<Partition> {
+        let end = first.checked_add(blocks)?;
+        (blocks > 0 && end <= dev.blocks()).then_some(Partition { dev, first, blocks })
+    }
+}
+
+impl BlockDevice for Partition {
+    fn name(&self) -> &'static str {
+        self.dev.name()
+    }
+    fn blocks(&self) -> u64 {
+        self.blocks
+    }
+    fn submit(&self, mut req: Request) {
+        req.block = if req.block < self.blocks {
+            self.first + req.block
+        } else {
+            self.dev.blocks()
+        };
+        self.dev.submit(req);
+    }
+    fn inject(&self, mut f: Inject) {
+        f.block = f.block.map(|b| b + self.first);
+        self.dev.inject(f);
+    }
+    fn stats(&self) -> DeviceStats {
+        self.dev.stats()
+    }
+}
 
 /// Bytes in a block: one page.
 pub const BLOCK_SIZE: usize = 4096;
@@ -73,7 +119,8 @@ pub struct Request {
     /// Block number on the device.
     pub block: u64,
     /// One order-0 frame: the memory read into or written from. Held by
-    /// the device until the completion has run.
+    /// the device until it is done with the memory, dropped before the
+    /// completion runs.
     pub frame: Frame,
     pub done: Completion,
 }

@@ -15,6 +15,8 @@
 //!   thundering-herd walk (`herd.rs`) and benchmarks;
 //! * [`block`]: both block devices (round trips, interrupt context,
 //!   errors, stable pages, routing, persistence) and their benchmark;
+//! * [`pagecache`]: the page cache on the RAM device (reads, writes,
+//!   writeback, sync, errors, stable pages) and its torture;
 //! * [`gup`]: the pin/writeback race rounds of the second seed;
 //! * [`vm`]: address spaces (real page faults, TLB shoot-downs, the known-bad
 //!   shoot-down caught), a test `MapSource`, and the fault and shoot-down
@@ -25,6 +27,7 @@ pub mod boot;
 pub mod gup;
 pub mod ktest;
 pub mod mm;
+pub mod pagecache;
 pub mod pagelock;
 pub mod params;
 pub mod sched;
@@ -43,6 +46,7 @@ pub static SUITES: &[&Suite] = &[
     &sched::SUITE,
     &pagelock::SUITE,
     &block::SUITE,
+    &pagecache::SUITE,
     &gup::SUITE,
     &vm::SUITE,
 ];

@@ -11,15 +11,16 @@
 pub mod torture;
 
 use alloc::{format, sync::Arc, vec::Vec};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use pagesync::flags::{PG_DIRTY, PG_ERROR, PG_WRITEBACK};
 
 use crate::{
-    block::{BLOCK_SIZE, BlockDevice, Inject, IoError, Op},
+    block::{BLOCK_SIZE, BlockDevice, Inject, IoError, Op, Partition},
     kassert, kassert_eq,
     ktest::{Case, Ctx, Suite, TestError, TestResult},
     mm::{AllocFlags, alloc_pages, page_alloc::free_frames},
+    println,
     pagecache::{Cache, FsError, io_sync},
     pagelock::table,
     sched::{self, ThreadRef},
@@ -29,14 +30,30 @@ use crate::{
 /// Pages per file in the test layouts.
 pub const FILE_PAGES: u64 = 64;
 
-/// A fresh RAM device of `blocks` blocks.
-pub fn ram_device(blocks: u64) -> Arc<dyn BlockDevice> {
-    crate::block::ram::RamDisk::new(blocks).expect("memory for a RAM disk")
+/// Blocks of the RAM device handed out so far (each case gets fresh ones).
+static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh device of `blocks` blocks: a partition of the RAM device never
+/// used before in this boot, its first block zeroed (so it reads as
+/// unformatted). Skips the case when the RAM device is missing or full.
+pub fn ram_device(blocks: u64) -> Result<Arc<dyn BlockDevice>, TestError> {
+    let ram: &'static dyn BlockDevice = crate::block::ram_disk()
+        .ok_or(TestError::Skip("needs the RAM block device (ramdisk=1 or more)"))?;
+    let first = NEXT_BLOCK.fetch_add(blocks, Ordering::Relaxed);
+    let part = Partition::new(ram, first, blocks)
+        .ok_or(TestError::Skip("the RAM block device is full (raise ramdisk=)"))?;
+    let dev: Arc<dyn BlockDevice> = Arc::new(part);
+    put_device_block(&*dev, 0, &[0; BLOCK_SIZE]).map_err(|_| TestError::Fail)?;
+    Ok(dev)
 }
 
 /// A cache on a fresh RAM device with `files` files.
-pub fn fresh_cache(files: u64) -> Cache {
-    Cache::open(ram_device(1 + files * FILE_PAGES), FILE_PAGES).expect("open a fresh cache")
+pub fn fresh_cache(files: u64) -> Result<Cache, TestError> {
+    let dev = ram_device(1 + files * FILE_PAGES)?;
+    Cache::open(dev, FILE_PAGES).map_err(|e| {
+        println!("    # opening a fresh cache failed: {e:?}");
+        TestError::Fail
+    })
 }
 
 /// The bytes of page `index` written by writer `who` in round `round`.
@@ -74,7 +91,7 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> ThreadRef {
 /// An unformatted device is formatted; opening it again finds the same
 /// layout; a device too small for one file is refused.
 fn format_and_reopen(_: &Ctx) -> TestResult {
-    let dev = ram_device(1 + 3 * FILE_PAGES);
+    let dev = ram_device(1 + 3 * FILE_PAGES)?;
     let c = Cache::open(dev.clone(), FILE_PAGES);
     kassert!(c.is_ok(), "open: {:?}", c.as_ref().err());
     let c = c.unwrap();
@@ -83,7 +100,7 @@ fn format_and_reopen(_: &Ctx) -> TestResult {
     let again = Cache::open(dev, 7).expect("reopen");
     kassert_eq!((again.layout.files, again.layout.file_blocks), (3, FILE_PAGES));
     kassert!(matches!(
-        Cache::open(ram_device(4), FILE_PAGES),
+        Cache::open(ram_device(4)?, FILE_PAGES),
         Err(FsError::Layout(_))
     ));
     Ok(())
@@ -92,7 +109,7 @@ fn format_and_reopen(_: &Ctx) -> TestResult {
 /// Data on the device reads back through the cache; the second read is a
 /// cache hit (no device read).
 fn read_through_cache(_: &Ctx) -> TestResult {
-    let c = fresh_cache(1);
+    let c = fresh_cache(1)?;
     let f = c.file(0).unwrap().clone();
     for i in 0..4 {
         kassert!(put_device_block(&*c.dev, c.layout.block(0, i), &pattern(9, i, 1)).is_ok());
@@ -121,7 +138,7 @@ fn read_through_cache(_: &Ctx) -> TestResult {
 /// lock; all see the data.
 fn first_readers_wait_on_the_page_lock(_: &Ctx) -> TestResult {
     const N: usize = 8;
-    let c = fresh_cache(1);
+    let c = fresh_cache(1)?;
     kassert!(put_device_block(&*c.dev, c.layout.block(0, 5), &pattern(3, 5, 7)).is_ok());
     let f = c.file(0).unwrap().clone();
     let good = Arc::new(AtomicUsize::new(0));
@@ -149,7 +166,7 @@ fn first_readers_wait_on_the_page_lock(_: &Ctx) -> TestResult {
 /// Writes through the cache reach the device only through writeback; sync
 /// writes them and leaves the pages clean.
 fn write_then_sync_reaches_the_device(_: &Ctx) -> TestResult {
-    let c = fresh_cache(2);
+    let c = fresh_cache(2)?;
     let f = c.file(1).unwrap().clone();
     let p = pattern(1, 3, 1);
     kassert_eq!(f.write(3 * BLOCK_SIZE as u64, &p), Ok(BLOCK_SIZE));
@@ -170,7 +187,7 @@ fn write_then_sync_reaches_the_device(_: &Ctx) -> TestResult {
 /// A failed write keeps the page dirty with PG_ERROR, sync reports the
 /// error once, and the next sync writes the data.
 fn write_error_is_kept_for_a_retry(_: &Ctx) -> TestResult {
-    let c = fresh_cache(1);
+    let c = fresh_cache(1)?;
     let f = c.file(0).unwrap().clone();
     let p = pattern(2, 0, 2);
     kassert_eq!(f.write(0, &p), Ok(BLOCK_SIZE));
@@ -195,7 +212,7 @@ fn write_error_is_kept_for_a_retry(_: &Ctx) -> TestResult {
 /// runs in the device's completion interrupt.
 fn writeback_waiters_are_woken(_: &Ctx) -> TestResult {
     const N: usize = 6;
-    let c = fresh_cache(1);
+    let c = fresh_cache(1)?;
     let f = c.file(0).unwrap().clone();
     let irqs0 = c.dev.stats().completions;
     for round in 0..20u64 {
@@ -221,7 +238,7 @@ fn writeback_waiters_are_woken(_: &Ctx) -> TestResult {
 
 /// Evicting pages gives their frames back; nothing of a file is leaked.
 fn eviction_frees_pages(_: &Ctx) -> TestResult {
-    let c = fresh_cache(1);
+    let c = fresh_cache(1)?;
     let f = c.file(0).unwrap().clone();
     let free0 = free_frames();
     for i in 0..16 {
@@ -248,7 +265,7 @@ fn eviction_frees_pages(_: &Ctx) -> TestResult {
 }
 
 fn torture_case(ctx: &Ctx) -> TestResult {
-    let r = torture::run(&torture::Options::from_params(ctx.params));
+    let r = torture::run(&torture::Options::from_params(ctx.params))?;
     kassert!(r.ok(), "pagecache torture: {:?}", r.failures);
     kassert!(r.writes > 0 && r.syncs > 0, "no work done");
     Ok(())

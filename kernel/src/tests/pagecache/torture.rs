@@ -29,6 +29,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::{FILE_PAGES, fresh_cache, pattern};
 use crate::{
     arch::x86_64::time,
+    ktest::TestError,
     block::BLOCK_SIZE,
     pagecache::File,
     params::Params,
@@ -97,9 +98,10 @@ struct Shared {
 }
 
 /// Runs the torture (module docs).
-pub fn run(o: &Options) -> Report {
+pub fn run(o: &Options) -> Result<Report, TestError> {
     let mut r = Report::default();
-    let cache = Arc::new(fresh_cache(1));
+    let cache = Arc::new(fresh_cache(1)?);
+    let violations0 = cache.dev.stats().stable_violations;
     let file = cache.file(0).expect("one file").clone();
     let s = Arc::new(Shared {
         stop: AtomicBool::new(false),
@@ -160,7 +162,7 @@ pub fn run(o: &Options) -> Report {
     if r.ok() {
         check_final(o, &file, &s, &mut r);
     }
-    r.stable_violations = cache.dev.stats().stable_violations;
+    r.stable_violations = cache.dev.stats().stable_violations - violations0;
     if r.stable_violations != 0 {
         r.failures.push(format!(
             "{} pages changed while the device was writing them (stable pages broken)",
@@ -184,7 +186,7 @@ pub fn run(o: &Options) -> Report {
         // Stranded threads may still reference the cache: keep it.
         core::mem::forget(cache);
     }
-    r
+    Ok(r)
 }
 
 /// Final sync, every page evicted, every page re-read from the device and
