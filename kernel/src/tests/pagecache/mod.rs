@@ -264,6 +264,56 @@ fn eviction_frees_pages(_: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// The reuse race of Linux 073861ed77b6, provoked on purpose: a page under
+/// writeback carries a stale `PG_WAITERS` (allowed: the bit may outlive
+/// its waiters), and a truncation on another CPU polls the page's
+/// writeback bit and evicts the page the moment it clears, without ever
+/// sleeping, so nothing but `pagesync`'s temporary reference keeps the
+/// page alive while the end of writeback walks its queue. With the
+/// reference every round passes; with `bug=end-writeback-no-ref` the walk
+/// runs on a freed page and the waker's reference check stops the kernel.
+fn end_writeback_reuse_race(_: &Ctx) -> TestResult {
+    const ROUNDS: u64 = 200;
+    if crate::smp::online_cpus() < 2 {
+        return Err(TestError::Skip("needs -smp 2 or more"));
+    }
+    let ram = crate::block::ram_disk().ok_or(TestError::Skip("needs the RAM block device"))?;
+    let c = fresh_cache(1)?;
+    let f = c.file(0).unwrap().clone();
+    let me = crate::arch::cpu_index();
+    let mut evicted = 0;
+    for round in 0..ROUNDS {
+        let i = round % FILE_PAGES;
+        kassert_eq!(f.write(i * BLOCK_SIZE as u64, &pattern(6, i, round)), Ok(BLOCK_SIZE));
+        ram.stop();
+        kassert!(f.writeback_page(i));
+        {
+            let page = f.find_get_page(i).unwrap();
+            page.flags().set(pagesync::flags::PG_WAITERS);
+        }
+        // The truncation: on this CPU (the completion runs on the next
+        // one), spinning on the bit, then evicting.
+        let poller = {
+            let f = f.clone();
+            sched::spawn("pc-truncate", Some(me), move || {
+                while f.page_state(i).is_some_and(|(_, wb)| wb) {
+                    core::hint::spin_loop();
+                }
+                f.evict_clean(i);
+            })
+            .expect("spawn")
+        };
+        ram.start();
+        kassert!(join_timeout(&poller, 10_000), "round {}: truncation stuck", round);
+        if f.find_get_page(i).is_none() {
+            evicted += 1;
+        }
+    }
+    println!("    # {ROUNDS} rounds, page evicted right after its writeback in {evicted}");
+    kassert!(evicted > 0, "the truncation never raced the end of writeback");
+    Ok(())
+}
+
 fn torture_case(ctx: &Ctx) -> TestResult {
     let r = torture::run(&torture::Options::from_params(ctx.params))?;
     kassert!(r.ok(), "pagecache torture: {:?}", r.failures);
@@ -310,6 +360,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "eviction_frees_pages",
             run: eviction_frees_pages,
+        },
+        Case {
+            name: "end_writeback_reuse_race",
+            run: end_writeback_reuse_race,
         },
         Case {
             name: "torture",
