@@ -18,6 +18,7 @@ use crate::{
     mm::{AllocFlags, Frame, alloc_pages},
     pagelock::table,
     sync::IrqMutex,
+    vm::{MapSource, Mapping, VmError},
 };
 
 /// Why a page-cache operation failed. Nothing is left half-done: a failed
@@ -76,6 +77,10 @@ pub struct File {
     /// reduced to "report once").
     error: AtomicBool,
     counters: Counters,
+    /// The address-space mappings of this file (Linux `i_mmap`): writeback
+    /// cleans them. A spin lock taken with interrupts on; never held while
+    /// calling into the VM (`Mapping::clean` may end in `unmapped`).
+    mappings: spin::Mutex<Vec<Mapping>>,
 }
 
 /// A page under writeback, as its completion sees it: no reference of its
@@ -117,6 +122,7 @@ impl File {
             }),
             error: AtomicBool::new(false),
             counters: Counters::default(),
+            mappings: spin::Mutex::new(Vec::new()),
         }
     }
 
@@ -327,6 +333,16 @@ impl File {
         // A locked page can be under writeback from an earlier round (its
         // completion still pending); wait, so writeback starts only once.
         t.wait_on_page_writeback(&page);
+        // `folio_mkclean`: write-protect every mapping of the page (the
+        // next write through one faults and goes through `page_mkwrite`,
+        // which waits for this writeback) and move the hardware dirty bits
+        // into PG_DIRTY. Under the page lock, as Linux does.
+        let mappings: Vec<Mapping> = self.mappings.lock().clone();
+        for m in &mappings {
+            if index >= m.first_index() && index < m.first_index() + m.pages() && m.clean(index) {
+                self.mark_dirty(index, &page);
+            }
+        }
         {
             // Clear the tag before the flag, under the page lock: a writer
             // that dirties the page again needs the lock, and re-tags.
@@ -433,7 +449,9 @@ impl File {
             return false;
         };
         t.lock_page(&page);
-        if !self.owns(&page, index) {
+        // A mapped page stays (Linux would unmap it first on truncation;
+        // we leave mapped pages to the mappings' owners).
+        if !self.owns(&page, index) || page.mapcount() != 0 {
             t.unlock_page(&page);
             return false;
         }
@@ -474,5 +492,37 @@ impl File {
             write_errors: c.write_errors.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// A file can be mapped into address spaces (`vm::AddressSpace::map_file`).
+impl MapSource for File {
+    fn get_page(&self, index: u64) -> Result<Frame, VmError> {
+        File::get_page(self, index).map_err(|e| match e {
+            FsError::NoMemory => VmError::OutOfMemory,
+            _ => VmError::Io { index },
+        })
+    }
+
+    /// The page is locked by the VM (see `MapSource`): wait for stable
+    /// data (the mapping was write-protected when writeback started, which
+    /// is why this write faulted), then dirty it. The page cannot go under
+    /// writeback again before the VM unlocks it, after the entry is
+    /// writable.
+    fn page_mkwrite(&self, index: u64, page: &Frame) -> Result<(), VmError> {
+        if !self.owns(page, index) {
+            return Err(VmError::Retry);
+        }
+        table().wait_for_stable_page(page);
+        self.mark_dirty(index, page);
+        Ok(())
+    }
+
+    fn mapped(&self, m: Mapping) {
+        self.mappings.lock().push(m);
+    }
+
+    fn unmapped(&self, m: &Mapping) {
+        self.mappings.lock().retain(|x| x != m);
     }
 }

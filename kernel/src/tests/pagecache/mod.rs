@@ -20,11 +20,12 @@ use crate::{
     kassert, kassert_eq,
     ktest::{Case, Ctx, Suite, TestError, TestResult},
     mm::{AllocFlags, alloc_pages, page_alloc::free_frames},
-    println,
     pagecache::{Cache, FsError, io_sync},
     pagelock::table,
+    println,
     sched::{self, ThreadRef},
     tests::sched::join_timeout,
+    vm::{AddressSpace, Prot},
 };
 
 /// Pages per file in the test layouts.
@@ -37,11 +38,13 @@ static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
 /// used before in this boot, its first block zeroed (so it reads as
 /// unformatted). Skips the case when the RAM device is missing or full.
 pub fn ram_device(blocks: u64) -> Result<Arc<dyn BlockDevice>, TestError> {
-    let ram: &'static dyn BlockDevice = crate::block::ram_disk()
-        .ok_or(TestError::Skip("needs the RAM block device (ramdisk=1 or more)"))?;
+    let ram: &'static dyn BlockDevice = crate::block::ram_disk().ok_or(TestError::Skip(
+        "needs the RAM block device (ramdisk=1 or more)",
+    ))?;
     let first = NEXT_BLOCK.fetch_add(blocks, Ordering::Relaxed);
-    let part = Partition::new(ram, first, blocks)
-        .ok_or(TestError::Skip("the RAM block device is full (raise ramdisk=)"))?;
+    let part = Partition::new(ram, first, blocks).ok_or(TestError::Skip(
+        "the RAM block device is full (raise ramdisk=)",
+    ))?;
     let dev: Arc<dyn BlockDevice> = Arc::new(part);
     put_device_block(&*dev, 0, &[0; BLOCK_SIZE]).map_err(|_| TestError::Fail)?;
     Ok(dev)
@@ -77,7 +80,11 @@ pub fn device_block(dev: &dyn BlockDevice, block: u64) -> Result<[u8; BLOCK_SIZE
 }
 
 /// Writes `data` to device block `block` directly (no cache).
-fn put_device_block(dev: &dyn BlockDevice, block: u64, data: &[u8; BLOCK_SIZE]) -> Result<(), FsError> {
+fn put_device_block(
+    dev: &dyn BlockDevice,
+    block: u64,
+    data: &[u8; BLOCK_SIZE],
+) -> Result<(), FsError> {
     let f = alloc_pages(0, AllocFlags::ZERO).ok_or(FsError::NoMemory)?;
     // SAFETY: the frame is ours, mapped, one page.
     unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), f.virt(), BLOCK_SIZE) };
@@ -98,7 +105,10 @@ fn format_and_reopen(_: &Ctx) -> TestResult {
     kassert_eq!((c.layout.files, c.layout.file_blocks), (3, FILE_PAGES));
     drop(c);
     let again = Cache::open(dev, 7).expect("reopen");
-    kassert_eq!((again.layout.files, again.layout.file_blocks), (3, FILE_PAGES));
+    kassert_eq!(
+        (again.layout.files, again.layout.file_blocks),
+        (3, FILE_PAGES)
+    );
     kassert!(matches!(
         Cache::open(ram_device(4)?, FILE_PAGES),
         Err(FsError::Layout(_))
@@ -129,7 +139,10 @@ fn read_through_cache(_: &Ctx) -> TestResult {
     let after = f.stats();
     kassert_eq!(after.reads_issued, before.reads_issued);
     kassert!(after.hits > before.hits);
-    kassert_eq!(f.read(f.bytes() + 1, &mut buf[..1]), Err(FsError::OutOfRange));
+    kassert_eq!(
+        f.read(f.bytes() + 1, &mut buf[..1]),
+        Err(FsError::OutOfRange)
+    );
     Ok(())
 }
 
@@ -228,7 +241,12 @@ fn writeback_waiters_are_woken(_: &Ctx) -> TestResult {
             })
             .collect();
         for t in &ts {
-            kassert!(join_timeout(t, 10_000), "round {}: {} not woken", round, t.name);
+            kassert!(
+                join_timeout(t, 10_000),
+                "round {}: {} not woken",
+                round,
+                t.name
+            );
         }
         kassert!(!page.flags().test(PG_WRITEBACK));
     }
@@ -242,7 +260,10 @@ fn eviction_frees_pages(_: &Ctx) -> TestResult {
     let f = c.file(0).unwrap().clone();
     let free0 = free_frames();
     for i in 0..16 {
-        kassert_eq!(f.write(i * BLOCK_SIZE as u64, &pattern(5, i, 0)), Ok(BLOCK_SIZE));
+        kassert_eq!(
+            f.write(i * BLOCK_SIZE as u64, &pattern(5, i, 0)),
+            Ok(BLOCK_SIZE)
+        );
     }
     kassert_eq!(f.sync(), Ok(()));
     kassert_eq!(f.cached_pages(), 16);
@@ -284,7 +305,10 @@ fn end_writeback_reuse_race(_: &Ctx) -> TestResult {
     let mut evicted = 0;
     for round in 0..ROUNDS {
         let i = round % FILE_PAGES;
-        kassert_eq!(f.write(i * BLOCK_SIZE as u64, &pattern(6, i, round)), Ok(BLOCK_SIZE));
+        kassert_eq!(
+            f.write(i * BLOCK_SIZE as u64, &pattern(6, i, round)),
+            Ok(BLOCK_SIZE)
+        );
         ram.stop();
         kassert!(f.writeback_page(i));
         {
@@ -304,13 +328,110 @@ fn end_writeback_reuse_race(_: &Ctx) -> TestResult {
             .expect("spawn")
         };
         ram.start();
-        kassert!(join_timeout(&poller, 10_000), "round {}: truncation stuck", round);
+        kassert!(
+            join_timeout(&poller, 10_000),
+            "round {}: truncation stuck",
+            round
+        );
         if f.find_get_page(i).is_none() {
             evicted += 1;
         }
     }
     println!("    # {ROUNDS} rounds, page evicted right after its writeback in {evicted}");
-    kassert!(evicted > 0, "the truncation never raced the end of writeback");
+    kassert!(
+        evicted > 0,
+        "the truncation never raced the end of writeback"
+    );
+    Ok(())
+}
+
+/// Where the mmap cases map their file.
+const MAP_VA: u64 = 0x40_0000_0000;
+
+/// Writes `v` at `va` in the current address space (a real store: it
+/// faults the page in, and write-faults a write-protected one).
+fn poke(va: u64, v: u64) {
+    // SAFETY: `va` is inside a writable file mapping of the running
+    // thread's address space (set up by the caller); faults are resolved
+    // by the VM.
+    unsafe { core::ptr::write_volatile(va as *mut u64, v) };
+}
+
+/// A file mapped into an address space: stores through the mapping make
+/// the page dirty (through `page_mkwrite`), writeback write-protects the
+/// mapping (`Mapping::clean`) so the next store faults again, sync writes
+/// the stores to the device, and a store to a page under writeback waits
+/// for its end (stable pages through mappings too).
+fn mmap_writes_reach_the_device(_: &Ctx) -> TestResult {
+    let ram = crate::block::ram_disk().ok_or(TestError::Skip("needs the RAM block device"))?;
+    let c = fresh_cache(1)?;
+    let f = c.file(0).unwrap().clone();
+    let space = AddressSpace::new().map_err(|_| TestError::Fail)?;
+    let pages = 4u64;
+    let m = space.map_file(
+        MAP_VA,
+        pages * BLOCK_SIZE as u64,
+        Prot::ReadWrite,
+        f.clone() as Arc<dyn crate::vm::MapSource>,
+        0,
+    );
+    kassert!(m.is_ok(), "map_file: {:?}", m.err());
+    let cpu = crate::smp::online_cpus() - 1;
+    let run = |name: &str, body: fn()| {
+        let t = crate::sched::spawn_in(name, Some(cpu), Some(space.thread_space()), body)
+            .expect("spawn");
+        join_timeout(&t, 10_000)
+    };
+    // 1. Stores through the mapping; sync writes them.
+    kassert!(run("pc-mmap1", || {
+        for p in 0..4 {
+            poke(MAP_VA + p * BLOCK_SIZE as u64 + 8, 0x1000 + p);
+        }
+    }));
+    kassert_eq!(f.page_state(2), Some((true, false)));
+    kassert_eq!(f.sync(), Ok(()));
+    let b = device_block(&*c.dev, c.layout.block(0, 2)).unwrap();
+    kassert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 0x1002);
+    kassert_eq!(f.page_state(2), Some((false, false)));
+    // 2. Writeback write-protected the mapping: a new store faults,
+    // dirties the page again, and sync writes it.
+    let faults0 = space.stats().hw_faults;
+    kassert!(run("pc-mmap2", || poke(
+        MAP_VA + 2 * BLOCK_SIZE as u64 + 8,
+        0x2002
+    )));
+    kassert!(
+        space.stats().hw_faults > faults0,
+        "the store after writeback did not fault"
+    );
+    kassert_eq!(f.page_state(2), Some((true, false)));
+    kassert_eq!(f.sync(), Ok(()));
+    let b = device_block(&*c.dev, c.layout.block(0, 2)).unwrap();
+    kassert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 0x2002);
+    // 3. A store to a page under writeback waits for the write-out.
+    kassert!(run("pc-mmap3", || poke(MAP_VA + 8, 0x3000)));
+    ram.stop();
+    kassert!(f.writeback_page(0));
+    let violations0 = c.dev.stats().stable_violations;
+    let writer = crate::sched::spawn_in("pc-mmap4", Some(cpu), Some(space.thread_space()), || {
+        poke(MAP_VA + 8, 0x4000);
+    })
+    .expect("spawn");
+    crate::sched::timer::sleep_ns(50 * 1_000_000);
+    kassert!(
+        !writer.exited.load(Ordering::Acquire),
+        "a store went through to a page under writeback"
+    );
+    ram.start();
+    kassert!(
+        join_timeout(&writer, 10_000),
+        "the store never went through"
+    );
+    kassert_eq!(c.dev.stats().stable_violations, violations0);
+    kassert_eq!(f.sync(), Ok(()));
+    let b = device_block(&*c.dev, c.layout.block(0, 0)).unwrap();
+    kassert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 0x4000);
+    kassert!(space.unmap(MAP_VA, pages * BLOCK_SIZE as u64).is_ok());
     Ok(())
 }
 
@@ -360,6 +481,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "eviction_frees_pages",
             run: eviction_frees_pages,
+        },
+        Case {
+            name: "mmap_writes_reach_the_device",
+            run: mmap_writes_reach_the_device,
         },
         Case {
             name: "end_writeback_reuse_race",

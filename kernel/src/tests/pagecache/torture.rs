@@ -29,8 +29,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::{FILE_PAGES, fresh_cache, pattern};
 use crate::{
     arch::x86_64::time,
-    ktest::TestError,
     block::BLOCK_SIZE,
+    ktest::TestError,
     pagecache::File,
     params::Params,
     println,
@@ -148,7 +148,8 @@ pub fn run(o: &Options) -> Result<Report, TestError> {
     for t in &threads {
         let left = deadline.saturating_sub(time::now_ns()) / MS;
         if !join_timeout(t, left.max(1)) {
-            r.failures.push(format!("{} did not finish after the stop", t.name));
+            r.failures
+                .push(format!("{} did not finish after the stop", t.name));
         }
     }
     r.writes = s.writes.load(Ordering::Relaxed);
@@ -209,16 +210,18 @@ fn check_final(o: &Options, file: &Arc<File>, s: &Shared, r: &mut Report) {
         };
         match file.read(p * BLOCK_SIZE as u64, &mut buf) {
             Ok(n) if n == BLOCK_SIZE && buf == want => {}
-            Ok(_) => r
-                .failures
-                .push(format!("page {p}: device has not the last write (round {round})")),
+            Ok(_) => r.failures.push(format!(
+                "page {p}: device has not the last write (round {round})"
+            )),
             Err(e) => r.failures.push(format!("page {p}: re-read failed: {e:?}")),
         }
     }
 }
 
 fn writer(s: &Shared, file: &Arc<File>, o: &Options, k: usize) {
-    let mine: Vec<u64> = (0..o.pages).filter(|p| p % o.writers as u64 == k as u64).collect();
+    let mine: Vec<u64> = (0..o.pages)
+        .filter(|p| p % o.writers as u64 == k as u64)
+        .collect();
     if mine.is_empty() {
         return;
     }
