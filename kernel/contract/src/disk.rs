@@ -8,6 +8,19 @@ pub const BLOCK_SIZE: usize = 4096;
 /// Blocks the persistence check writes (block 0 upwards).
 pub const PERSIST_BLOCKS: u64 = 64;
 
+/// The page-cache persistence check (`pagecache.persist`) keeps its file
+/// system on the disk's blocks from here on: a header block, then files of
+/// [`PAGECACHE_FILE_PAGES`] pages. It writes, through the cache, page `p`
+/// of file 1 as block `PAGECACHE_FIRST_BLOCK + 1 + PAGECACHE_FILE_PAGES + p`
+/// of the disk, with the words of `pattern_word(seed, 1000 + p, word)`.
+pub const PAGECACHE_FIRST_BLOCK: u64 = 1024;
+/// Pages per file of the page-cache persistence check's file system.
+pub const PAGECACHE_FILE_PAGES: u64 = 64;
+/// Files of that file system.
+pub const PAGECACHE_FILES: u64 = 2;
+/// Pages of file 1 the check writes.
+pub const PAGECACHE_PERSIST_PAGES: u64 = 8;
+
 /// 64-bit word `word` (0..512) of block `block` under `seed`, stored
 /// little-endian at byte `8 * word` of the block: distinct for every seed,
 /// block and word (a splitmix64 finaliser over their combination), so a

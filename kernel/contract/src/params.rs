@@ -497,7 +497,7 @@ pub static TABLE: [Spec; Key::COUNT] = [
         kind: Kind::Choice(&["off", "write", "check"]),
         default: DefaultValue::Is("off"),
         help: "persistence check on the virtio disk: write a pattern derived from seed= to its first blocks, or check that they hold it (a later boot of the same image)",
-        scope: Some(&["block.persist"]),
+        scope: Some(&["block.persist", "pagecache.persist"]),
     },
 ];
 

@@ -435,6 +435,69 @@ fn mmap_writes_reach_the_device(_: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// `blk_persist=write`: through the page cache on the virtio disk (a file
+/// system at `PAGECACHE_FIRST_BLOCK`), the pattern of `seed=` goes into
+/// file 1 and `sync` writes it; `blk_persist=check`: a later boot of the
+/// same image reads it back through the cache (see `tests/tests/block.rs`).
+fn persist(ctx: &Ctx) -> TestResult {
+    use crate::params::Persist;
+    use contract::disk::{
+        PAGECACHE_FILE_PAGES, PAGECACHE_FILES, PAGECACHE_FIRST_BLOCK, PAGECACHE_PERSIST_PAGES,
+        pattern_word,
+    };
+    let mode = ctx.params.blk_persist;
+    if mode == Persist::Off {
+        return Err(TestError::Skip("blk_persist=off"));
+    }
+    let disk: &'static dyn BlockDevice = crate::block::virtio_blk()
+        .map(|d| d as &'static dyn BlockDevice)
+        .map_err(TestError::Skip)?;
+    let part = Partition::new(
+        disk,
+        PAGECACHE_FIRST_BLOCK,
+        1 + PAGECACHE_FILES * PAGECACHE_FILE_PAGES,
+    )
+    .ok_or(TestError::Skip("the virtio disk is too small"))?;
+    let c = Cache::open(Arc::new(part), PAGECACHE_FILE_PAGES);
+    kassert!(c.is_ok(), "open: {:?}", c.as_ref().err());
+    let c = c.unwrap();
+    let f = c.file(1).unwrap().clone();
+    let seed = ctx.params.seed;
+    let want = |p: u64| {
+        let mut b = [0u8; BLOCK_SIZE];
+        for (w, chunk) in b.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&pattern_word(seed, 1000 + p, w as u64).to_le_bytes());
+        }
+        b
+    };
+    for p in 0..PAGECACHE_PERSIST_PAGES {
+        if mode == Persist::Write {
+            kassert_eq!(f.write(p * BLOCK_SIZE as u64, &want(p)), Ok(BLOCK_SIZE));
+        } else {
+            let mut got = [0u8; BLOCK_SIZE];
+            kassert_eq!(f.read(p * BLOCK_SIZE as u64, &mut got), Ok(BLOCK_SIZE));
+            kassert!(
+                got == want(p),
+                "page {}: the disk does not hold the pattern",
+                p
+            );
+        }
+    }
+    if mode == Persist::Write {
+        kassert_eq!(f.sync(), Ok(()));
+    }
+    println!(
+        "    # pagecache persist={}: {PAGECACHE_PERSIST_PAGES} pages {} through the cache with seed {seed}",
+        mode.name(),
+        if mode == Persist::Write {
+            "written and synced"
+        } else {
+            "read back"
+        }
+    );
+    Ok(())
+}
+
 fn torture_case(ctx: &Ctx) -> TestResult {
     let r = torture::run(&torture::Options::from_params(ctx.params))?;
     kassert!(r.ok(), "pagecache torture: {:?}", r.failures);
@@ -493,6 +556,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "torture",
             run: torture_case,
+        },
+        Case {
+            name: "persist",
+            run: persist,
         },
     ],
 };

@@ -1,0 +1,43 @@
+//! The page cache's checks can fail: each known-bad writeback variant
+//! (`bug=<name>`, see `kernel/pagesync/src/variant/bugs.rs`) makes the case
+//! built to catch it fail, in its own way.
+
+use boot::qemu::Exit;
+use tests::check;
+
+/// `no-stable-wait`: writers change pages the device is writing; the
+/// devices' stable-page check counts it and the torture fails.
+#[test]
+fn no_stable_wait_is_caught() {
+    let (out, v) = tests::boot("pc-no-stable-wait")
+        .params(["filter=pagecache.torture", "bug=no-stable-wait"])
+        .run()
+        .expect("QEMU run");
+    check(!v.passed, "bug=no-stable-wait must fail the torture", &out);
+    check(
+        out.contains("pages changed while the device was writing them (stable pages broken)"),
+        "the failure must be the stable-page check",
+        &out,
+    );
+}
+
+/// `end-writeback-no-ref` (Linux before 073861ed77b6): the end of
+/// writeback walks a page that a truncation freed in between; the waker's
+/// reference check stops the kernel.
+#[test]
+fn end_writeback_without_reference_is_caught() {
+    let (out, v) = tests::boot("pc-end-wb-no-ref")
+        .params([
+            "filter=pagecache.end_writeback_reuse_race",
+            "bug=end-writeback-no-ref",
+        ])
+        .run()
+        .expect("QEMU run");
+    check(!v.passed, "bug=end-writeback-no-ref must fail", &out);
+    check(out.exit == Exit::Panic, "exit must be Panic", &out);
+    check(
+        out.contains("wake_page_bit: page 0x") && out.contains("has no reference"),
+        "the failure must be the waker's reference check",
+        &out,
+    );
+}
