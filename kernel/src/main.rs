@@ -26,6 +26,7 @@ mod bench;
 mod block;
 mod config;
 mod console;
+mod gup;
 mod ktest;
 mod mm;
 mod pagecache;

@@ -440,6 +440,7 @@ pub static TABLE: [Spec; Key::COUNT] = [
             "gup-wmb-only",
             "gup-plain-stores",
             "gup-check-outside-lock",
+            "write-pinned-in-place",
         ]),
         default: DefaultValue::Is("none"),
         help: "run this known-bad protocol variant (announced loudly; never the default)",

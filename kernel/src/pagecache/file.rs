@@ -54,6 +54,10 @@ pub struct FileStats {
     pub writes_issued: u64,
     pub write_errors: u64,
     pub evicted: u64,
+    /// Writes done from a bounce copy (the page may have been pinned).
+    pub bounced: u64,
+    /// Writebacks put off for want of a frame for the copy.
+    pub bounce_failures: u64,
 }
 
 #[derive(Default)]
@@ -64,6 +68,8 @@ struct Counters {
     writes_issued: AtomicU64,
     write_errors: AtomicU64,
     evicted: AtomicU64,
+    bounced: AtomicU64,
+    bounce_failures: AtomicU64,
 }
 
 /// A file of the device (module docs of `super`).
@@ -81,6 +87,18 @@ pub struct File {
     /// cleans them. A spin lock taken with interrupts on; never held while
     /// calling into the VM (`Mapping::clean` may end in `unmapped`).
     mappings: spin::Mutex<Vec<Mapping>>,
+}
+
+/// A copy of `page`'s contents in a frame of its own, for the device to
+/// write from; None without memory. The caller holds the page lock and
+/// the page is under writeback, so no CPU writer changes it during the
+/// copy; a DMA writer through a pin may, and the copy is then one snapshot
+/// of what the memory held (as any DMA racing a read would see).
+fn bounce_copy(page: &Frame) -> Option<Frame> {
+    let copy = alloc_pages(0, AllocFlags::NONE)?;
+    // SAFETY: both frames are mapped and one page long; the copy is ours.
+    unsafe { core::ptr::copy_nonoverlapping(page.virt(), copy.virt(), BLOCK_SIZE) };
+    Some(copy)
 }
 
 /// A page under writeback, as its completion sees it: no reference of its
@@ -352,11 +370,38 @@ impl File {
             t.unlock_page(&page);
             return false;
         }
-        let _start = t.start_page_writeback(&page);
+        let start = t.start_page_writeback(&page);
         let wb = WritebackPage(NonNull::from(&*page));
-        // The device reads the page itself (no pin can exist yet: GUP
-        // arrives with the pinning issue, which decides on a bounce copy).
-        let data = page.clone();
+        // A page that may be DMA-pinned can change under the device at any
+        // moment (a device writes through the pin, not through the page
+        // cache, and stable-page waits cannot stop it). Write it from a
+        // bounce copy taken now, after writeback started (so a pin that
+        // `start_page_writeback` did not see cannot exist: `crate::gup`
+        // waits for writeback before pinning): the disk then gets one
+        // consistent image of the page, and the device's stable-page check
+        // holds. Going beyond Linux, which still writes pinned pages in
+        // place (Jan Kara's 2023 bounce proposal was not merged).
+        let data = if start.maybe_pinned
+            && pagesync::variant::bugs::bounce_pinned_pages(t.config().bug)
+        {
+            match bounce_copy(&page) {
+                Some(copy) => {
+                    self.counters.bounced.fetch_add(1, Ordering::Relaxed);
+                    copy
+                }
+                None => {
+                    // No frame for the copy: give the page back its dirty
+                    // state and leave it for the next writeback.
+                    self.counters.bounce_failures.fetch_add(1, Ordering::Relaxed);
+                    self.mark_dirty(index, &page);
+                    let _ = t.end_page_writeback(&page, WriteResult::Written);
+                    t.unlock_page(&page);
+                    return false;
+                }
+            }
+        } else {
+            page.clone()
+        };
         t.unlock_page(&page);
         drop(page);
         self.counters.writes_issued.fetch_add(1, Ordering::Relaxed);
@@ -491,6 +536,8 @@ impl File {
             writes_issued: c.writes_issued.load(Ordering::Relaxed),
             write_errors: c.write_errors.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
+            bounced: c.bounced.load(Ordering::Relaxed),
+            bounce_failures: c.bounce_failures.load(Ordering::Relaxed),
         }
     }
 }

@@ -139,3 +139,10 @@ pub(crate) fn set_writeback_plain(bug: Option<Bug>, page: &Page) -> Option<bool>
         .store_release_racy(old | mask(crate::flags::PG_WRITEBACK));
     Some(old & mask(crate::flags::PG_WRITEBACK) != 0)
 }
+
+/// [`Bug::WritePinnedInPlace`], asked by a writeback that has just started
+/// on a page `start_page_writeback` reported maybe pinned: whether to write
+/// it from a bounce copy (the correct answer) or from the page itself.
+pub fn bounce_pinned_pages(bug: Option<Bug>) -> bool {
+    bug != Some(Bug::WritePinnedInPlace)
+}

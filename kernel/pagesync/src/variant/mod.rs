@@ -175,11 +175,17 @@ pub enum Bug {
     /// can start in between, see no pin, and the page is pinned under it.
     /// The mutation: in `crate::pin`'s lock pinner.
     GupCheckOutsideLock,
+    /// Writeback writes a page that may be DMA-pinned from the page itself
+    /// instead of a bounce copy taken after writeback started: a device
+    /// writing into the pinned page (DMA) changes the data while the disk
+    /// is being written. The mutation: [`bugs::bounce_pinned_pages`]
+    /// (asked by the kernel's page cache).
+    WritePinnedInPlace,
 }
 
 impl Bug {
     /// Every known-bad variant.
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 11] = [
         Bug::TasOutsideLock,
         Bug::ClearAfterWake,
         Bug::ClearWaitersEarly,
@@ -190,6 +196,7 @@ impl Bug {
         Bug::GupWmbOnly,
         Bug::GupPlainStores,
         Bug::GupCheckOutsideLock,
+        Bug::WritePinnedInPlace,
     ];
 
     /// The name used in boot parameters, reports and test names.
@@ -205,6 +212,7 @@ impl Bug {
             Bug::GupWmbOnly => "gup-wmb-only",
             Bug::GupPlainStores => "gup-plain-stores",
             Bug::GupCheckOutsideLock => "gup-check-outside-lock",
+            Bug::WritePinnedInPlace => "write-pinned-in-place",
         }
     }
 

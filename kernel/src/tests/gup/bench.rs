@@ -1,0 +1,3 @@
+//! Benchmarks placeholder (filled below).
+use crate::bench::Bench;
+pub static BENCHES: &[Bench] = &[];
