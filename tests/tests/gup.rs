@@ -35,3 +35,22 @@ fn checking_writeback_outside_the_lock_is_caught() {
         &out,
     );
 }
+
+/// Writing a maybe-pinned page from the page itself lets DMA change the
+/// data under the device; its stable-page check catches it.
+#[test]
+fn writing_pinned_pages_in_place_is_caught() {
+    let (out, v) = tests::boot("gup-write-in-place")
+        .params([
+            "filter=gup.dma_during_writeback",
+            "bug=write-pinned-in-place",
+        ])
+        .run()
+        .expect("QEMU run");
+    check(!v.passed, "the known-bad writeback must fail", &out);
+    check(
+        out.contains("pinned pages change while writing them"),
+        "the failure must be the stable-page check",
+        &out,
+    );
+}

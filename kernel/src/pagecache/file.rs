@@ -381,27 +381,28 @@ impl File {
         // consistent image of the page, and the device's stable-page check
         // holds. Going beyond Linux, which still writes pinned pages in
         // place (Jan Kara's 2023 bounce proposal was not merged).
-        let data = if start.maybe_pinned
-            && pagesync::variant::bugs::bounce_pinned_pages(t.config().bug)
-        {
-            match bounce_copy(&page) {
-                Some(copy) => {
-                    self.counters.bounced.fetch_add(1, Ordering::Relaxed);
-                    copy
+        let data =
+            if start.maybe_pinned && pagesync::variant::bugs::bounce_pinned_pages(t.config().bug) {
+                match bounce_copy(&page) {
+                    Some(copy) => {
+                        self.counters.bounced.fetch_add(1, Ordering::Relaxed);
+                        copy
+                    }
+                    None => {
+                        // No frame for the copy: give the page back its dirty
+                        // state and leave it for the next writeback.
+                        self.counters
+                            .bounce_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.mark_dirty(index, &page);
+                        let _ = t.end_page_writeback(&page, WriteResult::Written);
+                        t.unlock_page(&page);
+                        return false;
+                    }
                 }
-                None => {
-                    // No frame for the copy: give the page back its dirty
-                    // state and leave it for the next writeback.
-                    self.counters.bounce_failures.fetch_add(1, Ordering::Relaxed);
-                    self.mark_dirty(index, &page);
-                    let _ = t.end_page_writeback(&page, WriteResult::Written);
-                    t.unlock_page(&page);
-                    return false;
-                }
-            }
-        } else {
-            page.clone()
-        };
+            } else {
+                page.clone()
+            };
         t.unlock_page(&page);
         drop(page);
         self.counters.writes_issued.fetch_add(1, Ordering::Relaxed);

@@ -59,4 +59,5 @@ pub static BENCHES: &[&[Bench]] = &[
     pagelock::bench::BENCHES,
     block::bench::BENCHES,
     vm::bench::BENCHES,
+    gup::bench::BENCHES,
 ];

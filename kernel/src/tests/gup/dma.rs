@@ -111,13 +111,19 @@ pub fn dma_during_writeback(_: &Ctx) -> TestResult {
         "    # {PAGES} pinned pages, {} DMA writes, {submitted} writebacks, {bounced} from bounce copies, {violations} stable-page violations",
         writes.load(Ordering::Relaxed)
     );
-    kassert!(submitted > 0 && writes.load(Ordering::Relaxed) > 0, "no work done");
+    kassert!(
+        submitted > 0 && writes.load(Ordering::Relaxed) > 0,
+        "no work done"
+    );
     kassert!(
         violations == 0,
         "the device saw {} pinned pages change while writing them",
         violations
     );
-    kassert!(bounced > 0, "no write of a pinned page went through a bounce copy");
+    kassert!(
+        bounced > 0,
+        "no write of a pinned page went through a bounce copy"
+    );
     kassert!(space.unmap(VA, PAGES * PAGE_SIZE as u64).is_ok());
     Ok(())
 }

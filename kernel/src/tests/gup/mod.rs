@@ -56,7 +56,11 @@ fn pin_and_unpin_restore_counts(_: &Ctx) -> TestResult {
     kassert_eq!(p.len(), 8);
     for (i, f) in p.frames().iter().enumerate() {
         kassert!(crate::gup::page_maybe_dma_pinned(f));
-        kassert!(core::ptr::eq(&**f, &*refs[i]), "page {} is not the mapped one", i);
+        kassert!(
+            core::ptr::eq(&**f, &*refs[i]),
+            "page {} is not the mapped one",
+            i
+        );
         kassert_eq!(f.ref_count(), before[i] + 1 + GUP_PIN_COUNTING_BIAS);
     }
     drop(p);
@@ -71,7 +75,11 @@ fn errors_leave_nothing_pinned(_: &Ctx) -> TestResult {
     let space = AddressSpace::new().map_err(|_| TestError::Fail)?;
     // Pages 0..4 read-write, a hole at 4, pages 5..6 read-only.
     kassert!(space.map_anon(VA, 4 * PAGE, Prot::ReadWrite).is_ok());
-    kassert!(space.map_anon(VA + 5 * PAGE, 2 * PAGE, Prot::ReadOnly).is_ok());
+    kassert!(
+        space
+            .map_anon(VA + 5 * PAGE, 2 * PAGE, Prot::ReadOnly)
+            .is_ok()
+    );
     let before = counts(&space, VA, 4);
     let cases: [(u64, usize, GupFlags, GupError); 7] = [
         (VA, 0, W, GupError::Empty),
@@ -94,7 +102,14 @@ fn errors_leave_nothing_pinned(_: &Ctx) -> TestResult {
                 end: 0xffff_8000_0000_1000,
             },
         ),
-        (VA, 6, W, GupError::NotMapped { addr: VA + 4 * PAGE }),
+        (
+            VA,
+            6,
+            W,
+            GupError::NotMapped {
+                addr: VA + 4 * PAGE,
+            },
+        ),
         (
             VA + 5 * PAGE,
             2,
@@ -103,9 +118,14 @@ fn errors_leave_nothing_pinned(_: &Ctx) -> TestResult {
                 addr: VA + 5 * PAGE,
             },
         ),
-        (VA, crate::gup::MAX_PAGES + 1, W, GupError::TooMany {
-            count: crate::gup::MAX_PAGES + 1,
-        }),
+        (
+            VA,
+            crate::gup::MAX_PAGES + 1,
+            W,
+            GupError::TooMany {
+                count: crate::gup::MAX_PAGES + 1,
+            },
+        ),
     ];
     for (start, count, flags, want) in cases {
         let got = pin_user_pages(&space, start, count, flags).err();
@@ -117,7 +137,9 @@ fn errors_leave_nothing_pinned(_: &Ctx) -> TestResult {
     // A count that would pass 2^31 on the third page: the first two pins
     // are released too.
     {
-        let third = get_user_pages(&space, VA + 2 * PAGE, 1, W).unwrap().remove(0);
+        let third = get_user_pages(&space, VA + 2 * PAGE, 1, W)
+            .unwrap()
+            .remove(0);
         let saved = third.ref_count();
         let high = (1u32 << 31) - GUP_PIN_COUNTING_BIAS / 2;
         // SAFETY: a test page of this space only; nothing else takes or
@@ -126,7 +148,12 @@ fn errors_leave_nothing_pinned(_: &Ctx) -> TestResult {
         let got = pin_user_pages(&space, VA, 4, W).err();
         // SAFETY: as above.
         unsafe { third.set_ref_count_unshared(saved) };
-        kassert_eq!(got, Some(GupError::Overflow { addr: VA + 2 * PAGE }));
+        kassert_eq!(
+            got,
+            Some(GupError::Overflow {
+                addr: VA + 2 * PAGE
+            })
+        );
     }
     kassert_eq!(counts(&space, VA, 4), before);
     // Long-term write pins of a file mapping are refused; read ones are not.
@@ -135,7 +162,13 @@ fn errors_leave_nothing_pinned(_: &Ctx) -> TestResult {
     let fva = VA + 64 * PAGE;
     kassert!(
         space
-            .map_file(fva, 2 * PAGE, Prot::ReadWrite, file as Arc<dyn crate::vm::MapSource>, 0)
+            .map_file(
+                fva,
+                2 * PAGE,
+                Prot::ReadWrite,
+                file as Arc<dyn crate::vm::MapSource>,
+                0
+            )
             .is_ok()
     );
     let longterm = GupFlags {
@@ -161,7 +194,6 @@ fn errors_leave_nothing_pinned(_: &Ctx) -> TestResult {
     kassert!(space.unmap(fva, 2 * PAGE).is_ok());
     Ok(())
 }
-
 
 fn race_case(ctx: &Ctx, gup: PinScheme) -> TestResult {
     if crate::smp::online_cpus() < 2 {
