@@ -23,7 +23,7 @@ use pagesync::WriteResult;
 use crate::{
     mm::{AllocFlags, Frame, alloc_pages},
     pagelock::Table,
-    sched::{self, ThreadRef},
+    sched::{self, ThreadRef, thread::WaitQueue},
     smp::online_cpus,
     tests::{pagelock::torture::Rng, sched::join_timeout},
 };
@@ -44,10 +44,11 @@ pub struct RaceReport {
 }
 
 /// One pair's shared state. Each barrier is a counter both sides bump and
-/// then wait to reach `2 * (generation)`.
+/// then wait to reach `2 * (generation)`, spinning briefly, then asleep.
 struct Pair {
     page: Frame,
     arrive: AtomicU64,
+    wq: WaitQueue,
     pinned: AtomicU64,
     violations: AtomicU64,
     pins: AtomicU64,
@@ -58,18 +59,23 @@ struct Pair {
 /// both have arrived `g` times. AcqRel/Acquire: what each side did before
 /// its arrival is visible to the other after the wait.
 fn meet(p: &Pair, g: u64) {
-    p.arrive.fetch_add(1, Ordering::AcqRel);
-    let mut spins = 0u32;
-    while p.arrive.load(Ordering::Acquire) < 2 * g {
-        core::hint::spin_loop();
-        spins += 1;
-        // The partner may be descheduled (a vCPU off its host core, or
-        // asleep on the page lock): after a while let this CPU's other
-        // threads (the test runner) run instead of spinning through ticks.
-        if spins.is_multiple_of(4096) {
-            sched::yield_now();
-        }
+    if p.arrive.fetch_add(1, Ordering::AcqRel) + 1 == 2 * g {
+        // Second to arrive: release the first. The wait queue's lock
+        // orders our count above before its re-check.
+        p.wq.wake_up_all();
+        return;
     }
+    // Spin briefly (the partner is usually a few hundred cycles away),
+    // then sleep: with more vCPUs than host cores the partner may be off
+    // its core for a whole host time slice, and spinning would only keep
+    // it off longer.
+    for _ in 0..2000 {
+        if p.arrive.load(Ordering::Acquire) >= 2 * g {
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    p.wq.wait_event(|| p.arrive.load(Ordering::Acquire) >= 2 * g);
 }
 
 /// Spins before each side's step: small, so that the two steps, which
@@ -132,6 +138,7 @@ pub fn run(table: &'static Table, rounds: u64, seed: u64) -> RaceReport {
             Arc::new(Pair {
                 page: alloc_pages(0, AllocFlags::ZERO).expect("a frame"),
                 arrive: AtomicU64::new(0),
+                wq: WaitQueue::new(),
                 pinned: AtomicU64::new(0),
                 violations: AtomicU64::new(0),
                 pins: AtomicU64::new(0),

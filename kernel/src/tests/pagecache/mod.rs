@@ -35,8 +35,9 @@ pub const FILE_PAGES: u64 = 64;
 static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
 
 /// A fresh device of `blocks` blocks: a partition of the RAM device never
-/// used before in this boot, its first block zeroed (so it reads as
-/// unformatted). Skips the case when the RAM device is missing or full.
+/// used by this suite before in this boot, zeroed (other suites write the
+/// RAM device too), so it reads as unformatted. Skips the case when the
+/// RAM device is missing or full.
 pub fn ram_device(blocks: u64) -> Result<Arc<dyn BlockDevice>, TestError> {
     let ram: &'static dyn BlockDevice = crate::block::ram_disk().ok_or(TestError::Skip(
         "needs the RAM block device (ramdisk=1 or more)",
@@ -46,7 +47,9 @@ pub fn ram_device(blocks: u64) -> Result<Arc<dyn BlockDevice>, TestError> {
         "the RAM block device is full (raise ramdisk=)",
     ))?;
     let dev: Arc<dyn BlockDevice> = Arc::new(part);
-    put_device_block(&*dev, 0, &[0; BLOCK_SIZE]).map_err(|_| TestError::Fail)?;
+    for b in 0..blocks {
+        put_device_block(&*dev, b, &[0; BLOCK_SIZE]).map_err(|_| TestError::Fail)?;
+    }
     Ok(dev)
 }
 
