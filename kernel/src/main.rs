@@ -166,6 +166,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     sched::init();
     vm::init();
     pagelock::init(&params);
+    pagecache::init();
     let started: u64 = up.ap_ns.iter().sum();
     let aps = up.online.saturating_sub(1) as u64;
     log::info!(

@@ -50,6 +50,7 @@ extern crate alloc;
 #[cfg(loom)]
 extern crate std;
 
+pub mod async_wait;
 pub mod flags;
 #[cfg(loom)]
 pub mod loom_platform;
@@ -64,6 +65,7 @@ pub mod wait_table;
 pub mod waitqueue;
 pub mod writeback;
 
+pub use async_wait::{AsyncCallback, AsyncWake};
 pub use flags::PageFlags;
 pub use page::Page;
 pub use pin::Pinned;

@@ -252,6 +252,88 @@ impl File {
         }
     }
 
+    /// Asynchronous `read_cache_page` (io_uring's buffered read): never
+    /// sleeps. If page `index` is up to date, `done` runs at once with it;
+    /// otherwise the read is started if needed and an async locker is
+    /// queued on the page (`pagesync::async_wait`), whose callback (in the
+    /// waker's context, owning the lock by hand-off) hands the rest to the
+    /// worker thread; there the page is checked, read again once if a read
+    /// failed, unlocked, and `done` runs. `done` runs exactly once, from
+    /// the caller or from the worker.
+    pub fn read_async(
+        self: &Arc<Self>,
+        index: u64,
+        done: Box<dyn FnOnce(Result<Frame, FsError>) + Send>,
+    ) {
+        let (page, created) = match self.find_or_create(index) {
+            Ok(x) => x,
+            Err(e) => return done(Err(e)),
+        };
+        if created {
+            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+            self.submit_read(index, &page);
+        } else if page.flags().test_acquire(PG_UPTODATE) {
+            // Acquire pairs with the Release XOR of `end_page_read`.
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            return done(Ok(page));
+        }
+        self.lock_async(index, page, done, true);
+    }
+
+    /// Queues the async locker of `read_async` (or, if the lock is free,
+    /// finishes at once).
+    fn lock_async(
+        self: &Arc<Self>,
+        index: u64,
+        page: Frame,
+        done: Box<dyn FnOnce(Result<Frame, FsError>) + Send>,
+        may_retry: bool,
+    ) {
+        let (file, p) = (self.clone(), page.clone());
+        // `done` moves into the callback; if the lock is taken at once the
+        // callback is dropped unrun, so keep a way back to it.
+        let slot = Arc::new(spin::Mutex::new(Some(done)));
+        let s = slot.clone();
+        let callback: pagesync::AsyncCallback = Box::new(move |_| {
+            super::worker::queue(Box::new(move || {
+                let done = s.lock().take().expect("one completion");
+                file.finish_read_async(index, p, done, may_retry);
+            }))
+        });
+        if table().lock_page_async(&page, callback) {
+            let done = slot.lock().take().expect("one completion");
+            self.finish_read_async(index, page, done, may_retry);
+        }
+    }
+
+    /// The worker's part of `read_async`: we own the page lock.
+    fn finish_read_async(
+        self: &Arc<Self>,
+        index: u64,
+        page: Frame,
+        done: Box<dyn FnOnce(Result<Frame, FsError>) + Send>,
+        may_retry: bool,
+    ) {
+        let t = table();
+        if !self.owns(&page, index) {
+            // Evicted meanwhile: start over.
+            t.unlock_page(&page);
+            return self.read_async(index, done);
+        }
+        if page.flags().test(PG_UPTODATE) {
+            t.unlock_page(&page);
+            return done(Ok(page));
+        }
+        if !may_retry {
+            t.unlock_page(&page);
+            return done(Err(FsError::Io(IoError::Device)));
+        }
+        // A failed read: read again; its end unlocks the page and hands
+        // the lock to the async locker queued next.
+        self.submit_read(index, &page);
+        self.lock_async(index, page, done, false);
+    }
+
     /// Copies bytes of the file at `offset` into `buf` (through the
     /// cache); returns the bytes copied (short at the end of the file).
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, FsError> {

@@ -37,6 +37,7 @@
 
 pub mod file;
 pub mod layout;
+pub mod worker;
 
 use alloc::{sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -49,6 +50,11 @@ use crate::{
     mm::{AllocFlags, Frame, alloc_pages},
     sched::thread::WaitQueue,
 };
+
+/// Starts the page cache's worker thread (boot, after the scheduler).
+pub fn init() {
+    worker::start();
+}
 
 /// The files of one device.
 pub struct Cache {

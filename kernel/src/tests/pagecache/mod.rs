@@ -10,7 +10,7 @@
 
 pub mod torture;
 
-use alloc::{format, sync::Arc, vec::Vec};
+use alloc::{boxed::Box, format, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use pagesync::flags::{PG_DIRTY, PG_ERROR, PG_WRITEBACK};
@@ -348,6 +348,63 @@ fn end_writeback_reuse_race(_: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// Asynchronous reads (io_uring-style): many async readers of missing
+/// pages, mixed with sleeping readers of the same pages; every completion
+/// runs once with the up-to-date page, and each page is read from the
+/// device once.
+fn async_reads(_: &Ctx) -> TestResult {
+    const PAGES: u64 = 16;
+    const PER_PAGE: usize = 4;
+    let c = fresh_cache(1)?;
+    for i in 0..PAGES {
+        kassert!(put_device_block(&*c.dev, c.layout.block(0, i), &pattern(7, i, 3)).is_ok());
+    }
+    let f = c.file(0).unwrap().clone();
+    let good = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let sleepers: Vec<ThreadRef> = (0..2)
+        .map(|k| {
+            let f = f.clone();
+            spawn(&format!("pc-sleepread{k}"), move || {
+                let mut b = [0u8; 8];
+                for i in 0..PAGES {
+                    let _ = f.read(i * BLOCK_SIZE as u64, &mut b);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..PER_PAGE {
+        for i in 0..PAGES {
+            let (good, done) = (good.clone(), done.clone());
+            f.read_async(
+                i,
+                Box::new(move |r| {
+                    if let Ok(page) = r {
+                        // SAFETY: the page is up to date and referenced.
+                        let b = unsafe { core::slice::from_raw_parts(page.virt(), BLOCK_SIZE) };
+                        if b == &pattern(7, i, 3)[..] {
+                            good.fetch_add(1, Ordering::AcqRel);
+                        }
+                    }
+                    done.fetch_add(1, Ordering::AcqRel);
+                }),
+            );
+        }
+    }
+    let want = PAGES as usize * PER_PAGE;
+    let deadline = crate::arch::x86_64::time::now_ns() + 10_000 * 1_000_000;
+    while done.load(Ordering::Acquire) < want && crate::arch::x86_64::time::now_ns() < deadline {
+        crate::sched::timer::sleep_ns(1_000_000);
+    }
+    for t in &sleepers {
+        kassert!(join_timeout(t, 10_000), "{} stuck", t.name);
+    }
+    kassert_eq!(done.load(Ordering::Acquire), want);
+    kassert_eq!(good.load(Ordering::Acquire), want);
+    kassert_eq!(f.stats().reads_issued, PAGES);
+    Ok(())
+}
+
 /// Where the mmap cases map their file.
 const MAP_VA: u64 = 0x40_0000_0000;
 
@@ -547,6 +604,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "eviction_frees_pages",
             run: eviction_frees_pages,
+        },
+        Case {
+            name: "async_reads",
+            run: async_reads,
         },
         Case {
             name: "mmap_writes_reach_the_device",

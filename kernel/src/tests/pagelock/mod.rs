@@ -7,7 +7,7 @@
 //! host test `tests/tests/pagelock.rs` runs `pagelock.torture` once per
 //! known-bad variant and expects FAILURE.
 
-use alloc::{format, sync::Arc, vec::Vec};
+use alloc::{boxed::Box, format, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use pagesync::{
@@ -224,6 +224,103 @@ fn torture_with(cfg: Option<Config>, o: Options) -> TestResult {
     let r = torture::run(Target::Pages(t), &o);
     kassert!(r.ok(), "torture {}: {:?}", o.name, r.failures);
     kassert!(r.total > 0, "no acquisitions");
+    Ok(())
+}
+
+/// Hugh's worry in the first seed: sleeping exclusive waiters, shared
+/// writeback waiters and asynchronous (callback) lockers on one colliding
+/// queue (`bits=0`), with hand-off. Rounds: main holds the locks of a few
+/// pages and keeps others under writeback; sleeping lockers, writeback
+/// waiters and async lockers queue; main unlocks and ends writeback; the
+/// async lockers' work (on the page-cache worker) claims the owner word,
+/// then unlocks. Every locker must get its turn alone, nobody is left
+/// asleep.
+fn async_waiters_mixed(_: &Ctx) -> TestResult {
+    const ROUNDS: usize = 50;
+    const LOCKED: usize = 3;
+    let t = leak_table(Config {
+        table_bits: 0,
+        ..config()
+    });
+    let pages: Vec<Frame> = (0..LOCKED + 2).map(|_| frame()).collect();
+    let owner_failures = Arc::new(AtomicUsize::new(0));
+    let async_done = Arc::new(AtomicUsize::new(0));
+    let claim = |p: &Page, me: u64| {
+        p.lock_owner()
+            .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    };
+    for round in 0..ROUNDS {
+        for p in &pages[..LOCKED] {
+            t.lock_page(p);
+        }
+        for p in &pages[LOCKED..] {
+            t.lock_page(p);
+            let _ = t.start_page_writeback(p);
+            t.unlock_page(p);
+        }
+        let mut threads = Vec::new();
+        for (k, p) in pages[..LOCKED].iter().enumerate() {
+            let (p, fails) = (p.clone(), owner_failures.clone());
+            threads.push(spawn_on(&format!("mix-lock{k}"), move || {
+                t.lock_page(&p);
+                if !claim(&p, 1 + k as u64) {
+                    fails.fetch_add(1, Ordering::Relaxed);
+                }
+                p.lock_owner().store(0, Ordering::Relaxed);
+                t.unlock_page(&p);
+            }));
+        }
+        for (k, p) in pages[LOCKED..].iter().enumerate() {
+            let p = p.clone();
+            threads.push(spawn_on(&format!("mix-wb{k}"), move || {
+                t.wait_on_page_writeback(&p);
+            }));
+        }
+        for (k, p) in pages[..LOCKED].iter().enumerate() {
+            let (p2, fails, done) = (p.clone(), owner_failures.clone(), async_done.clone());
+            let me = 100 + k as u64;
+            let got = t.lock_page_async(
+                p,
+                Box::new(move |why| {
+                    assert_eq!(why, pagesync::AsyncWake::Locked);
+                    crate::pagecache::worker::queue(Box::new(move || {
+                        if !claim(&p2, me) {
+                            fails.fetch_add(1, Ordering::Relaxed);
+                        }
+                        p2.lock_owner().store(0, Ordering::Relaxed);
+                        t.unlock_page(&p2);
+                        done.fetch_add(1, Ordering::AcqRel);
+                    }))
+                }),
+            );
+            kassert!(!got, "round {}: the async locker got a held lock", round);
+        }
+        for p in &pages[..LOCKED] {
+            t.unlock_page(p);
+        }
+        for p in &pages[LOCKED..] {
+            let _ = t.end_page_writeback(p, WriteResult::Written);
+        }
+        for th in &threads {
+            kassert!(
+                join_timeout(th, 10_000),
+                "round {}: {} left asleep",
+                round,
+                th.name
+            );
+        }
+        let want = (round + 1) * LOCKED;
+        let deadline = time::now_ns() + 10_000 * MS;
+        while async_done.load(Ordering::Acquire) < want && time::now_ns() < deadline {
+            timer::sleep_ns(MS);
+        }
+        kassert_eq!(async_done.load(Ordering::Acquire), want);
+    }
+    kassert_eq!(owner_failures.load(Ordering::Relaxed), 0);
+    for p in &pages {
+        kassert_eq!(p.flags().load(Ordering::Relaxed) & 0x7f, 0);
+    }
     Ok(())
 }
 
@@ -528,6 +625,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "herd_wake_walk",
             run: herd_wake_walk,
+        },
+        Case {
+            name: "async_waiters_mixed",
+            run: async_waiters_mixed,
         },
         Case {
             name: "killable_shared_waits",
