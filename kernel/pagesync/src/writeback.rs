@@ -175,7 +175,12 @@ impl<P: Platform> PageWaitTable<P> {
         // with the Acquire test in `wait_on_page_writeback`.
         let waiters = page.flags.xor_unlock_is_negative_byte(1 << PG_WRITEBACK);
         if !took_ref {
-            bugs::widen_window::<P>();
+            // The window must hold a whole truncation of the page (lookup,
+            // lock, unlink, unlock, put) on another CPU for the kernel's
+            // reuse-race case to catch the bug within its rounds.
+            for _ in 0..20 {
+                bugs::widen_window::<P>();
+            }
         }
         if waiters {
             self.wake_page_bit(page, PG_WRITEBACK);

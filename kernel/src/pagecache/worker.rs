@@ -30,7 +30,7 @@ pub fn start() {
     WORKER.call_once(|| {
         sched::spawn("pagecache-worker", None, || {
             loop {
-                WQ.wait_event(|| !JOBS.lock().is_empty());
+                sched::idle_wait(|| WQ.wait_event(|| !JOBS.lock().is_empty()));
                 // Take one job at a time: the lock is not held while it runs.
                 let job = JOBS.lock().pop_front();
                 if let Some(job) = job {

@@ -497,6 +497,17 @@ pub fn exit() -> ! {
     unreachable!("a dead thread was scheduled")
 }
 
+/// Runs `f` (a wait for work) with the calling thread marked as an idle
+/// worker: the hung-task watchdog does not report its sleeps (Linux
+/// `TASK_IDLE`). For worker threads' waits on their queues only.
+pub fn idle_wait<R>(f: impl FnOnce() -> R) -> R {
+    let me = current();
+    me.idle_wait.store(true, Ordering::Relaxed);
+    let r = f();
+    me.idle_wait.store(false, Ordering::Relaxed);
+    r
+}
+
 /// Waits for `t` to exit.
 pub fn join(t: &Thread) {
     // Acquire pairs with the Release store of `exited` in `exit`: what the

@@ -51,6 +51,9 @@ pub struct Thread {
     /// What it waits on (a `&'static str`), for hung-task reports.
     pub wait_desc: AtomicPtr<&'static str>,
     pub hung_reported: AtomicBool,
+    /// Sleeping as an idle worker waits for work (Linux `TASK_IDLE`): a
+    /// long sleep here is normal, and the hung-task watchdog skips it.
+    pub idle_wait: AtomicBool,
     /// Times it was switched in.
     pub switches: AtomicU64,
 }
@@ -87,6 +90,7 @@ impl Thread {
             sleep_since: AtomicU64::new(0),
             wait_desc: AtomicPtr::new(core::ptr::null_mut()),
             hung_reported: AtomicBool::new(false),
+            idle_wait: AtomicBool::new(false),
             switches: AtomicU64::new(0),
         }
     }

@@ -106,6 +106,7 @@ fn scan_hung(now: u64) {
     for t in list.iter() {
         let since = t.sleep_since.load(Ordering::Relaxed);
         if since != 0
+            && !t.idle_wait.load(Ordering::Relaxed)
             && now.saturating_sub(since) > limit
             && !t.hung_reported.swap(true, Ordering::Relaxed)
         {
