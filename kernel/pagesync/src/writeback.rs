@@ -177,8 +177,13 @@ impl<P: Platform> PageWaitTable<P> {
         if !took_ref {
             // The window must hold a whole truncation of the page (lookup,
             // lock, unlink, unlock, put) on another CPU for the kernel's
-            // reuse-race case to catch the bug within its rounds.
-            for _ in 0..20 {
+            // reuse-race case to catch the bug: give it up to a bounded
+            // while to drop the last reference (a loaded host may keep the
+            // truncating vCPU off its core for a long time).
+            for _ in 0..200 {
+                if page.ref_count() == 0 {
+                    break;
+                }
                 bugs::widen_window::<P>();
             }
         }
