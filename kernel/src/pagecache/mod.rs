@@ -41,7 +41,7 @@ pub mod layout;
 use alloc::{sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicU8, Ordering};
 
-pub use file::{File, FsError, WritebackPage};
+pub use file::{File, FsError, Writeback, WritebackPage};
 pub use layout::{Layout, LayoutError};
 
 use crate::{
