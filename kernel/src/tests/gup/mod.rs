@@ -3,7 +3,11 @@
 //! left pinned), the pin/writeback race rounds of the second seed on every
 //! pair of CPUs for both schemes (`race.rs`), and DMA into pinned file
 //! pages while they are written back (`dma.rs`).
+//!
+//! Every case runs between the two snapshots of `accounting.rs`: after it,
+//! no page anywhere may be left maybe-pinned, and every frame must be back.
 
+pub mod accounting;
 pub mod bench;
 pub mod dma;
 pub mod race;
@@ -227,28 +231,49 @@ fn race_barrier_scheme(ctx: &Ctx) -> TestResult {
     race_case(ctx, PinScheme::Barrier)
 }
 
+/// Runs `case` between two accounting snapshots (`accounting.rs`): it
+/// passes only if, once everything it made is dropped, no page is left
+/// maybe-pinned and every frame is back.
+fn accounted(name: &str, ctx: &Ctx, case: fn(&Ctx) -> TestResult) -> TestResult {
+    let before = accounting::Snapshot::take();
+    case(ctx)?;
+    before.check(name)
+}
+
 pub static SUITE: Suite = Suite {
     name: "gup",
     cases: &[
         Case {
             name: "pin_and_unpin_restore_counts",
-            run: pin_and_unpin_restore_counts,
+            run: |ctx| {
+                accounted(
+                    "gup.pin_and_unpin_restore_counts",
+                    ctx,
+                    pin_and_unpin_restore_counts,
+                )
+            },
         },
         Case {
             name: "errors_leave_nothing_pinned",
-            run: errors_leave_nothing_pinned,
+            run: |ctx| {
+                accounted(
+                    "gup.errors_leave_nothing_pinned",
+                    ctx,
+                    errors_leave_nothing_pinned,
+                )
+            },
         },
         Case {
             name: "dma_during_writeback",
-            run: dma::dma_during_writeback,
+            run: |ctx| accounted("gup.dma_during_writeback", ctx, dma::dma_during_writeback),
         },
         Case {
             name: "race_lock_scheme",
-            run: race_lock_scheme,
+            run: |ctx| accounted("gup.race_lock_scheme", ctx, race_lock_scheme),
         },
         Case {
             name: "race_barrier_scheme",
-            run: race_barrier_scheme,
+            run: |ctx| accounted("gup.race_barrier_scheme", ctx, race_barrier_scheme),
         },
     ],
 };
