@@ -1,8 +1,10 @@
 //! The `gup` suite: `pin_user_pages`/`get_user_pages` on real address
 //! spaces (counts restored exactly, every bad input refused with nothing
 //! left pinned), the pin/writeback race rounds of the second seed on every
-//! pair of CPUs for both schemes (`race.rs`), and DMA into pinned file
-//! pages while they are written back (`dma.rs`).
+//! pair of CPUs for both schemes (`race.rs`), DMA into pinned file pages
+//! while they are written back (`dma.rs`), and the host-verified torture
+//! with DMA engines writing whole versions into pinned pages
+//! (`crate::tests::pagecache::disk_torture`).
 //!
 //! Every case runs between the two snapshots of `accounting.rs`: after it,
 //! no page anywhere may be left maybe-pinned, and every frame must be back.
@@ -231,6 +233,27 @@ fn race_barrier_scheme(ctx: &Ctx) -> TestResult {
     race_case(ctx, PinScheme::Barrier)
 }
 
+/// The host-verified torture with DMA engines writing into pinned pages
+/// (`crate::tests::pagecache::disk_torture`): with bounce copies the disk
+/// holds exactly the manifest's versions (checked here by reading it back,
+/// and by the host from the image file).
+fn torture_dma(ctx: &Ctx) -> TestResult {
+    use crate::tests::pagecache::disk_torture;
+    let o = disk_torture::Options::from_params(
+        ctx.params,
+        "gup.torture_dma",
+        contract::disk::TORTURE_DMA_FIRST_BLOCK,
+        true,
+    );
+    let r = disk_torture::run(&o)?;
+    kassert!(r.ok(), "gup.torture_dma: {:?}", r.failures);
+    kassert!(
+        r.writes > 0 && r.dma_writes > 0 && r.bounced > 0 && r.retries > 0,
+        "no work done"
+    );
+    Ok(())
+}
+
 /// Runs `case` between two accounting snapshots (`accounting.rs`): it
 /// passes only if, once everything it made is dropped, no page is left
 /// maybe-pinned and every frame is back.
@@ -274,6 +297,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "race_barrier_scheme",
             run: |ctx| accounted("gup.race_barrier_scheme", ctx, race_barrier_scheme),
+        },
+        Case {
+            name: "torture_dma",
+            run: |ctx| accounted("gup.torture_dma", ctx, torture_dma),
         },
     ],
 };

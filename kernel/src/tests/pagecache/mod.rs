@@ -1,14 +1,17 @@
 //! The `pagecache` suite: reads through the cache, first readers waiting
 //! on the page lock, writes reaching the device through writeback and
 //! sync, stable pages, write errors kept for a retry, writeback waiters
-//! woken from the device interrupt, bad input refused, and a torture of
-//! writers, flushers and evictors that checks every byte at the end.
+//! woken from the device interrupt, bad input refused, a torture of
+//! writers, flushers and evictors that checks every byte at the end, and
+//! the host-verified torture on the virtio disk (`disk_torture.rs`).
 //!
-//! Each case runs on its own RAM-backed device (asynchronous completion
-//! from another CPU's interrupt), so the cases see the real in-flight
-//! windows and do not depend on a disk image; `persist` uses a fixed
-//! region of the virtio disk (`contract::disk`), which the host reads back.
+//! Each case but the last runs on its own RAM-backed device (asynchronous
+//! completion from another CPU's interrupt), so the cases see the real
+//! in-flight windows and do not depend on a disk image; the host-verified
+//! torture and `persist` use fixed regions of the virtio disk
+//! (`contract::disk`), which the host reads back.
 
+pub mod disk_torture;
 pub mod torture;
 
 use alloc::{format, sync::Arc, vec::Vec};
@@ -84,7 +87,7 @@ pub fn device_block(dev: &dyn BlockDevice, block: u64) -> Result<[u8; BLOCK_SIZE
 }
 
 /// Writes `data` to device block `block` directly (no cache).
-fn put_device_block(
+pub fn put_device_block(
     dev: &dyn BlockDevice,
     block: u64,
     data: &[u8; BLOCK_SIZE],
@@ -509,6 +512,28 @@ fn torture_case(ctx: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// The host-verified torture on the virtio disk (`disk_torture.rs`): the
+/// disk must hold exactly the manifest's versions (checked here by reading
+/// it back, and by the host from the image file), and every frame the run
+/// took is given back.
+fn torture_disk(ctx: &Ctx) -> TestResult {
+    use crate::tests::gup::accounting::Snapshot;
+    let before = Snapshot::take();
+    let o = disk_torture::Options::from_params(
+        ctx.params,
+        "pagecache.torture_disk",
+        contract::disk::TORTURE_FIRST_BLOCK,
+        false,
+    );
+    let r = disk_torture::run(&o)?;
+    kassert!(r.ok(), "pagecache.torture_disk: {:?}", r.failures);
+    kassert!(
+        r.writes > 0 && r.syncs > 0 && r.write_errors > 0 && r.retries > 0,
+        "no work done, or no write failed"
+    );
+    before.check("pagecache.torture_disk")
+}
+
 /// Bad input never panics and never half-happens (issue 10): reads and
 /// writes beyond a file's end and the device's end, requests the block
 /// layer cannot take, layouts that do not fit the device, and a full
@@ -676,6 +701,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "torture",
             run: torture_case,
+        },
+        Case {
+            name: "torture_disk",
+            run: torture_disk,
         },
         Case {
             name: "bad_input",
