@@ -18,6 +18,8 @@
 //!    sum `free + heap + stacks` must be exactly what it was: one page
 //!    left in a cache, one bounce copy or pinned page never freed, shows.
 
+use alloc::{format, string::String, vec::Vec};
+
 use crate::{
     kassert,
     ktest::TestResult,
@@ -72,8 +74,26 @@ impl Snapshot {
         self.free + self.heap + self.stacks
     }
 
-    /// Checks the two rules of the module docs against `self` (taken at
-    /// the start) and prints what it found; `what` names the run.
+    /// What breaks the two rules of the module docs between `self`
+    /// (taken at the start) and `now`; empty if nothing.
+    pub fn problems(&self, now: &Snapshot) -> Vec<String> {
+        let mut out = Vec::new();
+        if now.pinned != 0 {
+            out.push(format!("{} pages are still maybe-pinned", now.pinned));
+        }
+        if now.accounted() != self.accounted() {
+            out.push(format!(
+                "{} frames free or held by heap and stacks, {} before: {} frames lost",
+                now.accounted(),
+                self.accounted(),
+                self.accounted() as i64 - now.accounted() as i64
+            ));
+        }
+        out
+    }
+
+    /// Checks the two rules against `self` (taken at the start) and prints
+    /// what it found; `what` names the run.
     pub fn check(&self, what: &str) -> TestResult {
         let now = Snapshot::take();
         println!(
@@ -85,20 +105,8 @@ impl Snapshot {
             now.heap - self.heap,
             now.stacks - self.stacks
         );
-        kassert!(
-            now.pinned == 0,
-            "{}: {} pages are still maybe-pinned",
-            what,
-            now.pinned
-        );
-        kassert!(
-            now.accounted() == self.accounted(),
-            "{}: {} frames free or held by heap and stacks, {} before: {} frames lost",
-            what,
-            now.accounted(),
-            self.accounted(),
-            self.accounted() as i64 - now.accounted() as i64
-        );
+        let problems = self.problems(&now);
+        kassert!(problems.is_empty(), "{}: {}", what, problems.join("; "));
         Ok(())
     }
 }

@@ -254,6 +254,39 @@ fn torture_dma(ctx: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// The accounting check can fail: a pin still held and a frame still
+/// held are each reported (and nothing is once they are given back).
+fn accounting_catches_leaks(_: &Ctx) -> TestResult {
+    use accounting::Snapshot;
+    let space = AddressSpace::new().map_err(|_| TestError::Fail)?;
+    kassert!(space.map_anon(VA, PAGE, Prot::ReadWrite).is_ok());
+    // Fault the page in first: its frame is not a leak.
+    drop(get_user_pages(&space, VA, 1, W).map_err(|_| TestError::Fail)?);
+    let before = Snapshot::take();
+    kassert!(before.problems(&before).is_empty());
+    let pin = pin_user_pages(&space, VA, 1, W).map_err(|_| TestError::Fail)?;
+    let found = before.problems(&Snapshot::take());
+    println!("    # with a pin held: {found:?}");
+    kassert!(
+        found.len() == 1 && found[0].contains("1 pages are still maybe-pinned"),
+        "a held pin was not reported: {:?}",
+        found
+    );
+    drop(pin);
+    let frame = crate::mm::alloc_pages(0, crate::mm::AllocFlags::NONE).ok_or(TestError::Fail)?;
+    let found = before.problems(&Snapshot::take());
+    println!("    # with a frame held: {found:?}");
+    kassert!(
+        found.len() == 1 && found[0].contains("1 frames lost"),
+        "a held frame was not reported: {:?}",
+        found
+    );
+    drop(frame);
+    let found = before.problems(&Snapshot::take());
+    kassert!(found.is_empty(), "after giving both back: {:?}", found);
+    Ok(())
+}
+
 /// Runs `case` between two accounting snapshots (`accounting.rs`): it
 /// passes only if, once everything it made is dropped, no page is left
 /// maybe-pinned and every frame is back.
@@ -297,6 +330,16 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "race_barrier_scheme",
             run: |ctx| accounted("gup.race_barrier_scheme", ctx, race_barrier_scheme),
+        },
+        Case {
+            name: "accounting_catches_leaks",
+            run: |ctx| {
+                accounted(
+                    "gup.accounting_catches_leaks",
+                    ctx,
+                    accounting_catches_leaks,
+                )
+            },
         },
         Case {
             name: "torture_dma",
