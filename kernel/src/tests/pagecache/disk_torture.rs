@@ -528,7 +528,7 @@ pub fn run(o: &Options) -> Result<Report, TestError> {
         r.syncs,
         r.evictions,
         r.write_errors,
-        s.armed.load(Ordering::Relaxed) + FORCED_FAILURES as u64,
+        s.armed.load(Ordering::Relaxed),
         r.manifest,
         r.retries,
         r.bounced,
@@ -625,6 +625,7 @@ fn final_pass(
             block: Some(s.block(p)),
             count: 1,
         });
+        s.armed.fetch_add(1, Ordering::Relaxed);
     }
     let mut pending: Vec<u64> = order.to_vec();
     for round in 0..FINAL_ROUNDS {
