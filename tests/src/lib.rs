@@ -1,6 +1,10 @@
 //! Defaults for the integration tests: every test boots through the one
 //! runner, `boot::Run` (which builds the kernel once per test binary), with
 //! the settings below, and reports a failed check with the whole serial log.
+//! [`torture`] is the host's check of a disk image against the writeback
+//! torture's manifest.
+
+pub mod torture;
 
 use std::time::Duration;
 

@@ -17,7 +17,8 @@
 //! 4. the **glob syntax** of `filter=` and of a key's scope ([`glob`]);
 //! 5. the **data on the virtio disk** that the persistence check writes in
 //!    one boot and reads in the next, and the host reads from the image
-//!    file ([`disk`]).
+//!    file ([`disk`]), and the pages of the writeback torture with the
+//!    manifest the host checks the image against ([`torture`]).
 //!
 //! The crate is `no_std`, has no dependencies and no `unsafe`, so the kernel
 //! can link it and the host can unit-test it.
@@ -33,6 +34,7 @@ pub mod exit;
 pub mod glob;
 pub mod marker;
 pub mod params;
+pub mod torture;
 
 pub use exit::{ExitCode, QemuStatus};
 

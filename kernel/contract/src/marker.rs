@@ -40,8 +40,13 @@ pub const NOTE: &str = "# pcs: note: ";
 /// The KTAP header line the kernel prints; the host times the boot to it.
 pub const KTAP_VERSION: &str = "KTAP version 1";
 
+/// Starts a line of a torture's manifest (a KTAP diagnostic, indented as
+/// one): what the disk must hold, checked by the host against the image
+/// file (see [`crate::torture::Line`]).
+pub const MANIFEST: &str = "# MANIFEST ";
+
 /// Every marker above, for checks that no second copy exists.
-pub const ALL: [&str; 8] = [
+pub const ALL: [&str; 9] = [
     END_OF_RUN,
     FATAL,
     CRASHED_IN,
@@ -50,6 +55,7 @@ pub const ALL: [&str; 8] = [
     BENCH,
     NOTE,
     KTAP_VERSION,
+    MANIFEST,
 ];
 
 /// One backtrace line: `#   <depth>: <return address>`, the address in

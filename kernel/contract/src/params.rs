@@ -271,8 +271,10 @@ keys! {
     BlkPersist,
 }
 
-/// The test cases that read the page-lock torture knobs.
-const TORTURE_SCOPE: &[&str] = &["pagelock.torture*", "pagecache.torture"];
+/// The test cases that read the torture knobs: the page-lock tortures,
+/// the page-cache tortures (RAM device, and the host-verified one on the
+/// virtio disk) and the host-verified one with DMA into pinned pages.
+const TORTURE_SCOPE: &[&str] = &["pagelock.torture*", "pagecache.torture*", "gup.torture_dma"];
 
 /// Every parameter, in the order of [`Key`].
 pub static TABLE: [Spec; Key::COUNT] = [
@@ -451,7 +453,7 @@ pub static TABLE: [Spec; Key::COUNT] = [
         name: "torture_threads",
         kind: Kind::UInt { min: 1, max: 64 },
         default: DefaultValue::Unset("each case's own"),
-        help: "torture threads per CPU (page-lock lockers, page-cache writers)",
+        help: "torture threads per CPU (page-lock lockers, page-cache writers; the DMA torture adds one DMA engine per CPU)",
         scope: Some(TORTURE_SCOPE),
     },
     Spec {
@@ -459,7 +461,7 @@ pub static TABLE: [Spec; Key::COUNT] = [
         name: "torture_pages",
         kind: Kind::UInt { min: 1, max: 4096 },
         default: DefaultValue::Unset("each case's own"),
-        help: "pages the torture threads contend for",
+        help: "pages the torture threads contend for (the disk tortures use at most 512)",
         scope: Some(TORTURE_SCOPE),
     },
     Spec {
@@ -1296,7 +1298,7 @@ mod tests {
             Key::TortureMs
                 .help()
                 .to_string()
-                .ends_with("[read only by pagelock.torture*, pagecache.torture]")
+                .ends_with("[read only by pagelock.torture*, pagecache.torture*, gup.torture_dma]")
         );
         assert!(
             Key::ApSkip
@@ -1339,7 +1341,7 @@ mod tests {
         };
         assert_eq!(
             note.to_string(),
-            "# pcs: note: parameter torture_ms=120000 has no effect: it is read only by pagelock.torture*, pagecache.torture, and no selected case matches"
+            "# pcs: note: parameter torture_ms=120000 has no effect: it is read only by pagelock.torture*, pagecache.torture*, gup.torture_dma, and no selected case matches"
         );
         let note = NoEffect {
             why: Why::NoTestCases("bench"),
@@ -1377,7 +1379,7 @@ mod tests {
         let lines: Vec<&str> = md.lines().collect();
         assert_eq!(lines.len(), Key::COUNT + 2);
         assert!(lines.contains(&"| `pcp` | `on\\|off` | `on` | per-CPU caches of free single frames in the frame allocator |"));
-        assert!(lines.contains(&"| `torture_ms` | `100..=600000` | unset: each case's own | length of a torture run, in milliseconds; read only by `pagelock.torture*`, `pagecache.torture` |"));
+        assert!(lines.contains(&"| `torture_ms` | `100..=600000` | unset: each case's own | length of a torture run, in milliseconds; read only by `pagelock.torture*`, `pagecache.torture*`, `gup.torture_dma` |"));
         for l in &lines[2..] {
             // Four columns: five unescaped pipes.
             assert_eq!(l.replace("\\|", "").matches('|').count(), 5, "{l}");

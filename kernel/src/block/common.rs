@@ -68,6 +68,13 @@ impl Injector {
         }
     }
 
+    /// Drops the injections aimed at a block in `blocks`.
+    pub fn disarm(&self, blocks: core::ops::Range<u64>) {
+        self.0
+            .lock()
+            .retain(|f| f.block.is_none_or(|b| !blocks.contains(&b)));
+    }
+
     /// Whether a request of `op` to `block` must fail (and uses up one
     /// count of the first matching injection if so).
     pub fn take(&self, op: Op, block: u64) -> bool {
@@ -84,6 +91,13 @@ impl Injector {
         }
         true
     }
+}
+
+/// Why the device must not even try `req`: its frame is not one page
+/// (the devices move exactly one block, [`BLOCK_SIZE`] bytes, per request;
+/// a larger frame would be silently truncated to its first page).
+pub fn malformed(req: &Request) -> Option<IoError> {
+    (req.frame.order() != 0).then_some(IoError::BadRequest)
 }
 
 /// The stable-page check for a write whose frame had checksum `at_submit`

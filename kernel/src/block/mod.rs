@@ -20,8 +20,10 @@
 //! violation*, counted in [`DeviceStats`], the check that catches a
 //! writer that did not wait for writeback.
 //!
-//! Errors never lose a request: out of range, an injected failure or a
-//! device error all complete the request with an [`IoError`].
+//! Errors never lose a request: out of range, a request the device cannot
+//! take (its frame is not one page), an injected failure or a device
+//! error all complete the request with an [`IoError`], from the completion
+//! context; none panics, and none moves a byte.
 //!
 //! The devices ([`init`] sets them up at boot, after SMP bring-up):
 //! * [`virtio`]: virtio-blk over PCI, completed from its INTx interrupt
@@ -40,6 +42,7 @@ pub mod ram;
 pub mod virtio;
 
 use alloc::{boxed::Box, string::String};
+use core::ops::Range;
 
 use crate::{arch::x86_64::pci, mm::Frame};
 
@@ -81,6 +84,17 @@ impl BlockDevice for Partition {
         f.block = f.block.map(|b| b + self.first);
         self.dev.inject(f);
     }
+    fn plug(&self) {
+        self.dev.plug();
+    }
+    fn unplug(&self) {
+        self.dev.unplug();
+    }
+    fn disarm(&self, blocks: Range<u64>) {
+        let end = blocks.end.min(self.blocks);
+        self.dev
+            .disarm(self.first + blocks.start.min(end)..self.first + end);
+    }
     fn stats(&self) -> DeviceStats {
         self.dev.stats()
     }
@@ -103,6 +117,9 @@ pub enum Op {
 pub enum IoError {
     /// The block is past the end of the device.
     OutOfRange,
+    /// The request is malformed: its frame is not one page (an order-0
+    /// frame). Refused whole, never truncated to its first page.
+    BadRequest,
     /// [`BlockDevice::inject`] asked for this failure.
     Injected,
     /// The device reported an error.
@@ -118,9 +135,9 @@ pub struct Request {
     pub op: Op,
     /// Block number on the device.
     pub block: u64,
-    /// One order-0 frame: the memory read into or written from. Held by
-    /// the device until it is done with the memory, dropped before the
-    /// completion runs.
+    /// One order-0 frame: the memory read into or written from (any other
+    /// order fails with [`IoError::BadRequest`]). Held by the device until
+    /// it is done with the memory, dropped before the completion runs.
     pub frame: Frame,
     pub done: Completion,
 }
@@ -160,6 +177,16 @@ pub trait BlockDevice: Send + Sync {
     fn submit(&self, req: Request);
     /// Arms failure injection.
     fn inject(&self, f: Inject);
+    /// Drops the armed injections aimed at a block in `blocks` (those
+    /// for any block stay armed until used).
+    fn disarm(&self, blocks: Range<u64>);
+    /// Holds requests back from the device until [`BlockDevice::unplug`]
+    /// (Linux's plugging, `blk_start_plug`): they are queued, in flight for
+    /// their submitters, and reach the device together when it unplugs.
+    /// A partition plugs its whole device.
+    fn plug(&self);
+    /// Lets held requests go to the device.
+    fn unplug(&self);
     /// Counters.
     fn stats(&self) -> DeviceStats;
 }

@@ -211,7 +211,9 @@ impl BlockDevice for RamDisk {
     }
 
     fn submit(&self, req: Request) {
-        let fail = if req.block >= self.blocks {
+        let fail = if let Some(e) = common::malformed(&req) {
+            Some(e)
+        } else if req.block >= self.blocks {
             Some(IoError::OutOfRange)
         } else if self.inject.take(req.op, req.block) {
             Some(IoError::Injected)
@@ -237,6 +239,19 @@ impl BlockDevice for RamDisk {
 
     fn inject(&self, f: Inject) {
         self.inject.arm(f);
+    }
+
+    fn disarm(&self, blocks: core::ops::Range<u64>) {
+        self.inject.disarm(blocks);
+    }
+
+    /// [`RamDisk::stop`] (which holds failed requests too).
+    fn plug(&self) {
+        self.stop();
+    }
+
+    fn unplug(&self) {
+        self.start();
     }
 
     fn stats(&self) -> DeviceStats {

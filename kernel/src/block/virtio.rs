@@ -19,13 +19,16 @@
 //! 4. drops the driver lock, then runs the completions; the EOI follows in
 //!    the interrupt entry (`arch::x86_64::interrupts::device`).
 //!
-//! Requests that never reach the device (an injected failure) are
-//! completed from the same kind of context: they go on `failed` and the
-//! driver raises its second line, a fixed IPI to the interrupt CPU, whose
-//! handler [`soft_irq`] completes them. An out-of-range request does go to
+//! Requests that never reach the device (an injected failure, a frame
+//! that is not one page) are completed from the same kind of context:
+//! they go on `failed` and the driver raises its second line, a fixed
+//! IPI to the interrupt CPU, whose handler [`soft_irq`] completes them. An out-of-range request does go to
 //! the device, which rejects it (QEMU checks the sector against the
 //! capacity and answers IOERR); the driver reports `OutOfRange` because it
 //! knows the block is past the end.
+//!
+//! [`BlockDevice::plug`] stops the feeding: submitted requests wait in
+//! `waiting` (in flight for their submitters) until `unplug` feeds them.
 //!
 //! Locking: the whole driver state is one [`IrqMutex`]. The interrupt CPU
 //! takes it in the handler with interrupts off, and every submitter takes
@@ -95,6 +98,8 @@ struct Inner {
     nr_inflight: usize,
     /// Failed before reaching the device, to complete from `soft_irq`.
     failed: VecDeque<(Request, IoError)>,
+    /// [`BlockDevice::plug`]: nothing goes from `waiting` to the device.
+    plugged: bool,
 }
 
 /// The virtio-blk device (module docs).
@@ -198,6 +203,7 @@ pub fn probe(functions: &[pci::Function]) -> Result<&'static VirtioBlk, alloc::s
             inflight: [const { None }; QUEUE_SIZE],
             nr_inflight: 0,
             failed: VecDeque::new(),
+            plugged: false,
         }),
         blocks,
         counters: Counters::default(),
@@ -249,6 +255,9 @@ impl VirtioBlk {
     /// returns whether it put one there.
     fn feed(&self, inner: &mut Inner) -> bool {
         let mut failed = false;
+        if inner.plugged {
+            return false;
+        }
         while let Some(mut q) = inner.waiting.pop_front() {
             // The sector of a block past the end saturates: the device
             // rejects it all the same.
@@ -419,8 +428,13 @@ impl BlockDevice for VirtioBlk {
     }
 
     fn submit(&self, req: Request) {
-        if self.inject.take(req.op, req.block) {
-            self.inner.lock().failed.push_back((req, IoError::Injected));
+        let refused = common::malformed(&req).or_else(|| {
+            self.inject
+                .take(req.op, req.block)
+                .then_some(IoError::Injected)
+        });
+        if let Some(e) = refused {
+            self.inner.lock().failed.push_back((req, e));
             self.raise_soft();
             return;
         }
@@ -445,6 +459,25 @@ impl BlockDevice for VirtioBlk {
 
     fn inject(&self, f: Inject) {
         self.inject.arm(f);
+    }
+
+    fn disarm(&self, blocks: core::ops::Range<u64>) {
+        self.inject.disarm(blocks);
+    }
+
+    fn plug(&self) {
+        self.inner.lock().plugged = true;
+    }
+
+    fn unplug(&self) {
+        let failed = {
+            let mut inner = self.inner.lock();
+            inner.plugged = false;
+            self.feed(&mut inner)
+        };
+        if failed {
+            self.raise_soft();
+        }
     }
 
     fn stats(&self) -> DeviceStats {

@@ -14,7 +14,7 @@ use pagesync::{
 
 use super::layout::{Layout, LayoutError};
 use crate::{
-    block::{BLOCK_SIZE, BlockDevice, IoError, Op, Request},
+    block::{BLOCK_SIZE, BlockDevice, Completion, IoError, Op, Request},
     mm::{AllocFlags, Frame, alloc_pages},
     pagelock::table,
     sync::IrqMutex,
@@ -121,6 +121,24 @@ impl WritebackPage {
         // SAFETY: frame-array descriptors live for the rest of the run.
         unsafe { self.0.as_ref() }
     }
+}
+
+/// How [`File::writeback_page_with`] writes a page back, beyond
+/// [`File::writeback_page`] (`Writeback::default()`).
+#[derive(Default)]
+pub struct Writeback<'a> {
+    /// Write the page even if it is clean ("write it once more"), reading
+    /// it in first if it is not cached.
+    pub force: bool,
+    /// Called with the frame the device will write (the page, or its
+    /// bounce copy) right after `start_page_writeback`, while the page is
+    /// still locked: what it sees is what the device gets, as long as
+    /// writers keep the stable-page rule (they need the page lock, which
+    /// is held, and then wait for the writeback).
+    pub started: Option<&'a mut dyn FnMut(&Frame)>,
+    /// Runs in the completion context once the write is over, after the
+    /// end of writeback (the page is already dirty again on an error).
+    pub done: Option<Completion>,
 }
 
 /// What the mapping word of a cached page holds: the file's address.
@@ -420,16 +438,40 @@ impl File {
     /// I/O, start writeback, unlock, submit (module docs of `super`).
     /// Returns whether a write was submitted.
     pub fn writeback_page(self: &Arc<Self>, index: u64) -> bool {
+        self.writeback_page_with(index, Writeback::default())
+            .unwrap_or(false)
+    }
+
+    /// [`File::writeback_page`] for a caller that must know exactly what
+    /// it wrote (the torture's manifest): see [`Writeback`]. Returns
+    /// whether a write was submitted (if not, neither hook ran), or, with
+    /// [`Writeback::force`], why the page could not be read in.
+    pub fn writeback_page_with(
+        self: &Arc<Self>,
+        index: u64,
+        mut how: Writeback<'_>,
+    ) -> Result<bool, FsError> {
         let t = table();
-        let Some(page) = self.find_get_page(index) else {
-            self.tree.lock().dirty.remove(&index);
-            return false;
-        };
-        t.lock_page(&page);
-        if !self.owns(&page, index) {
+        let page = loop {
+            let page = if how.force {
+                self.get_page(index)?
+            } else {
+                let Some(page) = self.find_get_page(index) else {
+                    self.tree.lock().dirty.remove(&index);
+                    return Ok(false);
+                };
+                page
+            };
+            t.lock_page(&page);
+            if self.owns(&page, index) {
+                break page;
+            }
             t.unlock_page(&page);
-            return false;
-        }
+            if !how.force {
+                return Ok(false);
+            }
+            // Evicted between the lookup and the lock: read it in again.
+        };
         // A locked page can be under writeback from an earlier round (its
         // completion still pending); wait, so writeback starts only once.
         t.wait_on_page_writeback(&page);
@@ -443,6 +485,11 @@ impl File {
                 self.mark_dirty(index, &page);
             }
         }
+        if how.force {
+            // Written whether dirty or not: dirty it under the lock, as a
+            // writer would (it is up to date: `get_page`).
+            self.mark_dirty(index, &page);
+        }
         {
             // Clear the tag before the flag, under the page lock: a writer
             // that dirties the page again needs the lock, and re-tags.
@@ -450,7 +497,7 @@ impl File {
         }
         if !t.clear_page_dirty_for_io(&page) {
             t.unlock_page(&page);
-            return false;
+            return Ok(false);
         }
         let start = t.start_page_writeback(&page);
         let wb = WritebackPage(NonNull::from(&*page));
@@ -479,23 +526,32 @@ impl File {
                         self.mark_dirty(index, &page);
                         let _ = t.end_page_writeback(&page, WriteResult::Written);
                         t.unlock_page(&page);
-                        return false;
+                        return Ok(false);
                     }
                 }
             } else {
                 page.clone()
             };
+        if let Some(started) = how.started.as_mut() {
+            started(&data);
+        }
         t.unlock_page(&page);
         drop(page);
         self.counters.writes_issued.fetch_add(1, Ordering::Relaxed);
         let file = self.clone();
+        let done = how.done.take();
         self.dev.submit(Request {
             op: Op::Write,
             block: self.layout.block(self.id, index),
             frame: data,
-            done: Box::new(move |r| file.end_writeback(index, wb, r)),
+            done: Box::new(move |r| {
+                file.end_writeback(index, wb, r);
+                if let Some(done) = done {
+                    done(r);
+                }
+            }),
         });
-        true
+        Ok(true)
     }
 
     /// The completion of a page's write (device interrupt).

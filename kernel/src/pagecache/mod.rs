@@ -42,7 +42,7 @@ pub mod worker;
 use alloc::{sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicU8, Ordering};
 
-pub use file::{File, FsError, WritebackPage};
+pub use file::{File, FsError, Writeback, WritebackPage};
 pub use layout::{Layout, LayoutError};
 
 use crate::{
@@ -121,11 +121,18 @@ impl Cache {
 /// One synchronous block request (header I/O, tests): submits and sleeps
 /// until the completion ran. Returns the frame.
 pub fn io_sync(dev: &dyn BlockDevice, op: Op, block: u64, frame: Frame) -> Result<Frame, FsError> {
-    /// 0 while pending, then 1 + the encoded result.
+    /// 0 while pending, then 1 + the index of the result in `RESULTS`.
     struct Done {
         state: AtomicU8,
         wq: WaitQueue,
     }
+    const RESULTS: [Result<(), IoError>; 5] = [
+        Ok(()),
+        Err(IoError::OutOfRange),
+        Err(IoError::BadRequest),
+        Err(IoError::Injected),
+        Err(IoError::Device),
+    ];
     let done = Arc::new(Done {
         state: AtomicU8::new(0),
         wq: WaitQueue::new(),
@@ -137,12 +144,7 @@ pub fn io_sync(dev: &dyn BlockDevice, op: Op, block: u64, frame: Frame) -> Resul
         block,
         frame,
         done: alloc::boxed::Box::new(move |r| {
-            let v = match r {
-                Ok(()) => 1,
-                Err(IoError::OutOfRange) => 2,
-                Err(IoError::Injected) => 3,
-                Err(IoError::Device) => 4,
-            };
+            let v = RESULTS.iter().position(|x| *x == r).unwrap_or(4) as u8 + 1;
             // Release pairs with the Acquire in the waiter's condition.
             d.state.store(v, Ordering::Release);
             d.wq.wake_up_all();
@@ -150,10 +152,8 @@ pub fn io_sync(dev: &dyn BlockDevice, op: Op, block: u64, frame: Frame) -> Resul
     });
     done.wq
         .wait_event(|| done.state.load(Ordering::Acquire) != 0);
-    match done.state.load(Ordering::Acquire) {
-        1 => Ok(keep),
-        2 => Err(FsError::Io(IoError::OutOfRange)),
-        3 => Err(FsError::Io(IoError::Injected)),
-        _ => Err(FsError::Io(IoError::Device)),
-    }
+    let v = done.state.load(Ordering::Acquire);
+    RESULTS[usize::from(v - 1)]
+        .map(|()| keep)
+        .map_err(FsError::Io)
 }

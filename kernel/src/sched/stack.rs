@@ -35,6 +35,14 @@ static AREA: IrqMutex<Area> = IrqMutex::new(Area {
 });
 /// Stacks ever created (mapped), for the report.
 pub static CREATED: AtomicU64 = AtomicU64::new(0);
+/// Frames ever taken for stacks and their page tables (never given back).
+static FRAMES: AtomicU64 = AtomicU64::new(0);
+
+/// Frames held by the stack area: stacks and the page tables mapping them
+/// (they only grow; tests that account for every frame count them).
+pub fn frames() -> u64 {
+    FRAMES.load(Ordering::Relaxed)
+}
 
 pub fn init() {
     let base =
@@ -53,6 +61,7 @@ fn zeroed_frame() -> Option<u64> {
     let phys = p.phys();
     // Page-table and stack frames are never freed (see the module doc).
     let _ = p.into_raw();
+    FRAMES.fetch_add(1, Ordering::Relaxed);
     Some(phys)
 }
 

@@ -16,8 +16,13 @@
 //! * [`block`]: both block devices (round trips, interrupt context,
 //!   errors, stable pages, routing, persistence) and their benchmark;
 //! * [`pagecache`]: the page cache on the RAM device (reads, writes,
-//!   writeback, sync, errors, stable pages) and its torture;
-//! * [`gup`]: the pin/writeback race rounds of the second seed;
+//!   writeback, sync, errors, stable pages, bad input) and its torture, and
+//!   the host-verified torture on the virtio disk (`torture_disk`, whose
+//!   manifest the host checks against the image file);
+//! * [`gup`]: pinning, its errors, the pin/writeback race rounds of the
+//!   second seed, DMA into pinned pages and the host-verified DMA torture
+//!   (`torture_dma`), each case followed by the accounting check (no pin
+//!   left, every frame back);
 //! * [`vm`]: address spaces (real page faults, TLB shoot-downs, the known-bad
 //!   shoot-down caught), a test `MapSource`, and the fault and shoot-down
 //!   benchmarks.

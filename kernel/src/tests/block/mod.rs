@@ -54,6 +54,7 @@ pub struct Tracker {
     pub ok: AtomicU64,
     pub out_of_range: AtomicU64,
     pub injected: AtomicU64,
+    pub bad_request: AtomicU64,
     pub device: AtomicU64,
     /// Completions that ran with interrupts enabled or outside a device
     /// interrupt handler.
@@ -82,6 +83,7 @@ impl Tracker {
                 Ok(()) => &t.ok,
                 Err(IoError::OutOfRange) => &t.out_of_range,
                 Err(IoError::Injected) => &t.injected,
+                Err(IoError::BadRequest) => &t.bad_request,
                 Err(IoError::Device) => &t.device,
             };
             c.fetch_add(1, Ordering::Relaxed);
@@ -242,9 +244,10 @@ fn round_trip_virtio(ctx: &Ctx) -> TestResult {
     Ok(())
 }
 
-/// Requests past the end, and failures injected for a block and for an
-/// operation, complete with the right error, from interrupt context, and
-/// leave every frame with only our reference and no frame unaccounted.
+/// Requests past the end, failures injected for a block and for an
+/// operation, and requests whose frame is not one page complete with the
+/// right error, from interrupt context, move no data, and leave every
+/// frame with only our reference and no frame unaccounted.
 fn errors(dev: &'static dyn BlockDevice) -> TestResult {
     let f = frame();
     // Warm up whatever the paths allocate once (heap growth, queues).
@@ -283,9 +286,42 @@ fn errors(dev: &'static dyn BlockDevice) -> TestResult {
     kassert_eq!(t.ok.load(Ordering::Relaxed), 3);
     kassert_eq!(t.wrong_context.load(Ordering::Relaxed), 0);
     kassert_eq!(f.ref_count(), 1);
+    // A request whose frame is not one page (two here) is refused whole:
+    // the write stores nothing (block 6 keeps its pattern), the read
+    // leaves the frame as it was; neither is cut down to one page.
+    {
+        fill(&f, 0x6b, 6);
+        let t = Tracker::new();
+        submit(dev, Op::Write, 6, &f, &t);
+        kassert!(t.wait(1));
+        let two = alloc_pages(1, AllocFlags::ZERO).expect("two frames");
+        for half in 0..2 {
+            // SAFETY: our two frames, mapped, no I/O on them now.
+            unsafe { core::ptr::write_bytes(two.virt().add(half * BLOCK_SIZE), 0x5a, BLOCK_SIZE) };
+        }
+        let t = Tracker::new();
+        submit(dev, Op::Write, 6, &two, &t);
+        submit(dev, Op::Read, 6, &two, &t);
+        kassert!(t.wait(2));
+        kassert_eq!(t.bad_request.load(Ordering::Relaxed), 2);
+        kassert_eq!(t.wrong_context.load(Ordering::Relaxed), 0);
+        // SAFETY: as above; the refused read did not touch it.
+        let untouched = unsafe { core::slice::from_raw_parts(two.virt(), 2 * BLOCK_SIZE) };
+        kassert!(
+            untouched.iter().all(|&b| b == 0x5a),
+            "a refused read wrote the frame"
+        );
+        kassert_eq!(two.ref_count(), 1);
+        // SAFETY: our frame, no I/O on it now.
+        unsafe { core::ptr::write_bytes(f.virt(), 0, BLOCK_SIZE) };
+        let t = Tracker::new();
+        submit(dev, Op::Read, 6, &f, &t);
+        kassert!(t.wait(1));
+        kassert_eq!(mismatch(&f, 0x6b, 6), None);
+    }
     let after = dev.stats();
-    kassert_eq!(after.errors - before.errors, 9);
-    kassert_eq!(after.completions - before.completions, 12);
+    kassert_eq!(after.errors - before.errors, 11);
+    kassert_eq!(after.completions - before.completions, 16);
     kassert_eq!(frames_accounted(), accounted);
     Ok(())
 }

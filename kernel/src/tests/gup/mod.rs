@@ -1,9 +1,15 @@
 //! The `gup` suite: `pin_user_pages`/`get_user_pages` on real address
 //! spaces (counts restored exactly, every bad input refused with nothing
 //! left pinned), the pin/writeback race rounds of the second seed on every
-//! pair of CPUs for both schemes (`race.rs`), and DMA into pinned file
-//! pages while they are written back (`dma.rs`).
+//! pair of CPUs for both schemes (`race.rs`), DMA into pinned file pages
+//! while they are written back (`dma.rs`), and the host-verified torture
+//! with DMA engines writing whole versions into pinned pages
+//! (`crate::tests::pagecache::disk_torture`).
+//!
+//! Every case runs between the two snapshots of `accounting.rs`: after it,
+//! no page anywhere may be left maybe-pinned, and every frame must be back.
 
+pub mod accounting;
 pub mod bench;
 pub mod dma;
 pub mod race;
@@ -227,28 +233,117 @@ fn race_barrier_scheme(ctx: &Ctx) -> TestResult {
     race_case(ctx, PinScheme::Barrier)
 }
 
+/// The host-verified torture with DMA engines writing into pinned pages
+/// (`crate::tests::pagecache::disk_torture`): with bounce copies the disk
+/// holds exactly the manifest's versions (checked here by reading it back,
+/// and by the host from the image file).
+fn torture_dma(ctx: &Ctx) -> TestResult {
+    use crate::tests::pagecache::disk_torture;
+    let o = disk_torture::Options::from_params(
+        ctx.params,
+        "gup.torture_dma",
+        contract::disk::TORTURE_DMA_FIRST_BLOCK,
+        true,
+    );
+    let r = disk_torture::run(&o)?;
+    kassert!(r.ok(), "gup.torture_dma: {:?}", r.failures);
+    kassert!(
+        r.dma_writes > 0 && r.bounced > 0 && r.retries > 0,
+        "no DMA write, no bounce copy, or no final write failed"
+    );
+    Ok(())
+}
+
+/// The accounting check can fail: a pin still held and a frame still
+/// held are each reported (and nothing is once they are given back).
+fn accounting_catches_leaks(_: &Ctx) -> TestResult {
+    use accounting::Snapshot;
+    let space = AddressSpace::new().map_err(|_| TestError::Fail)?;
+    kassert!(space.map_anon(VA, PAGE, Prot::ReadWrite).is_ok());
+    // Fault the page in first: its frame is not a leak.
+    drop(get_user_pages(&space, VA, 1, W).map_err(|_| TestError::Fail)?);
+    let before = Snapshot::take();
+    kassert!(before.problems(&before).is_empty());
+    let pin = pin_user_pages(&space, VA, 1, W).map_err(|_| TestError::Fail)?;
+    let found = before.problems(&Snapshot::take());
+    println!("    # with a pin held: {found:?}");
+    kassert!(
+        found.len() == 1 && found[0].contains("1 pages are still maybe-pinned"),
+        "a held pin was not reported: {:?}",
+        found
+    );
+    drop(pin);
+    let frame = crate::mm::alloc_pages(0, crate::mm::AllocFlags::NONE).ok_or(TestError::Fail)?;
+    let found = before.problems(&Snapshot::take());
+    println!("    # with a frame held: {found:?}");
+    kassert!(
+        found.len() == 1 && found[0].contains("1 frames lost"),
+        "a held frame was not reported: {:?}",
+        found
+    );
+    drop(frame);
+    let found = before.problems(&Snapshot::take());
+    kassert!(found.is_empty(), "after giving both back: {:?}", found);
+    Ok(())
+}
+
+/// Runs `case` between two accounting snapshots (`accounting.rs`): it
+/// passes only if, once everything it made is dropped, no page is left
+/// maybe-pinned and every frame is back.
+fn accounted(name: &str, ctx: &Ctx, case: fn(&Ctx) -> TestResult) -> TestResult {
+    let before = accounting::Snapshot::take();
+    case(ctx)?;
+    before.check(name)
+}
+
 pub static SUITE: Suite = Suite {
     name: "gup",
     cases: &[
         Case {
             name: "pin_and_unpin_restore_counts",
-            run: pin_and_unpin_restore_counts,
+            run: |ctx| {
+                accounted(
+                    "gup.pin_and_unpin_restore_counts",
+                    ctx,
+                    pin_and_unpin_restore_counts,
+                )
+            },
         },
         Case {
             name: "errors_leave_nothing_pinned",
-            run: errors_leave_nothing_pinned,
+            run: |ctx| {
+                accounted(
+                    "gup.errors_leave_nothing_pinned",
+                    ctx,
+                    errors_leave_nothing_pinned,
+                )
+            },
         },
         Case {
             name: "dma_during_writeback",
-            run: dma::dma_during_writeback,
+            run: |ctx| accounted("gup.dma_during_writeback", ctx, dma::dma_during_writeback),
         },
         Case {
             name: "race_lock_scheme",
-            run: race_lock_scheme,
+            run: |ctx| accounted("gup.race_lock_scheme", ctx, race_lock_scheme),
         },
         Case {
             name: "race_barrier_scheme",
-            run: race_barrier_scheme,
+            run: |ctx| accounted("gup.race_barrier_scheme", ctx, race_barrier_scheme),
+        },
+        Case {
+            name: "accounting_catches_leaks",
+            run: |ctx| {
+                accounted(
+                    "gup.accounting_catches_leaks",
+                    ctx,
+                    accounting_catches_leaks,
+                )
+            },
+        },
+        Case {
+            name: "torture_dma",
+            run: |ctx| accounted("gup.torture_dma", ctx, torture_dma),
         },
     ],
 };
