@@ -18,6 +18,9 @@
 //! * [`pagecache`]: the page cache on the RAM device (reads, writes,
 //!   writeback, sync, errors, stable pages) and its torture;
 //! * [`gup`]: the pin/writeback race rounds of the second seed;
+//! * [`litmus`]: a klitmus7-style litmus runner: store buffering as the
+//!   canary that the CPUs run in parallel and reorder, then the pin/writeback
+//!   race itself;
 //! * [`vm`]: address spaces (real page faults, TLB shoot-downs, the known-bad
 //!   shoot-down caught), a test `MapSource`, and the fault and shoot-down
 //!   benchmarks.
@@ -26,6 +29,7 @@ pub mod block;
 pub mod boot;
 pub mod gup;
 pub mod ktest;
+pub mod litmus;
 pub mod mm;
 pub mod pagecache;
 pub mod pagelock;
@@ -48,6 +52,7 @@ pub static SUITES: &[&Suite] = &[
     &block::SUITE,
     &pagecache::SUITE,
     &gup::SUITE,
+    &litmus::SUITE,
     &vm::SUITE,
 ];
 
