@@ -63,6 +63,7 @@ pub static BENCHES: &[&[Bench]] = &[
     sched::bench::BENCHES,
     pagelock::bench::BENCHES,
     block::bench::BENCHES,
+    pagecache::bench::BENCHES,
     vm::bench::BENCHES,
     gup::bench::BENCHES,
 ];

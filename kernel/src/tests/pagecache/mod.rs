@@ -2,12 +2,15 @@
 //! on the page lock, writes reaching the device through writeback and
 //! sync, stable pages, write errors kept for a retry, writeback waiters
 //! woken from the device interrupt, and a torture of writers, flushers and
-//! evictors that checks every byte at the end.
+//! evictors that checks every byte at the end. Its benchmarks (writeback
+//! throughput, read misses and read faults, stable-page waits) are in
+//! `bench.rs`.
 //!
 //! Each case runs on its own RAM-backed device (asynchronous completion
 //! from another CPU's interrupt), so the cases see the real in-flight
 //! windows and do not depend on a disk image.
 
+pub mod bench;
 pub mod torture;
 
 use alloc::{format, sync::Arc, vec::Vec};
