@@ -104,7 +104,8 @@ fn table(gup: PinScheme) -> &'static Table {
     leak_table(Config { gup, ..config() })
 }
 
-/// Busy-waits `ns` (the other side's window, the pinner's random offset).
+/// Busy-waits `ns` (the other side's window, the pinner's random offset),
+/// without `pause` (under TCG, a trip through QEMU's main loop).
 fn spin_ns(ns: u64) {
     let end = time::now_ns() + ns;
     while time::now_ns() < end {}
@@ -227,7 +228,7 @@ fn idle(t: &'static Table) -> Run {
     let end = start + RUN_MS * 1_000_000;
     let mut n = 0u64;
     while time::now_ns() < end {
-        if n % 4 == 0 && pins.lat.len() < pins.lat.capacity() {
+        if n.is_multiple_of(4) && pins.lat.len() < pins.lat.capacity() {
             pins.pin(t, &page);
         } else {
             let p = t.pin_page(&page).expect("pin");
@@ -324,7 +325,11 @@ fn lockstep(setting: Setting, t: &'static Table, seed: u64) -> Run {
         // bounded by 50 ms, in case its vCPU is descheduled for long.
         let deadline = time::now_ns() + 50_000_000;
         // Acquire pairs with the Release store in `window`.
-        while step.started.load(Ordering::Acquire) < g && time::now_ns() < deadline {}
+        while step.started.load(Ordering::Acquire) < g && time::now_ns() < deadline {
+            // No `spin_loop`: under TCG a `pause` is a trip through
+            // QEMU's main loop, microseconds.
+            core::hint::black_box(());
+        }
         spin_ns(rng.below(2 * WINDOW_NS));
         pins.pin(t, &page);
     }
@@ -449,6 +454,7 @@ fn range_run(space: &Arc<AddressSpace>, cpus: usize, pages: u64) -> f64 {
                     drop(p);
                     n += pages;
                 }
+                // Relaxed: read after the join (its Acquire).
                 total.fetch_add(n, Ordering::Relaxed);
             })
             .expect("spawn")
@@ -457,6 +463,7 @@ fn range_run(space: &Arc<AddressSpace>, cpus: usize, pages: u64) -> f64 {
     for t in &threads {
         assert!(join_timeout(t, 60_000), "a gup_pin_range thread is stuck");
     }
+    // Relaxed: every thread has exited (`join_timeout`'s Acquire).
     total.load(Ordering::Relaxed) as f64 * 1e9 / (time::now_ns() - start) as f64
 }
 

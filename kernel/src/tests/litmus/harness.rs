@@ -211,6 +211,11 @@ fn thread<T: Litmus>(sh: &Shared<T>, me: usize, seed: u64) {
     for run in 0..sh.runs {
         sh.rendezvous.meet(2 * run + 1);
         for i in 0..sh.size {
+            // Relaxed, as every access to `perm`, `r0`, `r1`, `barrier`
+            // and the slots outside the trials: the rendezvous (AcqRel and
+            // Acquire) orders thread 0's writes between runs before thread
+            // 1's reads in the next run, and both threads' registers before
+            // thread 0's count.
             let s = sh.perm[i].load(Ordering::Relaxed) as usize;
             if me == 0 {
                 sh.test.touch0(s);
@@ -244,10 +249,12 @@ fn thread<T: Litmus>(sh: &Shared<T>, me: usize, seed: u64) {
             shuffle(&sh.perm, &mut rng);
         }
     }
+    // Relaxed: read after `join`, whose Acquire orders our exit after it.
     sh.counts[4].fetch_add(lonely, Ordering::Relaxed);
 }
 
-/// A new random order of the slots (Fisher-Yates).
+/// A new random order of the slots (Fisher-Yates). Relaxed: only thread 0
+/// writes `perm`, while thread 1 waits at a rendezvous (see `thread`).
 fn shuffle(perm: &[AtomicU32], rng: &mut Rng) {
     for i in (1..perm.len()).rev() {
         let j = rng.below(i as u64 + 1) as usize;
@@ -312,6 +319,7 @@ pub fn run<T: Litmus>(test: T, trials: u64, size: usize, seed: u64) -> Result<Hi
         core::mem::forget(sh);
         return Err(RunError::Stuck);
     }
+    // Relaxed: both threads have exited (`join_timeout`'s Acquire).
     let c = |k: usize| sh.counts[k].load(Ordering::Relaxed);
     Ok(Histogram {
         counts: [[c(0), c(1)], [c(2), c(3)]],

@@ -9,15 +9,16 @@
 //! ```text
 //!     # Test SB+plain Allowed
 //!     # Histogram (4 states)
-//!     # 812     *>0:r0=0; 1:r0=0;
-//!     # 480177  :>0:r0=0; 1:r0=1;
-//!     # ...
+//!     # 244105  *>0:r0=0; 1:r0=0;
+//!     # 404161  :>0:r0=0; 1:r0=1;
+//!     # 355019  :>0:r0=1; 1:r0=0;
+//!     # 235     :>0:r0=1; 1:r0=1;
 //!     # Ok
 //!     # Witnesses
-//!     # Positive: 812, Negative: 1002708
+//!     # Positive: 244105, Negative: 759415
 //!     # Condition exists (0:r0=0 /\ 1:r0=0) is validated
-//!     # Observation SB+plain Sometimes 812 1002708
-//!     # Time SB+plain 3.21
+//!     # Observation SB+plain Sometimes 244105 759415
+//!     # Time SB+plain 1.16
 //! ```
 //!
 //! (`*>` marks the states the `exists` clause asks for.) What must hold:

@@ -152,6 +152,7 @@ fn raw_batch(dev: &dyn BlockDevice, op: Op, first: u64, frames: &[Frame]) -> Opt
             frame: f.clone(),
             done: Box::new(move |r| {
                 if r.is_err() {
+                    // Relaxed: published by the Release increment below.
                     b.failed.fetch_add(1, Ordering::Relaxed);
                 }
                 // Release pairs with the Acquire in the waiter's condition.
@@ -163,6 +164,7 @@ fn raw_batch(dev: &dyn BlockDevice, op: Op, first: u64, frames: &[Frame]) -> Opt
     }
     b.wq.wait_event(|| b.done.load(Ordering::Acquire) == n);
     let ns = time::now_ns() - t0;
+    // Relaxed: after the Acquire load of `done` that saw every completion.
     (b.failed.load(Ordering::Relaxed) == 0).then_some(ns)
 }
 
