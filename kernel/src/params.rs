@@ -141,6 +141,8 @@ pub struct Params {
     pub pagelock: pagesync::Config,
     /// `gup_rounds=`: pin/writeback race rounds per pair of CPUs.
     pub gup_rounds: u64,
+    /// `litmus_trials=`: trials of each litmus test.
+    pub litmus_trials: u64,
     /// Page-lock torture knobs (`None` = the test's own default).
     pub torture: TortureParams,
     /// `ramdisk=`: MiB of RAM-backed block device (0 = none).
@@ -241,6 +243,7 @@ impl Params {
                 bug: bug(p.choice(Key::Bug)),
             },
             gup_rounds: p.uint(Key::GupRounds).expect("key has a default"),
+            litmus_trials: p.uint(Key::LitmusTrials).expect("key has a default"),
             torture: TortureParams {
                 threads_per_cpu: u32_of(&p, Key::TortureThreads),
                 pages: u32_of(&p, Key::TorturePages),

@@ -265,6 +265,8 @@ keys! {
     TortureMs,
     /// `gup_rounds=`
     GupRounds,
+    /// `litmus_trials=`
+    LitmusTrials,
     /// `ramdisk=`
     Ramdisk,
     /// `blk_persist=`
@@ -485,6 +487,17 @@ pub static TABLE: [Spec; Key::COUNT] = [
         default: DefaultValue::Is("5000"),
         help: "pin/writeback race rounds per pair of CPUs",
         scope: Some(&["gup.race*"]),
+    },
+    Spec {
+        key: Key::LitmusTrials,
+        name: "litmus_trials",
+        kind: Kind::UInt {
+            min: 1,
+            max: 1_000_000_000,
+        },
+        default: DefaultValue::Is("1000000"),
+        help: "trials of each litmus test (klitmus7 style: store buffering as the canary, then the pin/writeback race; the two page-lock pin tests run a tenth and a thousandth of it)",
+        scope: Some(&["litmus.*"]),
     },
     Spec {
         key: Key::Ramdisk,
@@ -1058,6 +1071,7 @@ mod tests {
                 "torture_pages",
                 "torture_ms",
                 "gup_rounds",
+                "litmus_trials",
                 "ramdisk",
                 "blk_persist"
             ]
@@ -1362,7 +1376,7 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.ends_with("bug=none torture_ms=500 gup_rounds=5000 ramdisk=16 blk_persist=off"),
+            e.ends_with("bug=none torture_ms=500 gup_rounds=5000 litmus_trials=1000000 ramdisk=16 blk_persist=off"),
             "{e}"
         );
         assert!(!e.contains("filter") && !e.contains("ap_skip"), "{e}");

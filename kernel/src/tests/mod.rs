@@ -23,6 +23,9 @@
 //!   second seed, DMA into pinned pages and the host-verified DMA torture
 //!   (`torture_dma`), each case followed by the accounting check (no pin
 //!   left, every frame back);
+//! * [`litmus`]: a klitmus7-style litmus runner: store buffering as the
+//!   canary that the CPUs run in parallel and reorder, then the pin/writeback
+//!   race itself;
 //! * [`vm`]: address spaces (real page faults, TLB shoot-downs, the known-bad
 //!   shoot-down caught), a test `MapSource`, and the fault and shoot-down
 //!   benchmarks.
@@ -31,6 +34,7 @@ pub mod block;
 pub mod boot;
 pub mod gup;
 pub mod ktest;
+pub mod litmus;
 pub mod mm;
 pub mod pagecache;
 pub mod pagelock;
@@ -53,6 +57,7 @@ pub static SUITES: &[&Suite] = &[
     &block::SUITE,
     &pagecache::SUITE,
     &gup::SUITE,
+    &litmus::SUITE,
     &vm::SUITE,
 ];
 
@@ -63,6 +68,7 @@ pub static BENCHES: &[&[Bench]] = &[
     sched::bench::BENCHES,
     pagelock::bench::BENCHES,
     block::bench::BENCHES,
+    pagecache::bench::BENCHES,
     vm::bench::BENCHES,
     gup::bench::BENCHES,
 ];

@@ -3,7 +3,9 @@
 //! sync, stable pages, write errors kept for a retry, writeback waiters
 //! woken from the device interrupt, bad input refused, a torture of
 //! writers, flushers and evictors that checks every byte at the end, and
-//! the host-verified torture on the virtio disk (`disk_torture.rs`).
+//! the host-verified torture on the virtio disk (`disk_torture.rs`). Its
+//! benchmarks (writeback throughput, read misses and read faults,
+//! stable-page waits) are in `bench.rs`.
 //!
 //! Each case but the last runs on its own RAM-backed device (asynchronous
 //! completion from another CPU's interrupt), so the cases see the real
@@ -11,6 +13,7 @@
 //! torture and `persist` use fixed regions of the virtio disk
 //! (`contract::disk`), which the host reads back.
 
+pub mod bench;
 pub mod disk_torture;
 pub mod torture;
 
