@@ -13,9 +13,10 @@
 //!   unlock that must learn about waiters). Also the two other unlock
 //!   forms (`fetch_xor`, CAS loop) after a `test_and_set_bit_lock`. In
 //!   each round the variants alternate in chunks of [`CHUNK`] iterations,
-//!   [`CHUNKS`] times, and each variant's best chunk counts: a host hiccup
-//!   spoils one chunk of one variant, not the round. Each round reports
-//!   every variant's ratios to both floors of that round.
+//!   [`CHUNKS`] passes. A variant's ratio to a floor in a round is the
+//!   median, over the passes, of its chunk against the floor's chunk of the
+//!   same pass (both ran under the same host conditions), so a host hiccup
+//!   spoils one pair, not the round; its cost is its median chunk.
 //! * `pagelock_fairness`: throughput, Jain's index and the wait-time
 //!   distribution with one and four threads per CPU on 1 and 64 pages,
 //!   all CPUs, for the boot's protocol (`pagelock`: `handoff=`,
@@ -60,9 +61,9 @@ use crate::{
 const MS: u64 = 1_000_000;
 
 /// Iterations per timed chunk of `pagelock_uncontended`.
-pub const CHUNK: u64 = 50_000;
-/// Chunks per variant per round; the best one counts.
-pub const CHUNKS: usize = 5;
+pub const CHUNK: u64 = 10_000;
+/// Chunks per variant per round.
+pub const CHUNKS: usize = 21;
 
 /// Cycles per iteration of `f` over [`CHUNK`] iterations.
 #[inline(always)]
@@ -90,13 +91,21 @@ fn uncontended(_: &Params) {
     let word = page.lock_owner();
     // Each variant is its own closure, so each timed loop is compiled for
     // it alone (no call through a pointer inside the loop).
+    // A result is used the way the lock uses it, in a branch: so the
+    // compiler picks the same instructions (a `black_box`ed bool turns the
+    // test-and-set into a `lock cmpxchg` loop instead of `lock bts`, which
+    // costs differently under TCG).
     let rmw_floor = || {
         // The two RMWs no lock of this protocol can do without, bare: the
         // lock's test-and-set (`lock bts`) and the unlock's clear that
-        // reports PG_waiters (`lock xorb` + sign flag), results used.
+        // reports PG_waiters (`lock xorb` + sign flag).
         let f = page.flags();
-        black_box(f.test_and_set_bit_lock(PG_LOCKED));
-        black_box(f.xor_unlock_is_negative_byte_asm(1 << PG_LOCKED));
+        if f.test_and_set_bit_lock(PG_LOCKED) {
+            black_box(());
+        }
+        if f.xor_unlock_is_negative_byte_asm(1 << PG_LOCKED) {
+            black_box(());
+        }
     };
     let floor = || {
         // Two locked RMWs on the line, the first one's result used (as a
@@ -113,37 +122,57 @@ fn uncontended(_: &Params) {
     };
     let fetch_xor = || {
         let f = page.flags();
-        black_box(f.test_and_set_bit_lock(PG_LOCKED));
-        black_box(f.xor_unlock_is_negative_byte_fetch_xor(1 << PG_LOCKED));
+        if f.test_and_set_bit_lock(PG_LOCKED) {
+            black_box(());
+        }
+        if f.xor_unlock_is_negative_byte_fetch_xor(1 << PG_LOCKED) {
+            black_box(());
+        }
     };
     let cas = || {
         let f = page.flags();
-        black_box(f.test_and_set_bit_lock(PG_LOCKED));
-        black_box(f.xor_unlock_is_negative_byte_cas(1 << PG_LOCKED));
+        if f.test_and_set_bit_lock(PG_LOCKED) {
+            black_box(());
+        }
+        if f.xor_unlock_is_negative_byte_cas(1 << PG_LOCKED) {
+            black_box(());
+        }
     };
     let (mut vs_rmw, mut vs_floor) = (alloc::vec::Vec::new(), alloc::vec::Vec::new());
     for round in 0..rounds() {
-        let mut best = [f64::MAX; 5];
-        for _ in 0..CHUNKS {
-            best[0] = best[0].min(chunk_cycles(rmw_floor));
-            best[1] = best[1].min(chunk_cycles(floor));
-            best[2] = best[2].min(chunk_cycles(lock_unlock));
-            best[3] = best[3].min(chunk_cycles(fetch_xor));
-            best[4] = best[4].min(chunk_cycles(cas));
+        // chunk[i][v]: cycles per iteration of variant v in chunk i.
+        let mut chunk = [[0f64; 5]; CHUNKS];
+        for c in chunk.iter_mut() {
+            c[0] = chunk_cycles(rmw_floor);
+            c[1] = chunk_cycles(floor);
+            c[2] = chunk_cycles(lock_unlock);
+            c[3] = chunk_cycles(fetch_xor);
+            c[4] = chunk_cycles(cas);
         }
-        vs_rmw.push(best[2] / best[0]);
-        vs_floor.push(best[2] / best[1]);
+        // A variant's cost: its median chunk. Its ratio to a floor: the
+        // median over chunks of the ratio to that floor's chunk of the same
+        // pass, which ran under the same host conditions.
+        let typical = |v: usize| {
+            let mut r: alloc::vec::Vec<f64> = chunk.iter().map(|c| c[v]).collect();
+            median(&mut r)
+        };
+        let ratio = |v: usize, to: usize| {
+            let mut r: alloc::vec::Vec<f64> = chunk.iter().map(|c| c[v] / c[to]).collect();
+            median(&mut r)
+        };
+        vs_rmw.push(ratio(2, 0));
+        vs_floor.push(ratio(2, 1));
         for (i, name) in VARIANTS.iter().enumerate() {
             Record::new(NAME, name)
                 .round(round)
-                .metric("cycles", Unit::Cycles, best[i])
+                .metric("cycles", Unit::Cycles, typical(i))
                 .metric(
                     "ns",
                     Unit::Ns,
-                    time::cycles_to_ns((best[i] * 1000.0) as u64) as f64 / 1000.0,
+                    time::cycles_to_ns((typical(i) * 1000.0) as u64) as f64 / 1000.0,
                 )
-                .metric("vs_rmw_floor", Unit::Ratio, best[i] / best[0])
-                .metric("vs_floor", Unit::Ratio, best[i] / best[1])
+                .metric("vs_rmw_floor", Unit::Ratio, ratio(i, 0))
+                .metric("vs_floor", Unit::Ratio, ratio(i, 1))
                 .emit();
         }
     }
@@ -183,7 +212,8 @@ fn fairness(p: &Params) {
         for (shape, &(threads_per_cpu, pages)) in FAIRNESS_SHAPES.iter().enumerate() {
             // Alternate which variant goes first, so neither always follows
             // the other's leftovers.
-            let order: [(&str, torture::Target); 2] = if (round as usize + shape).is_multiple_of(2) {
+            let order: [(&str, torture::Target); 2] = if (round as usize + shape).is_multiple_of(2)
+            {
                 [
                     ("pagelock", torture::Target::Pages(pages_table)),
                     ("ticket", torture::Target::Ticket),
