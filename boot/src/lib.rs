@@ -12,17 +12,26 @@
 //! - [`ktap`]: the one KTAP parser (nested subtests, truncated runs);
 //! - [`verdict`]: combines an exit status and a KTAP report into pass/fail;
 //! - [`symbolize`]: names the functions of a kernel backtrace;
-//! - [`toolchain`]: the toolchain's LLVM tools.
+//! - [`toolchain`]: the toolchain's LLVM tools;
+//! - [`bench`]: benchmark results as data (JSON schema, CSV, tables),
+//!   [`plot`]: their SVG plots, [`sweep`]: parameter sweeps;
+//! - [`progress`]: the live progress display;
+//! - [`junit`]: test results as JUnit XML for CI dashboards.
 //!
 //! `xtask` and the integration tests in `tests/` both use this crate, so
 //! there is exactly one runner and one parser.
 
+pub mod bench;
 pub mod build;
 pub mod disk;
 pub mod image;
+pub mod junit;
 pub mod ktap;
+pub mod plot;
+pub mod progress;
 pub mod qemu;
 mod run;
+pub mod sweep;
 pub mod symbolize;
 pub mod toolchain;
 pub mod verdict;

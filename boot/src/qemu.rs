@@ -116,6 +116,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Time from QEMU start to the first `KTAP version` line, if any.
     pub first_ktap: Option<Duration>,
+    /// When each line arrived, from QEMU's start (one per `lines` entry).
+    pub times: Vec<Duration>,
     /// The unstripped kernel ELF beside the image, for symbolizing.
     pub kernel_elf: Option<PathBuf>,
 }
@@ -150,6 +152,10 @@ fn find_or_install_qemu(firmware: Firmware) -> io::Result<()> {
     if have_qemu && have_ovmf {
         return Ok(());
     }
+    // The firmware and device ROMs come with qemu-system-x86's own
+    // dependencies (seabios, qemu-system-data); its recommendations (the
+    // GUI, block drivers, qemu-utils) are not needed and are most of the
+    // download.
     let pkgs = if firmware == Firmware::Uefi {
         "qemu-system-x86 ovmf"
     } else {
@@ -166,7 +172,7 @@ fn find_or_install_qemu(firmware: Firmware) -> io::Result<()> {
             .args([
                 "-c",
                 &format!(
-                    "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y {pkgs}"
+                    "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {pkgs}"
                 ),
             ])
             .status()?
@@ -177,7 +183,7 @@ fn find_or_install_qemu(firmware: Firmware) -> io::Result<()> {
         return Err(io::Error::other(format!("apt-get install {pkgs} failed")));
     }
     Err(io::Error::other(format!(
-        "{QEMU} (or OVMF for --uefi) is missing; install it, e.g. on Debian/Ubuntu:\n    sudo apt-get install -y {pkgs}"
+        "{QEMU} (or OVMF for --uefi) is missing; install it, e.g. on Debian/Ubuntu:\n    sudo apt-get install -y --no-install-recommends {pkgs}"
     )))
 }
 
@@ -221,6 +227,12 @@ fn command(run: &Run, image: &Path, dir: &Path) -> io::Result<Command> {
     ))
     .args(["-smp", &run.smp.to_string(), "-m", &run.mem])
     .args(["-accel", if run.kvm { "kvm" } else { "tcg" }])
+    .args(
+        run.icount
+            .map(|shift| ["-icount".to_string(), format!("shift={shift},sleep=off")])
+            .into_iter()
+            .flatten(),
+    )
     .args(["-d", "cpu_reset,guest_errors", "-D"])
     .arg(dir.join("qemu.log"))
     .arg("-fw_cfg")
@@ -299,6 +311,7 @@ pub(crate) fn launch(run: &Run, image: &Path) -> io::Result<Outcome> {
 
     let mut log = File::create(&serial_log)?;
     let mut lines = Vec::new();
+    let mut times = Vec::new();
     let mut first_ktap = None;
     let deadline = start + run.timeout;
     let mut timed_out = false;
@@ -308,20 +321,26 @@ pub(crate) fn launch(run: &Run, image: &Path) -> io::Result<Outcome> {
             timed_out = true;
             break;
         }
-        match rx.recv_timeout(deadline - now) {
+        // Wake up once a second so a live display can tick.
+        match rx.recv_timeout((deadline - now).min(Duration::from_secs(1))) {
             Ok(line) => {
                 if first_ktap.is_none() && line.trim_start().starts_with(KTAP_VERSION) {
                     first_ktap = Some(start.elapsed());
                 }
                 writeln!(log, "{line}")?;
-                if run.echo {
-                    println!("{line}");
+                match &run.sink {
+                    Some(s) => s.line(&line),
+                    None if run.echo => println!("{line}"),
+                    None => {}
                 }
+                times.push(start.elapsed());
                 lines.push(line);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                timed_out = true;
-                break;
+                if let Some(s) = &run.sink {
+                    s.tick();
+                }
+                continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -349,6 +368,7 @@ pub(crate) fn launch(run: &Run, image: &Path) -> io::Result<Outcome> {
         qemu_log,
         elapsed: start.elapsed(),
         first_ktap,
+        times,
         kernel_elf: Some(image.with_file_name("kernel")).filter(|p| p.exists()),
     })
 }

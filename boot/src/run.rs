@@ -18,7 +18,12 @@
 //! itself hands the parameters over unchecked, so tests can also prove that
 //! the kernel rejects bad ones.
 
-use std::{fmt, io, path::PathBuf, sync::OnceLock, time::Duration};
+use std::{
+    fmt, io,
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use contract::params::{Help, TextTable};
 
@@ -26,12 +31,13 @@ use crate::{
     build::{self, Profile},
     disk::{self, Disk},
     image::{self, Firmware},
+    progress::LineSink,
     qemu::{self, Outcome},
     verdict::{self, Verdict},
 };
 
 /// One boot of the kernel in QEMU; see the module documentation.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Run {
     /// Names the log directory: `target/runs/<name>-<timestamp>-<pid>`.
     pub(crate) name: String,
@@ -52,6 +58,17 @@ pub struct Run {
     /// Copy serial output to our stdout as it arrives, and cargo's output
     /// to our stderr while the kernel builds.
     pub(crate) echo: bool,
+    /// QEMU's deterministic virtual time: each instruction advances the
+    /// clock by 2^shift ns (`-icount shift=N,sleep=off`).
+    pub(crate) icount: Option<u32>,
+    /// Receives every console line as it arrives (instead of the echo).
+    pub(crate) sink: Option<Arc<dyn LineSink>>,
+}
+
+impl fmt::Debug for Run {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "Run({self}, icount {:?})", self.icount)
+    }
 }
 
 impl Run {
@@ -71,7 +88,27 @@ impl Run {
             kvm: false,
             disk: Disk::fresh(disk::DEFAULT_BYTES),
             echo: false,
+            icount: None,
+            sink: None,
         }
+    }
+
+    /// Runs the guest on QEMU's instruction-counted clock: every
+    /// instruction advances virtual time by 2^`shift` ns, and an idle guest
+    /// skips ahead to its next timer (`-icount shift=N,sleep=off`). Guest
+    /// time then depends on the instructions executed only, not on how
+    /// busy the host is, so time-based checks (the lockup watchdog) become
+    /// reproducible. TCG then runs the vCPUs in turn on one host thread.
+    pub fn icount(mut self, shift: u32) -> Run {
+        self.icount = Some(shift);
+        self
+    }
+
+    /// Hands every console line to `sink` as it arrives (a live progress
+    /// display, say); `sink` decides whether to show it.
+    pub fn sink(mut self, sink: Arc<dyn LineSink>) -> Run {
+        self.sink = Some(sink);
+        self
     }
 
     /// The virtio-blk data disk: [`Disk::fresh`] (a new image in the run

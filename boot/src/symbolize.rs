@@ -13,16 +13,58 @@ use contract::marker::{BACKTRACE, BacktraceFrame};
 /// The bootloader's (not the kernel's) log line naming the load offset.
 const LOAD_OFFSET: &str = "virtual_address_offset: 0x";
 
-/// The function containing each backtrace address, as `  N: addr  name+off`
-/// lines; empty when there is no backtrace or no symbol table.
+/// The function containing each address of the first backtrace, as `  N:
+/// addr  name+off` lines; empty when there is no backtrace or no symbol
+/// table.
 pub fn backtrace(lines: &[String], elf: &Path) -> Vec<String> {
-    let addrs: Vec<u64> = lines
-        .iter()
-        .skip_while(|l| !l.contains(BACKTRACE))
-        .skip(1)
-        .map_while(|l| BacktraceFrame::parse(l).map(|f| f.addr))
-        .collect();
-    if addrs.is_empty() {
+    backtraces(lines, elf)
+        .into_iter()
+        .next()
+        .map_or(Vec::new(), |b| b.frames)
+}
+
+/// One symbolized backtrace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backtrace {
+    /// The report it belongs to: the last line before it that is not part
+    /// of a backtrace (a panic's `# pcs: crashed in ...`, a watchdog's
+    /// lockup report).
+    pub heading: String,
+    /// `  N: addr  name+off`, innermost first.
+    pub frames: Vec<String>,
+}
+
+impl Backtrace {
+    /// Whether a frame is in a function whose name contains `name`.
+    pub fn names(&self, name: &str) -> bool {
+        self.frames.iter().any(|f| f.contains(name))
+    }
+}
+
+/// Every backtrace in `lines` (panics, exceptions, lockup reports), in
+/// order, symbolized; empty when there is none or no symbol table.
+pub fn backtraces(lines: &[String], elf: &Path) -> Vec<Backtrace> {
+    let mut raw: Vec<(String, Vec<u64>)> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        if !l.contains(BACKTRACE) {
+            continue;
+        }
+        let addrs: Vec<u64> = lines[i + 1..]
+            .iter()
+            .map_while(|l| BacktraceFrame::parse(l).map(|f| f.addr))
+            .collect();
+        let heading = lines[..i]
+            .iter()
+            .rev()
+            .find(|l| {
+                BacktraceFrame::parse(l).is_none() && !l.contains(BACKTRACE) && !l.trim().is_empty()
+            })
+            .map_or(String::new(), |l| l.trim().to_string());
+        if !addrs.is_empty() {
+            raw.push((heading, addrs));
+        }
+    }
+    if raw.is_empty() {
         return Vec::new();
     }
     let offset = lines
@@ -34,16 +76,23 @@ pub fn backtrace(lines: &[String], elf: &Path) -> Vec<String> {
     if symbols.is_empty() {
         return Vec::new();
     }
-    addrs
-        .iter()
-        .enumerate()
-        .map(|(i, &a)| {
-            let rel = a.wrapping_sub(offset);
-            let idx = symbols.partition_point(|(s, _)| *s <= rel);
-            match idx.checked_sub(1).map(|j| &symbols[j]) {
-                Some((start, name)) => format!("  {i:2}: {a:#x}  {name}+{:#x}", rel - start),
-                None => format!("  {i:2}: {a:#x}  ?"),
-            }
+    raw.into_iter()
+        .map(|(heading, addrs)| Backtrace {
+            heading,
+            frames: addrs
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| {
+                    let rel = a.wrapping_sub(offset);
+                    let idx = symbols.partition_point(|(s, _)| *s <= rel);
+                    match idx.checked_sub(1).map(|j| &symbols[j]) {
+                        Some((start, name)) => {
+                            format!("  {i:2}: {a:#x}  {name}+{:#x}", rel - start)
+                        }
+                        None => format!("  {i:2}: {a:#x}  ?"),
+                    }
+                })
+                .collect(),
         })
         .collect()
 }

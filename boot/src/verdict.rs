@@ -75,10 +75,11 @@ impl Verdict {
             let _ = writeln!(s, "  - {r}");
         }
         if let Some(elf) = &out.kernel_elf {
-            let bt = crate::symbolize::backtrace(&out.lines, elf);
-            if !bt.is_empty() {
-                let _ = writeln!(s, "  backtrace of the failing CPU:");
-                for l in bt {
+            // Every report with a backtrace: a panic's or exception's (the
+            // failing CPU), and the watchdog's lockup reports.
+            for bt in crate::symbolize::backtraces(&out.lines, elf) {
+                let _ = writeln!(s, "  backtrace after: {}", bt.heading);
+                for l in bt.frames {
                     let _ = writeln!(s, "  {l}");
                 }
             }

@@ -164,6 +164,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
     x86_64::instructions::interrupts::enable();
     sched::init();
+    sched::watchdog::set_lockup_limit_ms(params.lockup_ms);
     vm::init();
     pagelock::init(&params);
     pagecache::init();

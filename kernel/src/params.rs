@@ -149,6 +149,12 @@ pub struct Params {
     pub ramdisk_mb: u64,
     /// `blk_persist=`: what `block.persist` does with the virtio disk.
     pub blk_persist: Persist,
+    /// `lockup_ms=`: the watchdog's soft- and hard-lockup threshold.
+    pub lockup_ms: u64,
+    /// `walk_waiters=`: the herd of `pagelock.walk_lockup`.
+    pub walk_waiters: u64,
+    /// `bench_rounds=`: rounds per benchmark in `mode=bench`.
+    pub bench_rounds: u32,
     /// The parsed string: which keys were given, as written.
     pub given: Parsed<'static>,
 }
@@ -251,6 +257,9 @@ impl Params {
             },
             ramdisk_mb: with_default(Key::Ramdisk),
             blk_persist: by_name(&Persist::ALL, Persist::name, p.choice(Key::BlkPersist)),
+            lockup_ms: with_default(Key::LockupMs),
+            walk_waiters: with_default(Key::WalkWaiters),
+            bench_rounds: u32_of(&p, Key::BenchRounds).expect("key has a default"),
             given: p,
         }
     }

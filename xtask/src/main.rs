@@ -2,31 +2,34 @@
 //!
 //! - `cargo xtask run`: build the kernel, boot it in QEMU, stream its serial
 //!   output, and exit non-zero unless the run passed (see `boot::verdict`).
-//! - `cargo xtask bench`: the in-kernel benchmarks (release build).
-//! - `cargo xtask test [FILTER]`: host unit tests, QEMU integration tests,
-//!   loom model checks and the in-kernel KTAP suites, with one summary line.
+//! - `cargo xtask bench`: the in-kernel benchmarks (release build), with
+//!   parameter sweeps; results as a table, JSON, CSV and SVG plots
+//!   (`bench.rs`).
+//! - `cargo xtask plot RESULTS.json`: the table and plots again from a
+//!   results file.
+//! - `cargo xtask test [FILTER] [--junit PATH]`: host unit tests, QEMU
+//!   integration tests, loom model checks and the in-kernel KTAP suites,
+//!   stage by stage, with one summary line (`test.rs`).
 //! - `cargo xtask params [--markdown]`: the kernel parameter table.
 //!
 //! Every boot goes through `boot::Run`. Kernel parameters are checked with
 //! the contract's parser before anything is built or booted, so a typo is
 //! reported at once, with the key's help.
 
+mod bench;
+mod test;
+
 use std::{
-    io::{BufRead, BufReader},
-    process::{Command, ExitCode, Stdio},
+    path::PathBuf,
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
 use boot::{
     Disk, Run,
     build::Profile,
-    contract::{
-        marker,
-        params::{MarkdownTable, TextTable},
-    },
+    contract::params::{MarkdownTable, TextTable},
     image::Firmware,
-    ktap::Counts,
-    qemu::Exit,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -42,19 +45,29 @@ const PARAMS_HELP: &str = "Kernel parameters are `key=value` words after `--`, e
 `cargo xtask run -- filter=mm.* seed=7`. They are checked before anything is built or \
 booted. `cargo xtask params` lists every key with its values, default and meaning.";
 
+/// Shown under `bench --help`.
+const BENCH_HELP: &str = "Kernel parameters are `key=value` words after `--`, e.g. \
+`cargo xtask bench --filter pagelock_fairness -- bench_rounds=9`. `--sweep key=v1,v2` \
+boots once per value (several --sweep: once per combination), e.g. `--sweep \
+unfairness=0,1,5,20 --sweep handoff=on,off`. Parameters and sweeps are checked before \
+anything is built or booted. `cargo xtask params` lists every key with its values, \
+default and meaning. Results: target/bench/<run>/results.json (schema: \
+docs/bench-results.md), <bench>.csv, <bench>.svg.";
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Build the kernel and boot it in QEMU, streaming the serial console.
     #[command(after_help = PARAMS_HELP)]
     Run(RunArgs),
-    /// Run the in-kernel benchmarks (release build) and print their results.
-    #[command(after_help = PARAMS_HELP)]
-    Bench(BenchArgs),
-    /// Run every test: host, loom, QEMU integration, in-kernel suites.
-    Test {
-        /// Only tests whose name contains FILTER (kernel cases: `*FILTER*`).
-        filter: Option<String>,
-    },
+    /// Run the in-kernel benchmarks (release build): a table, and JSON, CSV
+    /// and SVG plots under target/bench/.
+    #[command(after_help = BENCH_HELP)]
+    Bench(bench::BenchArgs),
+    /// Print the table and draw the plots of a results file again.
+    Plot(bench::PlotArgs),
+    /// Run every test: in-kernel suites, host and QEMU integration tests,
+    /// loom.
+    Test(test::TestArgs),
     /// Print the kernel parameters: keys, values, defaults, meaning.
     Params {
         /// Print the table as Markdown (the README's).
@@ -96,31 +109,13 @@ struct RunArgs {
     params: Vec<String>,
 }
 
-#[derive(Args)]
-struct BenchArgs {
-    /// Number of CPUs (`-smp`).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=255))]
-    smp: u32,
-    /// Guest memory (`-m` syntax).
-    #[arg(long, default_value = "512M")]
-    mem: String,
-    /// Only benchmarks whose name matches this glob (kernel `filter=`).
-    #[arg(long)]
-    filter: Option<String>,
-    /// Kill QEMU after this many seconds.
-    #[arg(long, default_value_t = 1200)]
-    timeout: u64,
-    /// Further kernel parameters, `key=value` (after `--`; see `cargo xtask params`).
-    #[arg(last = true)]
-    params: Vec<String>,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run(a) => run(a),
-        Cmd::Bench(a) => bench(a),
-        Cmd::Test { filter } => test(filter.as_deref()),
+        Cmd::Bench(a) => bench::bench(a),
+        Cmd::Plot(a) => bench::plot(a),
+        Cmd::Test(a) => test::test(a),
         Cmd::Params { markdown } => {
             if markdown {
                 print!("{MarkdownTable}");
@@ -142,10 +137,31 @@ fn main() -> ExitCode {
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// A path relative to the workspace root when it is under it (shorter to
+/// read), else as is.
+fn show(p: &std::path::Path) -> String {
+    p.strip_prefix(boot::workspace_root())
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// `PathBuf` of a path argument, relative to where `cargo xtask` was
+/// started (cargo runs us in the workspace root).
+fn user_path(p: &std::path::Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    std::env::var_os("PWD")
+        .map(PathBuf::from)
+        .unwrap_or_else(boot::workspace_root)
+        .join(p)
+}
+
 /// Checks `run`'s parameters with the contract's parser; on a bad one,
 /// reports it with the key's help and returns false. Nothing has been built
 /// or booted yet when this runs.
-fn params_ok(run: &Run) -> bool {
+pub(crate) fn params_ok(run: &Run) -> bool {
     match run.check_params() {
         Ok(()) => true,
         Err(e) => {
@@ -157,7 +173,7 @@ fn params_ok(run: &Run) -> bool {
 }
 
 /// Checks for QEMU and builds the kernel and image, saying how long it took.
-fn prepare(run: &Run) -> Result<()> {
+pub(crate) fn prepare(run: &Run) -> Result<()> {
     let t = Instant::now();
     let image = run.prepare()?;
     eprintln!(
@@ -170,7 +186,7 @@ fn prepare(run: &Run) -> Result<()> {
 
 /// Repeats the kernel's notes (say, a parameter without effect) last, where
 /// they are seen.
-fn print_notes(notes: &[String]) {
+pub(crate) fn print_notes(notes: &[String]) {
     for n in notes {
         eprintln!("xtask: note: {n}");
     }
@@ -245,181 +261,4 @@ fn run(a: RunArgs) -> Result<bool> {
     }
     print_notes(&v.notes);
     Ok(v.passed)
-}
-
-fn bench(a: BenchArgs) -> Result<bool> {
-    let run = Run::new("bench")
-        .release()
-        .smp(a.smp)
-        .mem(&a.mem)
-        .timeout(Duration::from_secs(a.timeout))
-        .echo(true)
-        .params(["mode=bench"])
-        .params(a.filter.map(|f| format!("filter={f}")))
-        .params(&a.params);
-    if !params_ok(&run) {
-        return Ok(false);
-    }
-    prepare(&run)?;
-    eprintln!("xtask: benchmarks: {run}");
-    let (out, v) = run.run()?;
-    let results: Vec<&str> = out
-        .lines
-        .iter()
-        .filter_map(|l| l.strip_prefix(marker::BENCH))
-        .collect();
-    let dir = boot::target_dir().join("bench");
-    std::fs::create_dir_all(&dir)?;
-    let file = dir.join(format!("bench-smp{}.txt", a.smp));
-    let lines: Vec<String> = results
-        .iter()
-        .map(|r| format!("{}{r}", marker::BENCH))
-        .collect();
-    std::fs::write(&file, lines.join("\n") + "\n")?;
-    println!();
-    println!(
-        "xtask: {} result lines (also in {}):",
-        results.len(),
-        file.display()
-    );
-    for r in &results {
-        println!("  {r}");
-    }
-    let ok = out.exit == Exit::Success && out.contains(marker::END_OF_RUN);
-    if !ok {
-        eprintln!(
-            "xtask: benchmark run failed: {}\n  serial log: {}",
-            out.exit,
-            out.serial_log.display()
-        );
-    }
-    print_notes(&v.notes);
-    Ok(ok)
-}
-
-/// Runs a cargo test command, streaming its output, and adds up its
-/// `test result:` lines.
-fn cargo_tests(label: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<Counts> {
-    eprintln!("xtask: == {label}: cargo {}", args.join(" "));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(boot::workspace_root())
-        .args(args)
-        .stdout(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn()?;
-    let mut c = Counts::default();
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines() {
-        let line = line?;
-        println!("{line}");
-        // "test result: ok. 8 passed; 0 failed; 1 ignored; ..."
-        if let Some(rest) = line.trim().strip_prefix("test result: ") {
-            for part in rest.split(';') {
-                let mut w = part.split_whitespace().rev();
-                let (Some(kind), Some(n)) = (w.next(), w.next()) else {
-                    continue;
-                };
-                let Ok(n) = n.parse::<usize>() else { continue };
-                match kind {
-                    "passed" => c.passed += n,
-                    "failed" => c.failed += n,
-                    "ignored" => c.skipped += n,
-                    _ => {}
-                }
-            }
-        }
-    }
-    let status = child.wait()?;
-    if !status.success() && c.failed == 0 {
-        // A build error or a crashed test binary: count it as a failure.
-        c.failed += 1;
-        eprintln!("xtask: {label}: cargo exited with {status}");
-    }
-    Ok(c)
-}
-
-fn test(filter: Option<&str>) -> Result<bool> {
-    let start = Instant::now();
-    let mut total = Counts::default();
-    let mut stages = Vec::new();
-
-    // 1. Kernel suites, booted directly so each KTAP case counts.
-    let t = Instant::now();
-    let run = Run::new("suites")
-        .echo(true)
-        .timeout(Duration::from_secs(600))
-        .params(filter.map(|f| format!("filter=*{f}*")));
-    if !params_ok(&run) {
-        return Ok(false);
-    }
-    prepare(&run)?;
-    eprintln!("xtask: == in-kernel suites: {run}");
-    let (out, v) = run.run()?;
-    let kc = v.report.counts();
-    if !v.passed {
-        eprintln!("xtask: in-kernel suites FAILED:\n{}", v.explain(&out));
-    }
-    print_notes(&v.notes);
-    let mut counted = kc;
-    if !v.passed && kc.failed == 0 {
-        counted.failed += 1;
-    }
-    total += counted;
-    stages.push(format!(
-        "in-kernel suites: {kc} ({:.0} s)",
-        t.elapsed().as_secs_f64()
-    ));
-
-    // 2. Host unit tests and the QEMU integration tests in tests/.
-    let t = Instant::now();
-    // --no-fail-fast: one failing test binary must not hide the others.
-    let mut args = vec!["test", "--workspace", "--no-fail-fast"];
-    if let Some(f) = filter {
-        args.extend(["--", f]);
-    }
-    let c = cargo_tests("host and QEMU integration tests", &args, &[])?;
-    total += c;
-    stages.push(format!(
-        "host and integration tests: {c} ({:.0} s)",
-        t.elapsed().as_secs_f64()
-    ));
-
-    // 3. loom model checks of the portable protocol code.
-    let t = Instant::now();
-    let loom_dir = boot::target_dir().join("loom");
-    let loom_dir = loom_dir.to_string_lossy().into_owned();
-    let mut args = vec![
-        "test",
-        "--package",
-        "pagesync",
-        "--release",
-        "--tests",
-        "--no-fail-fast",
-    ];
-    if let Some(f) = filter {
-        args.extend(["--", f]);
-    }
-    let c = cargo_tests(
-        "loom model checks",
-        &args,
-        &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", &loom_dir)],
-    )?;
-    total += c;
-    stages.push(format!(
-        "loom model checks: {c} ({:.0} s)",
-        t.elapsed().as_secs_f64()
-    ));
-
-    println!();
-    for s in &stages {
-        println!("xtask: {s}");
-    }
-    println!("xtask: total time {:.0} s", start.elapsed().as_secs_f64());
-    println!(
-        "{} passed, {} failed, {} skipped",
-        total.passed, total.failed, total.skipped
-    );
-    Ok(total.failed == 0)
 }

@@ -2,42 +2,13 @@
 //! booted, with the offending key's help from the contract's table; the
 //! table is what `cargo xtask params` prints and what the README shows.
 
-use std::{
-    fs,
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
-};
+mod common;
+
+use std::{fs, time::Duration};
+
+use common::{run_dirs_of, xtask};
 
 use boot::contract::params::{Key, MarkdownTable, TextTable};
-
-/// Runs the real `xtask` binary; returns its output, how long it took and
-/// its process id (which names any QEMU run directory it creates).
-fn xtask(args: &[&str]) -> (Output, Duration, u32) {
-    let start = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start xtask");
-    let pid = child.id();
-    let out = child.wait_with_output().expect("wait for xtask");
-    (out, start.elapsed(), pid)
-}
-
-/// Run directories created by process `pid` (`<name>-<secs>-<nanos>-<pid>`).
-fn run_dirs_of(pid: u32) -> Vec<String> {
-    let suffix = format!("-{pid}");
-    fs::read_dir(boot::target_dir().join("runs"))
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(&suffix))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn rejected_before_qemu(subcommand: &str, param: &str, key: Key, names: &[&str]) {
     let (out, took, pid) = xtask(&[subcommand, "--", param]);

@@ -2,7 +2,7 @@
 //! once and compiled into both sides.
 //!
 //! Mental model: the kernel and the host (`boot`, `xtask`, the integration
-//! tests) talk through exactly four channels, and everything either side
+//! tests) talk through exactly these channels, and everything either side
 //! must agree on about them lives here:
 //!
 //! 1. the **parameter string** the host hands over in the fw_cfg file
@@ -11,7 +11,7 @@
 //!    parser [`params::parse`] (the kernel parses it at boot; the host parses
 //!    it before it builds or boots anything, so a typo costs no QEMU run);
 //! 2. the **console lines** the host looks for in the serial output
-//!    ([`marker`]);
+//!    ([`marker`]), among them the benchmark results ([`bench`]);
 //! 3. the **exit status** the kernel writes to QEMU's `isa-debug-exit`
 //!    device and the status QEMU then exits with ([`exit`]);
 //! 4. the **glob syntax** of `filter=` and of a key's scope ([`glob`]);
@@ -29,6 +29,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod bench;
 pub mod disk;
 pub mod exit;
 pub mod glob;

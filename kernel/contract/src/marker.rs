@@ -30,8 +30,24 @@ pub const RUNNING: &str = "# running: ";
 pub const BACKTRACE: &str = "# backtrace:";
 
 /// Starts a machine-readable benchmark result:
-/// `BENCH <bench> <variant> key=value ...`.
+/// `BENCH <bench> <variant> <field> ...` (format: [`crate::bench`]).
 pub const BENCH: &str = "BENCH ";
+
+/// Printed before each benchmark runs: `# bench: <name> (<rounds> rounds)`.
+pub const BENCH_START: &str = "# bench: ";
+
+/// Starts a benchmark histogram: `BENCH_HIST <bench> <variant> <label> ...
+/// <metric>:<unit> <bucket>=<count> ...` (format: [`crate::bench`]).
+pub const BENCH_HIST: &str = "BENCH_HIST ";
+
+/// Starts a correctness failure seen by a benchmark (the run then fails):
+/// `# pcs: bench failed: <bench>: <why>` ([`crate::bench::Failed`]).
+pub const BENCH_FAILED: &str = "# pcs: bench failed: ";
+
+/// Starts a progress report of a long case or benchmark, for the host's
+/// live display: `# pcs: progress <what> done=<n> unit=<what n counts>
+/// elapsed_ms=<ms> budget_ms=<ms>` ([`Progress`]).
+pub const PROGRESS: &str = "# pcs: progress ";
 
 /// Starts a note the host repeats in its summary, e.g. a parameter that
 /// has no effect in this run (see [`crate::params::NoEffect`]).
@@ -46,17 +62,74 @@ pub const KTAP_VERSION: &str = "KTAP version 1";
 pub const MANIFEST: &str = "# MANIFEST ";
 
 /// Every marker above, for checks that no second copy exists.
-pub const ALL: [&str; 9] = [
+pub const ALL: [&str; 13] = [
     END_OF_RUN,
     FATAL,
     CRASHED_IN,
     RUNNING,
     BACKTRACE,
     BENCH,
+    BENCH_START,
+    BENCH_HIST,
+    BENCH_FAILED,
+    PROGRESS,
     NOTE,
     KTAP_VERSION,
     MANIFEST,
 ];
+
+/// A progress report (see [`PROGRESS`]): `what` has done `done` `unit`
+/// (e.g. acquisitions) in `elapsed_ms` of a planned `budget_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress<'a> {
+    /// What is running (`pagelock.torture`, a benchmark's name); one word.
+    pub what: &'a str,
+    /// Work done so far.
+    pub done: u64,
+    /// What `done` counts; one word.
+    pub unit: &'a str,
+    /// Time since it started.
+    pub elapsed_ms: u64,
+    /// How long it is planned to run (0: unknown).
+    pub budget_ms: u64,
+}
+
+impl<'a> Progress<'a> {
+    /// Reads a line printed by `Display` (leading whitespace allowed).
+    pub fn parse(line: &'a str) -> Option<Progress<'a>> {
+        let rest = line.trim().strip_prefix(PROGRESS)?;
+        let mut words = rest.split_ascii_whitespace();
+        let what = words.next()?;
+        let (mut done, mut unit, mut elapsed_ms, mut budget_ms) = (None, None, None, None);
+        for w in words {
+            let (k, v) = w.split_once('=')?;
+            match k {
+                "done" => done = v.parse().ok(),
+                "unit" => unit = Some(v),
+                "elapsed_ms" => elapsed_ms = v.parse().ok(),
+                "budget_ms" => budget_ms = v.parse().ok(),
+                _ => {}
+            }
+        }
+        Some(Progress {
+            what,
+            done: done?,
+            unit: unit?,
+            elapsed_ms: elapsed_ms?,
+            budget_ms: budget_ms.unwrap_or(0),
+        })
+    }
+}
+
+impl fmt::Display for Progress<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "{PROGRESS}{} done={} unit={} elapsed_ms={} budget_ms={}",
+            self.what, self.done, self.unit, self.elapsed_ms, self.budget_ms
+        )
+    }
+}
 
 /// One backtrace line: `#   <depth>: <return address>`, the address in
 /// hexadecimal with `0x`. The kernel prints it with `Display`; the host
@@ -93,7 +166,7 @@ impl fmt::Display for BacktraceFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::string::ToString;
+    use std::{format, string::ToString};
 
     #[test]
     fn backtrace_frames_round_trip() {
@@ -116,10 +189,29 @@ mod tests {
     }
 
     #[test]
+    fn progress_round_trips() {
+        let p = Progress {
+            what: "pagelock.torture",
+            done: 123_456,
+            unit: "acquisitions",
+            elapsed_ms: 2000,
+            budget_ms: 4000,
+        };
+        let line = p.to_string();
+        assert_eq!(
+            line,
+            "# pcs: progress pagelock.torture done=123456 unit=acquisitions elapsed_ms=2000 budget_ms=4000"
+        );
+        assert_eq!(Progress::parse(&format!("    {line}")), Some(p));
+        assert_eq!(Progress::parse("# pcs: progress x done=1"), None);
+        assert_eq!(Progress::parse("# pcs: note: x"), None);
+    }
+
+    #[test]
     fn markers_are_distinct_ktap_diagnostics_or_known_lines() {
         for (i, a) in ALL.iter().enumerate() {
             assert!(
-                a.starts_with('#') || *a == BENCH || *a == KTAP_VERSION,
+                a.starts_with('#') || *a == BENCH || *a == BENCH_HIST || *a == KTAP_VERSION,
                 "{a}"
             );
             for b in &ALL[i + 1..] {

@@ -271,6 +271,12 @@ keys! {
     Ramdisk,
     /// `blk_persist=`
     BlkPersist,
+    /// `lockup_ms=`
+    LockupMs,
+    /// `walk_waiters=`
+    WalkWaiters,
+    /// `bench_rounds=`
+    BenchRounds,
 }
 
 /// The test cases that read the torture knobs: the page-lock tortures,
@@ -514,6 +520,36 @@ pub static TABLE: [Spec; Key::COUNT] = [
         default: DefaultValue::Is("off"),
         help: "persistence check on the virtio disk: write a pattern derived from seed= to its first blocks, or check that they hold it (a later boot of the same image)",
         scope: Some(&["block.persist", "pagecache.persist"]),
+    },
+    Spec {
+        key: Key::LockupMs,
+        name: "lockup_ms",
+        kind: Kind::UInt {
+            min: 1,
+            max: 600_000,
+        },
+        default: DefaultValue::Is("5000"),
+        help: "watchdog lockup threshold in ms: a CPU that has not switched threads this long while others wait for it (soft), or that took no timer tick this long (hard), is reported with a backtrace (Linux: 20 s and 10 s)",
+        scope: None,
+    },
+    Spec {
+        key: Key::WalkWaiters,
+        name: "walk_waiters",
+        kind: Kind::UInt {
+            min: 1,
+            max: 100_000,
+        },
+        default: DefaultValue::Is("1000"),
+        help: "waiters queued on 4 pages before the one unlock whose wake walk `pagelock.walk_lockup` watches (bounded by free memory: 20 KiB each)",
+        scope: Some(&["pagelock.walk_lockup"]),
+    },
+    Spec {
+        key: Key::BenchRounds,
+        name: "bench_rounds",
+        kind: Kind::UInt { min: 1, max: 1000 },
+        default: DefaultValue::Is("5"),
+        help: "mode=bench: rounds each benchmark repeats its measurement in, its variants interleaved round by round",
+        scope: None,
     },
 ];
 
@@ -1073,7 +1109,10 @@ mod tests {
                 "gup_rounds",
                 "litmus_trials",
                 "ramdisk",
-                "blk_persist"
+                "blk_persist",
+                "lockup_ms",
+                "walk_waiters",
+                "bench_rounds"
             ]
         );
         let range = |k: Key| match k.spec().kind {
@@ -1376,7 +1415,9 @@ mod tests {
             "{e}"
         );
         assert!(
-            e.ends_with("bug=none torture_ms=500 gup_rounds=5000 litmus_trials=1000000 ramdisk=16 blk_persist=off"),
+            e.ends_with(
+                "bug=none torture_ms=500 gup_rounds=5000 litmus_trials=1000000 ramdisk=16 blk_persist=off lockup_ms=5000 walk_waiters=1000 bench_rounds=5"
+            ),
             "{e}"
         );
         assert!(!e.contains("filter") && !e.contains("ap_skip"), "{e}");

@@ -225,6 +225,7 @@ impl PageFlags {
     /// `test_and_set_bit_lock`: returns the old bit. Acquire pairs with the
     /// Release in [`PageFlags::clear_bit_unlock`] or the `xor_unlock` family
     /// of the previous holder, so its critical section happens-before ours.
+    #[inline]
     pub fn test_and_set_bit_lock(&self, bit: u32) -> bool {
         self.word.fetch_or(mask(bit), Ordering::Acquire) & mask(bit) != 0
     }

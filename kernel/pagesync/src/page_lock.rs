@@ -310,13 +310,31 @@ impl<P: Platform> PageWaitTable<P> {
             "unlock_page: page {:#x} is not locked",
             page.addr()
         );
-        if let Some(bug) = self.cfg.bug.filter(|b| b.mutates_unlock()) {
-            return bugs::unlock_page::<P>(bug, page, || self.wake_page_bit(page, PG_LOCKED));
+        // The fast path's only look at the variant: is any known-bad one
+        // configured at all (never by default)? Which one, and whether it
+        // replaces the unlock, is decided out of line.
+        if self.cfg.bug.is_some() && self.unlock_page_variant(page) {
+            return;
         }
         // Release pairs with the next owner's Acquire test-and-set.
         let waiters = page.flags.xor_unlock_is_negative_byte(1 << PG_LOCKED);
         if waiters {
             self.wake_page_bit(page, PG_LOCKED);
+        }
+    }
+
+    /// [`Self::unlock_page`] with a known-bad variant configured: runs the
+    /// variant's unlock if it replaces the unlock ([`crate::Bug`]'s
+    /// `mutates_unlock`) and says so; `false` lets the correct unlock run.
+    #[cold]
+    #[inline(never)]
+    fn unlock_page_variant(&self, page: &Page) -> bool {
+        match self.cfg.bug.filter(|b| b.mutates_unlock()) {
+            Some(bug) => {
+                bugs::unlock_page::<P>(bug, page, || self.wake_page_bit(page, PG_LOCKED));
+                true
+            }
+            None => false,
         }
     }
 

@@ -6,19 +6,29 @@
 //!   shows up here. CPU 0's tick scans every thread twice a second.
 //! - **Soft lockup**: a CPU that has not switched threads for
 //!   `LOCKUP_LIMIT_NS` while its thread holds off preemption, or while other
-//!   threads wait for it, is reported with the CPU and the interrupted RIP
-//!   (its own tick samples it).
+//!   threads wait for it, is reported with the CPU, the running thread and
+//!   the interrupted RIP (its own tick samples it; a stretch with
+//!   interrupts off is therefore seen at the first tick after it, as
+//!   Linux's watchdog sees it).
 //! - **Hard lockup**: a CPU that takes no timer tick for `LOCKUP_LIMIT_NS`
 //!   (interrupts disabled) is found by its neighbour CPU (i+1 checks i),
 //!   which sends it an NMI; the NMI handler reports the CPU and its RIP.
+//!
+//! Both lockup reports end with the interrupted code's frame-pointer
+//! backtrace (`contract::marker::BACKTRACE` and its frame lines), which the
+//! host symbolizes, so a report names the function that kept the CPU
+//! (`cargo xtask run -- filter=pagelock.walk_lockup bits=0 ...` shows an
+//! unlock's wake walk). `LOCKUP_LIMIT_NS` comes from `lockup_ms=`.
 //!
 //! Each report increments a counter; stress tests fail when one moves.
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::{THREADS, rq};
+use contract::marker::{BACKTRACE, BacktraceFrame};
+
+use super::{THREADS, Thread, rq};
 use crate::{
-    arch::x86_64::{percpu, smp as arch_smp, time},
+    arch::x86_64::{frames, percpu, smp as arch_smp, time},
     config::MAX_CPUS,
 };
 
@@ -38,6 +48,70 @@ static SEEN_AT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static NMI_REQUESTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// Soft lockup already reported for the current stretch.
 static SOFT_REPORTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Per CPU: the longest stretch without a switch while threads waited (or
+/// preemption was off) seen by a tick since [`reset_longest_stall`].
+static LONGEST_STALL_NS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Starts a new measurement of [`longest_stall_ns`].
+pub fn reset_longest_stall() {
+    for l in &LONGEST_STALL_NS {
+        l.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The longest stretch `cpu` went without switching threads while others
+/// waited for it (or with preemption off), as its ticks saw it, since
+/// [`reset_longest_stall`]: what the soft-lockup check compares with the
+/// threshold.
+pub fn longest_stall_ns(cpu: usize) -> u64 {
+    LONGEST_STALL_NS[cpu].load(Ordering::Relaxed)
+}
+
+/// Sets the lockup threshold (`lockup_ms=`). Call at boot.
+pub fn set_lockup_limit_ms(ms: u64) {
+    LOCKUP_LIMIT_NS.store(ms.saturating_mul(1_000_000), Ordering::Relaxed);
+}
+
+/// Prints the interrupted code's backtrace after a lockup report: frame 0
+/// is `rip`, the rest its callers (see `arch::x86_64::frames`), each line
+/// through `print`.
+fn interrupted_backtrace(rip: u64, print: impl Fn(core::fmt::Arguments)) {
+    print(format_args!("{BACKTRACE}\n"));
+    print(format_args!(
+        "{}\n",
+        BacktraceFrame {
+            depth: 0,
+            addr: rip
+        }
+    ));
+    if let Some(rbp) = frames::interrupted_rbp(rip) {
+        // SAFETY: `rbp` is the interrupted code's frame pointer, saved by
+        // the interrupt entry on a live stack; the walk is bounded.
+        unsafe {
+            frames::walk(rbp, |depth, addr| {
+                print(format_args!(
+                    "{}\n",
+                    BacktraceFrame {
+                        depth: depth + 1,
+                        addr
+                    }
+                ))
+            })
+        };
+    }
+}
+
+/// The name of the thread running on this CPU (interrupt context).
+fn running_thread_name<R>(f: impl FnOnce(&str) -> R) -> R {
+    let g = percpu::CpuGuard::new();
+    let p = percpu::this_cpu(&g).current_thread.load(Ordering::Relaxed) as *const Thread;
+    if p.is_null() {
+        return f("?");
+    }
+    // SAFETY: the running thread's Arc is held by its run queue while it
+    // runs, and it was interrupted on this CPU, so it is still running.
+    f(unsafe { &(*p).name })
+}
 
 /// From the tick on `cpu`; `rip` is the interrupted instruction.
 pub fn tick(cpu: usize, rip: u64) {
@@ -47,13 +121,22 @@ pub fn tick(cpu: usize, rip: u64) {
     let since = now.saturating_sub(r.last_switch_ns.load(Ordering::Relaxed));
     let stuck =
         r.preempt_count.load(Ordering::Relaxed) > 0 || r.nr_queued.load(Ordering::Relaxed) > 0;
+    if stuck {
+        LONGEST_STALL_NS[cpu].fetch_max(since, Ordering::Relaxed);
+    }
     if since > limit && stuck {
         if !SOFT_REPORTED[cpu].swap(true, Ordering::Relaxed) {
             SOFT_LOCKUPS.fetch_add(1, Ordering::Relaxed);
-            log::error!(
-                "watchdog: soft lockup on cpu{cpu}: no switch for {} ms, RIP={rip:#x}",
-                since / 1_000_000
-            );
+            running_thread_name(|name| {
+                log::error!(
+                    "watchdog: soft lockup on cpu{cpu}: no switch for {} ms (limit {} ms) while thread '{name}' ran with {} thread(s) waiting and preempt count {}, RIP={rip:#x}",
+                    since / 1_000_000,
+                    limit / 1_000_000,
+                    r.nr_queued.load(Ordering::Relaxed),
+                    r.preempt_count.load(Ordering::Relaxed)
+                )
+            });
+            interrupted_backtrace(rip, |a| crate::print!("{a}"));
         }
     } else {
         SOFT_REPORTED[cpu].store(false, Ordering::Relaxed);
@@ -89,10 +172,13 @@ pub fn nmi(rip: u64) -> bool {
         return false;
     }
     HARD_LOCKUPS.fetch_add(1, Ordering::Relaxed);
-    crate::console::emergency_print(format_args!(
-        "[ERROR cpu{cpu}] watchdog: hard lockup on cpu{cpu}: no timer tick for over {} ms (interrupts off?), RIP={rip:#x}\n",
-        LOCKUP_LIMIT_NS.load(Ordering::Relaxed) / 1_000_000
-    ));
+    running_thread_name(|name| {
+        crate::console::emergency_print(format_args!(
+            "[ERROR cpu{cpu}] watchdog: hard lockup on cpu{cpu}: no timer tick for over {} ms (interrupts off?) in thread '{name}', RIP={rip:#x}\n",
+            LOCKUP_LIMIT_NS.load(Ordering::Relaxed) / 1_000_000
+        ))
+    });
+    interrupted_backtrace(rip, crate::console::emergency_print);
     NMI_REQUESTED[cpu].store(false, Ordering::Release);
     true
 }

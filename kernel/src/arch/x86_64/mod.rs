@@ -5,6 +5,7 @@
 pub mod acpi;
 pub mod apic;
 pub mod exceptions;
+pub mod frames;
 pub mod fw_cfg;
 pub mod gdt;
 pub mod handlers;

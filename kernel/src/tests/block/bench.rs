@@ -1,6 +1,8 @@
 //! Benchmark `blk_io`: 4 KiB read and write latency (p50, p99) and
 //! throughput at queue depth 1 and 16, on the RAM device and on virtio-blk,
-//! with virtio's figures as ratios of the RAM device's from the same run.
+//! with virtio's figures as ratios of the RAM device's from the same round
+//! (`bench_rounds=` rounds; in each, the two devices alternate which goes
+//! first). A request that fails fails the run.
 //!
 //! One submitter (the boot CPU's main thread) keeps `depth` requests
 //! outstanding: it submits whenever fewer are in flight and otherwise
@@ -11,19 +13,20 @@
 //! figures are slow and noisy; they are reported, never judged. Run with
 //! `cargo xtask bench --filter blk_io`.
 //!
-//! Output:
+//! Output, per round (format: `contract::bench`):
 //! ```text
-//! BENCH blk_io ram/read/qd1 n=2000 p50_ns=.. p99_ns=.. iops=.. mib_s=..
-//! BENCH blk_io ratio/read/qd1 virtio_over_ram_p50=.. virtio_over_ram_p99=.. virtio_over_ram_iops=..
+//! BENCH blk_io ram op=read qd=1 round=0 p50:ns=.. p99:ns=.. iops:per_s=.. mib_s:mib_per_s=..
+//! BENCH blk_io virtio op=read qd=1 round=0 ... vs_ram_p50:ratio=.. vs_ram_iops:ratio=..
 //! ```
 
 use alloc::{sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use contract::bench::Unit;
+
 use crate::{
     arch::x86_64::time::cycles_to_ns,
-    bench::{Bench, percentile, rdtsc},
-    bench_result,
+    bench::{self, Bench, Record, percentile, rdtsc, rounds},
     block::{self, BlockDevice, Op, Request},
     mm::{AllocFlags, Frame, alloc_pages},
     params::Params,
@@ -31,8 +34,8 @@ use crate::{
     sync::IrqMutex,
 };
 
-/// Requests per configuration.
-pub const REQUESTS: usize = 2000;
+/// Requests per configuration per round.
+pub const REQUESTS: usize = 500;
 /// Blocks the benchmark cycles through.
 pub const SPAN: u64 = 1024;
 const BLOCK_BYTES: u64 = block::BLOCK_SIZE as u64;
@@ -59,7 +62,8 @@ struct Shared {
     latencies: IrqMutex<Vec<u64>>,
 }
 
-fn run(dev: &'static dyn BlockDevice, op: Op, depth: u64) -> Option<Figures> {
+/// One batch; `Err(failed requests)` if any failed.
+fn run(dev: &'static dyn BlockDevice, op: Op, depth: u64) -> Result<Figures, u64> {
     let frames: Vec<Frame> = (0..depth)
         .map(|_| alloc_pages(0, AllocFlags::ZERO).expect("a frame"))
         .collect();
@@ -102,13 +106,9 @@ fn run(dev: &'static dyn BlockDevice, op: Op, depth: u64) -> Option<Figures> {
         core::hint::spin_loop();
     }
     let total = cycles_to_ns(rdtsc() - t0).max(1);
-    if s.failed.load(Ordering::Relaxed) > 0 {
-        println!(
-            "# blk_io: {} {} requests failed",
-            dev.name(),
-            s.failed.load(Ordering::Relaxed)
-        );
-        return None;
+    let failed = s.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        return Err(failed);
     }
     let mut lat: Vec<u64> = s
         .latencies
@@ -117,7 +117,7 @@ fn run(dev: &'static dyn BlockDevice, op: Op, depth: u64) -> Option<Figures> {
         .map(|&c| cycles_to_ns(c))
         .collect();
     let iops = REQUESTS as u64 * 1_000_000_000 / total;
-    Some(Figures {
+    Ok(Figures {
         p50_ns: percentile(&mut lat, 50),
         p99_ns: percentile(&mut lat, 99),
         iops,
@@ -125,53 +125,65 @@ fn run(dev: &'static dyn BlockDevice, op: Op, depth: u64) -> Option<Figures> {
     })
 }
 
-/// `a / b` with two decimals, as text.
-struct Ratio(u64, u64);
-impl core::fmt::Display for Ratio {
-    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
-        let x = self.0 * 100 / self.1.max(1);
-        write!(f, "{}.{:02}", x / 100, x % 100)
-    }
-}
-
 fn blk_io(_: &Params) {
+    const NAME: &str = "blk_io";
     let ram = block::ram_disk().map(|d| d as &'static dyn BlockDevice);
     let virtio = block::virtio_blk()
         .ok()
         .map(|d| d as &'static dyn BlockDevice);
     if ram.is_none() {
-        println!("# blk_io: no RAM device (ramdisk=0): no baseline, no ratios");
+        println!("# {NAME}: no RAM device (ramdisk=0): no baseline, no ratios");
     }
     if let Err(why) = block::virtio_blk() {
-        println!("# blk_io: no virtio-blk device: {why}");
+        println!("# {NAME}: no virtio-blk device: {why}");
     }
-    for op in [Op::Read, Op::Write] {
-        for depth in [1, 16] {
-            let opn = if op == Op::Read { "read" } else { "write" };
-            let mut got: [Option<Figures>; 2] = [None, None];
-            for (i, dev) in [ram, virtio].into_iter().enumerate() {
-                let Some(dev) = dev else { continue };
-                let Some(f) = run(dev, op, depth) else {
-                    continue;
-                };
-                let name = if i == 0 { "ram" } else { "virtio" };
-                bench_result!(
-                    "blk_io {name}/{opn}/qd{depth} n={REQUESTS} p50_ns={} p99_ns={} iops={} mib_s={}",
-                    f.p50_ns,
-                    f.p99_ns,
-                    f.iops,
-                    Ratio(f.mib_s_x100, 100)
-                );
-                got[i] = Some(f);
-            }
-            if let [Some(r), Some(v)] = got {
-                bench_result!(
-                    "blk_io ratio/{opn}/qd{depth} virtio_over_ram_p50={} virtio_over_ram_p99={} virtio_over_ram_iops={}",
-                    Ratio(v.p50_ns, r.p50_ns),
-                    Ratio(v.p99_ns, r.p99_ns),
-                    Ratio(v.iops, r.iops)
-                );
+    for round in 0..rounds() {
+        for op in [Op::Read, Op::Write] {
+            for depth in [1, 16] {
+                let opn = if op == Op::Read { "read" } else { "write" };
+                let mut got: [Option<Figures>; 2] = [None, None];
+                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+                for i in order {
+                    let Some(dev) = [ram, virtio][i] else {
+                        continue;
+                    };
+                    match run(dev, op, depth) {
+                        Ok(f) => got[i] = Some(f),
+                        Err(n) => {
+                            bench::fail(
+                                NAME,
+                                format_args!(
+                                    "{}: {n} of {REQUESTS} {opn} requests at queue depth {depth} failed (round {round})",
+                                    dev.name()
+                                ),
+                            );
+                            return;
+                        }
+                    }
+                }
+                for (i, f) in got.iter().enumerate() {
+                    let Some(f) = f else { continue };
+                    let mut rec = Record::new(NAME, ["ram", "virtio"][i])
+                        .label("op", opn)
+                        .label("qd", depth)
+                        .round(round)
+                        .metric("p50", Unit::Ns, f.p50_ns as f64)
+                        .metric("p99", Unit::Ns, f.p99_ns as f64)
+                        .metric("iops", Unit::PerS, f.iops as f64)
+                        .metric("mib_s", Unit::MibPerS, f.mib_s_x100 as f64 / 100.0);
+                    if let (1, Some(r)) = (i, got[0]) {
+                        rec = rec
+                            .metric("vs_ram_p50", Unit::Ratio, ratio(f.p50_ns, r.p50_ns))
+                            .metric("vs_ram_p99", Unit::Ratio, ratio(f.p99_ns, r.p99_ns))
+                            .metric("vs_ram_iops", Unit::Ratio, ratio(f.iops, r.iops));
+                    }
+                    rec.emit();
+                }
             }
         }
     }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    a as f64 / b.max(1) as f64
 }

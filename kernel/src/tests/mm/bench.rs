@@ -1,42 +1,40 @@
-//! Benchmark `mm_frame_alloc`: single-frame allocate+free latency per CPU,
-//! with 1, 2 and 4 CPUs allocating at once, with the per-CPU caches on and
-//! off, and the off/on ratio of the medians in the same run.
+//! Benchmark `mm_frame_alloc`: single-frame allocate+free latency with 1,
+//! 2 and 4 CPUs allocating at once, with the per-CPU caches on and off.
 //!
-//! Each participating CPU times [`ITERS`] `alloc_pages(0)` + drop pairs
-//! with `rdtsc`, after a start barrier so that they contend from the first
-//! operation; CPUs beyond the wanted count return at once. Run with
-//! `cargo xtask bench --filter 'mm*'` (4 CPUs by default).
-//!
-//! Output, per CPU and then per CPU count:
-//! ```text
-//! BENCH mm_frame_alloc pcp=on/cpus=2 cpu=1 p50_ns=.. p99_ns=.. mean_ns=..
-//! BENCH mm_frame_alloc ratio/cpus=2 off_over_on_p50=3.10 off_over_on_mean=2.95
-//! ```
+//! In each round, for each CPU count, both settings run one after the
+//! other (their order alternating between rounds): each participating CPU
+//! times [`ITERS`] `alloc_pages(0)` + drop pairs with `rdtsc`, after a
+//! start barrier so that they contend from the first operation; CPUs
+//! beyond the wanted count return at once. Per setting and round: the
+//! p50, p99 and mean over all participating CPUs' samples, their
+//! histogram, and for `pcp=off` the ratio of its p50 to `pcp=on`'s in the
+//! same round. Run with `cargo xtask bench --filter 'mm*'`.
 
 extern crate alloc;
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use contract::bench::Unit;
+
 use crate::mm::{AllocFlags, alloc_pages, pcp};
 use crate::{
     arch::x86_64::time::cycles_to_ns,
-    bench::{Bench, percentile, rdtsc},
+    bench::{Bench, Hist, Record, percentile, rdtsc, rounds},
     params::Params,
     println,
 };
 
-/// Timed pairs per CPU per configuration.
-pub const ITERS: usize = 20_000;
+/// Timed pairs per CPU per setting per round.
+pub const ITERS: usize = 5_000;
 
 pub static BENCHES: &[Bench] = &[Bench {
     name: "mm_frame_alloc",
     run: frame_alloc,
 }];
 
-/// (p50, p99, mean) in cycles of one configuration, summed over CPUs for
-/// the mean of means.
-fn run_config(ncpus: usize, pcp_on: bool) -> (u64, u64) {
+/// Every participating CPU's samples (ns) for one setting.
+fn run_config(ncpus: usize, pcp_on: bool) -> Vec<u64> {
     pcp::set_enabled(pcp_on);
     let online = crate::smp::online_cpus();
     let samples: Vec<spin::Mutex<Vec<u64>>> = (0..online)
@@ -63,50 +61,62 @@ fn run_config(ncpus: usize, pcp_on: bool) -> (u64, u64) {
             s.push(rdtsc() - t0);
         }
     });
-    let variant = if pcp_on { "on" } else { "off" };
-    let (mut p50_sum, mut mean_sum) = (0, 0);
-    for (cpu, s) in samples.iter().enumerate().take(ncpus) {
-        let mut v = s.lock();
-        let mean = v.iter().sum::<u64>() / v.len().max(1) as u64;
-        let p50 = percentile(&mut v, 50);
-        let p99 = percentile(&mut v, 99);
-        crate::bench_result!(
-            "mm_frame_alloc pcp={variant}/cpus={ncpus} cpu={cpu} p50_ns={} p99_ns={} mean_ns={} p50_cycles={p50}",
-            cycles_to_ns(p50),
-            cycles_to_ns(p99),
-            cycles_to_ns(mean)
-        );
-        p50_sum += p50;
-        mean_sum += mean;
-    }
-    (p50_sum / ncpus as u64, mean_sum / ncpus as u64)
-}
-
-/// Hundredths of `a / b`, printed as `x.yy`.
-struct Ratio(u64, u64);
-impl core::fmt::Display for Ratio {
-    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
-        let r = self.0 * 100 / self.1.max(1);
-        write!(f, "{}.{:02}", r / 100, r % 100)
-    }
+    samples
+        .iter()
+        .take(ncpus)
+        .flat_map(|s| {
+            s.lock()
+                .iter()
+                .map(|&c| cycles_to_ns(c))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn frame_alloc(params: &Params) {
+    const NAME: &str = "mm_frame_alloc";
     let online = crate::smp::online_cpus();
     for ncpus in [1, 2, 4] {
         if ncpus > online {
-            println!("# mm_frame_alloc: skipping {ncpus} CPUs ({online} online)");
-            continue;
+            println!("# {NAME}: skipping {ncpus} CPUs ({online} online)");
         }
-        let (on_p50, on_mean) = run_config(ncpus, true);
-        let (off_p50, off_mean) = run_config(ncpus, false);
-        crate::bench_result!(
-            "mm_frame_alloc ratio/cpus={ncpus} off_over_on_p50={} off_over_on_mean={} on_p50_ns={} off_p50_ns={}",
-            Ratio(off_p50, on_p50),
-            Ratio(off_mean, on_mean),
-            cycles_to_ns(on_p50),
-            cycles_to_ns(off_p50)
-        );
+    }
+    for round in 0..rounds() {
+        for ncpus in [1, 2, 4].into_iter().filter(|&n| n <= online) {
+            let order = if (round as usize + ncpus).is_multiple_of(2) {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            let mut p50 = [0u64; 2];
+            let mut recs = Vec::new();
+            for on in order {
+                let mut v = run_config(ncpus, on);
+                let mean = v.iter().sum::<u64>() / v.len().max(1) as u64;
+                let mut h = Hist::new();
+                for &ns in &v {
+                    h.record(ns);
+                }
+                let median = percentile(&mut v, 50);
+                p50[usize::from(!on)] = median;
+                let rec = Record::new(NAME, if on { "pcp=on" } else { "pcp=off" })
+                    .label("cpus", ncpus)
+                    .round(round)
+                    .metric("p50", Unit::Ns, median as f64)
+                    .metric("p99", Unit::Ns, percentile(&mut v, 99) as f64)
+                    .metric("mean", Unit::Ns, mean as f64);
+                recs.push((on, rec, h));
+            }
+            for (on, rec, h) in recs {
+                let rec = if on {
+                    rec
+                } else {
+                    rec.metric("vs_on", Unit::Ratio, p50[1] as f64 / p50[0].max(1) as f64)
+                };
+                rec.emit_hist("alloc_free", Unit::Ns, &h);
+                rec.emit();
+            }
+        }
     }
     pcp::set_enabled(params.pcp);
 }

@@ -17,6 +17,7 @@ use pagesync::{
 
 pub mod bench;
 pub mod herd;
+pub mod lockup;
 pub mod torture;
 
 use self::torture::{Options, Target};
@@ -564,7 +565,7 @@ fn herd_wake_walk(_: &Ctx) -> TestResult {
         table_bits: 0,
         ..config()
     });
-    let r = herd::wake_walk(t, N, 4);
+    let r = herd::wake_walk(t, N, 4, herd::Probe::QueueLock, None);
     println!(
         "    # pagelock-herd: {} entries in one queue, walk woke {}: unlock_page walk {} us, longest queue-lock hold seen by a prober {} us ({} probes)",
         r.queued,
@@ -629,6 +630,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "async_waiters_mixed",
             run: async_waiters_mixed,
+        },
+        Case {
+            name: "walk_lockup",
+            run: lockup::walk_lockup,
         },
         Case {
             name: "killable_shared_waits",

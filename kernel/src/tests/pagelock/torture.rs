@@ -38,12 +38,14 @@
 use alloc::{format, string::String, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use contract::bench::{NUM_BUCKETS, bucket_of};
 use pagesync::flags::{PG_LOCKED, PG_WAITERS};
 
 use crate::pagelock::Table;
 use crate::sched::thread::WaitQueue;
 use crate::{
     arch::x86_64::time,
+    bench::{self, Hist},
     mm::{AllocFlags, Frame, alloc_pages},
     println,
     sched::{self, ThreadRef, timer, watchdog},
@@ -136,6 +138,9 @@ pub struct Options {
     pub lockstep: bool,
     /// Print the periodic stats lines.
     pub verbose: bool,
+    /// Keep a histogram of every wait for a lock (`Report::waits`): the
+    /// fairness benchmark's wait-time distribution.
+    pub wait_hist: bool,
     pub seed: u64,
 }
 
@@ -153,6 +158,7 @@ impl Options {
         hold_yield_one_in: 16,
         lockstep: false,
         verbose: true,
+        wait_hist: false,
         seed: 1,
     };
 }
@@ -175,6 +181,8 @@ pub struct Report {
     /// lock wait included).
     pub max_wake_walk_ns: u64,
     pub elapsed_ns: u64,
+    /// Every wait for a lock, in ns, with `Options::wait_hist`.
+    pub waits: Option<Hist>,
     pub failures: Vec<String>,
 }
 
@@ -216,6 +224,10 @@ struct PerThread {
     max_wait: AtomicU64,
     phase: AtomicU8,
     page: AtomicUsize,
+    /// Wait times (ns) per contract bucket, with `Options::wait_hist`;
+    /// written by the worker only (plain load + store), read after it
+    /// stopped.
+    waits: Vec<AtomicU32>,
 }
 
 struct Shared {
@@ -301,8 +313,12 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
             }
             Target::Pages(t) => t.lock_page(&s.pages[i]),
         }
-        per.max_wait
-            .fetch_max(time::rdtsc() - t0, Ordering::Relaxed);
+        let waited = time::rdtsc() - t0;
+        per.max_wait.fetch_max(waited, Ordering::Relaxed);
+        if !per.waits.is_empty() {
+            let b = &per.waits[bucket_of(time::cycles_to_ns(waited))];
+            b.store(b.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
         per.phase.store(HOLDING, Ordering::Relaxed);
         // Detector 1. Relaxed suffices: two holders at once would both see
         // the word in one coherence order, and one CAS must fail.
@@ -520,7 +536,16 @@ fn set_up<'o>(target: Target, o: &'o Options, r: &mut Report) -> Option<Run<'o>>
         } else {
             Vec::new()
         },
-        per: (0..nthreads).map(|_| PerThread::default()).collect(),
+        per: (0..nthreads)
+            .map(|_| PerThread {
+                waits: if o.wait_hist {
+                    (0..NUM_BUCKETS).map(|_| AtomicU32::new(0)).collect()
+                } else {
+                    Vec::new()
+                },
+                ..PerThread::default()
+            })
+            .collect(),
         stop: AtomicBool::new(false),
         pause: AtomicBool::new(false),
         parked: AtomicUsize::new(0),
@@ -632,6 +657,18 @@ fn drive(run: &Run, r: &mut Report) {
         }
         if now >= next_stats {
             stats_line(s, o, r.quiesced);
+            let total = s
+                .per
+                .iter()
+                .map(|p| p.acquisitions.load(Ordering::Relaxed))
+                .sum();
+            bench::progress(
+                o.name,
+                total,
+                "acquisitions",
+                (now - start) / MS,
+                o.duration_ms,
+            );
             next_stats = now + 1000 * MS;
         }
         let owner_failures = s.owner_failures.load(Ordering::Relaxed);
@@ -729,6 +766,13 @@ fn collect(run: &Run, r: &mut Report) {
             .unwrap_or(0),
     );
     r.max_wake_walk_ns = time::cycles_to_ns(s.max_walk.load(Ordering::Relaxed));
+    if run.o.wait_hist {
+        let mut h = Hist::new();
+        for p in &s.per {
+            h.add_counts(p.waits.iter().map(|b| u64::from(b.load(Ordering::Relaxed))));
+        }
+        r.waits = Some(h);
+    }
     if r.unfinished == 0 {
         for (i, p) in s.pages.iter().enumerate() {
             if p.flags().test(PG_LOCKED) || p.lock_owner().load(Ordering::Relaxed) != 0 {

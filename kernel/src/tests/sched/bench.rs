@@ -1,56 +1,66 @@
-//! Scheduler benchmarks: context-switch cost and cross-CPU wake-up latency,
-//! with the target CPU idle (IPI path) and busy (woken thread waits for the
-//! next tick).
+//! Scheduler benchmarks: context-switch cost, and cross-CPU wake-up latency
+//! with the target CPU idle (IPI path) and busy (the woken thread waits for
+//! the next tick), the two interleaved round by round.
 
 use alloc::{sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use contract::bench::Unit;
 use pagesync::waitqueue::WaitQueueHead;
 
 use super::join_timeout;
 use crate::sched::{KernelPlatform, spawn, yield_now};
 use crate::{
     arch::x86_64::time,
-    bench::{Bench, percentile},
+    bench::{self, Bench, Hist, Record, percentile, rounds},
     params::Params,
     println,
     smp::online_cpus,
 };
 
+/// Yields per thread per round of `context_switch`.
+pub const YIELDS: u64 = 5_000;
+/// Wake-ups per variant per round of `wake_latency`.
+pub const WAKEUPS: usize = 60;
+
 fn context_switch(_: &Params) {
-    const N: u64 = 20_000;
-    let start = Arc::new(AtomicU64::new(0));
-    let mk = |start: Arc<AtomicU64>| {
-        spawn("yielder", Some(0), move || {
-            start
-                .compare_exchange(0, time::rdtsc(), Ordering::AcqRel, Ordering::Relaxed)
-                .ok();
-            for _ in 0..N {
-                yield_now();
-            }
-        })
-        .expect("spawn")
-    };
-    let a = mk(start.clone());
-    let b = mk(start.clone());
-    let ok = join_timeout(&a, 60_000) && join_timeout(&b, 60_000);
-    let cycles = time::rdtsc() - start.load(Ordering::Relaxed);
-    if ok {
-        let per = cycles / (2 * N);
-        crate::bench_result!(
-            "context_switch cpu0 switches={} cycles_per_switch={per} ns_per_switch={}",
-            2 * N,
-            time::cycles_to_ns(per)
-        );
+    const NAME: &str = "context_switch";
+    for round in 0..rounds() {
+        let start = Arc::new(AtomicU64::new(0));
+        let mk = |start: Arc<AtomicU64>| {
+            spawn("yielder", Some(0), move || {
+                start
+                    .compare_exchange(0, time::rdtsc(), Ordering::AcqRel, Ordering::Relaxed)
+                    .ok();
+                for _ in 0..YIELDS {
+                    yield_now();
+                }
+            })
+            .expect("spawn")
+        };
+        let a = mk(start.clone());
+        let b = mk(start.clone());
+        let ok = join_timeout(&a, 60_000) && join_timeout(&b, 60_000);
+        let cycles = time::rdtsc() - start.load(Ordering::Relaxed);
+        if !ok {
+            bench::fail(
+                NAME,
+                format_args!("round {round}: the yielding threads did not finish in 60 s"),
+            );
+            return;
+        }
+        let per = cycles / (2 * YIELDS);
+        Record::new(NAME, "cpu0")
+            .label("switches", 2 * YIELDS)
+            .round(round)
+            .metric("per_switch", Unit::Ns, time::cycles_to_ns(per) as f64)
+            .emit();
     }
 }
 
-fn wake_latency(busy: bool) {
-    if online_cpus() < 2 {
-        println!("# wake_latency needs two CPUs");
-        return;
-    }
-    const ROUNDS: usize = 300;
+/// One round of one variant: [`WAKEUPS`] latencies in ns, or `None` if the
+/// woken thread did not finish.
+fn wake_latency_round(busy: bool) -> Option<Vec<u64>> {
     struct S {
         wq: WaitQueueHead<KernelPlatform>,
         seq: AtomicU64,
@@ -77,15 +87,15 @@ fn wake_latency(busy: bool) {
     let waiter = {
         let s = s.clone();
         spawn("wakee", Some(1), move || {
-            for r in 1..=ROUNDS as u64 {
+            for r in 1..=WAKEUPS as u64 {
                 s.wq.wait_event(|| s.seq.load(Ordering::Acquire) >= r);
                 let d = time::rdtsc() - s.sent.load(Ordering::Acquire);
-                s.lat.lock().push(d);
+                s.lat.lock().push(time::cycles_to_ns(d));
             }
         })
         .expect("spawn")
     };
-    for r in 1..=ROUNDS as u64 {
+    for r in 1..=WAKEUPS as u64 {
         crate::sched::timer::sleep_ns(2_000_000);
         s.sent.store(time::rdtsc(), Ordering::Release);
         s.seq.store(r, Ordering::Release);
@@ -96,15 +106,45 @@ fn wake_latency(busy: bool) {
     if let Some(h) = hog {
         join_timeout(&h, 10_000);
     }
-    let mut v = s.lat.lock().clone();
-    if ok {
-        let (med, p99) = (percentile(&mut v, 50), percentile(&mut v, 99));
-        crate::bench_result!(
-            "wake_latency cpu0->cpu1 target={} rounds={ROUNDS} median_ns={} p99_ns={} median_cycles={med}",
-            if busy { "busy" } else { "idle" },
-            time::cycles_to_ns(med),
-            time::cycles_to_ns(p99)
-        );
+    let v = s.lat.lock().clone();
+    ok.then_some(v)
+}
+
+fn wake_latency(_: &Params) {
+    const NAME: &str = "wake_latency";
+    if online_cpus() < 2 {
+        println!("# {NAME} needs two CPUs; skipped");
+        return;
+    }
+    for round in 0..rounds() {
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for busy in order {
+            let variant = if busy { "busy" } else { "idle" };
+            let Some(mut v) = wake_latency_round(busy) else {
+                bench::fail(
+                    NAME,
+                    format_args!(
+                        "{variant}, round {round}: the woken thread did not finish in 60 s (lost wake-up?)"
+                    ),
+                );
+                return;
+            };
+            let mut h = Hist::new();
+            for &ns in &v {
+                h.record(ns);
+            }
+            let rec = Record::new(NAME, variant)
+                .label("path", "cpu0->cpu1")
+                .round(round)
+                .metric("p50", Unit::Ns, percentile(&mut v, 50) as f64)
+                .metric("p99", Unit::Ns, percentile(&mut v, 99) as f64);
+            rec.emit_hist("latency", Unit::Ns, &h);
+            rec.emit();
+        }
     }
 }
 
@@ -114,11 +154,7 @@ pub static BENCHES: &[Bench] = &[
         run: context_switch,
     },
     Bench {
-        name: "wake_latency_idle",
-        run: |_| wake_latency(false),
-    },
-    Bench {
-        name: "wake_latency_busy",
-        run: |_| wake_latency(true),
+        name: "wake_latency",
+        run: wake_latency,
     },
 ];

@@ -20,19 +20,25 @@
 //! vCPUs than host cores the IPI would then wait for the host scheduler
 //! (milliseconds, measured), not for the guest.
 //!
-//! Output:
+//! Both repeat in `bench_rounds=` rounds, the kinds (and shoot-down
+//! targets) interleaved within each round. A fault count that does not
+//! match the accesses fails the run.
+//!
+//! Output, per round (format: `contract::bench`):
 //! ```text
-//! BENCH vm_fault anon pages=1024 fault_p50_ns=.. fault_p99_ns=.. fault_mean_ns=.. mapped_p50_ns=.. fault_over_mapped_p50=..
-//! BENCH vm_shootdown remote=1 rounds=2000 p50_ns=.. p99_ns=.. local_invlpg_p50_ns=.. over_local_p50=..
+//! BENCH vm_fault anon pages=256 round=0 fault_p50:ns=.. fault_p99:ns=.. fault_mean:ns=.. mapped_p50:ns=.. vs_mapped:ratio=..
+//! BENCH vm_shootdown remote=1 shots=200 round=0 p50:ns=.. p99:ns=.. vs_local:ratio=..
 //! ```
 
 use alloc::{sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::source::{TestSource, read, run_in, write};
+use contract::bench::Unit;
+
 use crate::{
     arch::x86_64::{paging, time::cycles_to_ns},
-    bench::{Bench, percentile, rdtsc},
+    bench::{self, Bench, Hist, Record, percentile, rdtsc, rounds},
     params::Params,
     println,
     vm::{
@@ -42,10 +48,10 @@ use crate::{
 };
 
 const PAGE: u64 = 4096;
-/// Pages faulted per kind.
-const PAGES: u64 = 1024;
-/// Shoot-downs timed per configuration.
-const ROUNDS: usize = 1000;
+/// Pages faulted per kind per round.
+const PAGES: u64 = 256;
+/// Shoot-downs timed per configuration per round.
+const SHOTS: usize = 200;
 const BASE: u64 = 0x4000_0000;
 
 pub static BENCHES: &[Bench] = &[
@@ -59,29 +65,25 @@ pub static BENCHES: &[Bench] = &[
     },
 ];
 
-/// Hundredths of `a / b`, printed as `x.yy`.
-struct Ratio(u64, u64);
-impl core::fmt::Display for Ratio {
-    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
-        let r = self.0 * 100 / self.1.max(1);
-        write!(f, "{}.{:02}", r / 100, r % 100)
-    }
-}
-
-fn report(kind: &str, mut faults: Vec<u64>, mut mapped: Vec<u64>) {
+fn report(kind: &str, round: u32, mut faults: Vec<u64>, mut mapped: Vec<u64>) {
     let mean = faults.iter().sum::<u64>() / faults.len().max(1) as u64;
     let p50 = percentile(&mut faults, 50);
     let p99 = percentile(&mut faults, 99);
     let base = percentile(&mut mapped, 50);
-    crate::bench_result!(
-        "vm_fault {kind} pages={} fault_p50_ns={} fault_p99_ns={} fault_mean_ns={} mapped_p50_ns={} fault_over_mapped_p50={}",
-        faults.len(),
-        cycles_to_ns(p50),
-        cycles_to_ns(p99),
-        cycles_to_ns(mean),
-        cycles_to_ns(base),
-        Ratio(p50, base)
-    );
+    let mut h = Hist::new();
+    for &c in &faults {
+        h.record(cycles_to_ns(c));
+    }
+    let rec = Record::new("vm_fault", kind)
+        .label("pages", faults.len())
+        .round(round)
+        .metric("fault_p50", Unit::Ns, cycles_to_ns(p50) as f64)
+        .metric("fault_p99", Unit::Ns, cycles_to_ns(p99) as f64)
+        .metric("fault_mean", Unit::Ns, cycles_to_ns(mean) as f64)
+        .metric("mapped_p50", Unit::Ns, cycles_to_ns(base) as f64)
+        .metric("vs_mapped", Unit::Ratio, p50 as f64 / base.max(1) as f64);
+    rec.emit_hist("fault", Unit::Ns, &h);
+    rec.emit();
 }
 
 /// Times `access(va)` for every page of `[BASE, BASE + PAGES pages)`.
@@ -100,45 +102,63 @@ fn new_space() -> Arc<AddressSpace> {
     AddressSpace::new().expect("a root")
 }
 
+/// Fails the benchmark unless `got == want`; returns whether it held.
+fn counted(what: &str, got: u64, want: u64) -> bool {
+    if got != want {
+        bench::fail(
+            "vm_fault",
+            format_args!("{what}: {got} counted, {want} expected"),
+        );
+    }
+    got == want
+}
+
 fn vm_fault(_: &Params) {
     let cpu = usize::from(crate::smp::online_cpus() > 1);
-    // Anonymous write faults.
-    let s = new_space();
-    s.map_anon(BASE, PAGES * PAGE, Prot::ReadWrite).unwrap();
-    let (faults, mapped) = run_in(&s, cpu, || {
-        let f = time_pages(|va| write(va, va));
-        let m = time_pages(|va| write(va, va));
-        (f, m)
-    });
-    assert_eq!(s.stats().hw_faults, PAGES);
-    report("anon", faults, mapped);
-    drop(s);
-
-    // File read faults, then write-notify faults on the same pages.
-    let src = TestSource::new(PAGES);
-    let s = new_space();
-    s.map_file(BASE, PAGES * PAGE, Prot::ReadWrite, src.clone(), 0)
-        .unwrap();
-    let (reads, notify, mapped) = run_in(&s, cpu, || {
-        let r = time_pages(|va| {
-            read(va);
+    for round in 0..rounds() {
+        // Anonymous write faults.
+        let s = new_space();
+        s.map_anon(BASE, PAGES * PAGE, Prot::ReadWrite).unwrap();
+        let (faults, mapped) = run_in(&s, cpu, || {
+            let f = time_pages(|va| write(va, va));
+            let m = time_pages(|va| write(va, va));
+            (f, m)
         });
-        let w = time_pages(|va| write(va + 8, va));
-        let m = time_pages(|va| write(va + 8, va));
-        (r, w, m)
-    });
-    assert_eq!(s.stats().hw_faults, 2 * PAGES);
-    assert_eq!(s.stats().mkwrites, PAGES);
-    report("file_read", reads, mapped.clone());
-    report("file_write_notify", notify, mapped);
-    drop(s);
+        if !counted("anonymous hardware faults", s.stats().hw_faults, PAGES) {
+            return;
+        }
+        report("anon", round, faults, mapped);
+        drop(s);
 
-    // GUP's software fault-in of fresh anonymous pages, from this CPU.
-    let s = new_space();
-    s.map_anon(BASE, PAGES * PAGE, Prot::ReadWrite).unwrap();
-    let soft = time_pages(|va| drop(s.fault_in(va, true).expect("fault_in")));
-    let again = time_pages(|va| drop(s.fault_in(va, true).expect("fault_in")));
-    report("fault_in_anon", soft, again);
+        // File read faults, then write-notify faults on the same pages.
+        let src = TestSource::new(PAGES);
+        let s = new_space();
+        s.map_file(BASE, PAGES * PAGE, Prot::ReadWrite, src.clone(), 0)
+            .unwrap();
+        let (reads, notify, mapped) = run_in(&s, cpu, || {
+            let r = time_pages(|va| {
+                read(va);
+            });
+            let w = time_pages(|va| write(va + 8, va));
+            let m = time_pages(|va| write(va + 8, va));
+            (r, w, m)
+        });
+        if !counted("file hardware faults", s.stats().hw_faults, 2 * PAGES)
+            || !counted("page_mkwrite calls", s.stats().mkwrites, PAGES)
+        {
+            return;
+        }
+        report("file_read", round, reads, mapped.clone());
+        report("file_write_notify", round, notify, mapped);
+        drop(s);
+
+        // GUP's software fault-in of fresh anonymous pages, from this CPU.
+        let s = new_space();
+        s.map_anon(BASE, PAGES * PAGE, Prot::ReadWrite).unwrap();
+        let soft = time_pages(|va| drop(s.fault_in(va, true).expect("fault_in")));
+        let again = time_pages(|va| drop(s.fault_in(va, true).expect("fault_in")));
+        report("fault_in_anon", round, soft, again);
+    }
 }
 
 fn vm_shootdown(_: &Params) {
@@ -148,19 +168,6 @@ fn vm_shootdown(_: &Params) {
         return;
     }
     let va = BASE;
-    let mut local: Vec<u64> = (0..ROUNDS)
-        .map(|_| {
-            let t0 = rdtsc();
-            paging::flush_local(va);
-            rdtsc() - t0
-        })
-        .collect();
-    let local_p50 = percentile(&mut local, 50);
-    crate::bench_result!(
-        "vm_shootdown local_invlpg rounds={ROUNDS} p50_ns={} p99_ns={}",
-        cycles_to_ns(local_p50),
-        cycles_to_ns(percentile(&mut local, 99))
-    );
     // Remote CPUs, each running a thread in a space, halted between
     // interrupts (module docs).
     let s = new_space();
@@ -185,29 +192,54 @@ fn vm_shootdown(_: &Params) {
     if online > 2 {
         configs.push(online - 1);
     }
-    for remote in configs {
-        let set = AtomicU64::new(((1u64 << (remote + 1)) - 1) & !1);
-        let mut v: Vec<u64> = (0..ROUNDS)
+    for round in 0..rounds() {
+        let mut local: Vec<u64> = (0..SHOTS)
             .map(|_| {
-                // Preemption off for the call only: "this CPU" must not
-                // change under it (tlb::shootdown's contract).
-                crate::sched::preempt_disable();
                 let t0 = rdtsc();
-                let shot = tlb::shootdown(&set, Flush::Pages(&[va]), None);
-                let t = rdtsc() - t0;
-                crate::sched::preempt_enable();
-                debug_assert_eq!(shot.remote.count_ones() as usize, remote);
-                t
+                paging::flush_local(va);
+                rdtsc() - t0
             })
             .collect();
-        let p50 = percentile(&mut v, 50);
-        crate::bench_result!(
-            "vm_shootdown remote={remote} rounds={ROUNDS} p50_ns={} p99_ns={} local_invlpg_p50_ns={} over_local_p50={}",
-            cycles_to_ns(p50),
-            cycles_to_ns(percentile(&mut v, 99)),
-            cycles_to_ns(local_p50),
-            Ratio(p50, local_p50)
-        );
+        let local_p50 = percentile(&mut local, 50);
+        Record::new("vm_shootdown", "local_invlpg")
+            .label("shots", SHOTS)
+            .round(round)
+            .metric("p50", Unit::Ns, cycles_to_ns(local_p50) as f64)
+            .metric(
+                "p99",
+                Unit::Ns,
+                cycles_to_ns(percentile(&mut local, 99)) as f64,
+            )
+            .emit();
+        for &remote in &configs {
+            let set = AtomicU64::new(((1u64 << (remote + 1)) - 1) & !1);
+            let mut v: Vec<u64> = (0..SHOTS)
+                .map(|_| {
+                    // Preemption off for the call only: "this CPU" must not
+                    // change under it (tlb::shootdown's contract).
+                    crate::sched::preempt_disable();
+                    let t0 = rdtsc();
+                    let shot = tlb::shootdown(&set, Flush::Pages(&[va]), None);
+                    let t = rdtsc() - t0;
+                    crate::sched::preempt_enable();
+                    debug_assert_eq!(shot.remote.count_ones() as usize, remote);
+                    t
+                })
+                .collect();
+            let p50 = percentile(&mut v, 50);
+            Record::new("vm_shootdown", "shootdown")
+                .label("remote", remote)
+                .label("shots", SHOTS)
+                .round(round)
+                .metric("p50", Unit::Ns, cycles_to_ns(p50) as f64)
+                .metric("p99", Unit::Ns, cycles_to_ns(percentile(&mut v, 99)) as f64)
+                .metric(
+                    "vs_local",
+                    Unit::Ratio,
+                    p50 as f64 / local_p50.max(1) as f64,
+                )
+                .emit();
+        }
     }
     // Release pairs with the parked threads' Acquire; the next tick wakes
     // each of them to see it.
