@@ -141,6 +141,9 @@ pub struct Params {
     pub pagelock: pagesync::Config,
     /// `gup_rounds=`: pin/writeback race rounds per pair of CPUs.
     pub gup_rounds: u64,
+    /// `jitter=`, `jitter_rate=`: random delays at pagesync's race points
+    /// (`crate::sched::jitter`).
+    pub jitter: JitterParams,
     /// Page-lock torture knobs (`None` = the test's own default).
     pub torture: TortureParams,
     /// `ramdisk=`: MiB of RAM-backed block device (0 = none).
@@ -173,6 +176,14 @@ impl Persist {
             Persist::Check => "check",
         }
     }
+}
+
+/// `jitter=` and `jitter_rate=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitterParams {
+    pub on: bool,
+    /// One delay in this many race points.
+    pub rate: u32,
 }
 
 /// `torture_threads=` (per CPU), `torture_pages=`, `torture_ms=`.
@@ -241,6 +252,10 @@ impl Params {
                 bug: bug(p.choice(Key::Bug)),
             },
             gup_rounds: p.uint(Key::GupRounds).expect("key has a default"),
+            jitter: JitterParams {
+                on: p.flag(Key::Jitter),
+                rate: u32_of(&p, Key::JitterRate).expect("key has a default"),
+            },
             torture: TortureParams {
                 threads_per_cpu: u32_of(&p, Key::TortureThreads),
                 pages: u32_of(&p, Key::TorturePages),

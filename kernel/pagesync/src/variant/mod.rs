@@ -175,11 +175,19 @@ pub enum Bug {
     /// can start in between, see no pin, and the page is pinned under it.
     /// The mutation: in `crate::pin`'s lock pinner.
     GupCheckOutsideLock,
+    /// A shared waiter (`wait_on_page_locked`, `wait_on_page_bit`,
+    /// `wait_on_page_writeback`, the drop waiter) tests the bit it waits on
+    /// with a Relaxed load instead of an Acquire one: returning without
+    /// sleeping, it may not see what the clearer wrote before clearing.
+    /// Invisible on x86 (every load is Acquire there); loom's
+    /// data-visibility models catch it. The mutation:
+    /// [`bugs::shared_wait_relaxed`].
+    SharedWaitRelaxed,
 }
 
 impl Bug {
     /// Every known-bad variant.
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 11] = [
         Bug::TasOutsideLock,
         Bug::ClearAfterWake,
         Bug::ClearWaitersEarly,
@@ -190,6 +198,7 @@ impl Bug {
         Bug::GupWmbOnly,
         Bug::GupPlainStores,
         Bug::GupCheckOutsideLock,
+        Bug::SharedWaitRelaxed,
     ];
 
     /// The name used in boot parameters, reports and test names.
@@ -205,6 +214,7 @@ impl Bug {
             Bug::GupWmbOnly => "gup-wmb-only",
             Bug::GupPlainStores => "gup-plain-stores",
             Bug::GupCheckOutsideLock => "gup-check-outside-lock",
+            Bug::SharedWaitRelaxed => "shared-wait-relaxed",
         }
     }
 
