@@ -294,7 +294,7 @@ fn eviction_frees_pages(_: &Ctx) -> TestResult {
 /// reference every round passes; with `bug=end-writeback-no-ref` the walk
 /// runs on a freed page and the waker's reference check stops the kernel.
 fn end_writeback_reuse_race(_: &Ctx) -> TestResult {
-    const ROUNDS: u64 = 200;
+    const ROUNDS: u64 = 2000;
     if crate::smp::online_cpus() < 2 {
         return Err(TestError::Skip("needs -smp 2 or more"));
     }

@@ -149,6 +149,7 @@ fn fairness(p: &Params) {
                     max_hold_spins: 100,
                     hold_yield_one_in: 0,
                     lockstep: false,
+                    mixed_waits: false,
                     verbose: false,
                     seed: p.seed,
                 };
