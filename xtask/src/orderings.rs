@@ -18,7 +18,10 @@
 //!
 //! Only the correct models run: `PAGESYNC_CORRECT_MODELS_ONLY=1` makes the
 //! known-bad models' child runs (`expect_failure`) pass at once, and a run
-//! stops at its first failing test. With `--mutations` the tool also
+//! stops at its first failing test. Each weakening first runs with one
+//! preemption (`LOOM_MAX_PREEMPTIONS=1`, minutes faster); only one that
+//! survives that runs again with the models' own bounds (a failure with one
+//! preemption is a failure with more, since those schedules are included). With `--mutations` the tool also
 //! applies a short list of hand-written mutations ([`MUTATIONS`]), each a
 //! plausible mistake that one of the newer models must catch (their teeth).
 //!
@@ -178,7 +181,7 @@ fn comment_above(lines: &[&str], idx: usize) -> String {
         i -= 1;
     }
     while i > 0 && lines[i - 1].trim().starts_with("//") {
-        out.push(lines[i - 1].trim());
+        out.push(lines[i - 1].trim().trim_start_matches('/').trim());
         i -= 1;
     }
     out.reverse();
@@ -436,20 +439,32 @@ enum Outcome {
 }
 
 /// Runs the correct loom models against the current scratch sources, up to
-/// the first failing test.
+/// the first failing test: first with one preemption, then, if nothing
+/// failed, with the models' own bounds.
 fn run_models(s: &Scratch, timeout: Duration) -> Result<Outcome> {
+    match run_models_bounded(s, timeout, Some("1"))? {
+        Outcome::Survived => run_models_bounded(s, timeout, None),
+        other => Ok(other),
+    }
+}
+
+fn run_models_bounded(s: &Scratch, timeout: Duration, bound: Option<&str>) -> Result<Outcome> {
     let exes = match s.build() {
         Ok(e) => e,
         Err(_) => return Ok(Outcome::NoBuild),
     };
     let deadline = Instant::now() + timeout;
     for exe in exes {
-        let mut child = Command::new(&exe)
-            .env("PAGESYNC_CORRECT_MODELS_ONLY", "1")
+        let mut cmd = Command::new(&exe);
+        cmd.env("PAGESYNC_CORRECT_MODELS_ONLY", "1")
             .env("RUST_BACKTRACE", "0")
+            .env_remove("LOOM_MAX_PREEMPTIONS")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+            .stderr(Stdio::piped());
+        if let Some(b) = bound {
+            cmd.env("LOOM_MAX_PREEMPTIONS", b);
+        }
+        let mut child = cmd.spawn()?;
         let (tx, rx) = mpsc::channel::<String>();
         for stream in [
             Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
@@ -493,7 +508,8 @@ fn run_models(s: &Scratch, timeout: Duration) -> Result<Outcome> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let bin = bin.rsplit_once('-').map_or(bin.as_str(), |(b, _)| b);
-            return Ok(Outcome::Caught(format!("{bin}::{name}")));
+            let how = if bound.is_some() { " (1 preemption)" } else { "" };
+            return Ok(Outcome::Caught(format!("{bin}::{name}{how}")));
         }
         let status = child.wait()?;
         if !status.success() {
@@ -559,7 +575,7 @@ pub fn run(a: &Args) -> Result<bool> {
         "xtask: orderings: baseline (unmutated) loom run in {}",
         scratch.root.display()
     );
-    match run_models(&scratch, timeout)? {
+    match run_models_bounded(&scratch, timeout, Some("1"))? {
         Outcome::Survived => {}
         Outcome::Caught(t) => return Err(format!("the unmutated models fail ({t})").into()),
         Outcome::TimedOut => return Err("the unmutated models time out".into()),

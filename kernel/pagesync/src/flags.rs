@@ -197,6 +197,8 @@ impl PageFlags {
     /// `NonAtomicFlags` known-bad variant: on a visible page it erases
     /// concurrently set bits.
     pub(crate) fn store_release_racy(&self, value: u64) {
+        // Known-bad only: the unlock store of `non-atomic-flags` and the
+        // writeback store of `gup-plain-stores`; no correct model runs it.
         self.word.store(value, Ordering::Release);
         hit(RacePoint::FlagsStore);
     }
@@ -255,6 +257,9 @@ impl PageFlags {
     /// [`PageFlags::test_and_set_bit_lock`]. Does not report waiters; use
     /// [`PageFlags::xor_unlock_is_negative_byte`] when somebody may sleep.
     pub fn clear_bit_unlock(&self, bit: u32) {
+        // Not modelled: pagesync's own unlocks use the `xor_unlock` form
+        // (which reports waiters); in pagesync only the known-bad
+        // `clear-after-wake` calls this, so no correct loom model runs it.
         self.word.fetch_and(!mask(bit), Ordering::Release);
         hit(RacePoint::FlagsRmw);
     }
@@ -330,7 +335,8 @@ impl PageFlags {
         let mut old = self.word.load(Ordering::Relaxed);
         loop {
             // Release on success pairs like the other forms; a failed CAS
-            // publishes nothing.
+            // publishes nothing. Not modelled: only the kernel's benchmark
+            // and unit case call this form; the models run `fetch_xor`.
             match self.word.compare_exchange_weak(
                 old,
                 old ^ u64::from(mask),
