@@ -143,6 +143,10 @@ pub struct Params {
     pub gup_rounds: u64,
     /// `litmus_trials=`: trials of each litmus test.
     pub litmus_trials: u64,
+
+    /// `jitter=`, `jitter_rate=`: random delays at pagesync's race points
+    /// (`crate::sched::jitter`).
+    pub jitter: JitterParams,
     /// Page-lock torture knobs (`None` = the test's own default).
     pub torture: TortureParams,
     /// `ramdisk=`: MiB of RAM-backed block device (0 = none).
@@ -181,6 +185,14 @@ impl Persist {
             Persist::Check => "check",
         }
     }
+}
+
+/// `jitter=` and `jitter_rate=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JitterParams {
+    pub on: bool,
+    /// One delay in this many race points.
+    pub rate: u32,
 }
 
 /// `torture_threads=` (per CPU), `torture_pages=`, `torture_ms=`.
@@ -250,6 +262,11 @@ impl Params {
             },
             gup_rounds: p.uint(Key::GupRounds).expect("key has a default"),
             litmus_trials: p.uint(Key::LitmusTrials).expect("key has a default"),
+
+            jitter: JitterParams {
+                on: p.flag(Key::Jitter),
+                rate: u32_of(&p, Key::JitterRate).expect("key has a default"),
+            },
             torture: TortureParams {
                 threads_per_cpu: u32_of(&p, Key::TortureThreads),
                 pages: u32_of(&p, Key::TorturePages),

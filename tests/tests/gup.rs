@@ -34,6 +34,11 @@ fn checking_writeback_outside_the_lock_is_caught() {
         "the failure must be the invariant",
         &out,
     );
+    check(
+        out.contains("pagelock: jitter on"),
+        "the rounds must run with jitter on (the variant has no window widening)",
+        &out,
+    );
 }
 
 /// Writing a maybe-pinned page from the page itself lets DMA change the

@@ -2,16 +2,24 @@
 //! (`bug=<name>`, see `kernel/pagesync/src/variant/bugs.rs`) makes the
 //! `pagelock.torture` case fail, and the correct default passes it.
 //!
+//! The variants carry no window widening of their own: the torture runs
+//! with the default `jitter=on`, which delays at random after every access
+//! to a page's flags word and reference count and at the steps of waits
+//! and wake-ups, in correct and broken code alike (`pagesync::race`,
+//! `kernel/src/sched/jitter.rs`). Each run checks that jitter was on and
+//! injected delays.
+//!
 //! Each boot: `-smp 2`, `filter=pagelock.torture`, `torture_ms=4000` (2 s
 //! lockstep with one thread per CPU on one page, then 2 s free-running
-//! with 4 threads per CPU on 16 pages). The kernel bounds a bad run itself:
-//! a lost wake-up stalls the lockstep rounds and is reported after 1.5 s
-//! without progress, or at the latest 2.5 s after the stop (plus the 2 s
-//! hung-task limit), so a run ends within about 12 s of the first KTAP line;
-//! the QEMU timeout below (120 s) only guards against a kernel that does not
-//! end at all. How each variant fails:
+//! with 4 threads per CPU on 16 pages; every wait kind in both). The
+//! kernel bounds a bad run itself: the lost wake-up watch names a waiter
+//! asleep on a clear bit of an idle page within about half a second, in
+//! any phase; failing that, a stalled lockstep round is reported after
+//! 1.5 s, or at the latest 2.5 s after the stop (plus the 2 s hung-task
+//! limit). The QEMU timeout below (120 s) only guards against a kernel that
+//! does not end at all. How each variant fails:
 //! * `tas-outside-lock`, `non-atomic-flags`, `clear-after-wake`: torture
-//!   FAILURE (lost wake-up: a waiter asleep on a free page; hung task);
+//!   FAILURE naming the lost wake-up;
 //! * `clear-waiters-early`: in the dev build pagesync's debug invariant
 //!   check in the wake walk panics first ("PG_waiters clear while N
 //!   waiter(s) ... are queued").
@@ -29,6 +37,15 @@ const KNOWN_BAD: [&str; 4] = [
     "non-atomic-flags",
 ];
 
+/// The failure each variant must produce.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The torture names a lost wake-up.
+    LostWakeup,
+    /// pagesync's PG_waiters invariant check panics.
+    InvariantPanic,
+}
+
 fn boot(name: &str, bug: &str) -> (boot::qemu::Outcome, boot::verdict::Verdict) {
     let bug = format!("bug={bug}");
     tests::boot(name)
@@ -39,7 +56,7 @@ fn boot(name: &str, bug: &str) -> (boot::qemu::Outcome, boot::verdict::Verdict) 
         .expect("QEMU run")
 }
 
-fn must_fail(bug: &str) {
+fn must_fail(bug: &str, expect: Expect) {
     let (out, v) = boot(&format!("pagelock-{bug}"), bug);
     check(
         out.contains(&format!("pagelock: RUNNING KNOWN-BAD VARIANT {bug}")),
@@ -58,9 +75,21 @@ fn must_fail(bug: &str) {
     );
     let torture_failed = out.contains("pagelock-torture: FAILURE");
     let invariant_panic = out.exit == Exit::Panic && out.contains("PG_waiters clear while");
+    match expect {
+        Expect::LostWakeup => check(
+            torture_failed && out.contains("lost wake-up: worker"),
+            "the torture must fail naming the lost wake-up",
+            &out,
+        ),
+        Expect::InvariantPanic => check(
+            invariant_panic,
+            "the failure must come from the PG_waiters invariant",
+            &out,
+        ),
+    }
     check(
-        torture_failed || invariant_panic,
-        "the failure must come from the torture or the PG_waiters invariant",
+        out.contains("pagelock: jitter on"),
+        "the torture must run with jitter on (no per-variant widening exists)",
         &out,
     );
     eprintln!(
@@ -92,6 +121,13 @@ fn correct_protocol_passes() {
         &out,
     );
     check(
+        out.lines
+            .iter()
+            .any(|l| l.contains("jitter: on") && !l.contains(", 0 delays in this run")),
+        "the torture must inject jitter delays",
+        &out,
+    );
+    check(
         !out.contains("KNOWN-BAD VARIANT"),
         "the default is not a bad variant",
         &out,
@@ -100,22 +136,22 @@ fn correct_protocol_passes() {
 
 #[test]
 fn tas_outside_lock_fails() {
-    must_fail(KNOWN_BAD[0]);
+    must_fail(KNOWN_BAD[0], Expect::LostWakeup);
 }
 
 #[test]
 fn clear_after_wake_fails() {
-    must_fail(KNOWN_BAD[1]);
+    must_fail(KNOWN_BAD[1], Expect::LostWakeup);
 }
 
 #[test]
 fn clear_waiters_early_fails() {
-    must_fail(KNOWN_BAD[2]);
+    must_fail(KNOWN_BAD[2], Expect::InvariantPanic);
 }
 
 #[test]
 fn non_atomic_flags_fails() {
-    must_fail(KNOWN_BAD[3]);
+    must_fail(KNOWN_BAD[3], Expect::LostWakeup);
 }
 
 /// Ending writeback on a page with no reference to take is a kernel bug

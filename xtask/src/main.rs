@@ -10,6 +10,12 @@
 //! - `cargo xtask test [FILTER] [--junit PATH]`: host unit tests, QEMU
 //!   integration tests, loom model checks and the in-kernel KTAP suites,
 //!   stage by stage, with one summary line (`test.rs`).
+//!   FILTER selects by full name in every layer (`select.rs`): a
+//!   subsystem's name selects its kernel cases, QEMU tests and loom models.
+//! - `cargo xtask orderings [--mutations] [--only TEXT]`: weakens each
+//!   non-Relaxed ordering of `kernel/pagesync/src` in turn, in a scratch
+//!   copy, and runs the loom models: which ones are load-bearing
+//!   (`orderings.rs`).
 //! - `cargo xtask params [--markdown]`: the kernel parameter table.
 //!
 //! Every boot goes through `boot::Run`. Kernel parameters are checked with
@@ -32,6 +38,9 @@ use boot::{
     image::Firmware,
 };
 use clap::{Args, Parser, Subcommand};
+
+mod orderings;
+mod select;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Build, boot and test the pcs kernel")]
@@ -68,6 +77,9 @@ enum Cmd {
     /// Run every test: in-kernel suites, host and QEMU integration tests,
     /// loom.
     Test(test::TestArgs),
+    /// Weaken each non-Relaxed `Ordering` of pagesync in turn (in a scratch
+    /// copy) and run the loom models: prints ordering -> caught/redundant.
+    Orderings(orderings::Args),
     /// Print the kernel parameters: keys, values, defaults, meaning.
     Params {
         /// Print the table as Markdown (the README's).
@@ -116,6 +128,7 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Plot(a) => bench::plot(a),
         Cmd::Test(a) => test::test(a),
+        Cmd::Orderings(a) => orderings::run(&a),
         Cmd::Params { markdown } => {
             if markdown {
                 print!("{MarkdownTable}");

@@ -257,6 +257,10 @@ keys! {
     Gup,
     /// `bug=`
     Bug,
+    /// `jitter=`
+    Jitter,
+    /// `jitter_rate=`
+    JitterRate,
     /// `torture_threads=`
     TortureThreads,
     /// `torture_pages=`
@@ -451,9 +455,30 @@ pub static TABLE: [Spec; Key::COUNT] = [
             "gup-plain-stores",
             "gup-check-outside-lock",
             "write-pinned-in-place",
+
+            "shared-wait-relaxed",
         ]),
         default: DefaultValue::Is("none"),
         help: "run this known-bad protocol variant (announced loudly; never the default)",
+        scope: None,
+    },
+    Spec {
+        key: Key::Jitter,
+        name: "jitter",
+        kind: Kind::Bool,
+        default: DefaultValue::Is("on"),
+        help: "random delays at the page protocol's race points (after every access to a page's flags and reference count, and at the steps of waits and wake-ups), mostly 4 to 4096 TSC cycles and one in 16 up to 262144, seeded by seed=, to open narrow race windows; debug builds only (release builds compile the points out)",
+        scope: None,
+    },
+    Spec {
+        key: Key::JitterRate,
+        name: "jitter_rate",
+        kind: Kind::UInt {
+            min: 1,
+            max: 1_000_000,
+        },
+        default: DefaultValue::Is("4"),
+        help: "with jitter=on, delay at one race point in this many (1 = at every point)",
         scope: None,
     },
     Spec {
@@ -1103,6 +1128,8 @@ mod tests {
                 "killable_fix",
                 "gup",
                 "bug",
+                "jitter",
+                "jitter_rate",
                 "torture_threads",
                 "torture_pages",
                 "torture_ms",
@@ -1416,7 +1443,7 @@ mod tests {
         );
         assert!(
             e.ends_with(
-                "bug=none torture_ms=500 gup_rounds=5000 litmus_trials=1000000 ramdisk=16 blk_persist=off lockup_ms=5000 walk_waiters=1000 bench_rounds=5"
+                "bug=none jitter=on jitter_rate=4 torture_ms=500 gup_rounds=5000 litmus_trials=1000000 ramdisk=16 blk_persist=off lockup_ms=5000 walk_waiters=1000 bench_rounds=5"
             ),
             "{e}"
         );

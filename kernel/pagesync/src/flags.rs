@@ -24,7 +24,14 @@
 //!   ordered (AcqRel), also when the bit does not change (Linux since 2022).
 //! * [`PageFlags::test_and_set_bit_lock`]: Acquire when it takes the bit.
 //! * [`PageFlags::clear_bit_unlock`] and the `xor_unlock` family: Release.
+//!
+//! Every operation on a visible page's word is followed by a race point
+//! ([`crate::race`]: `FlagsRead`, `FlagsRmw`, `FlagsStore`), so that the
+//! kernel's jitter can stretch the window after any access, whoever wrote
+//! the code around it. The unshared accessors ([`PageFlags::store_unshared`],
+//! [`PageFlags::order`]) have none: nobody can race with them.
 
+use crate::race::{RacePoint, hit};
 use crate::sync::{AtomicU64, Ordering};
 
 /// Bit number of the page lock. Must be in the low byte (see module docs).
@@ -162,7 +169,9 @@ impl PageFlags {
 
     /// The whole word with the given ordering.
     pub fn load(&self, order: Ordering) -> u64 {
-        self.word.load(order)
+        let v = self.word.load(order);
+        hit(RacePoint::FlagsRead);
+        v
     }
 
     /// Overwrites the whole word (Linux's non-atomic `__folio_set_locked`
@@ -188,38 +197,51 @@ impl PageFlags {
     /// `NonAtomicFlags` known-bad variant: on a visible page it erases
     /// concurrently set bits.
     pub(crate) fn store_release_racy(&self, value: u64) {
+        // Known-bad only: the unlock store of `non-atomic-flags` and the
+        // writeback store of `gup-plain-stores`; no correct model runs it.
         self.word.store(value, Ordering::Release);
+        hit(RacePoint::FlagsStore);
     }
 
     /// `test_bit`: a plain load, no ordering.
     pub fn test(&self, bit: u32) -> bool {
-        self.word.load(Ordering::Relaxed) & mask(bit) != 0
+        let v = self.word.load(Ordering::Relaxed);
+        hit(RacePoint::FlagsRead);
+        v & mask(bit) != 0
     }
 
     /// Like [`PageFlags::test`] but Acquire: when it sees a bit cleared by a
     /// Release operation, the clearer's earlier writes are visible.
     pub fn test_acquire(&self, bit: u32) -> bool {
-        self.word.load(Ordering::Acquire) & mask(bit) != 0
+        let v = self.word.load(Ordering::Acquire);
+        hit(RacePoint::FlagsRead);
+        v & mask(bit) != 0
     }
 
     /// `set_bit`: atomic, unordered.
     pub fn set(&self, bit: u32) {
         self.word.fetch_or(mask(bit), Ordering::Relaxed);
+        hit(RacePoint::FlagsRmw);
     }
 
     /// `clear_bit`: atomic, unordered.
     pub fn clear(&self, bit: u32) {
         self.word.fetch_and(!mask(bit), Ordering::Relaxed);
+        hit(RacePoint::FlagsRmw);
     }
 
     /// `test_and_set_bit`: returns the old bit; fully ordered.
     pub fn test_and_set(&self, bit: u32) -> bool {
-        self.word.fetch_or(mask(bit), Ordering::AcqRel) & mask(bit) != 0
+        let old = self.word.fetch_or(mask(bit), Ordering::AcqRel);
+        hit(RacePoint::FlagsRmw);
+        old & mask(bit) != 0
     }
 
     /// `test_and_clear_bit`: returns the old bit; fully ordered.
     pub fn test_and_clear(&self, bit: u32) -> bool {
-        self.word.fetch_and(!mask(bit), Ordering::AcqRel) & mask(bit) != 0
+        let old = self.word.fetch_and(!mask(bit), Ordering::AcqRel);
+        hit(RacePoint::FlagsRmw);
+        old & mask(bit) != 0
     }
 
     /// `test_and_set_bit_lock`: returns the old bit. Acquire pairs with the
@@ -227,14 +249,20 @@ impl PageFlags {
     /// of the previous holder, so its critical section happens-before ours.
     #[inline]
     pub fn test_and_set_bit_lock(&self, bit: u32) -> bool {
-        self.word.fetch_or(mask(bit), Ordering::Acquire) & mask(bit) != 0
+        let old = self.word.fetch_or(mask(bit), Ordering::Acquire);
+        hit(RacePoint::FlagsRmw);
+        old & mask(bit) != 0
     }
 
     /// `clear_bit_unlock`: Release pairs with the Acquire of the next
     /// [`PageFlags::test_and_set_bit_lock`]. Does not report waiters; use
     /// [`PageFlags::xor_unlock_is_negative_byte`] when somebody may sleep.
     pub fn clear_bit_unlock(&self, bit: u32) {
+        // Not modelled: pagesync's own unlocks use the `xor_unlock` form
+        // (which reports waiters); in pagesync only the known-bad
+        // `clear-after-wake` calls this, so no correct loom model runs it.
         self.word.fetch_and(!mask(bit), Ordering::Release);
+        hit(RacePoint::FlagsRmw);
     }
 
     /// Flips `mask` in the low byte with Release ordering and returns
@@ -285,6 +313,7 @@ impl PageFlags {
                 options(nostack),
             );
         }
+        hit(RacePoint::FlagsRmw);
         negative != 0
     }
 
@@ -295,6 +324,7 @@ impl PageFlags {
     pub fn xor_unlock_is_negative_byte_fetch_xor(&self, mask: u8) -> bool {
         debug_assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
         let old = self.word.fetch_xor(u64::from(mask), Ordering::Release);
+        hit(RacePoint::FlagsRmw);
         old & (1 << PG_WAITERS) != 0
     }
 
@@ -306,14 +336,18 @@ impl PageFlags {
         let mut old = self.word.load(Ordering::Relaxed);
         loop {
             // Release on success pairs like the other forms; a failed CAS
-            // publishes nothing.
+            // publishes nothing. Not modelled: only the kernel's benchmark
+            // and unit case call this form; the models run `fetch_xor`.
             match self.word.compare_exchange_weak(
                 old,
                 old ^ u64::from(mask),
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return old & (1 << PG_WAITERS) != 0,
+                Ok(_) => {
+                    hit(RacePoint::FlagsRmw);
+                    return old & (1 << PG_WAITERS) != 0;
+                }
                 Err(now) => old = now,
             }
         }

@@ -1,20 +1,33 @@
 //! A [`Platform`] for loom models (built only with `--cfg loom`).
 //!
 //! Mental model: loom threads stand in for kernel threads. Each has a
-//! [`Parker`]: a wake-up token behind a loom mutex and condition variable
-//! (park/unpark semantics). `wake` sets the token; `sleep` waits for it and
-//! consumes it. A wake before the sleep leaves the token, so the next sleep
-//! returns at once, which is exactly the no-lost-wake-up contract of
-//! [`Platform`]. If every thread is blocked, loom reports a deadlock: that
-//! is how a lost wake-up shows up.
+//! [`Parker`] that behaves like the kernel scheduler's thread state
+//! (`kernel/src/sched`): [`Platform::prepare_to_sleep`] marks the thread
+//! "sleeping" (Linux `set_current_state`), [`Platform::wake`] makes a
+//! sleeping thread runnable and does nothing to a running one, and
+//! [`Platform::sleep`] blocks only while the thread is still marked
+//! sleeping. So, as in the kernel, **a wake-up counts only for a thread
+//! that has prepared to sleep**: one that arrives earlier is lost, and a
+//! protocol that relies on it hangs here as it would in the kernel. If
+//! every thread is blocked, loom reports a deadlock: that is how a lost
+//! wake-up shows up.
+//!
+//! The state sits behind a loom mutex, with a condition variable to block
+//! on. The mutex makes "mark sleeping, then test the condition" against
+//! "publish the condition, then test the state" sequentially consistent,
+//! which is what the kernel's full barriers in `prepare_to_sleep` and
+//! `wake` provide (the contract in [`crate::platform`]).
 //!
 //! Why not `loom::thread::park`/`unpark`: loom 0.7's `unpark` also makes
 //! runnable a thread that is blocked on a loom mutex (our queue lock under
 //! loom), which then trips loom's "expected to be able to acquire lock"
-//! assertion. The condition-variable parker never touches threads blocked
-//! elsewhere. A thread spawned with [`spawn_cancellable`] has a
-//! cancel flag, set from outside with [`Canceller::cancel`], standing in for
-//! a fatal signal.
+//! assertion; and its token is sticky, unlike the kernel's thread state.
+//! A thread spawned with [`spawn_cancellable`] has a cancel flag, set from
+//! outside with [`Canceller::cancel`], standing in for a fatal signal.
+//!
+//! [`times_blocked`] counts the times the calling model thread really
+//! blocked, so a test can tell a wait's fast path (no sleep) from its slow
+//! path and check that its model reached both.
 
 use core::cell::RefCell;
 
@@ -28,27 +41,55 @@ use crate::platform::Platform;
 #[derive(Debug)]
 pub struct LoomPlatform;
 
-/// A thread's wake-up token.
+/// A thread's scheduler state, as in the kernel: `sleeping` is the
+/// kernel's `SLEEPING` (set by `prepare_to_sleep`), `false` is running or
+/// runnable.
 #[derive(Debug, Default)]
 pub struct Parker {
-    token: Mutex<bool>,
+    sleeping: Mutex<bool>,
     cv: Condvar,
+    /// Times this thread blocked. A plain std atomic, invisible to loom:
+    /// bookkeeping for the tests, not part of the model.
+    blocked: std::sync::atomic::AtomicU64,
+}
+
+/// How many times the calling model thread has blocked in
+/// [`Platform::sleep`] (not counting calls that returned at once).
+pub fn times_blocked() -> u64 {
+    current_parker()
+        .blocked
+        .load(std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Parker {
+    fn prepare(&self) {
+        *self.sleeping.lock().unwrap() = true;
+    }
+
     fn park(&self) {
-        let mut token = self.token.lock().unwrap();
-        while !*token {
-            token = self.cv.wait(token).unwrap();
+        let mut sleeping = self.sleeping.lock().unwrap();
+        if *sleeping {
+            self.blocked
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        *token = false;
+        while *sleeping {
+            sleeping = self.cv.wait(sleeping).unwrap();
+        }
+    }
+
+    fn set_running(&self) {
+        *self.sleeping.lock().unwrap() = false;
     }
 
     fn unpark(&self) {
         // The mutex orders the waker's earlier stores before the sleeper's
-        // return from `park` (Release on unlock, Acquire on lock).
-        *self.token.lock().unwrap() = true;
-        self.cv.notify_one();
+        // return from `park` (Release on unlock, Acquire on lock), and
+        // against the sleeper's `prepare` (see the module docs).
+        let mut sleeping = self.sleeping.lock().unwrap();
+        if *sleeping {
+            *sleeping = false;
+            self.cv.notify_one();
+        }
     }
 }
 
@@ -76,13 +117,17 @@ impl Platform for LoomPlatform {
         current_parker()
     }
 
-    fn prepare_to_sleep() {}
+    fn prepare_to_sleep() {
+        current_parker().prepare();
+    }
 
     fn sleep() {
         current_parker().park();
     }
 
-    fn set_running() {}
+    fn set_running() {
+        current_parker().set_running();
+    }
 
     fn wake(thread: &LoomThread) {
         thread.unpark();

@@ -36,6 +36,7 @@ use core::pin::pin;
 use crate::flags::{PG_LOCKED, PG_WAITERS};
 use crate::page::Page;
 use crate::platform::Platform;
+use crate::race::RacePoint;
 use crate::refcount::PutOutcome;
 use crate::sync::Ordering;
 use crate::variant::bugs;
@@ -120,7 +121,9 @@ pub(crate) unsafe fn wake_page_function<P: Platform>(
         (*entry)
             .flags()
             .store(flags | WQ_FLAG_WOKEN, Ordering::Release);
+        P::race_point(RacePoint::WakeChosen);
         P::wake((*entry).thread());
+        P::race_point(RacePoint::WakeBeforeUnlink);
         // Last touch of the entry: after this the waiter may return.
         q.del_init_careful(entry);
         i32::from(flags & WQ_FLAG_EXCLUSIVE != 0)
@@ -129,16 +132,19 @@ pub(crate) unsafe fn wake_page_function<P: Platform>(
 
 /// `folio_trylock_flag`, under the queue lock, on an unqueued entry: take
 /// (exclusive) or check (shared) the bit; on success mark the entry done.
-fn trylock_flag<P: Platform>(page: &Page, bit: u32, entry: &PageEntry<P>) -> bool {
+fn trylock_flag<P: Platform>(
+    table: &PageWaitTable<P>,
+    page: &Page,
+    bit: u32,
+    entry: &PageEntry<P>,
+) -> bool {
     let flags = entry.flags().load(Ordering::Relaxed);
     if flags & WQ_FLAG_EXCLUSIVE != 0 {
         // AcqRel: Acquire pairs with the previous owner's Release unlock.
         if page.flags.test_and_set(bit) {
             return false;
         }
-    } else if page.flags.test_acquire(bit) {
-        // Acquire pairs with the Release xor that cleared the bit, so a
-        // shared waiter that sees it clear sees what the clearer published.
+    } else if table.shared_test(page, bit) {
         return false;
     }
     entry
@@ -159,6 +165,20 @@ pub(crate) fn drop_ref(page: &Page, free: impl FnOnce(&Page)) {
 }
 
 impl<P: Platform> PageWaitTable<P> {
+    /// A shared waiter's test of the bit it waits on (`folio_test_locked`
+    /// in `folio_wait_locked`, the test in `folio_trylock_flag`, the loop
+    /// test of `folio_wait_writeback`): true if the bit is still set.
+    /// Acquire pairs with the Release RMW that cleared the bit (the unlock
+    /// XOR, the end of writeback or of a read): a shared waiter that sees
+    /// the bit clear sees everything its clearer wrote before, which is the
+    /// promise of every shared wait (`tests/loom_visibility.rs`). The one
+    /// spot of the known-bad [`crate::Bug::SharedWaitRelaxed`].
+    #[inline]
+    pub(crate) fn shared_test(&self, page: &Page, bit: u32) -> bool {
+        bugs::shared_wait_relaxed(self.cfg.bug, page, bit)
+            .unwrap_or_else(|| page.flags.test_acquire(bit))
+    }
+
     /// `folio_wait_bit_common`, the 5.9+ algorithm (module docs).
     #[cold]
     #[inline(never)]
@@ -197,7 +217,7 @@ impl<P: Platform> PageWaitTable<P> {
             // which the waker holds until its walk is over. So nobody reads
             // this store before the lock below publishes it.
             entry.flags().store(flags, Ordering::Relaxed);
-            let early = bugs::tas_outside_lock::<P>(
+            let early = bugs::tas_outside_lock(
                 self.cfg.bug,
                 page,
                 bit,
@@ -205,16 +225,19 @@ impl<P: Platform> PageWaitTable<P> {
                 entry.flags(),
                 flags,
             );
+            P::race_point(RacePoint::WaitBeforeQueueLock);
             {
                 let mut locked = q.lock();
                 // First PG_WAITERS, then the try (module docs).
                 page.flags.set(PG_WAITERS);
-                let done = early.unwrap_or_else(|| trylock_flag(page, bit, &entry));
+                let done = early.unwrap_or_else(|| trylock_flag(self, page, bit, &entry));
                 if !done {
+                    P::race_point(RacePoint::WaitBeforeQueue);
                     // SAFETY: `finish` unlinks the entry before it drops.
                     unsafe { locked.add_tail(entry) };
                 }
             }
+            P::race_point(RacePoint::WaitQueued);
             if behavior == Behavior::Drop
                 && let Some(free) = free.take()
             {
@@ -222,6 +245,7 @@ impl<P: Platform> PageWaitTable<P> {
             }
             loop {
                 P::prepare_to_sleep();
+                P::race_point(RacePoint::WaitBeforeCheck);
                 // Acquire pairs with the Release store in
                 // `wake_page_function`.
                 let flags = entry.flags().load(Ordering::Acquire);
@@ -235,6 +259,7 @@ impl<P: Platform> PageWaitTable<P> {
                 if behavior != Behavior::Exclusive || flags & WQ_FLAG_DONE != 0 {
                     break 'repeat;
                 }
+                P::race_point(RacePoint::WokenBeforeRace);
                 // Woken without a hand-off: race for the bit once. AcqRel:
                 // Acquire pairs with the unlocker's Release.
                 if page.flags.test_and_set(bit) {
@@ -244,6 +269,7 @@ impl<P: Platform> PageWaitTable<P> {
                 break 'repeat;
             }
         }
+        P::race_point(RacePoint::WaitBeforeFinish);
         drop(finish);
         // Only now are the flags final: a waker may have chosen us between
         // our last look and finish_wait. Acquire pairs with its Release.
@@ -331,7 +357,7 @@ impl<P: Platform> PageWaitTable<P> {
     fn unlock_page_variant(&self, page: &Page) -> bool {
         match self.cfg.bug.filter(|b| b.mutates_unlock()) {
             Some(bug) => {
-                bugs::unlock_page::<P>(bug, page, || self.wake_page_bit(page, PG_LOCKED));
+                bugs::unlock_page(bug, page, || self.wake_page_bit(page, PG_LOCKED));
                 true
             }
             None => false,
@@ -341,14 +367,14 @@ impl<P: Platform> PageWaitTable<P> {
     /// `folio_wait_locked`: sleep until the lock is free (shared; does not
     /// take it).
     pub fn wait_on_page_locked(&self, page: &Page) {
-        if page.flags.test_acquire(PG_LOCKED) {
+        if self.shared_test(page, PG_LOCKED) {
             let _ = self.wait_bit_common(page, PG_LOCKED, Behavior::Shared, false, NO_FREE);
         }
     }
 
     /// `folio_wait_locked_killable`.
     pub fn wait_on_page_locked_killable(&self, page: &Page) -> Result<(), Interrupted> {
-        if !page.flags.test_acquire(PG_LOCKED) {
+        if !self.shared_test(page, PG_LOCKED) {
             return Ok(());
         }
         self.wait_bit_common(page, PG_LOCKED, Behavior::Shared, true, NO_FREE)

@@ -60,7 +60,7 @@ use crate::page::Page;
 use crate::platform::Platform;
 use crate::refcount::{GUP_PIN_COUNTING_BIAS, PutOutcome, RefError};
 use crate::sync::{Ordering, fence};
-use crate::variant::{Bug, PinScheme, bugs};
+use crate::variant::{Bug, PinScheme};
 use crate::wait_table::PageWaitTable;
 
 /// How one pin went: whether the pinner saw the page under writeback (and
@@ -103,14 +103,20 @@ impl<P: Platform> PageWaitTable<P> {
                     if page.flags.test(PG_WRITEBACK) {
                         return Ok(false);
                     }
-                    bugs::widen_window::<P>();
                     self.lock_page(page);
                     let r = page.pin();
                     self.unlock_page(page);
                     return r.map(|_| true);
                 }
                 self.lock_page(page);
-                if page.flags.test(PG_WRITEBACK) {
+                // Acquire, although we hold the page lock: the lock keeps
+                // writeback from *starting*, but its end (the completion's
+                // Release RMW, which takes no lock) may clear the bit
+                // between our lock and this test, and a Relaxed test that
+                // sees that clear is ordered after nothing the completion
+                // wrote. Pairs with that Release (loom found this:
+                // `visibility_pin_lock_scheme` in `tests/loom_gup.rs`).
+                if page.flags.test_acquire(PG_WRITEBACK) {
                     self.unlock_page(page);
                     return Ok(false);
                 }
@@ -147,7 +153,15 @@ impl<P: Platform> PageWaitTable<P> {
                 if !matches!(self.cfg.bug, Some(Bug::GupNoFence | Bug::GupPlainStores)) {
                     fence(Ordering::SeqCst);
                 }
-                if !page.flags.test(PG_WRITEBACK) {
+                // Acquire pairs with the Release RMW that ended the last
+                // writeback (`end_page_writeback`): a pinner that finds
+                // writeback over sees what the completion wrote before it,
+                // as a pinner that waited for it does (through the wait).
+                // F1 orders our bias before this load, not the completion's
+                // writes before our later accesses; without the Acquire the
+                // fast path would promise less than the slow one
+                // (`visibility_pin_barrier_scheme` in `tests/loom_gup.rs`).
+                if !page.flags.test_acquire(PG_WRITEBACK) {
                     return Ok(true);
                 }
                 // Back off: remove the bias (never the last reference: the
@@ -180,7 +194,7 @@ impl<P: Platform> PageWaitTable<P> {
                     // the bit's store before later stores only; the count
                     // load below may still read the count from before a
                     // concurrent pin while that pinner reads the flags
-                    // from before our set.
+                    // from before our set. Known-bad only.
                     fence(Ordering::Release);
                 } else {
                     // F2: pairs with F1 in the barrier pinner.

@@ -29,6 +29,13 @@
 //! loops and re-tests its condition. [`Platform::set_running`] ends the
 //! sleep section; a wake arriving after it may be dropped or may make a
 //! later `sleep` return early, both of which callers tolerate.
+//!
+//! A sixth, optional hook, [`Platform::race_point`], is called at the
+//! protocol's named race points ([`crate::race`]); the kernel's test
+//! builds delay there at random to open race windows, everybody else
+//! leaves the default, which does nothing.
+
+use crate::race::RacePoint;
 
 /// Scheduler and CPU hooks the protocol runs on.
 pub trait Platform: 'static {
@@ -59,4 +66,12 @@ pub trait Platform: 'static {
     fn irq_restore(state: Self::IrqState);
     /// Called in busy-wait loops (`cpu_relax`, x86 `pause`).
     fn cpu_relax();
+    /// Called at each named race point ([`crate::race`]). May run with
+    /// interrupts masked, with the queue lock held and in interrupt
+    /// context: it may delay, but must not sleep or take locks. The default
+    /// does nothing.
+    #[inline(always)]
+    fn race_point(point: RacePoint) {
+        let _ = point;
+    }
 }

@@ -20,8 +20,13 @@
 //! sees the allocator's initialisation); decrements are Release, and the
 //! last one adds an Acquire fence, so every holder's accesses happen-before
 //! the free (the `Arc` pattern).
+//!
+//! Every read and every change of the count is followed by a race point
+//! ([`crate::race`]: `RefRead`, `RefRmw`), as every access to the flags
+//! word is.
 
 use crate::page::Page;
+use crate::race::{RacePoint, hit};
 use crate::sync::{Ordering, fence};
 
 /// What one DMA pin adds to the count (Linux `GUP_PIN_COUNTING_BIAS`).
@@ -59,16 +64,21 @@ pub enum PutOutcome {
 impl Page {
     /// The current count (a racy snapshot).
     pub fn ref_count(&self) -> u32 {
-        self.refcount.load(Ordering::Relaxed)
+        let c = self.refcount.load(Ordering::Relaxed);
+        hit(RacePoint::RefRead);
+        c
     }
 
     /// Allocator hand-out: 0 → 1. Acquire pairs with the Release of the
     /// [`Page::put_page`] that freed the frame.
     pub fn init_ref(&self) -> Result<(), RefError> {
-        self.refcount
+        let r = self
+            .refcount
             .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .map(|_| ())
-            .map_err(|_| RefError::Busy)
+            .map_err(|_| RefError::Busy);
+        hit(RacePoint::RefRmw);
+        r
     }
 
     /// Adds `n` unless the page is free or the result would exceed `limit`.
@@ -90,7 +100,10 @@ impl Page {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(new),
+                Ok(_) => {
+                    hit(RacePoint::RefRmw);
+                    return Ok(new);
+                }
                 Err(now) => old = now,
             }
         }
@@ -137,9 +150,13 @@ impl Page {
                     // Pairs with the Release decrements of every other
                     // holder: their accesses happen-before our free.
                     fence(Ordering::Acquire);
+                    hit(RacePoint::RefRmw);
                     return Ok(PutOutcome::LastReference);
                 }
-                Ok(_) => return Ok(PutOutcome::StillReferenced),
+                Ok(_) => {
+                    hit(RacePoint::RefRmw);
+                    return Ok(PutOutcome::StillReferenced);
+                }
                 Err(now) => old = now,
             }
         }
@@ -183,11 +200,13 @@ impl Page {
     /// of the holders that brought the count down to `expected`: their
     /// accesses happen-before ours.
     pub fn ref_freeze(&self, expected: u32) -> bool {
-        expected != 0
+        let frozen = expected != 0
             && self
                 .refcount
                 .compare_exchange(expected, 0, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+                .is_ok();
+        hit(RacePoint::RefRmw);
+        frozen
     }
 
     /// `page_ref_unfreeze`: give a frozen page `count` references again.
@@ -200,6 +219,7 @@ impl Page {
     /// somebody's reference.
     pub fn ref_unfreeze(&self, count: u32) {
         let old = self.refcount.swap(count, Ordering::Release);
+        hit(RacePoint::RefRmw);
         assert_eq!(old, 0, "ref_unfreeze on a page that was not frozen");
     }
 

@@ -131,7 +131,10 @@ impl RawSpinLock {
     #[inline]
     fn acquire(&self, relax: impl Fn()) {
         // Acquire pairs with the Release store in `release` by the previous
-        // holder: everything it did under the lock is visible here.
+        // holder: everything it did under the lock is visible here. Not
+        // modelled: under loom the lock is a loom mutex (type docs), so no
+        // loom model runs this spin loop; the textbook TTAS pairing is
+        // checked by the kernel's lock tests only.
         while self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -155,6 +158,7 @@ impl RawSpinLock {
         );
         // Release pairs with the Acquire CAS in `acquire` or `try_lock_raw`
         // of the next holder: our critical section happens-before theirs.
+        // Not modelled: kernel-only code (see `acquire`).
         self.locked.store(false, Ordering::Release);
     }
 
@@ -171,7 +175,8 @@ impl RawSpinLock {
     #[cfg(not(loom))]
     pub fn try_lock_raw(&self) -> bool {
         // Acquire: as in `acquire`, it pairs with the Release store in
-        // `release` by the previous holder.
+        // `release` by the previous holder. Not modelled: kernel-only code
+        // (see `acquire`).
         self.locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()

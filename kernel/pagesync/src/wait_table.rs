@@ -23,6 +23,7 @@ use core::ptr;
 use crate::flags::PG_WAITERS;
 use crate::page::Page;
 use crate::platform::Platform;
+use crate::race::RacePoint;
 use crate::sync::Ordering;
 use crate::variant::{Config, bugs};
 use crate::waitqueue::{LockedQueue, WQ_FLAG_BOOKMARK, WaitEntry, WaitKind, WaitQueueHead};
@@ -188,6 +189,7 @@ impl<P: Platform> PageWaitTable<P> {
             bit,
             page_match: false,
         };
+        P::race_point(RacePoint::WakeBeforeWalk);
         let mut locked = q.lock();
         #[cfg(any(loom, debug_assertions))]
         check_waiters_invariant(&locked, page);
@@ -215,6 +217,7 @@ impl<P: Platform> PageWaitTable<P> {
             // crate's page wake functions.
             unsafe { locked.wake_up_locked_key(&mut key, 1, None, 0) };
         }
+        P::race_point(RacePoint::WakeBeforeWaitersClear);
         // The walk visited every entry unless a wake function of *this*
         // page stopped it, and that set `page_match`; so `!page_match`
         // means no entry of this page is queued.

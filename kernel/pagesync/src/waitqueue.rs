@@ -42,6 +42,7 @@ use core::pin::Pin;
 use core::ptr;
 
 use crate::platform::Platform;
+use crate::race::RacePoint;
 use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Ordering, RawSpinLock, SpinGuard};
 
 /// The entry takes part in exclusive wake-ups (wake one).
@@ -633,7 +634,9 @@ pub unsafe fn autoremove_wake_function<P: Platform, K: WaitKind>(
     unsafe {
         // Release pairs with an Acquire load of the flags by the sleeper.
         (*entry).flags.fetch_or(WQ_FLAG_WOKEN, Ordering::Release);
+        P::race_point(RacePoint::WakeChosen);
         P::wake(&(*entry).thread);
+        P::race_point(RacePoint::WakeBeforeUnlink);
         q.del_init_careful(entry);
     }
     1

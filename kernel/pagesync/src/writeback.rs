@@ -170,21 +170,23 @@ impl<P: Platform> PageWaitTable<P> {
             page.flags.set(PG_ERROR);
             page.flags.set(PG_DIRTY);
         }
-        // `clear_bit_and_wake`, written out so the known-bad variant can
-        // widen its window between the clear and the walk. Release pairs
-        // with the Acquire test in `wait_on_page_writeback`.
+        // `clear_bit_and_wake`, written out so that the known-bad variant
+        // can skip the reference. Release pairs with the Acquire test in
+        // `wait_on_page_writeback`.
         let waiters = page.flags.xor_unlock_is_negative_byte(1 << PG_WRITEBACK);
+        #[cfg(not(loom))]
         if !took_ref {
-            // The window must hold a whole truncation of the page (lookup,
-            // lock, unlink, unlock, put) on another CPU for the kernel's
-            // reuse-race case to catch the bug: give it up to a bounded
-            // while to drop the last reference (a loaded host may keep the
-            // truncating vCPU off its core for a long time).
-            for _ in 0..200 {
+            // Known-bad only. The window must hold a whole truncation of
+            // the page (lookup, lock, unlink, unlock, put) on another CPU
+            // for the kernel's reuse-race case to catch the bug: besides
+            // the jitter at the race point, give it a bounded while to drop
+            // the last reference (a loaded host may keep the truncating
+            // vCPU off its core for long). Loom needs no widening.
+            for _ in 0..100_000 {
                 if page.ref_count() == 0 {
                     break;
                 }
-                bugs::widen_window::<P>();
+                P::cpu_relax();
             }
         }
         if waiters {
@@ -200,16 +202,18 @@ impl<P: Platform> PageWaitTable<P> {
     /// `folio_wait_writeback`: loop until `PG_WRITEBACK` is clear (it may be
     /// set again after a wake-up unless the caller holds the page lock).
     pub fn wait_on_page_writeback(&self, page: &Page) {
-        // Acquire pairs with the Release RMW that ended writeback: the
-        // error and dirty bits it set are visible.
-        while page.flags.test_acquire(PG_WRITEBACK) {
+        // Acquire (`shared_test`) pairs with the Release RMW that ended
+        // writeback: the error and dirty bits it set are visible, and so is
+        // whatever the completion wrote before.
+        while self.shared_test(page, PG_WRITEBACK) {
             self.wait_on_page_bit(page, PG_WRITEBACK);
         }
     }
 
     /// `folio_wait_writeback_killable`.
     pub fn wait_on_page_writeback_killable(&self, page: &Page) -> Result<(), Interrupted> {
-        while page.flags.test_acquire(PG_WRITEBACK) {
+        // Acquire: as in `wait_on_page_writeback`.
+        while self.shared_test(page, PG_WRITEBACK) {
             self.wait_on_page_bit_killable(page, PG_WRITEBACK)?;
         }
         Ok(())

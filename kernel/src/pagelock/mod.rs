@@ -6,7 +6,8 @@
 //! portable `pagesync` crate, model-checked with loom on the host. This
 //! module only decides *which* protocol runs in this boot ([`init`], from
 //! `bits=`, `handoff=`, `unfairness=`, `bookmarks=`, `bookmark_batch=`,
-//! `killable_fix=`, `bug=`) and runs it on the scheduler
+//! `killable_fix=`, `bug=`), whether its race points jitter (`jitter=`,
+//! `jitter_rate=`, [`crate::sched::jitter`]) and runs it on the scheduler
 //! ([`crate::sched::KernelPlatform`]). Its checks live in the tests room,
 //! `crate::tests::pagelock`: the KTAP suite, the locktorture-style torture
 //! (owner word per page, quiescence checks for lost wake-ups, the hung-task
@@ -20,7 +21,11 @@ use alloc::boxed::Box;
 
 use pagesync::{Config, Interrupted, Page, PageWaitTable};
 
-use crate::{mm::Frame, params::Params, sched::KernelPlatform};
+use crate::{
+    mm::Frame,
+    params::Params,
+    sched::{KernelPlatform, jitter},
+};
 
 /// The page wait table type the kernel runs.
 pub type Table = PageWaitTable<KernelPlatform>;
@@ -36,6 +41,12 @@ pub fn init(params: &Params) {
         crate::println!("pagelock: RUNNING KNOWN-BAD VARIANT {bug}");
     }
     log::info!("pagelock: {}", Describe(t.config()));
+    // The race points of pagesync's non-generic code (flags, reference
+    // counts) reach the scheduler's jitter through this hook; the generic
+    // ones call `KernelPlatform::race_point` directly.
+    pagesync::race::install::<KernelPlatform>();
+    jitter::configure(params.jitter.on, params.jitter.rate, params.seed);
+    log::info!("pagelock: jitter {}", jitter::Summary);
 }
 
 /// The global table.

@@ -32,6 +32,7 @@
 //! preempted between `state = SLEEPING` and its own `schedule()` is not
 //! lost; `on_rq` keeps a concurrent wake from queueing it twice.
 
+pub mod jitter;
 pub mod platform;
 pub mod space;
 pub mod stack;

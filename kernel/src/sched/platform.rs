@@ -3,7 +3,7 @@
 
 use core::sync::atomic::Ordering;
 
-use pagesync::platform::Platform;
+use pagesync::{RacePoint, platform::Platform};
 
 use super::{RUNNING, SLEEPING, Thread, ThreadRef, current, schedule, wake};
 use crate::arch::x86_64::{percpu, time};
@@ -76,5 +76,15 @@ impl Platform for KernelPlatform {
 
     fn cpu_relax() {
         core::hint::spin_loop()
+    }
+
+    /// Random short delays at the protocol's race points (`super::jitter`),
+    /// in debug builds; nothing in release builds.
+    #[inline(always)]
+    fn race_point(point: RacePoint) {
+        #[cfg(debug_assertions)]
+        super::jitter::point(point);
+        #[cfg(not(debug_assertions))]
+        let _ = point;
     }
 }

@@ -9,30 +9,18 @@
 //! by step. The functions know nothing of the table: what they must do to
 //! it (wake a page) is handed in.
 //!
-//! The kernel's torture catches the bugs whose window is only a few
-//! instructions wide because the window is widened here, in the bad variant
-//! only, by [`BUG_WINDOW_RELAX`] `cpu_relax` calls (kernel builds; under
-//! loom the widening is zero, since loom explores every interleaving).
+//! Nothing here widens a bug's race window: the kernel's torture catches
+//! the bugs whose window is only a few instructions wide because every
+//! access to a page's flags word and reference count is a race point
+//! ([`crate::race`]), where the kernel's test builds delay at random,
+//! whether the access is in correct code or in a bug. A bug gets no more
+//! jitter than the correct code it replaces.
 
 use crate::flags::{PG_LOCKED, PG_WAITERS, mask};
 use crate::page::Page;
-use crate::platform::Platform;
 use crate::sync::{AtomicU32, Ordering};
 use crate::variant::Bug;
 use crate::waitqueue::{WQ_FLAG_DONE, WQ_FLAG_WOKEN};
-
-/// `cpu_relax` calls inside a bug's race window (kernel builds).
-#[cfg(not(loom))]
-pub const BUG_WINDOW_RELAX: u32 = 500;
-/// Loom explores every interleaving; no widening.
-#[cfg(loom)]
-pub const BUG_WINDOW_RELAX: u32 = 0;
-
-pub(crate) fn widen_window<P: Platform>() {
-    for _ in 0..BUG_WINDOW_RELAX {
-        P::cpu_relax();
-    }
-}
 
 impl Bug {
     /// Whether the bug replaces `unlock_page` ([`unlock_page`]).
@@ -50,7 +38,7 @@ impl Bug {
 /// Returns `None` unless this bug is configured (the correct code then tries
 /// under the lock), else whether the bit was taken (the entry is marked
 /// done, as the correct try would).
-pub(crate) fn tas_outside_lock<P: Platform>(
+pub(crate) fn tas_outside_lock(
     bug: Option<Bug>,
     page: &Page,
     bit: u32,
@@ -65,17 +53,15 @@ pub(crate) fn tas_outside_lock<P: Platform>(
     if got {
         // The entry is not queued: nobody else reads its flags.
         entry_flags.store(flags | WQ_FLAG_WOKEN | WQ_FLAG_DONE, Ordering::Relaxed);
-    } else {
-        widen_window::<P>();
     }
     Some(got)
 }
 
 /// The bugs that replace `unlock_page` ([`Bug::mutates_unlock`]); `wake`
 /// is the table's `wake_page_bit(page, PG_LOCKED)`.
-pub(crate) fn unlock_page<P: Platform>(bug: Bug, page: &Page, wake: impl FnOnce()) {
+pub(crate) fn unlock_page(bug: Bug, page: &Page, wake: impl FnOnce()) {
     match bug {
-        Bug::NonAtomicFlags => non_atomic_flags::<P>(page, wake),
+        Bug::NonAtomicFlags => non_atomic_flags(page, wake),
         Bug::ClearAfterWake => clear_after_wake(page, wake),
         _ => unreachable!("{bug} does not mutate unlock_page"),
     }
@@ -86,9 +72,8 @@ pub(crate) fn unlock_page<P: Platform>(bug: Bug, page: &Page, wake: impl FnOnce(
 /// `PG_WAITERS` between our load and store, test `PG_LOCKED` (still set),
 /// queue and sleep; the store then erases `PG_WAITERS`, and `old` never had
 /// it, so nobody wakes the waiter.
-fn non_atomic_flags<P: Platform>(page: &Page, wake: impl FnOnce()) {
+fn non_atomic_flags(page: &Page, wake: impl FnOnce()) {
     let old = page.flags.load(Ordering::Relaxed);
-    widen_window::<P>();
     page.flags.store_release_racy(old & !mask(PG_LOCKED));
     if old & mask(PG_WAITERS) != 0 {
         wake();
@@ -145,4 +130,17 @@ pub(crate) fn set_writeback_plain(bug: Option<Bug>, page: &Page) -> Option<bool>
 /// it from a bounce copy (the correct answer) or from the page itself.
 pub fn bounce_pinned_pages(bug: Option<Bug>) -> bool {
     bug != Some(Bug::WritePinnedInPlace)
+}
+
+/// [`Bug::SharedWaitRelaxed`], in `PageWaitTable::shared_test`: a shared
+/// waiter tests the bit it waits on with a plain Relaxed load. When it
+/// sees the bit clear (in `wait_on_page_locked`'s first test, in the try
+/// under the queue lock, or in `wait_on_page_writeback`'s loop) and returns
+/// without sleeping, nothing orders the clearer's earlier writes before
+/// its own later reads: it may read the page (or the I/O result) as it was
+/// before the unlock. x86 orders every load as Acquire, so only loom sees
+/// this. Returns `None` unless this bug is configured, else whether the
+/// bit is set.
+pub(crate) fn shared_wait_relaxed(bug: Option<Bug>, page: &Page, bit: u32) -> Option<bool> {
+    (bug == Some(Bug::SharedWaitRelaxed)).then(|| page.flags.test(bit))
 }

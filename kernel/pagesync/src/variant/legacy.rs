@@ -33,6 +33,7 @@ use crate::flags::PG_WAITERS;
 use crate::page::Page;
 use crate::page_lock::{Behavior, PageEntry, drop_ref, wake_page_match};
 use crate::platform::Platform;
+use crate::race::RacePoint;
 use crate::sync::Ordering;
 use crate::wait_table::{PageBit, PageKind, PageWaitTable, WaitPageKey};
 use crate::waitqueue::{
@@ -64,6 +65,7 @@ impl<P: Platform> PageWaitTable<P> {
         };
         let finish = FinishWait { q, entry };
         let result = loop {
+            P::race_point(RacePoint::WaitBeforeQueueLock);
             {
                 let mut locked = q.lock();
                 if !entry.is_linked_locked() {
@@ -78,6 +80,7 @@ impl<P: Platform> PageWaitTable<P> {
                 page.flags.set(PG_WAITERS);
                 P::prepare_to_sleep();
             }
+            P::race_point(RacePoint::WaitQueued);
             let bit_is_set = page.flags.test(bit);
             if behavior == Behavior::Drop
                 && let Some(free) = free.take()
@@ -94,7 +97,8 @@ impl<P: Platform> PageWaitTable<P> {
                     }
                 }
                 Behavior::Shared => {
-                    if !page.flags.test_acquire(bit) {
+                    // Acquire: see `shared_test`.
+                    if !self.shared_test(page, bit) {
                         break Ok(());
                     }
                 }
@@ -107,6 +111,7 @@ impl<P: Platform> PageWaitTable<P> {
                 break Ok(());
             }
         };
+        P::race_point(RacePoint::WaitBeforeFinish);
         drop(finish);
         if result.is_err() && behavior == Behavior::Exclusive && self.cfg.killable_fix {
             // Acquire pairs with the Release in `autoremove_wake_function`;

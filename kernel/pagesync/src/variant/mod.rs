@@ -181,11 +181,19 @@ pub enum Bug {
     /// is being written. The mutation: [`bugs::bounce_pinned_pages`]
     /// (asked by the kernel's page cache).
     WritePinnedInPlace,
+    /// A shared waiter (`wait_on_page_locked`, `wait_on_page_bit`,
+    /// `wait_on_page_writeback`, the drop waiter) tests the bit it waits on
+    /// with a Relaxed load instead of an Acquire one: returning without
+    /// sleeping, it may not see what the clearer wrote before clearing.
+    /// Invisible on x86 (every load is Acquire there); loom's
+    /// data-visibility models catch it. The mutation:
+    /// [`bugs::shared_wait_relaxed`].
+    SharedWaitRelaxed,
 }
 
 impl Bug {
     /// Every known-bad variant.
-    pub const ALL: [Bug; 11] = [
+    pub const ALL: [Bug; 12] = [
         Bug::TasOutsideLock,
         Bug::ClearAfterWake,
         Bug::ClearWaitersEarly,
@@ -197,6 +205,7 @@ impl Bug {
         Bug::GupPlainStores,
         Bug::GupCheckOutsideLock,
         Bug::WritePinnedInPlace,
+        Bug::SharedWaitRelaxed,
     ];
 
     /// The name used in boot parameters, reports and test names.
@@ -213,6 +222,7 @@ impl Bug {
             Bug::GupPlainStores => "gup-plain-stores",
             Bug::GupCheckOutsideLock => "gup-check-outside-lock",
             Bug::WritePinnedInPlace => "write-pinned-in-place",
+            Bug::SharedWaitRelaxed => "shared-wait-relaxed",
         }
     }
 

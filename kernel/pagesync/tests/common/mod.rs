@@ -1,12 +1,16 @@
 //! Shared loom scaffolding: model builders, a shared table + pages, a
-//! locktorture-style owner check, and the child-process runner that proves
-//! a known-bad model fails.
+//! locktorture-style owner check, the data a releaser publishes for a
+//! waiter ([`World::publish`], [`World::observe`]), the fast/slow path
+//! bookkeeping of waits ([`waited`], [`assert_both_paths`]), and the
+//! child-process runner that proves a known-bad model fails.
 #![allow(dead_code)]
+
+use std::cell::Cell;
 
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
-use loom::sync::atomic::Ordering;
-use pagesync::loom_platform::LoomPlatform;
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use pagesync::loom_platform::{LoomPlatform, times_blocked};
 use pagesync::{Config, Page, PageWaitTable};
 
 pub type Table = PageWaitTable<LoomPlatform>;
@@ -27,12 +31,33 @@ where
     b.check(f);
 }
 
+/// [`model`] with a larger branch budget, for a model whose one execution
+/// is long (loom's default is 1000 branches).
+pub fn long_model<F>(bound: usize, max_branches: usize, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(bound);
+    }
+    b.max_branches = b.max_branches.max(max_branches);
+    b.check(f);
+}
+
 /// A table and some pages, each page holding one reference (the page
 /// cache's), plus per page a counter only touched under that page's lock.
 pub struct World {
     pub table: Table,
     pub pages: Vec<Page>,
     pub counters: Vec<UnsafeCell<u32>>,
+    /// What a releasing side writes before it releases (a page's contents,
+    /// an I/O result) and a waiter reads after its wait returns. A loom
+    /// cell: a read that the wait does not order after the write is a
+    /// causality violation.
+    pub data: UnsafeCell<u64>,
+    /// Bumped by [`World::arrive`].
+    pub arrivals: AtomicUsize,
 }
 
 impl World {
@@ -46,7 +71,32 @@ impl World {
             table: Table::new(cfg),
             pages,
             counters,
+            data: UnsafeCell::new(0),
+            arrivals: AtomicUsize::new(0),
         })
+    }
+
+    /// A spawned thread's first loom operation, an RMW: loom 0.7 never
+    /// schedules a new thread ahead of its spawner at its first operation
+    /// if that is a load (tokio-rs/loom#392), and every wait and every
+    /// reference-count operation starts with a load. With this first, the
+    /// thread can run before anything its spawner does next.
+    pub fn arrive(&self) {
+        self.arrivals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The releasing side's write, before it releases (unlock, end of
+    /// writeback, end of a read). Only one thread writes at a time in the
+    /// models (the lock holder, or the one I/O completion).
+    pub fn publish(&self, v: u64) {
+        // SAFETY: see above; loom checks every overlap.
+        self.data.with_mut(|d| unsafe { *d = v });
+    }
+
+    /// The waiter's read, after its wait returned.
+    pub fn observe(&self) -> u64 {
+        // SAFETY: loom checks that the write happens-before this read.
+        self.data.with(|d| unsafe { *d })
     }
 
     pub fn page(&self, i: usize) -> &Page {
@@ -116,10 +166,59 @@ impl World {
     }
 }
 
+std::thread_local! {
+    /// Waits that returned without blocking / after blocking, in the
+    /// models run on this OS thread (loom runs a model's threads on the
+    /// OS thread that calls `model`).
+    static PATHS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Runs one wait and records whether it blocked (slow path) or not (fast
+/// path).
+pub fn waited<R>(wait: impl FnOnce() -> R) -> R {
+    let before = times_blocked();
+    let r = wait();
+    let slow = times_blocked() > before;
+    PATHS.with(|p| {
+        let (fast, slow_n) = p.get();
+        p.set(if slow {
+            (fast, slow_n + 1)
+        } else {
+            (fast + 1, slow_n)
+        });
+    });
+    r
+}
+
+/// Forgets the paths recorded so far (call before `model`).
+pub fn reset_paths() {
+    PATHS.with(|p| p.set((0, 0)));
+}
+
+/// Asserts that over all executions the model explored, some wait returned
+/// without blocking and some after blocking: the model checked both the
+/// fast and the slow path of the wait.
+pub fn assert_both_paths(what: &str) {
+    let (fast, slow) = PATHS.with(Cell::get);
+    assert!(
+        fast > 0 && slow > 0,
+        "{what}: the model reached the fast path {fast} times and the slow path {slow} times; \
+         it must reach both"
+    );
+}
+
 /// Runs the `#[ignore]`d test `name` of this test binary in a child process
 /// and asserts that it fails with one of `signs` in its output. A child
 /// process, because loom can abort (double panic) when it finds a deadlock.
+///
+/// With `PAGESYNC_CORRECT_MODELS_ONLY` set (by `cargo xtask orderings`,
+/// which weakens the correct code and wants to know whether a *correct*
+/// model notices), this returns at once: a known-bad model fails whatever
+/// the weakening, so running it would only cost time.
 pub fn expect_failure(name: &str, signs: &[&str]) {
+    if std::env::var_os("PAGESYNC_CORRECT_MODELS_ONLY").is_some() {
+        return;
+    }
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
         .args([
@@ -155,3 +254,6 @@ pub fn expect_failure(name: &str, signs: &[&str]) {
 
 /// What loom prints when every thread is blocked (a lost wake-up).
 pub const DEADLOCK: &str = "deadlock";
+
+/// What loom prints when a cell's read is not ordered after its write.
+pub const CAUSALITY: &str = "Causality violation";

@@ -208,10 +208,12 @@ fn race_case(ctx: &Ctx, gup: PinScheme) -> TestResult {
     let table = leak_table(Config { gup, ..config() });
     let r = race::run(table, ctx.params.gup_rounds, ctx.params.seed);
     println!(
-        "    # gup-race gup={}: {} pairs x {} rounds: pinned without seeing writeback {}, writeback saw a pin {}, both blind {}",
+        "    # gup-race gup={}: {} pairs x {} rounds in {} ms ({} switches): pinned without seeing writeback {}, writeback saw a pin {}, both blind {}",
         gup.name(),
         r.pairs,
         r.rounds,
+        r.elapsed_ms,
+        r.switches,
         r.pinned,
         r.saw_pin,
         r.violations

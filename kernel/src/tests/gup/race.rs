@@ -41,6 +41,11 @@ pub struct RaceReport {
     pub violations: u64,
     /// Threads that did not finish.
     pub stuck: usize,
+    /// Wall time of the rounds.
+    pub elapsed_ms: u64,
+    /// Times the race threads were switched in (each sleep on the page
+    /// lock, each yield that let another thread run, each preemption).
+    pub switches: u64,
 }
 
 /// One pair's shared state. Each barrier is a counter both sides bump and
@@ -147,6 +152,7 @@ pub fn run(table: &'static Table, rounds: u64, seed: u64) -> RaceReport {
         })
         .collect();
     let mut threads: Vec<ThreadRef> = Vec::new();
+    let t0 = crate::arch::x86_64::time::now_ns();
     for (k, p) in shared.iter().enumerate() {
         let (pa, pb) = (p.clone(), p.clone());
         threads.push(
@@ -162,12 +168,56 @@ pub fn run(table: &'static Table, rounds: u64, seed: u64) -> RaceReport {
             .expect("spawn"),
         );
     }
-    // Generous: under TCG a round costs tens of microseconds when both
-    // vCPUs run, much more when the host deschedules one.
-    let limit_ms = 30_000 + rounds / 10;
+    // A hang is no progress, not a slow run: under TCG a round costs tens
+    // of microseconds when both vCPUs run, but a round where one side
+    // sleeps on the page lock (frequent with the jitter of the race points)
+    // costs a wake-up of a halted vCPU, up to ~100 ms when the host is
+    // loaded. So the threads are declared stuck only after
+    // `NO_PROGRESS_MS` without a single barrier arrival.
+    const NO_PROGRESS_MS: u64 = 10_000;
+    let arrivals = || -> u64 {
+        shared
+            .iter()
+            .map(|p| p.arrive.load(Ordering::Acquire))
+            .sum()
+    };
+    let (mut last, mut last_change) = (arrivals(), crate::arch::x86_64::time::now_ns());
     for t in &threads {
-        if !join_timeout(t, limit_ms) {
-            r.stuck += 1;
+        while !join_timeout(t, 100) {
+            let now = crate::arch::x86_64::time::now_ns();
+            let a = arrivals();
+            if a != last {
+                (last, last_change) = (a, now);
+            } else if now - last_change > NO_PROGRESS_MS * 1_000_000 {
+                r.stuck += 1;
+                break;
+            }
+        }
+    }
+    r.elapsed_ms = (crate::arch::x86_64::time::now_ns() - t0) / 1_000_000;
+    r.switches = threads
+        .iter()
+        .map(|t| t.switches.load(Ordering::Relaxed))
+        .sum();
+    if r.stuck != 0 {
+        // Say where they are, so a hang is a diagnosis, not a timeout.
+        for t in &threads {
+            log::error!(
+                "gup-race: {} exited={} state={} waits on {}",
+                t.name,
+                t.exited.load(Ordering::Acquire),
+                t.state.load(Ordering::Acquire),
+                t.wait_desc()
+            );
+        }
+        for (k, p) in shared.iter().enumerate() {
+            log::error!(
+                "gup-race: pair {k}: arrivals {} flags {} count {} queued {}",
+                p.arrive.load(Ordering::Acquire),
+                pagesync::flags::FlagNames(p.page.flags().load(Ordering::Relaxed)),
+                p.page.ref_count(),
+                table.waiters_queued(&p.page)
+            );
         }
     }
     for p in &shared {

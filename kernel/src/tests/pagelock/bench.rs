@@ -239,6 +239,7 @@ fn fairness(p: &Params) {
                     max_hold_spins: 100,
                     hold_yield_one_in: 0,
                     lockstep: false,
+                    mixed_waits: false,
                     verbose: false,
                     wait_hist: true,
                     seed: p.seed ^ u64::from(round),

@@ -177,6 +177,43 @@ fn writeback_waiters(_: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// Ending writeback while the only waiter queued for the page waits for
+/// its *lock* must leave PG_waiters set: the walk for PG_writeback wakes
+/// nobody, but it meets an entry of this page (another bit), so the bit
+/// stays, and the unlock after it still finds PG_waiters and wakes the
+/// lock waiter. (Clearing it there is the hang of `bug=clear-waiters-early`
+/// in this shape; in debug builds pagesync's invariant check in the walk
+/// stops the kernel first.)
+fn end_writeback_keeps_lock_waiters(_: &Ctx) -> TestResult {
+    let f = frame();
+    let (t, p) = (table(), f.page());
+    kassert!(t.trylock_page(p));
+    let _ = t.start_page_writeback(p);
+    let locker = {
+        let f = f.clone();
+        spawn_on("pl-wb-locker", move || {
+            crate::pagelock::lock_page(&f);
+            crate::pagelock::unlock_page(&f);
+        })
+    };
+    kassert!(wait_queued(t, p, 1), "lock waiter never queued");
+    kassert_eq!(
+        t.end_page_writeback(p, WriteResult::Written),
+        PutOutcome::StillReferenced
+    );
+    kassert!(!p.flags().test(PG_WRITEBACK));
+    kassert!(
+        p.flags().test(PG_WAITERS),
+        "end of writeback cleared PG_waiters with a lock waiter of the page queued"
+    );
+    kassert_eq!(t.waiters_queued(p), 1);
+    t.unlock_page(p);
+    kassert!(join_timeout(&locker, 5_000), "lock waiter not woken");
+    kassert_eq!(t.waiters_queued(p), 0);
+    kassert_eq!(p.flags().load(Ordering::Relaxed) & 0xff, 0);
+    Ok(())
+}
+
 /// A cancelled lock_page_killable returns Interrupted and unqueues; the
 /// lock stays with its owner and a later waiter still gets it.
 fn killable_cancel(_: &Ctx) -> TestResult {
@@ -594,6 +631,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "writeback_waiters",
             run: writeback_waiters,
+        },
+        Case {
+            name: "end_writeback_keeps_lock_waiters",
+            run: end_writeback_keeps_lock_waiters,
         },
         Case {
             name: "killable_cancel",

@@ -2,7 +2,15 @@
 //!
 //! Mental model: `T` threads per CPU loop over `lock a random page; claim
 //! its owner word; hold a random while; release the owner word; unlock`.
-//! Three independent detectors turn protocol bugs into a FAILURE:
+//! With `mixed_waits` (every torture case), every wait kind of pagesync
+//! runs too: one iteration in 16 is a shared wait for the lock
+//! (`wait_on_page_locked`), one a drop wait (`put_and_wait_on_page_locked`,
+//! with a reference of its own), one a writeback wait
+//! (`wait_on_page_writeback`), each in its killable form on killable
+//! threads; and one hold in 8 starts writeback on the page (after waiting
+//! for the previous one to end, under the lock, as flushers do) and ends
+//! it after the unlock, so the writeback waiters have something to wait
+//! for. Four independent detectors turn protocol bugs into a FAILURE:
 //!
 //! 1. **Mutual exclusion**: right after locking, a thread CASes the page's
 //!    `lock_owner` from 0 to its id; a failed CAS means two holders.
@@ -21,6 +29,19 @@
 //! 3. **Hung tasks**: the watchdog limit is scaled down to 2 s for the run;
 //!    any new hung-task report fails the run. Threads that do not finish
 //!    after the stop also fail it.
+//! 4. **Lost wake-ups named, in any phase** (the lost wake-up watch):
+//!    every `LOST_SCAN_NS` the controller looks at each worker that waits
+//!    (any wait kind) without pausing anybody. A worker that stays asleep
+//!    in the same wait for `LOST_NS` while the bit it waits on is clear at
+//!    both looks and nothing at all happened to its page in between (no
+//!    lock taken or released, no writeback started or ended: a per-page
+//!    event counter) has lost its wake-up: the event that should have
+//!    woken it is behind it and no later one will come. It is reported by
+//!    name (worker, wait kind, page, bit) within `LOST_NS + LOST_SCAN_NS`,
+//!    whatever the phase (lockstep, free-running, between pauses). The
+//!    look is skipped for an interval in which some CPU took fewer than
+//!    `MIN_TICKS` timer ticks (a vCPU the host did not run cannot wake
+//!    anybody).
 //!
 //! A fraction of the threads lock with `lock_page_killable`, and the
 //! controller cancels random ones of them (sets `Thread::cancel` and wakes
@@ -39,16 +60,17 @@ use alloc::{format, string::String, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use contract::bench::{NUM_BUCKETS, bucket_of};
-use pagesync::flags::{PG_LOCKED, PG_WAITERS};
+use pagesync::WriteResult;
+use pagesync::flags::{PG_LOCKED, PG_WAITERS, PG_WRITEBACK};
 
 use crate::pagelock::Table;
 use crate::sched::thread::WaitQueue;
 use crate::{
-    arch::x86_64::time,
+    arch::x86_64::{percpu, time},
     bench::{self, Hist},
     mm::{AllocFlags, Frame, alloc_pages},
     println,
-    sched::{self, ThreadRef, timer, watchdog},
+    sched::{self, ThreadRef, jitter, timer, watchdog},
     smp::online_cpus,
 };
 
@@ -59,6 +81,14 @@ pub const HUNG_LIMIT_NS: u64 = 2_000 * MS;
 pub const QUIESCE_NS: u64 = 1_500 * MS;
 /// How long the workers may take to finish after the stop.
 pub const JOIN_NS: u64 = 2_500 * MS;
+/// A waiter asleep this long on a clear bit of an idle page has lost its
+/// wake-up (detector 4).
+pub const LOST_NS: u64 = 400 * MS;
+/// How often the lost wake-up watch looks.
+pub const LOST_SCAN_NS: u64 = 50 * MS;
+/// Timer ticks every CPU must take during a watched interval for it to
+/// count (detector 4).
+pub const MIN_TICKS: u64 = 4;
 
 /// xorshift64*: small, seedable, good enough for hold times.
 pub struct Rng(u64);
@@ -136,6 +166,9 @@ pub struct Options {
     pub hold_yield_one_in: u64,
     /// Barrier after every burst of 1..=4 acquisitions (module docs).
     pub lockstep: bool,
+    /// Every wait kind, and writeback started by lock holders (module
+    /// docs); off: page locks only.
+    pub mixed_waits: bool,
     /// Print the periodic stats lines.
     pub verbose: bool,
     /// Keep a histogram of every wait for a lock (`Report::waits`): the
@@ -157,6 +190,7 @@ impl Options {
         max_hold_spins: 200,
         hold_yield_one_in: 16,
         lockstep: false,
+        mixed_waits: true,
         verbose: true,
         wait_hist: false,
         seed: 1,
@@ -183,6 +217,12 @@ pub struct Report {
     pub elapsed_ns: u64,
     /// Every wait for a lock, in ns, with `Options::wait_hist`.
     pub waits: Option<Hist>,
+    /// Waits other than lock acquisitions (shared, drop, writeback) and
+    /// writebacks started, with `mixed_waits`.
+    pub other_waits: u64,
+    pub writebacks: u64,
+    /// Jitter delays injected during the run (`crate::sched::jitter`).
+    pub jitter_delays: u64,
     pub failures: Vec<String>,
 }
 
@@ -217,6 +257,61 @@ const HOLDING: u8 = 2;
 const PARKED: u8 = 3;
 const EXITED: u8 = 4;
 
+/// What a waiting worker waits in: every wait kind of pagesync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Kind {
+    Lock = 0,
+    LockKillable,
+    WaitLocked,
+    WaitLockedKillable,
+    PutAndWait,
+    PutAndWaitKillable,
+    WaitWriteback,
+    WaitWritebackKillable,
+    Ticket,
+}
+
+impl Kind {
+    const ALL: [Kind; 9] = [
+        Kind::Lock,
+        Kind::LockKillable,
+        Kind::WaitLocked,
+        Kind::WaitLockedKillable,
+        Kind::PutAndWait,
+        Kind::PutAndWaitKillable,
+        Kind::WaitWriteback,
+        Kind::WaitWritebackKillable,
+        Kind::Ticket,
+    ];
+
+    fn from_u8(v: u8) -> Kind {
+        Kind::ALL[usize::from(v).min(Kind::ALL.len() - 1)]
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Lock => "lock_page",
+            Kind::LockKillable => "lock_page_killable",
+            Kind::WaitLocked => "wait_on_page_locked",
+            Kind::WaitLockedKillable => "wait_on_page_locked_killable",
+            Kind::PutAndWait => "put_and_wait_on_page_locked",
+            Kind::PutAndWaitKillable => "put_and_wait_on_page_locked (killable)",
+            Kind::WaitWriteback => "wait_on_page_writeback",
+            Kind::WaitWritebackKillable => "wait_on_page_writeback_killable",
+            Kind::Ticket => "ticket lock",
+        }
+    }
+
+    /// The page bit the wait waits on.
+    fn bit(self) -> u32 {
+        match self {
+            Kind::WaitWriteback | Kind::WaitWritebackKillable => PG_WRITEBACK,
+            _ => PG_LOCKED,
+        }
+    }
+}
+
 #[repr(align(64))]
 #[derive(Default)]
 struct PerThread {
@@ -228,6 +323,23 @@ struct PerThread {
     /// written by the worker only (plain load + store), read after it
     /// stopped.
     waits: Vec<AtomicU32>,
+    /// The wait kind while `phase == WAITING`.
+    kind: AtomicU8,
+    /// Bumped at the start of every wait: a watched waiter whose `seq`
+    /// changed has been in another wait since.
+    seq: AtomicU64,
+}
+
+/// One worker's wait as the lost wake-up watch last saw it: asleep on a
+/// clear bit since `at_ns`, with the page's event count and every CPU's
+/// tick count of then.
+#[derive(Clone, Default)]
+struct Sighting {
+    /// `PerThread::seq + 1` of the wait, 0 if none is watched.
+    seq: u64,
+    events: u64,
+    at_ns: u64,
+    ticks: Vec<u64>,
 }
 
 struct Shared {
@@ -243,6 +355,11 @@ struct Shared {
     owner_failures: AtomicU64,
     cancelled: AtomicU64,
     max_walk: AtomicU64,
+    /// Per page: locks taken and released, writebacks started and ended
+    /// (detector 4).
+    events: Vec<AtomicU64>,
+    other_waits: AtomicU64,
+    writebacks: AtomicU64,
     /// Lockstep barrier: completed rounds, arrivals in this round.
     round: AtomicU64,
     arrived: AtomicUsize,
@@ -269,6 +386,75 @@ fn barrier(s: &Shared, me: &ThreadRef) {
 }
 
 static TORTURE_WAIT: &str = "a page lock (pagelock torture)";
+
+/// Marks the start of a wait of `kind` on page `i` (detector 4, and the
+/// stuck-worker diagnosis).
+fn begin_wait(per: &PerThread, i: usize, kind: Kind) {
+    per.page.store(i, Ordering::Relaxed);
+    per.kind.store(kind as u8, Ordering::Relaxed);
+    per.seq.fetch_add(1, Ordering::Relaxed);
+    per.phase.store(WAITING, Ordering::Relaxed);
+}
+
+/// Counts an event on page `i` (detector 4).
+fn event(s: &Shared, i: usize) {
+    if let Some(e) = s.events.get(i) {
+        e.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One shared, drop or writeback wait on page `i` (`mixed_waits`).
+fn other_wait(s: &Shared, t: &Table, per: &PerThread, i: usize, killable: bool, which: u64) {
+    let frame = &s.pages[i];
+    let r = match which {
+        0 => {
+            let kind = if killable {
+                Kind::WaitLockedKillable
+            } else {
+                Kind::WaitLocked
+            };
+            begin_wait(per, i, kind);
+            if killable {
+                t.wait_on_page_locked_killable(frame)
+            } else {
+                t.wait_on_page_locked(frame);
+                Ok(())
+            }
+        }
+        1 => {
+            let kind = if killable {
+                Kind::PutAndWaitKillable
+            } else {
+                Kind::PutAndWait
+            };
+            begin_wait(per, i, kind);
+            // A reference of our own, given up while we sleep.
+            frame
+                .clone()
+                .put_via(|page, free| t.put_and_wait_on_page_locked(page, killable, free))
+        }
+        _ => {
+            let kind = if killable {
+                Kind::WaitWritebackKillable
+            } else {
+                Kind::WaitWriteback
+            };
+            begin_wait(per, i, kind);
+            if killable {
+                t.wait_on_page_writeback_killable(frame)
+            } else {
+                t.wait_on_page_writeback(frame);
+                Ok(())
+            }
+        }
+    };
+    if r.is_err() {
+        s.cancelled.fetch_add(1, Ordering::Relaxed);
+        sched::current().cancel.store(false, Ordering::Relaxed);
+    }
+    s.other_waits.fetch_add(1, Ordering::Relaxed);
+    per.phase.store(RUNNING, Ordering::Relaxed);
+}
 
 fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
     let me = sched::current();
@@ -298,8 +484,28 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
             continue;
         }
         let i = rng.below(n) as usize;
-        per.page.store(i, Ordering::Relaxed);
-        per.phase.store(WAITING, Ordering::Relaxed);
+        let table = match s.target {
+            Target::Pages(t) => Some(t),
+            Target::Ticket => None,
+        };
+        if let Some(t) = table
+            && o.mixed_waits
+        {
+            let which = rng.below(16);
+            if which < 3 {
+                other_wait(s, t, per, i, killable, which);
+                continue;
+            }
+        }
+        begin_wait(
+            per,
+            i,
+            match (table, killable) {
+                (None, _) => Kind::Ticket,
+                (Some(_), true) => Kind::LockKillable,
+                (Some(_), false) => Kind::Lock,
+            },
+        );
         let t0 = time::rdtsc();
         match s.target {
             Target::Ticket => s.tickets[i].lock(),
@@ -313,6 +519,7 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
             }
             Target::Pages(t) => t.lock_page(&s.pages[i]),
         }
+        event(s, i);
         let waited = time::rdtsc() - t0;
         per.max_wait.fetch_max(waited, Ordering::Relaxed);
         if !per.waits.is_empty() {
@@ -335,6 +542,17 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
                 "pagelock-torture: MUTUAL EXCLUSION BROKEN: tid {tid} locked page {i} held by tid {}",
                 w.load(Ordering::Relaxed)
             );
+        }
+        // One hold in 8 starts writeback (flusher style: wait for the last
+        // one to end first, under the lock), ended after the unlock.
+        let writeback = table.filter(|_| o.mixed_waits && rng.below(8) == 0);
+        if let Some(t) = writeback {
+            begin_wait(per, i, Kind::WaitWriteback);
+            t.wait_on_page_writeback(&s.pages[i]);
+            per.phase.store(HOLDING, Ordering::Relaxed);
+            let _ = t.start_page_writeback(&s.pages[i]);
+            event(s, i);
+            s.writebacks.fetch_add(1, Ordering::Relaxed);
         }
         for _ in 0..rng.below(o.max_hold_spins + 1) {
             core::hint::spin_loop();
@@ -359,12 +577,19 @@ fn worker(s: &Shared, idx: usize, killable: bool, o: &Options) {
                 if slow {
                     s.max_walk.fetch_max(time::rdtsc() - t0, Ordering::Relaxed);
                 }
+                event(s, i);
             }
         }
         per.phase.store(RUNNING, Ordering::Relaxed);
         per.acquisitions.fetch_add(1, Ordering::Relaxed);
         for _ in 0..rng.below(o.max_hold_spins + 1) {
             core::hint::spin_loop();
+        }
+        if let Some(t) = writeback {
+            // The page's own reference (ours, through `s.pages`) is held
+            // across the end, as the page cache's is.
+            let _ = t.end_page_writeback(&s.pages[i], WriteResult::Written);
+            event(s, i);
         }
     }
     me.cancel.store(false, Ordering::Relaxed);
@@ -393,8 +618,8 @@ fn stats_line(s: &Shared, o: &Options, quiesced: u64) {
     }
 }
 
-/// Names the workers still waiting for a page lock after `QUIESCE_NS`
-/// without progress, and whether each one's page is free (a lost wake-up).
+/// Names the workers still waiting after `QUIESCE_NS` without progress,
+/// and whether the bit each one waits on is clear (a lost wake-up).
 fn diagnose_stuck(s: &Shared, table: Option<&Table>, r: &mut Report) {
     let mut lost = 0;
     let mut waiting = 0;
@@ -404,28 +629,101 @@ fn diagnose_stuck(s: &Shared, table: Option<&Table>, r: &mut Report) {
         }
         waiting += 1;
         let i = p.page.load(Ordering::Relaxed);
+        let kind = Kind::from_u8(p.kind.load(Ordering::Relaxed));
         let Some(page) = s.pages.get(i) else { continue };
-        let locked = page.flags().test(PG_LOCKED);
+        let set = page.flags().test(kind.bit());
         let queued = table.map_or(0, |t| t.waiters_queued(page));
-        if !locked {
+        if !set {
             lost += 1;
         }
         if waiting <= 4 {
             log::error!(
-                "pagelock-torture: worker {k} still waits for page {i} after {} ms: PG_locked={} PG_waiters={} queued={queued}{}",
+                "pagelock-torture: worker {k} still waits in {} for page {i} after {} ms: PG_locked={} PG_writeback={} PG_waiters={} queued={queued}{}",
+                kind.name(),
                 QUIESCE_NS / MS,
-                locked as u8,
+                page.flags().test(PG_LOCKED) as u8,
+                page.flags().test(PG_WRITEBACK) as u8,
                 page.flags().test(PG_WAITERS) as u8,
-                if locked {
+                if set {
                     ""
                 } else {
-                    " -> LOST WAKE-UP (page free, waiter asleep)"
+                    " -> LOST WAKE-UP (bit clear, waiter asleep)"
                 }
             );
         }
     }
     r.lost_wakeups += lost;
-    r.failures.push(format!("no progress for {} ms: {waiting} of {} workers stuck waiting for a page lock, {lost} of them on a free page (lost wake-up)", QUIESCE_NS / MS, s.per.len()));
+    r.failures.push(format!("no progress for {} ms: {waiting} of {} workers stuck waiting on a page, {lost} of them on a clear bit (lost wake-up)", QUIESCE_NS / MS, s.per.len()));
+}
+
+/// Detector 4, one look (module docs). `seen[k]` is what the watch last
+/// saw of worker `k`.
+fn watch_lost_wakeups(run: &Run, seen: &mut [Sighting], r: &mut Report) {
+    let s = &run.s;
+    let now = time::now_ns();
+    let ticks: Vec<u64> = (0..run.cpus)
+        .map(|c| percpu::cpu(c).ticks.load(Ordering::Relaxed))
+        .collect();
+    for (k, per) in s.per.iter().enumerate() {
+        let Some(thread) = run.threads.get(k) else {
+            continue;
+        };
+        let seq = per.seq.load(Ordering::Relaxed) + 1;
+        let i = per.page.load(Ordering::Relaxed);
+        let kind = Kind::from_u8(per.kind.load(Ordering::Relaxed));
+        let (Some(page), Some(events)) = (s.pages.get(i), s.events.get(i)) else {
+            continue;
+        };
+        let asleep_on_clear_bit = per.phase.load(Ordering::Relaxed) == WAITING
+            && thread.state.load(Ordering::Acquire) == sched::SLEEPING
+            && !page.flags().test(kind.bit());
+        let ev = events.load(Ordering::Relaxed);
+        let last = &seen[k];
+        if !asleep_on_clear_bit || last.seq != seq || last.events != ev {
+            // Not (or no longer) a candidate, or a new one: watch anew.
+            seen[k] = if asleep_on_clear_bit {
+                Sighting {
+                    seq,
+                    events: ev,
+                    at_ns: now,
+                    ticks: ticks.clone(),
+                }
+            } else {
+                Sighting::default()
+            };
+            continue;
+        }
+        if now - last.at_ns < LOST_NS {
+            continue;
+        }
+        if ticks
+            .iter()
+            .zip(&last.ticks)
+            .any(|(t, t0)| t - t0 < MIN_TICKS)
+        {
+            // Some vCPU barely ran: a wake-up may just be late. Watch on
+            // from here.
+            seen[k].at_ns = now;
+            seen[k].ticks = ticks.clone();
+            continue;
+        }
+        let ms = (now - last.at_ns) / MS;
+        let bit = if kind.bit() == PG_WRITEBACK {
+            "PG_writeback"
+        } else {
+            "PG_locked"
+        };
+        log::error!(
+            "pagelock-torture: LOST WAKE-UP: worker {k} asleep in {} on page {i} for {ms} ms with {bit} clear and no lock, unlock or writeback of the page meanwhile",
+            kind.name(),
+        );
+        r.lost_wakeups += 1;
+        r.failures.push(format!(
+            "lost wake-up: worker {k} asleep in {} on page {i} for {ms} ms, {bit} clear, page idle",
+            kind.name()
+        ));
+        seen[k] = Sighting::default();
+    }
 }
 
 /// Pauses the workers and waits for all to park. On a timeout, names the
@@ -447,12 +745,14 @@ fn quiesce(s: &Shared, table: Option<&Table>, r: &mut Report) -> bool {
         for (i, page) in s.pages.iter().enumerate() {
             let queued = t.waiters_queued(page);
             if page.flags().test(PG_LOCKED)
+                || page.flags().test(PG_WRITEBACK)
                 || page.lock_owner().load(Ordering::Relaxed) != 0
                 || queued != 0
             {
                 r.failures.push(format!(
-                    "page {i} at quiescence: PG_locked={} owner={} queued={queued}",
+                    "page {i} at quiescence: PG_locked={} PG_writeback={} owner={} queued={queued}",
                     page.flags().test(PG_LOCKED) as u8,
+                    page.flags().test(PG_WRITEBACK) as u8,
                     page.lock_owner().load(Ordering::Relaxed)
                 ));
                 return false;
@@ -476,6 +776,7 @@ struct Run<'o> {
     killables: Vec<usize>,
     hung0: u64,
     old_hung_limit: u64,
+    jitter0: u64,
 }
 
 /// Runs one torture: set up, spawn the workers, drive them (cancelling,
@@ -552,6 +853,9 @@ fn set_up<'o>(target: Target, o: &'o Options, r: &mut Report) -> Option<Run<'o>>
         owner_failures: AtomicU64::new(0),
         cancelled: AtomicU64::new(0),
         max_walk: AtomicU64::new(0),
+        events: (0..o.pages).map(|_| AtomicU64::new(0)).collect(),
+        other_waits: AtomicU64::new(0),
+        writebacks: AtomicU64::new(0),
         round: AtomicU64::new(0),
         arrived: AtomicUsize::new(0),
         barrier: WaitQueue::new(),
@@ -571,6 +875,7 @@ fn set_up<'o>(target: Target, o: &'o Options, r: &mut Report) -> Option<Run<'o>>
         threads: Vec::new(),
         killables,
         hung0: watchdog::HUNG_REPORTS.load(Ordering::Relaxed),
+        jitter0: jitter::total_delays(),
         old_hung_limit: watchdog::HUNG_LIMIT_NS.swap(HUNG_LIMIT_NS, Ordering::Relaxed),
     })
 }
@@ -625,6 +930,8 @@ fn drive(run: &Run, r: &mut Report) {
     let end = start + o.duration_ms * MS;
     let (mut next_stats, mut next_stutter) = (start + 1000 * MS, start + o.stutter_ms * MS);
     let (mut last_round, mut last_round_at) = (0, start);
+    let mut next_watch = start + LOST_SCAN_NS;
+    let mut seen = alloc::vec![Sighting::default(); s.per.len()];
     let mut rng = Rng::new(o.seed);
     // Indices into `run.threads`: the spawn may have stopped early.
     let killables: Vec<&ThreadRef> = run
@@ -654,6 +961,10 @@ fn drive(run: &Run, r: &mut Report) {
                 diagnose_stuck(s, run.table, r);
             }
             r.quiesced = round;
+        }
+        if run.table.is_some() && now >= next_watch {
+            watch_lost_wakeups(run, &mut seen, r);
+            next_watch = now + LOST_SCAN_NS;
         }
         if now >= next_stats {
             stats_line(s, o, r.quiesced);
@@ -724,6 +1035,8 @@ fn stop_and_join(run: &Run, r: &mut Report) {
             for p in &s.pages {
                 p.flags().set(PG_WAITERS);
                 t.wake_page_bit(p, PG_LOCKED);
+                p.flags().set(PG_WAITERS);
+                t.wake_page_bit(p, PG_WRITEBACK);
             }
         }
         if waited > JOIN_NS {
@@ -773,11 +1086,18 @@ fn collect(run: &Run, r: &mut Report) {
         }
         r.waits = Some(h);
     }
+    r.other_waits = s.other_waits.load(Ordering::Relaxed);
+    r.writebacks = s.writebacks.load(Ordering::Relaxed);
+    r.jitter_delays = jitter::total_delays() - run.jitter0;
     if r.unfinished == 0 {
         for (i, p) in s.pages.iter().enumerate() {
             if p.flags().test(PG_LOCKED) || p.lock_owner().load(Ordering::Relaxed) != 0 {
                 r.failures
                     .push(format!("page {i} left locked after the run"));
+            }
+            if p.flags().test(PG_WRITEBACK) {
+                r.failures
+                    .push(format!("page {i} left under writeback after the run"));
             }
         }
     }
@@ -802,9 +1122,22 @@ fn report(run: &Run, r: &Report) {
         r.cancelled,
         r.quiesced
     );
+    println!(
+        "    # pagelock-torture: {}: {} shared/drop/writeback waits, {} writebacks; jitter: {}, {} delays in this run",
+        o.name,
+        r.other_waits,
+        r.writebacks,
+        jitter::Summary,
+        r.jitter_delays
+    );
     if r.ok() {
         println!("    # pagelock-torture: SUCCESS");
     } else {
-        println!("    # pagelock-torture: FAILURE: {}", r.failures.join("; "));
+        println!(
+            "    # pagelock-torture: FAILURE {} ms into {}: {}",
+            r.elapsed_ns / MS,
+            o.name,
+            r.failures.join("; ")
+        );
     }
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{PREEMPTIONS, World, expect_failure, model};
+use common::{PREEMPTIONS, World, assert_both_paths, expect_failure, model, reset_paths, waited};
 use loom::thread;
 use pagesync::{Bug, Config, PinScheme, WriteResult};
 
@@ -134,4 +134,52 @@ fn checking_outside_the_lock_is_caught() {
         "gup_check_outside_lock_inner",
         &["the pinner saw no writeback and writeback saw no pin"],
     );
+}
+
+/// The data-visibility promise of a pin that finds writeback in flight:
+/// what the completion wrote before it ended writeback (`World::data`,
+/// standing for the I/O result, or the device's last look at the frame) is
+/// visible to the pinner once `pin_page` returns, whether it waited
+/// (slow path) or found writeback already over (fast path). The pinner
+/// holds a page reference, and starts with an RMW (`World::arrive`, for
+/// tokio-rs/loom#392).
+fn pin_visibility(gup: PinScheme) {
+    reset_paths();
+    model(PREEMPTIONS, move || {
+        let w = World::new(scheme(gup, None), 1);
+        w.table.lock_page(w.page(0));
+        let _ = w.table.start_page_writeback(w.page(0));
+        w.table.unlock_page(w.page(0));
+        let pinner = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.arrive();
+                w.page(0).get_page().unwrap();
+                waited(|| w.table.pin_page(w.page(0)).unwrap());
+                assert_eq!(
+                    w.observe(),
+                    1,
+                    "pin_page: the completion's write is not visible"
+                );
+                let _ = w.table.unpin_page(w.page(0));
+                let _ = w.page(0).put_page();
+            })
+        };
+        w.publish(1);
+        let _ = w.table.end_page_writeback(w.page(0), WriteResult::Written);
+        pinner.join().unwrap();
+        assert_eq!(w.page(0).ref_count(), 1);
+        w.assert_quiescent();
+    });
+    assert_both_paths(gup.name());
+}
+
+#[test]
+fn visibility_pin_lock_scheme() {
+    pin_visibility(PinScheme::Lock);
+}
+
+#[test]
+fn visibility_pin_barrier_scheme() {
+    pin_visibility(PinScheme::Barrier);
 }
