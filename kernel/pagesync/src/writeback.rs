@@ -174,21 +174,6 @@ impl<P: Platform> PageWaitTable<P> {
         // can skip the reference. Release pairs with the Acquire test in
         // `wait_on_page_writeback`.
         let waiters = page.flags.xor_unlock_is_negative_byte(1 << PG_WRITEBACK);
-        #[cfg(not(loom))]
-        if !took_ref {
-            // Known-bad only. The window must hold a whole truncation of
-            // the page (lookup, lock, unlink, unlock, put) on another CPU
-            // for the kernel's reuse-race case to catch the bug: besides
-            // the jitter at the race point, give it a bounded while to drop
-            // the last reference (a loaded host may keep the truncating
-            // vCPU off its core for long). Loom needs no widening.
-            for _ in 0..100_000 {
-                if page.ref_count() == 0 {
-                    break;
-                }
-                P::cpu_relax();
-            }
-        }
         if waiters {
             self.wake_page_bit(page, PG_WRITEBACK);
         }

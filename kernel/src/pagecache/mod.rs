@@ -29,7 +29,7 @@
 //!   (`vm::Mapping::clean`), clears it for I/O, starts writeback (only ever
 //!   under the page lock), unlocks and submits; the end of writeback runs
 //!   in the device's interrupt, holding no reference of its own
-//!   ([`WritebackPage`]), so `pagesync` takes the temporary one
+//!   ([`file::WritebackPage`]), so `pagesync` takes the temporary one
 //!   (073861ed77b6);
 //! * a page leaves the cache ([`File::evict`]) only locked and after
 //!   `wait_on_page_writeback`, which is what keeps a page under writeback
@@ -42,7 +42,7 @@ pub mod worker;
 use alloc::{sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicU8, Ordering};
 
-pub use file::{File, FsError, Writeback, WritebackPage};
+pub use file::{File, FsError, Writeback};
 pub use layout::{Layout, LayoutError};
 
 use crate::{

@@ -92,6 +92,27 @@ pub fn configure(on: bool, rate: u32, seed: u64) {
     ENABLED.store(on && COMPILED_IN, Ordering::Relaxed);
 }
 
+/// Jitter off until the guard drops, then back as it was: for tests of
+/// the hardware's own reordering (the litmus suite's store-buffering
+/// shapes), where a delay between a store and the next load lets the store
+/// drain from the store buffer and so hides exactly what they look for.
+/// The caller runs alone (one test case at a time); a point reached on
+/// another CPU in between sees either state, which only changes whether it
+/// is delayed.
+pub fn suspend() -> Suspended {
+    Suspended(ENABLED.swap(false, Ordering::Relaxed))
+}
+
+/// Returned by [`suspend`].
+#[must_use = "jitter comes back when this is dropped"]
+pub struct Suspended(bool);
+
+impl Drop for Suspended {
+    fn drop(&mut self) {
+        ENABLED.store(self.0, Ordering::Relaxed);
+    }
+}
+
 /// Whether delays are being injected.
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)

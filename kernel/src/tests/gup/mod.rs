@@ -60,6 +60,7 @@ fn pin_and_unpin_restore_counts(_: &Ctx) -> TestResult {
     kassert!(p.is_ok(), "{:?}", p.as_ref().err());
     let p = p.unwrap();
     kassert_eq!(p.len(), 8);
+    kassert!(!p.is_empty());
     for (i, f) in p.frames().iter().enumerate() {
         kassert!(crate::gup::page_maybe_dma_pinned(f));
         kassert!(

@@ -304,7 +304,7 @@ fn eviction_frees_pages(_: &Ctx) -> TestResult {
 /// reference every round passes; with `bug=end-writeback-no-ref` the walk
 /// runs on a freed page and the waker's reference check stops the kernel.
 fn end_writeback_reuse_race(_: &Ctx) -> TestResult {
-    const ROUNDS: u64 = 300;
+    const ROUNDS: u64 = 2000;
     if crate::smp::online_cpus() < 2 {
         return Err(TestError::Skip("needs -smp 2 or more"));
     }
@@ -551,7 +551,12 @@ fn persist(ctx: &Ctx) -> TestResult {
         }
     }
     if mode == Persist::Write {
-        kassert_eq!(f.sync(), Ok(()));
+        // The whole cache's sync (every file), as an unmount would.
+        kassert_eq!(c.sync(), Ok(()));
+        for p in 0..PAGECACHE_PERSIST_PAGES {
+            kassert_eq!(f.page_state(p), Some((false, false)));
+        }
+        kassert!(c.files().len() == PAGECACHE_FILES as usize);
     }
     println!(
         "    # pagecache persist={}: {PAGECACHE_PERSIST_PAGES} pages {} through the cache with seed {seed}",
