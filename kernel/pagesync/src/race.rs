@@ -139,6 +139,21 @@ const _: () = {
 static HOOK: core::sync::atomic::AtomicPtr<()> =
     core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
 
+/// Removes the hook installed by [`install`]: the non-generic race points
+/// do nothing again (a load and a branch, no call). Returns whether a hook
+/// was installed.
+pub fn uninstall() -> bool {
+    #[cfg(all(not(loom), debug_assertions))]
+    {
+        // Relaxed: see `install`.
+        !HOOK
+            .swap(core::ptr::null_mut(), core::sync::atomic::Ordering::Relaxed)
+            .is_null()
+    }
+    #[cfg(not(all(not(loom), debug_assertions)))]
+    false
+}
+
 /// Routes the non-generic race points (flags and reference-count
 /// accesses) to `P`'s [`Platform::race_point`]. The kernel calls it once
 /// at boot. Without it, and in release builds and under loom, those points

@@ -42,10 +42,13 @@ pub fn init(params: &Params) {
     }
     log::info!("pagelock: {}", Describe(t.config()));
     // The race points of pagesync's non-generic code (flags, reference
-    // counts) reach the scheduler's jitter through this hook; the generic
-    // ones call `KernelPlatform::race_point` directly.
-    pagesync::race::install::<KernelPlatform>();
+    // counts) reach the scheduler's jitter through this hook (an indirect
+    // call after every flags access, so only when jitter is on); the
+    // generic ones call `KernelPlatform::race_point` directly.
     jitter::configure(params.jitter.on, params.jitter.rate, params.seed);
+    if jitter::enabled() {
+        pagesync::race::install::<KernelPlatform>();
+    }
     log::info!("pagelock: jitter {}", jitter::Summary);
 }
 

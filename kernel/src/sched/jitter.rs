@@ -96,20 +96,33 @@ pub fn configure(on: bool, rate: u32, seed: u64) {
 /// the hardware's own reordering (the litmus suite's store-buffering
 /// shapes), where a delay between a store and the next load lets the store
 /// drain from the store buffer and so hides exactly what they look for.
-/// The caller runs alone (one test case at a time); a point reached on
-/// another CPU in between sees either state, which only changes whether it
-/// is delayed.
+/// Also removes pagesync's race-point hook, so that a flags access is not
+/// followed by an indirect call (under TCG a call through a pointer ends
+/// the translation block, a trip through QEMU's dispatcher long enough to
+/// drain the store buffer: with the hook installed and jitter off,
+/// `gup-plain-stores` still showed 0 in a million trials). The caller runs
+/// alone (one test case at a time); a point reached on another CPU in
+/// between sees either state, which only changes whether it is delayed.
 pub fn suspend() -> Suspended {
-    Suspended(ENABLED.swap(false, Ordering::Relaxed))
+    Suspended {
+        enabled: ENABLED.swap(false, Ordering::Relaxed),
+        hooked: pagesync::race::uninstall(),
+    }
 }
 
 /// Returned by [`suspend`].
 #[must_use = "jitter comes back when this is dropped"]
-pub struct Suspended(bool);
+pub struct Suspended {
+    enabled: bool,
+    hooked: bool,
+}
 
 impl Drop for Suspended {
     fn drop(&mut self) {
-        ENABLED.store(self.0, Ordering::Relaxed);
+        if self.hooked {
+            pagesync::race::install::<super::KernelPlatform>();
+        }
+        ENABLED.store(self.enabled, Ordering::Relaxed);
     }
 }
 
