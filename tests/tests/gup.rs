@@ -2,7 +2,7 @@
 //! schemes and catch the known-bad pinner that tests `PG_writeback`
 //! outside the page lock. (The barrier-less variants `gup-no-fence`,
 //! `gup-wmb-only` and `gup-plain-stores` are caught by loom,
-//! `kernel/pagesync/tests/loom_pin.rs`; on x86 and under TCG on an x86 host
+//! `kernel/pagesync/tests/loom_gup.rs`; on x86 and under TCG on an x86 host
 //! the first two cannot show, and the store-buffer window of the third was
 //! never hit in 20,000 rounds here.)
 

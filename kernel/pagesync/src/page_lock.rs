@@ -171,7 +171,7 @@ impl<P: Platform> PageWaitTable<P> {
     /// Acquire pairs with the Release RMW that cleared the bit (the unlock
     /// XOR, the end of writeback or of a read): a shared waiter that sees
     /// the bit clear sees everything its clearer wrote before, which is the
-    /// promise of every shared wait (`tests/loom_visibility.rs`). The one
+    /// promise of every shared wait (`tests/loom_pagelock.rs` and `tests/loom_pagecache.rs`). The one
     /// spot of the known-bad [`crate::Bug::SharedWaitRelaxed`].
     #[inline]
     pub(crate) fn shared_test(&self, page: &Page, bit: u32) -> bool {

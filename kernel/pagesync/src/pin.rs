@@ -49,7 +49,7 @@
 //! each side); here F2 says so explicitly. The known-bad
 //! [`crate::Bug::GupWmbOnly`] puts the seed's write barrier in F2's place,
 //! and [`crate::Bug::GupNoFence`] drops F1; loom finds the invariant broken
-//! with either (`tests/loom_pin.rs`). Neither can show on x86 (the pin and
+//! with either (`tests/loom_gup.rs`). Neither can show on x86 (the pin and
 //! the test-and-set are `lock` RMWs, full barriers there, also under QEMU
 //! TCG on an x86 host); [`crate::Bug::GupPlainStores`] makes both sides'
 //! writes plain stores with no fence, the store-buffer reordering x86 does

@@ -25,7 +25,7 @@
 //! that leaves with [`Interrupted`] after a wake-up was spent on it passes
 //! the wake-up on, as the 5.9+ code does in `crate::page_lock`. With
 //! `killable_fix = false` the loop is Linux 5.8 as written and loom finds
-//! the window (`tests/loom_page_lock.rs`).
+//! the window (`tests/loom_pagelock.rs`).
 
 use core::pin::pin;
 

@@ -29,7 +29,7 @@
 //!   TCG on an x86 host emits a host `lock` instruction for it. This is why
 //!   a missing fence after an atomic RMW (`gup-no-fence`, `gup-wmb-only`)
 //!   cannot show on x86 or under TCG: only loom finds it
-//!   (`kernel/pagesync/tests/loom_pin.rs`).
+//!   (`kernel/pagesync/tests/loom_gup.rs`).
 //!
 //! Layout: `x` and `y` of a slot share one cache line, as `refcount` and
 //! `flags` share a `struct page` in the pin/writeback race (x86-TSO lets
