@@ -6,7 +6,7 @@
 //!   all submitted at once as writeback submits them, in the same run (the
 //!   ratio is the page cache's overhead); and reads, page by page: a read
 //!   miss (pages evicted first), a cached read, and the device's raw read
-//!   at queue depth 1;
+//!   at queue depth 1 (printed as `pagecache_read`);
 //! * `pagecache_fault`: read-fault latency of a thread in an address space
 //!   on a file-mapped page that is not cached (a page-cache miss: the
 //!   device read happens in the fault), against a cached one (a minor
@@ -14,22 +14,37 @@
 //! * `pagecache_stable`: how long writers waited for stable pages while a
 //!   flusher wrote the same pages back, with the waits and without.
 //!
-//! Every variant runs [`ROUNDS`] times, the variants interleaved within a
-//! round so a slow phase of the host hits all of them; each figure is
-//! printed as `median[min..max]` over the rounds (`crate::bench::Spread`).
+//! Every variant runs in `bench_rounds=` rounds ([`rounds`]), the variants
+//! interleaved within a round so a slow phase of the host hits all of
+//! them, and prints one record per device, variant and round (format:
+//! `contract::bench`; `cargo xtask bench` reports the median and spread
+//! over the rounds). A ratio against the in-run baseline is computed per
+//! round, between neighbouring runs, and printed with the round's record.
 //! Under QEMU TCG on a shared 2-core host everything is slow and noisy and
 //! vCPUs beyond two time-share the host cores: the figures are reported,
-//! never judged. Run with `cargo xtask bench --smp 4 --filter 'pagecache_*'`.
+//! never judged. A failed I/O, a write that does not reach writeback, a
+//! page that will not leave the cache, a stuck writer or a stable-page
+//! violation with the waits on (and no `bug=no-stable-wait` at boot) fails
+//! the run (`crate::bench::fail`). Run with `cargo xtask bench --smp 4
+//! --filter 'pagecache_*'`.
 //!
-//! Output (one line per device and variant, then the ratios):
+//! Output, per round:
 //! ```text
-//! BENCH pagecache_writeback ram/cache pages=1024 rounds=5 pages_per_s=..[..] mib_s=..[..] dirty_ns_per_page=..[..]
-//! BENCH pagecache_writeback ram/raw pages=1024 rounds=5 pages_per_s=..[..] mib_s=..[..]
-//! BENCH pagecache_writeback ram/ratio cache_over_raw_time=..[..]
-//! BENCH pagecache_read ram/miss pages=1024 rounds=5 p50_ns=..[..] p99_ns=..[..]   (also cached, raw_qd1; ratio)
-//! BENCH pagecache_fault ram/miss cpu=0 pages=256 rounds=5 p50_ns=..[..] p99_ns=..[..]   (also cached, mapped; ratio; cpu=1)
-//! BENCH pagecache_stable ram/waits writers=2 pages=8 ms=400 rounds=5 writes=..[..] writebacks=..[..] under_writeback_pct=..[..] wait_p50_ns=..[..] wait_p99_ns=..[..] write_p50_ns=..[..] write_p99_ns=..[..] violations=..[..]
+//! BENCH pagecache_writeback cache device=ram pages=1024 round=0 pages_per_s:per_s=.. mib_s:mib_per_s=.. dirty_per_page:ns=.. vs_raw_time:ratio=..
+//! BENCH pagecache_writeback raw device=ram pages=1024 round=0 pages_per_s:per_s=.. mib_s:mib_per_s=..
+//! BENCH pagecache_read miss device=ram pages=1024 round=0 p50:ns=.. p99:ns=.. vs_cached_p50:ratio=.. vs_raw_p50:ratio=..
+//! BENCH pagecache_read cached device=ram pages=1024 round=0 p50:ns=.. p99:ns=..   (also raw_qd1)
+//! BENCH pagecache_fault miss device=ram cpu=0 pages=256 round=0 p50:ns=.. p99:ns=.. vs_cached_p50:ratio=..
+//! BENCH pagecache_fault cached device=ram cpu=0 pages=256 round=0 p50:ns=.. p99:ns=..   (also mapped; cpu=1)
+//! BENCH pagecache_stable waits device=ram writers=2 pages=8 ms=400 round=0 writes:count=.. writebacks:count=.. under_writeback:count=.. wait_p50:ns=.. wait_p99:ns=.. write_p50:ns=.. write_p99:ns=.. violations:count=..
+//! BENCH pagecache_stable no-waits device=ram ...
 //! ```
+//! (`device=virtio` likewise.) `vs_raw_time` is the page cache's
+//! writeback time over the raw batch's in the same round (its overhead);
+//! `vs_cached_p50` and `vs_raw_p50` are the miss's p50 over the cached
+//! read's and the raw QD1 read's of the same round. `under_writeback`
+//! counts the `writes` that found their page under writeback; `wait_*`
+//! are over those writes only (0 if there were none).
 //!
 //! `pagecache_stable` gets both variants in one boot although the page
 //! cache runs on the global page wait table: only the writer's wait step
@@ -37,15 +52,22 @@
 //! `bug=no-stable-wait` at boot the global table skips the wait too, and
 //! both variants show the no-wait figures.
 
-use alloc::{boxed::Box, format, sync::Arc, vec, vec::Vec};
+use alloc::{
+    boxed::Box,
+    format,
+    string::{String, ToString},
+    sync::Arc,
+    vec,
+    vec::Vec,
+};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use contract::bench::Unit;
 use pagesync::{Bug, Config, flags::PG_WRITEBACK};
 
 use crate::{
     arch::x86_64::time::{self, cycles_to_ns},
-    bench::{Bench, Spread, percentile, rdtsc},
-    bench_result,
+    bench::{self, Bench, Record, percentile, rdtsc, rounds},
     block::{self, BLOCK_SIZE, BlockDevice, Op, Partition, Request},
     mm::{AllocFlags, Frame, alloc_pages},
     pagecache::{Cache, File, io_sync},
@@ -77,8 +99,6 @@ pub static BENCHES: &[Bench] = &[
     },
 ];
 
-/// Rounds of every variant.
-const ROUNDS: usize = 5;
 /// Pages written back (and read) per round: 4 MiB.
 const PAGES: u64 = 1024;
 /// Pages faulted per round.
@@ -126,6 +146,11 @@ fn fill(buf: &mut [u8], tag: u64, index: u64) {
     }
 }
 
+/// `a / b`, with `b` at least 1 (a p50 of 0 ns would be a broken clock).
+fn ratio(a: f64, b: f64) -> f64 {
+    a / b.max(1.0)
+}
+
 /// Completions counted, and a queue to sleep on until they are all in.
 struct Batch {
     done: AtomicU64,
@@ -135,8 +160,8 @@ struct Batch {
 
 /// Writes `frames` to blocks `first..first + frames.len()` of `dev`, all
 /// submitted at once (as writeback submits its pages), and sleeps until
-/// every completion ran. Returns nanoseconds, None on an I/O error.
-fn raw_batch(dev: &dyn BlockDevice, op: Op, first: u64, frames: &[Frame]) -> Option<u64> {
+/// every completion ran. Returns nanoseconds, or how many requests failed.
+fn raw_batch(dev: &dyn BlockDevice, op: Op, first: u64, frames: &[Frame]) -> Result<u64, u64> {
     let b = Arc::new(Batch {
         done: AtomicU64::new(0),
         failed: AtomicU64::new(0),
@@ -165,71 +190,85 @@ fn raw_batch(dev: &dyn BlockDevice, op: Op, first: u64, frames: &[Frame]) -> Opt
     b.wq.wait_event(|| b.done.load(Ordering::Acquire) == n);
     let ns = time::now_ns() - t0;
     // Relaxed: after the Acquire load of `done` that saw every completion.
-    (b.failed.load(Ordering::Relaxed) == 0).then_some(ns)
+    match b.failed.load(Ordering::Relaxed) {
+        0 => Ok(ns),
+        failed => Err(failed),
+    }
 }
 
 /// One read of block `block` at queue depth 1: nanoseconds.
-fn raw_read(dev: &dyn BlockDevice, block: u64, f: &Frame) -> u64 {
+fn raw_read(dev: &dyn BlockDevice, block: u64, f: &Frame) -> Result<u64, String> {
     let t0 = rdtsc();
-    let _ = io_sync(dev, Op::Read, block, f.clone());
-    cycles_to_ns(rdtsc() - t0)
-}
-
-/// Per-device figures of one round of `pagecache_writeback`.
-#[derive(Default)]
-struct WbRound {
-    cache_ns: Vec<f64>,
-    raw_ns: Vec<f64>,
-    dirty_ns: Vec<f64>,
-    miss_p50: Vec<f64>,
-    miss_p99: Vec<f64>,
-    hit_p50: Vec<f64>,
-    hit_p99: Vec<f64>,
-    raw_p50: Vec<f64>,
-    raw_p99: Vec<f64>,
+    let r = io_sync(dev, Op::Read, block, f.clone());
+    let ns = cycles_to_ns(rdtsc() - t0);
+    r.map(|_| ns)
+        .map_err(|e| format!("raw read of block {block}: {e:?}"))
 }
 
 /// Dirties every page of `file` (whole-page writes: no read first), then
-/// writes them back and waits. Returns (dirtying ns per page, writeback ns).
-fn cache_writeback(file: &Arc<File>, round: u64) -> (f64, f64) {
+/// writes them back and waits. Returns (dirtying ns per page, writeback
+/// ns), or what went wrong: a failed write, a dirty page writeback did not
+/// submit, a write error in writeback.
+fn cache_writeback(file: &Arc<File>, round: u64) -> Result<(f64, f64), String> {
     let mut buf = vec![0u8; BLOCK_SIZE];
+    let errors0 = file.stats().write_errors;
     let t0 = time::now_ns();
     for i in 0..PAGES {
         fill(&mut buf, round, i);
-        file.write(i * PAGE, &buf).expect("write through the cache");
+        file.write(i * PAGE, &buf)
+            .map_err(|e| format!("write of page {i} through the cache: {e:?}"))?;
     }
     let t1 = time::now_ns();
     let submitted = file.writeback();
     file.wait_writeback();
     let t2 = time::now_ns();
-    assert_eq!(submitted as u64, PAGES, "every dirty page written back");
-    ((t1 - t0) as f64 / PAGES as f64, (t2 - t1) as f64)
+    if submitted as u64 != PAGES {
+        return Err(format!(
+            "writeback submitted {submitted} of {PAGES} dirty pages"
+        ));
+    }
+    // The completion counts an error before the Release RMW that ends the
+    // page's writeback, and `wait_writeback`'s Acquire test saw that end:
+    // the count is in.
+    let errors = file.stats().write_errors - errors0;
+    if errors != 0 {
+        return Err(format!("{errors} writeback writes failed"));
+    }
+    Ok(((t1 - t0) as f64 / PAGES as f64, (t2 - t1) as f64))
 }
 
 /// Drops every page of `file` from the cache, then reads each page
 /// through the cache twice (a miss, then a hit): per-page ns of both.
-fn cache_reads(file: &File) -> (Vec<u64>, Vec<u64>) {
+fn cache_reads(file: &File) -> Result<(Vec<u64>, Vec<u64>), String> {
     for i in 0..PAGES {
         file.evict(i);
     }
-    assert_eq!(file.cached_pages(), 0, "every page evicted");
+    // Nothing maps these pages and writeback has ended: each must go.
+    let left = file.cached_pages();
+    if left != 0 {
+        return Err(format!(
+            "{left} pages still cached after evicting every page"
+        ));
+    }
     let mut buf = vec![0u8; BLOCK_SIZE];
-    let mut pass = || -> Vec<u64> {
+    let mut pass = || -> Result<Vec<u64>, String> {
         (0..PAGES)
             .map(|i| {
                 let t0 = rdtsc();
-                file.read(i * PAGE, &mut buf)
-                    .expect("read through the cache");
-                cycles_to_ns(rdtsc() - t0)
+                let r = file.read(i * PAGE, &mut buf);
+                let ns = cycles_to_ns(rdtsc() - t0);
+                r.map(|_| ns)
+                    .map_err(|e| format!("read of page {i} through the cache: {e:?}"))
             })
             .collect()
     };
-    let miss = pass();
-    let hit = pass();
-    (miss, hit)
+    let miss = pass()?;
+    let hit = pass()?;
+    Ok((miss, hit))
 }
 
 fn pagecache_writeback(_: &Params) {
+    const NAME: &str = "pagecache_writeback";
     let devs = devices();
     // Per device: the cache's file, the raw frames, the raw partition's
     // first block (a second partition of the same size right after it).
@@ -239,15 +278,14 @@ fn pagecache_writeback(_: &Params) {
         cache: Cache,
         raw_first: u64,
         raw_frames: Vec<Frame>,
-        r: WbRound,
     }
-    let mut ds: Vec<Dev> = devs
+    let ds: Vec<Dev> = devs
         .into_iter()
         .filter_map(|(name, dev)| {
             let cache = cache_on(dev, FIRST_BLOCK, PAGES)?;
             let raw_first = FIRST_BLOCK + 1 + PAGES;
             if raw_first + PAGES > dev.blocks() {
-                println!("# pagecache_writeback: {name} too small for the raw baseline");
+                println!("# {NAME}: {name} too small for the raw baseline");
                 return None;
             }
             let raw_frames = (0..PAGES)
@@ -265,96 +303,81 @@ fn pagecache_writeback(_: &Params) {
                 cache,
                 raw_first,
                 raw_frames,
-                r: WbRound::default(),
             })
         })
         .collect();
     let probe = alloc_pages(0, AllocFlags::ZERO).expect("a frame");
-    for round in 0..ROUNDS {
-        // Interleaved: cache and raw alternate in order from round to round.
-        for d in ds.iter_mut() {
+    let mib = (PAGES * PAGE) as f64 / (1 << 20) as f64;
+    for round in 0..rounds() {
+        for d in &ds {
+            let failed = |why: &dyn core::fmt::Display| {
+                bench::fail(NAME, format_args!("{}, round {round}: {why}", d.name));
+            };
+            // Interleaved: cache and raw alternate in order from round to round.
             let file = d.cache.file(0).expect("one file").clone();
             let raw = || raw_batch(d.dev, Op::Write, d.raw_first, &d.raw_frames);
             let (cache, raw_ns) = if round % 2 == 0 {
-                let c = cache_writeback(&file, round as u64);
+                let c = cache_writeback(&file, round.into());
                 (c, raw())
             } else {
                 let r = raw();
-                (cache_writeback(&file, round as u64), r)
+                (cache_writeback(&file, round.into()), r)
             };
-            let Some(raw_ns) = raw_ns else {
-                println!("# pagecache_writeback: {} raw write failed", d.name);
-                continue;
+            let (dirty_ns, cache_ns) = match cache {
+                Ok(c) => c,
+                Err(why) => return failed(&why),
             };
-            d.r.dirty_ns.push(cache.0);
-            d.r.cache_ns.push(cache.1);
-            d.r.raw_ns.push(raw_ns as f64);
-            let (mut miss, mut hit) = cache_reads(&file);
-            let mut raw: Vec<u64> = (0..PAGES)
+            let raw_ns = match raw_ns {
+                Ok(ns) => ns as f64,
+                Err(n) => return failed(&format_args!("{n} of {PAGES} raw writes failed")),
+            };
+            for (what, ns) in [("cache", cache_ns), ("raw", raw_ns)] {
+                let rec = Record::new(NAME, what)
+                    .label("device", d.name)
+                    .label("pages", PAGES)
+                    .round(round)
+                    .metric("pages_per_s", Unit::PerS, PAGES as f64 * 1e9 / ns)
+                    .metric("mib_s", Unit::MibPerS, mib * 1e9 / ns);
+                match what {
+                    "cache" => rec
+                        .metric("dirty_per_page", Unit::Ns, dirty_ns)
+                        .metric("vs_raw_time", Unit::Ratio, cache_ns / raw_ns)
+                        .emit(),
+                    _ => rec.emit(),
+                }
+            }
+            let (mut miss, mut hit) = match cache_reads(&file) {
+                Ok(r) => r,
+                Err(why) => return failed(&why),
+            };
+            let raw: Result<Vec<u64>, String> = (0..PAGES)
                 .map(|i| raw_read(d.dev, d.raw_first + i, &probe))
                 .collect();
-            for (v, p50, p99) in [
-                (&mut miss, &mut d.r.miss_p50, &mut d.r.miss_p99),
-                (&mut hit, &mut d.r.hit_p50, &mut d.r.hit_p99),
-                (&mut raw, &mut d.r.raw_p50, &mut d.r.raw_p99),
-            ] {
-                p50.push(percentile(v, 50) as f64);
-                p99.push(percentile(v, 99) as f64);
+            let mut raw = match raw {
+                Ok(v) => v,
+                Err(why) => return failed(&why),
+            };
+            let p50 = [&mut miss, &mut hit, &mut raw].map(|v| percentile(v, 50) as f64);
+            for (k, (what, v)) in [("miss", miss), ("cached", hit), ("raw_qd1", raw)]
+                .into_iter()
+                .enumerate()
+            {
+                let mut v = v;
+                let rec = Record::new("pagecache_read", what)
+                    .label("device", d.name)
+                    .label("pages", PAGES)
+                    .round(round)
+                    .metric("p50", Unit::Ns, p50[k])
+                    .metric("p99", Unit::Ns, percentile(&mut v, 99) as f64);
+                match k {
+                    0 => rec
+                        .metric("vs_cached_p50", Unit::Ratio, ratio(p50[0], p50[1]))
+                        .metric("vs_raw_p50", Unit::Ratio, ratio(p50[0], p50[2]))
+                        .emit(),
+                    _ => rec.emit(),
+                }
             }
         }
-    }
-    let mib = (PAGES * PAGE) as f64 / (1 << 20) as f64;
-    for d in &ds {
-        let r = &d.r;
-        let rate = |ns: &[f64]| -> (Spread, Spread) {
-            let pps: Vec<f64> = ns.iter().map(|&t| PAGES as f64 * 1e9 / t).collect();
-            let mbs: Vec<f64> = ns.iter().map(|&t| mib * 1e9 / t).collect();
-            (Spread::of(&pps), Spread::of(&mbs))
-        };
-        let (cp, cm) = rate(&r.cache_ns);
-        let (rp, rm) = rate(&r.raw_ns);
-        let n = r.cache_ns.len();
-        bench_result!(
-            "pagecache_writeback {}/cache pages={PAGES} rounds={n} pages_per_s={cp:.0} mib_s={cm:.1} dirty_ns_per_page={:.0}",
-            d.name,
-            Spread::of(&r.dirty_ns)
-        );
-        bench_result!(
-            "pagecache_writeback {}/raw pages={PAGES} rounds={n} pages_per_s={rp:.0} mib_s={rm:.1}",
-            d.name
-        );
-        let ratio: Vec<f64> = r
-            .cache_ns
-            .iter()
-            .zip(&r.raw_ns)
-            .map(|(c, w)| c / w)
-            .collect();
-        bench_result!(
-            "pagecache_writeback {}/ratio cache_over_raw_time={:.2}",
-            d.name,
-            Spread::of(&ratio)
-        );
-        for (what, p50, p99) in [
-            ("miss", &r.miss_p50, &r.miss_p99),
-            ("cached", &r.hit_p50, &r.hit_p99),
-            ("raw_qd1", &r.raw_p50, &r.raw_p99),
-        ] {
-            bench_result!(
-                "pagecache_read {}/{what} pages={PAGES} rounds={n} p50_ns={:.0} p99_ns={:.0}",
-                d.name,
-                Spread::of(p50),
-                Spread::of(p99)
-            );
-        }
-        let per_round = |a: &[f64], b: &[f64]| -> Vec<f64> {
-            a.iter().zip(b).map(|(x, y)| x / y.max(1.0)).collect()
-        };
-        bench_result!(
-            "pagecache_read {}/ratio miss_over_cached_p50={:.1} miss_over_raw_p50={:.2}",
-            d.name,
-            Spread::of(&per_round(&r.miss_p50, &r.hit_p50)),
-            Spread::of(&per_round(&r.miss_p50, &r.raw_p50))
-        );
     }
 }
 
@@ -366,6 +389,7 @@ fn pagecache_writeback(_: &Params) {
 /// evicted again. The thread runs on CPU 0, which takes the virtio-blk
 /// interrupt, and on CPU 1 (if there is one), each in every round.
 fn pagecache_fault(_: &Params) {
+    const NAME: &str = "pagecache_fault";
     const VA: u64 = 0x60_0000_0000;
     let len = FAULT_PAGES * PAGE;
     let cpus: Vec<usize> = (0..online_cpus().min(2)).collect();
@@ -373,10 +397,8 @@ fn pagecache_fault(_: &Params) {
         name: &'static str,
         file: Arc<File>,
         space: Arc<AddressSpace>,
-        /// `v[cpu][kind][p50, p99]`, one value per round.
-        v: Vec<[[Vec<f64>; 2]; 3]>,
     }
-    let mut ds: Vec<Dev> = devices()
+    let ds: Vec<Dev> = devices()
         .into_iter()
         .filter_map(|(name, dev)| {
             // After `pagecache_writeback`'s two partitions.
@@ -392,12 +414,7 @@ fn pagecache_fault(_: &Params) {
                     0,
                 )
                 .ok()?;
-            Some(Dev {
-                name,
-                file,
-                space,
-                v: cpus.iter().map(|_| Default::default()).collect(),
-            })
+            Some(Dev { name, file, space })
         })
         .collect();
     let time_pages = || -> Vec<u64> {
@@ -409,8 +426,8 @@ fn pagecache_fault(_: &Params) {
             })
             .collect()
     };
-    for _ in 0..ROUNDS {
-        for d in ds.iter_mut() {
+    for round in 0..rounds() {
+        for d in &ds {
             for &cpu in &cpus {
                 d.space.discard(VA, len).expect("discard");
                 for i in 0..FAULT_PAGES {
@@ -418,7 +435,7 @@ fn pagecache_fault(_: &Params) {
                 }
                 if d.file.cached_pages() != 0 {
                     println!(
-                        "# pagecache_fault: {}: {} pages still cached after discard and evict; their faults count as misses",
+                        "# {NAME}: {}: {} pages still cached after discard and evict; their faults count as misses",
                         d.name,
                         d.file.cached_pages()
                     );
@@ -426,36 +443,27 @@ fn pagecache_fault(_: &Params) {
                 let miss = run_in(&d.space, cpu, time_pages);
                 d.space.discard(VA, len).expect("discard");
                 let (cached, mapped) = run_in(&d.space, cpu, move || (time_pages(), time_pages()));
-                for (k, mut v) in [miss, cached, mapped].into_iter().enumerate() {
-                    d.v[cpu][k][0].push(percentile(&mut v, 50) as f64);
-                    d.v[cpu][k][1].push(percentile(&mut v, 99) as f64);
+                let mut v = [miss, cached, mapped];
+                let p50 = v.each_mut().map(|v| percentile(v, 50) as f64);
+                for (k, what) in ["miss", "cached", "mapped"].into_iter().enumerate() {
+                    let rec = Record::new(NAME, what)
+                        .label("device", d.name)
+                        .label("cpu", cpu)
+                        .label("pages", FAULT_PAGES)
+                        .round(round)
+                        .metric("p50", Unit::Ns, p50[k])
+                        .metric("p99", Unit::Ns, percentile(&mut v[k], 99) as f64);
+                    match k {
+                        0 => rec
+                            .metric("vs_cached_p50", Unit::Ratio, ratio(p50[0], p50[1]))
+                            .emit(),
+                        _ => rec.emit(),
+                    }
                 }
             }
         }
     }
     for d in &ds {
-        for &cpu in &cpus {
-            let v = &d.v[cpu];
-            for (k, what) in ["miss", "cached", "mapped"].into_iter().enumerate() {
-                bench_result!(
-                    "pagecache_fault {}/{what} cpu={cpu} pages={FAULT_PAGES} rounds={} p50_ns={:.0} p99_ns={:.0}",
-                    d.name,
-                    v[k][0].len(),
-                    Spread::of(&v[k][0]),
-                    Spread::of(&v[k][1])
-                );
-            }
-            let ratio: Vec<f64> = v[0][0]
-                .iter()
-                .zip(&v[1][0])
-                .map(|(m, c)| m / c.max(1.0))
-                .collect();
-            bench_result!(
-                "pagecache_fault {}/ratio cpu={cpu} miss_over_cached_p50={:.1}",
-                d.name,
-                Spread::of(&ratio)
-            );
-        }
         d.space.unmap(VA, len).expect("unmap");
     }
 }
@@ -479,6 +487,9 @@ struct StableRun {
     writebacks: u64,
 }
 
+/// What one writer saw: writes, writes under writeback, waits, write times.
+type WriterOut = (u64, u64, Vec<u64>, Vec<u64>);
+
 /// One writer: the steps of `File::write` for a whole cached page (lock,
 /// wait for stable data, copy, mark dirty, unlock; the benchmark evicts
 /// nothing, so the page stays the file's), with the wait timed. `wait`
@@ -486,17 +497,20 @@ struct StableRun {
 /// leaked `bug=no-stable-wait` table whose wait returns at once without
 /// touching its queues (so it never sleeps on a queue the global end of
 /// writeback does not wake). The lock and unlock are always the global
-/// table's, the flusher's.
+/// table's, the flusher's. Fails if a hot page is not cached.
 fn stable_writer(
     file: &File,
     wait: &'static Table,
     stop: &AtomicBool,
     seed: u64,
-) -> (u64, u64, Vec<u64>, Vec<u64>) {
+) -> Result<WriterOut, String> {
     let t = table();
     let pages: Vec<Frame> = (0..STABLE_PAGES)
-        .map(|i| file.find_get_page(i).expect("the hot pages are cached"))
-        .collect();
+        .map(|i| {
+            file.find_get_page(i)
+                .ok_or_else(|| format!("hot page {i} is not cached"))
+        })
+        .collect::<Result<_, _>>()?;
     let mut rng = Rng::new(seed);
     let (mut writes, mut under) = (0u64, 0u64);
     let (mut waits, mut write_ns) = (Vec::new(), Vec::new());
@@ -536,16 +550,19 @@ fn stable_writer(
             core::hint::black_box(n);
         }
     }
-    (writes, under, waits, write_ns)
+    Ok((writes, under, waits, write_ns))
 }
 
+/// One run of one variant: the writers and this thread's flusher for
+/// [`STABLE_MS`]. Returns what went wrong instead if a writer failed or is
+/// stuck, or the final sync failed.
 fn stable_run(
     dev: &dyn BlockDevice,
     file: &Arc<File>,
     wait: &'static Table,
     writers: usize,
     seed: u64,
-) -> StableRun {
+) -> Result<StableRun, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let out = Arc::new(spin::Mutex::new(Vec::new()));
     let v0 = dev.stats().stable_violations;
@@ -570,9 +587,12 @@ fn stable_run(
     // Release pairs with the writers' Acquire load.
     stop.store(true, Ordering::Release);
     for t in &threads {
-        assert!(join_timeout(t, 30_000), "a stable-page writer is stuck");
+        if !join_timeout(t, 30_000) {
+            return Err("a stable-page writer is stuck (30 s after the stop)".to_string());
+        }
     }
-    file.sync().expect("sync after the stable-page run");
+    file.sync()
+        .map_err(|e| format!("sync after the run: {e:?}"))?;
     let mut r = StableRun {
         writes: 0,
         under_wb: 0,
@@ -581,13 +601,14 @@ fn stable_run(
         violations: dev.stats().stable_violations - v0,
         writebacks,
     };
-    for (w, u, waits, ns) in out.lock().drain(..) {
+    for w in out.lock().drain(..) {
+        let (w, u, waits, ns) = w?;
         r.writes += w;
         r.under_wb += u;
         r.waits.extend(waits);
         r.write_ns.extend(ns);
     }
-    r
+    Ok(r)
 }
 
 /// `pagecache_stable`: per device, writers on CPUs 1 and 2 write the
@@ -595,8 +616,9 @@ fn stable_run(
 /// thread writes them back continuously, [`STABLE_MS`] per run; the two
 /// variants (stable-page waits, and none) interleaved in every round.
 fn pagecache_stable(params: &Params) {
+    const NAME: &str = "pagecache_stable";
     if online_cpus() < 2 {
-        println!("# pagecache_stable needs -smp 2 or more; skipped");
+        println!("# {NAME} needs -smp 2 or more; skipped");
         return;
     }
     // At most two writers: with the flusher that is three busy vCPUs
@@ -604,14 +626,14 @@ fn pagecache_stable(params: &Params) {
     let writers = (online_cpus() - 1).min(2);
     if writers + 1 > 2 {
         println!(
-            "# pagecache_stable: {} vCPUs busy at once (flusher and writers); under TCG on a 2-core host they time-share",
+            "# {NAME}: {} vCPUs busy at once (flusher and writers); under TCG on a 2-core host they time-share",
             writers + 1
         );
     }
     let boot_skips = config().bug == Some(Bug::NoStableWait);
     if boot_skips {
         println!(
-            "# pagecache_stable: bug=no-stable-wait given at boot: the 'waits' variant does not wait either"
+            "# {NAME}: bug=no-stable-wait given at boot: the 'waits' variant does not wait either"
         );
     }
     // The variants' tables for the wait step (see `stable_writer`).
@@ -632,43 +654,62 @@ fn pagecache_stable(params: &Params) {
         };
         let file = cache.file(0).expect("one file").clone();
         let mut buf = vec![0u8; BLOCK_SIZE];
-        for i in 0..STABLE_PAGES {
-            fill(&mut buf, 1, i);
-            file.write(i * PAGE, &buf).expect("write");
+        let setup = (0..STABLE_PAGES)
+            .try_for_each(|i| {
+                fill(&mut buf, 1, i);
+                file.write(i * PAGE, &buf).map(drop)
+            })
+            .and_then(|()| file.sync());
+        if let Err(e) = setup {
+            bench::fail(NAME, format_args!("{name}: writing the hot pages: {e:?}"));
+            return;
         }
-        file.sync().expect("sync");
-        let mut runs: [Vec<StableRun>; 2] = Default::default();
-        for round in 0..ROUNDS {
+        for round in 0..rounds() {
             for k in 0..2 {
                 // Alternate which variant goes first.
                 let k = if round % 2 == 0 { k } else { 1 - k };
-                let r = stable_run(
-                    dev,
-                    &file,
-                    variants[k].1,
-                    writers,
-                    params.seed ^ round as u64,
-                );
-                runs[k].push(r);
+                let (vname, wait) = variants[k];
+                let seed = params.seed ^ u64::from(round);
+                let mut r = match stable_run(dev, &file, wait, writers, seed) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        bench::fail(NAME, format_args!("{name}/{vname}, round {round}: {why}"));
+                        return;
+                    }
+                };
+                if k == 0 && !boot_skips && r.violations != 0 {
+                    bench::fail(
+                        NAME,
+                        format_args!(
+                            "{name}/{vname}, round {round}: {} stable-page violations with the waits on",
+                            r.violations
+                        ),
+                    );
+                }
+                Record::new(NAME, vname)
+                    .label("device", name)
+                    .label("writers", writers)
+                    .label("pages", STABLE_PAGES)
+                    .label("ms", STABLE_MS)
+                    .round(round)
+                    .metric("writes", Unit::Count, r.writes as f64)
+                    .metric("writebacks", Unit::Count, r.writebacks as f64)
+                    .metric("under_writeback", Unit::Count, r.under_wb as f64)
+                    .metric("wait_p50", Unit::Ns, percentile(&mut r.waits, 50) as f64)
+                    .metric("wait_p99", Unit::Ns, percentile(&mut r.waits, 99) as f64)
+                    .metric(
+                        "write_p50",
+                        Unit::Ns,
+                        percentile(&mut r.write_ns, 50) as f64,
+                    )
+                    .metric(
+                        "write_p99",
+                        Unit::Ns,
+                        percentile(&mut r.write_ns, 99) as f64,
+                    )
+                    .metric("violations", Unit::Count, r.violations as f64)
+                    .emit();
             }
-        }
-        for (k, (vname, _)) in variants.iter().enumerate() {
-            let rs = &mut runs[k];
-            let f = |rs: &mut [StableRun], g: fn(&mut StableRun) -> f64| -> Spread {
-                Spread::of(&rs.iter_mut().map(g).collect::<Vec<f64>>())
-            };
-            bench_result!(
-                "pagecache_stable {name}/{vname} writers={writers} pages={STABLE_PAGES} ms={STABLE_MS} rounds={} writes={:.0} writebacks={:.0} under_writeback_pct={:.1} wait_p50_ns={:.0} wait_p99_ns={:.0} write_p50_ns={:.0} write_p99_ns={:.0} violations={:.0}",
-                rs.len(),
-                f(rs, |r| r.writes as f64),
-                f(rs, |r| r.writebacks as f64),
-                f(rs, |r| 100.0 * r.under_wb as f64 / r.writes.max(1) as f64),
-                f(rs, |r| percentile(&mut r.waits, 50) as f64),
-                f(rs, |r| percentile(&mut r.waits, 99) as f64),
-                f(rs, |r| percentile(&mut r.write_ns, 50) as f64),
-                f(rs, |r| percentile(&mut r.write_ns, 99) as f64),
-                f(rs, |r| r.violations as f64)
-            );
         }
     }
 }
