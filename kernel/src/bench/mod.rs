@@ -70,45 +70,6 @@ pub fn percentile(v: &mut [u64], p: u32) -> u64 {
     v[idx]
 }
 
-/// One figure measured once per round, as its median and spread: printed
-/// `median[min..max]`, with the formatter's precision (`{:.1}`) applied to
-/// all three. Benchmarks repeat their variants in interleaved rounds (so a
-/// slow phase of the host hits every variant) and report this.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Spread {
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-}
-
-impl Spread {
-    /// The spread of `v` (one value per round); all zero if `v` is empty.
-    /// The median of an even count is the lower middle value.
-    pub fn of(v: &[f64]) -> Spread {
-        if v.is_empty() {
-            return Spread {
-                median: 0.0,
-                min: 0.0,
-                max: 0.0,
-            };
-        }
-        let mut s = alloc::vec::Vec::from(v);
-        s.sort_unstable_by(f64::total_cmp);
-        Spread {
-            median: s[(s.len() - 1) / 2],
-            min: s[0],
-            max: s[s.len() - 1],
-        }
-    }
-}
-
-impl core::fmt::Display for Spread {
-    fn fmt(&self, f: &mut core::fmt::Formatter) -> core::fmt::Result {
-        let p = f.precision().unwrap_or(0);
-        write!(f, "{:.p$}[{:.p$}..{:.p$}]", self.median, self.min, self.max)
-    }
-}
-
 /// The median of `v` (sorted in place); 0 for an empty slice.
 pub fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {

@@ -25,47 +25,65 @@
 //! flusher with writeback in flight half the time saw it in 0.01% of its
 //! pins.
 //!
-//! For each: the pin+unpin latency (p50, p99, max), how often the pin
-//! waited for writeback (`Pinned::waited_for_writeback > 0`), the failed
-//! `try_pin_page` attempts per 1000 pins, and how many pins took over
-//! 10 µs (an uncontended pin takes ~150 ns; a pin that slept, on the page
-//! lock or on writeback, waited for a wake-up IPI, tens of µs under TCG).
-//! The two schemes, each on a table of its own, alternate within each of
-//! [`ROUNDS`] rounds; every figure is `median[min..max]` over the rounds.
-//! Also the bulk cost of an uncontended pin+unpin and of starting and
-//! ending writeback.
+//! For each: the pin+unpin latency (p50, p99, max), and, counted over the
+//! timed pins, the pins that waited for writeback
+//! (`Pinned::waited_for_writeback > 0`), the failed `try_pin_page`
+//! attempts, and the pins that took over 10 µs (an uncontended pin takes
+//! ~150 ns; a pin that slept, on the page lock or on writeback, waited for
+//! a wake-up IPI, tens of µs under TCG). Also the bulk cost of an
+//! uncontended pin+unpin and of starting and ending writeback (lock,
+//! `start_page_writeback`, unlock, `end_page_writeback`). The two schemes,
+//! each on a table of its own, alternate within each of `bench_rounds=`
+//! rounds (`crate::bench::rounds`). Each round divides, in every setting,
+//! the lock scheme's p50, p99 and share of pins over 10 µs by the barrier
+//! scheme's, and in the bulk loops the barrier scheme's cost by the lock
+//! scheme's: `cargo xtask bench` reports the median of those per-round
+//! ratios. A pin the table refuses (`RefError`: the page is ours, it
+//! cannot be), a wait for writeback where there is none, or a stuck helper
+//! thread fails the run (`crate::bench::fail`).
 //!
 //! `gup_pin_range`: `crate::gup::pin_user_pages` + drop (unpin) of ranges
 //! of 1 to 1,024 pages of an anonymous region (faulted in beforehand), on
 //! 1, 2 and 4 CPUs at once, each CPU on its own region of one shared
-//! address space, for [`RANGE_MS`]: pages pinned per second. It runs the
-//! boot's scheme (`gup=`); CPU counts beyond the boot's are reported as
-//! skipped.
+//! address space, for [`RANGE_MS`] per run, `bench_rounds=` rounds: pages
+//! pinned per second, and CPU time per page (CPUs x wall time / pages). It
+//! runs the boot's scheme (`gup=`); CPU counts beyond the boot's are
+//! reported as skipped. A range that does not pin fails the run.
 //!
 //! Under QEMU TCG on a 2-core host every atomic is emulated, figures vary
 //! up to 2x between runs, and more than two busy vCPUs time-share the host
 //! cores (said in the output): ratios from one run are what to read, and
 //! no timing decides anything.
 //!
+//! Output, per round (format: `contract::bench`; the counts are of the
+//! timed pins: `timed` when idle, `pins` in lockstep, so 288 there is
+//! 28.8 %; `vs_barrier_over_10us` divides the shares of pins over 10 µs,
+//! and counts none of the barrier scheme's as one, a lower bound then):
 //! ```text
-//! BENCH gup_pin uncontended/<scheme> rounds=5 ns_per_pin=..[..] over_lock=..[..]
-//! BENCH gup_pin writeback_start/<scheme> rounds=5 ns=..[..]
-//! BENCH gup_pin idle/<scheme> rounds=3 pins=.. pins_per_s=..[..] p50_ns=..[..] p99_ns=..[..] max_ns=..[..] waited_pct=..[..] failed_tries_per_1000=..[..] over_10us_pct=..[..]
-//! BENCH gup_pin <writeback|locked>/<scheme> rounds=3 pins=1000 window_ns=100000 p50_ns=..[..] ...
-//! BENCH gup_pin <setting>/ratio lock_over_barrier_p50=..[..] lock_over_barrier_p99=..[..]
-//! BENCH gup_pin_range cpus=N pages=R gup=<scheme> rounds=3 pages_per_s=..[..] ns_per_page_per_cpu=..[..]
+//! BENCH gup_pin uncontended scheme=lock round=0 mean:ns=..
+//! BENCH gup_pin uncontended scheme=barrier round=0 mean:ns=.. vs_lock:ratio=..
+//! BENCH gup_pin writeback_start scheme=<scheme> round=0 mean:ns=..   (barrier: vs_lock:ratio=..)
+//! BENCH gup_pin idle scheme=<scheme> round=0 pins_per_s:per_s=.. timed:count=.. p50:ns=.. p99:ns=.. max:ns=.. waited:count=.. failed_tries:count=.. over_10us:count=..
+//! BENCH gup_pin <writeback|locked> scheme=<scheme> pins=1000 window_us=100 round=0 p50:ns=.. p99:ns=.. max:ns=.. waited:count=.. failed_tries:count=.. over_10us:count=..
+//!   (scheme=lock, every setting: ... vs_barrier_p50:ratio=.. vs_barrier_p99:ratio=.. vs_barrier_over_10us:ratio=..)
+//! BENCH gup_pin_range anon scheme=<scheme> cpus=N pages=R round=0 pages_per_s:per_s=.. cpu_per_page:ns=..
 //! ```
 
-use alloc::{format, sync::Arc, vec::Vec};
+use alloc::{
+    format,
+    string::{String, ToString},
+    sync::Arc,
+    vec::Vec,
+};
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use contract::bench::Unit;
 use pagesync::{Config, PinScheme, WriteResult};
 
 use crate::{
     arch::x86_64::time,
-    bench::{Bench, Spread, percentile, rdtsc},
-    bench_result,
-    gup::{GupFlags, pin_user_pages},
+    bench::{self, Bench, Record, percentile, rdtsc, rounds},
+    gup::{GupError, GupFlags, pin_user_pages},
     mm::{AllocFlags, Frame, alloc_pages},
     pagelock::{Table, config, leak_table},
     params::Params,
@@ -87,10 +105,6 @@ pub static BENCHES: &[Bench] = &[
     },
 ];
 
-/// Rounds of every `gup_pin` setting and of `gup_pin_range`.
-const ROUNDS: usize = 3;
-/// Rounds of the bulk loops.
-const BULK_ROUNDS: usize = 5;
 /// Length of one `idle` run.
 const RUN_MS: u64 = 300;
 /// Pins per lockstep run, and the other side's window in each: about a
@@ -111,23 +125,22 @@ fn spin_ns(ns: u64) {
     while time::now_ns() < end {}
 }
 
-/// Bulk: ns per pin+unpin, one uncontended page, per scheme, per round.
-fn uncontended(tables: &[&'static Table; 2]) -> [Vec<f64>; 2] {
+/// Bulk: ns per pin+unpin of one uncontended page; what went wrong if a
+/// pin was refused or waited for writeback (nothing starts any).
+fn uncontended(t: &'static Table) -> Result<f64, String> {
     const N: u64 = 50_000;
     let page = alloc_pages(0, AllocFlags::ZERO).expect("frame");
-    let mut out: [Vec<f64>; 2] = Default::default();
-    for _ in 0..BULK_ROUNDS {
-        for (k, t) in tables.iter().enumerate() {
-            let t0 = rdtsc();
-            for _ in 0..N {
-                let p = t.pin_page(&page).expect("pin");
-                assert_eq!(p.waited_for_writeback, 0);
-                let _ = t.unpin_page(&page);
-            }
-            out[k].push(time::cycles_to_ns(rdtsc() - t0) as f64 / N as f64);
+    let t0 = rdtsc();
+    for _ in 0..N {
+        let p = t
+            .pin_page(&page)
+            .map_err(|e| format!("uncontended pin refused: {e:?}"))?;
+        if p.waited_for_writeback != 0 {
+            return Err("an uncontended pin waited for writeback".to_string());
         }
+        let _ = t.unpin_page(&page);
     }
-    out
+    Ok(time::cycles_to_ns(rdtsc() - t0) as f64 / N as f64)
 }
 
 /// Bulk: ns for lock + start_page_writeback + unlock + end_page_writeback.
@@ -166,15 +179,39 @@ impl Setting {
 
 /// One run's figures.
 struct Run {
+    /// Pins timed.
     pins: u64,
     /// Only for `idle` (the lockstep runs pace the pins).
     pins_per_s: f64,
     p50_ns: f64,
     p99_ns: f64,
     max_ns: f64,
-    waited_pct: f64,
-    failed_per_1000: f64,
-    slept_pct: f64,
+    /// Timed pins that waited for writeback, failed tries of those, and
+    /// timed pins over [`SLEPT_NS`].
+    waited: u64,
+    failed_tries: u64,
+    slept: u64,
+    /// Pins the table refused: a correctness failure (module docs).
+    refused: u64,
+    /// `idle` only: pins, timed or not, that waited for writeback although
+    /// nothing starts any: a correctness failure.
+    idle_waits: u64,
+}
+
+impl Run {
+    /// What went wrong in the run, if anything did.
+    fn problem(&self) -> Option<String> {
+        if self.refused != 0 {
+            Some(format!("{} pins refused", self.refused))
+        } else if self.idle_waits != 0 {
+            Some(format!(
+                "{} pins waited for writeback with none started",
+                self.idle_waits
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 /// Pin+unpin latencies (cycles) and outcomes, summarised.
@@ -183,12 +220,16 @@ struct Pins {
     lat: Vec<u64>,
     waited: u64,
     failed: u64,
+    refused: u64,
 }
 
 impl Pins {
     fn pin(&mut self, t: &'static Table, page: &Frame) {
         let t0 = rdtsc();
-        let p = t.pin_page(page).expect("pin");
+        let Ok(p) = t.pin_page(page) else {
+            self.refused += 1;
+            return;
+        };
         let _ = t.unpin_page(page);
         self.lat.push(rdtsc() - t0);
         self.waited += u64::from(p.waited_for_writeback > 0);
@@ -209,9 +250,11 @@ impl Pins {
             p50_ns: ns(50),
             p99_ns: ns(99),
             max_ns: ns(100),
-            waited_pct: 100.0 * self.waited as f64 / n.max(1) as f64,
-            failed_per_1000: 1000.0 * self.failed as f64 / n.max(1) as f64,
-            slept_pct: 100.0 * slept as f64 / n.max(1) as f64,
+            waited: self.waited,
+            failed_tries: self.failed,
+            slept: slept as u64,
+            refused: self.refused,
+            idle_waits: 0,
         }
     }
 }
@@ -224,6 +267,7 @@ fn idle(t: &'static Table) -> Run {
         lat: Vec::with_capacity(1 << 17),
         ..Pins::default()
     };
+    let (mut untimed_waits, mut untimed_refused) = (0, 0);
     let start = time::now_ns();
     let end = start + RUN_MS * 1_000_000;
     let mut n = 0u64;
@@ -231,14 +275,22 @@ fn idle(t: &'static Table) -> Run {
         if n.is_multiple_of(4) && pins.lat.len() < pins.lat.capacity() {
             pins.pin(t, &page);
         } else {
-            let p = t.pin_page(&page).expect("pin");
-            let _ = t.unpin_page(&page);
-            debug_assert_eq!(p.waited_for_writeback, 0);
+            match t.pin_page(&page) {
+                Ok(p) => {
+                    let _ = t.unpin_page(&page);
+                    untimed_waits += u64::from(p.waited_for_writeback > 0);
+                }
+                Err(_) => untimed_refused += 1,
+            }
         }
         n += 1;
     }
     let elapsed = (time::now_ns() - start) as f64 / 1e9;
-    pins.run(n as f64 / elapsed)
+    let timed_waits = pins.waited;
+    let mut r = pins.run(n as f64 / elapsed);
+    r.refused += untimed_refused;
+    r.idle_waits = timed_waits + untimed_waits;
+    r
 }
 
 /// Generation `g` of a two-thread lockstep is complete when both threads
@@ -295,7 +347,9 @@ fn window(setting: Setting, t: &'static Table, page: &Frame, step: &Lockstep, g:
 }
 
 /// A lockstep run of `setting` (module docs), the other side on CPU 1.
-fn lockstep(setting: Setting, t: &'static Table, seed: u64) -> Run {
+/// A refused pin is counted, not returned early: the other side still
+/// expects its meetings. Fails if the other side is stuck.
+fn lockstep(setting: Setting, t: &'static Table, seed: u64) -> Result<Run, String> {
     let page = alloc_pages(0, AllocFlags::ZERO).expect("frame");
     let step = Arc::new(Lockstep {
         arrived: AtomicU64::new(0),
@@ -333,93 +387,123 @@ fn lockstep(setting: Setting, t: &'static Table, seed: u64) -> Run {
         spin_ns(rng.below(2 * WINDOW_NS));
         pins.pin(t, &page);
     }
-    assert!(join_timeout(&other, 60_000), "a gup_pin helper is stuck");
-    pins.run(0.0)
+    if !join_timeout(&other, 60_000) {
+        return Err("the helper on CPU 1 is stuck (60 s)".to_string());
+    }
+    Ok(pins.run(0.0))
 }
 
 fn gup_pin(params: &Params) {
+    const NAME: &str = "gup_pin";
     let tables = PinScheme::ALL.map(table);
-    let bulk = uncontended(&tables);
-    for (k, scheme) in PinScheme::ALL.into_iter().enumerate() {
-        let over: Vec<f64> = bulk[k].iter().zip(&bulk[0]).map(|(a, b)| a / b).collect();
-        bench_result!(
-            "gup_pin uncontended/{} rounds={BULK_ROUNDS} ns_per_pin={:.1} over_lock={:.2}",
-            scheme.name(),
-            Spread::of(&bulk[k]),
-            Spread::of(&over)
-        );
-    }
-    for (k, scheme) in PinScheme::ALL.into_iter().enumerate() {
-        let v: Vec<f64> = (0..BULK_ROUNDS)
-            .map(|_| writeback_start(tables[k]))
-            .collect();
-        bench_result!(
-            "gup_pin writeback_start/{} rounds={BULK_ROUNDS} ns={:.1}",
-            scheme.name(),
-            Spread::of(&v)
-        );
-    }
+    let names = PinScheme::ALL.map(PinScheme::name);
     let settings: Vec<Setting> = Setting::ALL
         .into_iter()
         .filter(|&s| s == Setting::Idle || online_cpus() >= 2)
         .collect();
     if online_cpus() < 2 {
-        println!("# gup_pin: the writeback and locked settings need -smp 2 or more; skipped");
+        println!("# {NAME}: the writeback and locked settings need -smp 2 or more; skipped");
     }
-    // runs[setting][scheme]: one Run per round.
-    let mut runs: Vec<[Vec<Run>; 2]> = settings.iter().map(|_| Default::default()).collect();
-    for round in 0..ROUNDS {
-        for (i, &s) in settings.iter().enumerate() {
-            for j in 0..2 {
-                // Alternate which scheme goes first.
-                let k = (j + round) % 2;
-                let seed = params.seed ^ (round * 8 + i * 2 + k) as u64;
-                runs[i][k].push(match s {
-                    Setting::Idle => idle(tables[k]),
-                    _ => lockstep(s, tables[k], seed),
-                });
+    for round in 0..rounds() {
+        // Alternate which scheme goes first.
+        let order = [round as usize % 2, (round as usize + 1) % 2];
+        // The bulk loops; the barrier scheme's figure over the lock's.
+        let mut bulk = [0.0; 2];
+        for k in order {
+            match uncontended(tables[k]) {
+                Ok(ns) => bulk[k] = ns,
+                Err(why) => {
+                    bench::fail(NAME, format_args!("{}, round {round}: {why}", names[k]));
+                    return;
+                }
             }
         }
-    }
-    for (i, s) in settings.iter().enumerate() {
-        for (k, scheme) in PinScheme::ALL.into_iter().enumerate() {
-            let rs = &runs[i][k];
-            let f = |g: fn(&Run) -> f64| Spread::of(&rs.iter().map(g).collect::<Vec<f64>>());
-            let rate = if *s == Setting::Idle {
-                format!(" pins_per_s={:.0}", f(|r| r.pins_per_s))
-            } else {
-                format!(" window_ns={WINDOW_NS}")
-            };
-            bench_result!(
-                "gup_pin {}/{} rounds={} pins={}{rate} p50_ns={:.0} p99_ns={:.0} max_ns={:.0} waited_pct={:.1} failed_tries_per_1000={:.1} over_10us_pct={:.1}",
-                s.name(),
-                scheme.name(),
-                rs.len(),
-                rs.first().map_or(0, |r| r.pins),
-                f(|r| r.p50_ns),
-                f(|r| r.p99_ns),
-                f(|r| r.max_ns),
-                f(|r| r.waited_pct),
-                f(|r| r.failed_per_1000),
-                f(|r| r.slept_pct)
-            );
+        let mut start = [0.0; 2];
+        for k in order {
+            start[k] = writeback_start(tables[k]);
         }
-        // Per round, lock over barrier (the runs of a round are neighbours).
-        let ratio = |g: fn(&Run) -> f64| {
-            let v: Vec<f64> = runs[i][0]
-                .iter()
-                .zip(&runs[i][1])
-                .map(|(l, b)| g(l) / g(b).max(1e-9))
-                .collect();
-            Spread::of(&v)
-        };
-        bench_result!(
-            "gup_pin {}/ratio lock_over_barrier_p50={:.2} lock_over_barrier_p99={:.2} lock_over_barrier_over_10us={:.2}",
-            s.name(),
-            ratio(|r| r.p50_ns),
-            ratio(|r| r.p99_ns),
-            ratio(|r| r.slept_pct)
-        );
+        for (what, v) in [("uncontended", bulk), ("writeback_start", start)] {
+            for k in 0..2 {
+                let rec = Record::new(NAME, what)
+                    .label("scheme", names[k])
+                    .round(round)
+                    .metric("mean", Unit::Ns, v[k]);
+                match k {
+                    0 => rec.emit(),
+                    _ => rec
+                        .metric("vs_lock", Unit::Ratio, v[k] / v[0].max(1e-9))
+                        .emit(),
+                }
+            }
+        }
+        for (i, &s) in settings.iter().enumerate() {
+            let mut runs: [Option<Run>; 2] = [None, None];
+            for k in order {
+                let seed = params.seed ^ (round as usize * 8 + i * 2 + k) as u64;
+                let r = match s {
+                    Setting::Idle => Ok(idle(tables[k])),
+                    _ => lockstep(s, tables[k], seed),
+                };
+                let problem = match &r {
+                    Ok(r) => r.problem(),
+                    Err(why) => Some(why.clone()),
+                };
+                if let Some(why) = problem {
+                    bench::fail(
+                        NAME,
+                        format_args!("{}/{}, round {round}: {why}", s.name(), names[k]),
+                    );
+                    return;
+                }
+                runs[k] = r.ok();
+            }
+            let [Some(lock), Some(barrier)] = &runs else {
+                unreachable!("both schemes ran");
+            };
+            for (k, r) in [lock, barrier].into_iter().enumerate() {
+                let mut rec = Record::new(NAME, s.name()).label("scheme", names[k]);
+                rec = match s {
+                    Setting::Idle => rec
+                        .round(round)
+                        .metric("pins_per_s", Unit::PerS, (r.pins_per_s as u64) as f64)
+                        .metric("timed", Unit::Count, r.pins as f64),
+                    _ => rec
+                        .label("pins", r.pins)
+                        .label("window_us", WINDOW_NS / 1000)
+                        .round(round),
+                };
+                rec = rec
+                    .metric("p50", Unit::Ns, r.p50_ns)
+                    .metric("p99", Unit::Ns, r.p99_ns)
+                    .metric("max", Unit::Ns, r.max_ns)
+                    .metric("waited", Unit::Count, r.waited as f64)
+                    .metric("failed_tries", Unit::Count, r.failed_tries as f64)
+                    .metric("over_10us", Unit::Count, r.slept as f64);
+                if k == 0 {
+                    // Lock over barrier, this round's neighbouring runs. The
+                    // shares of pins over 10 µs; no barrier pin over 10 µs
+                    // counts as one.
+                    let share = |r: &Run, n: u64| n as f64 / r.pins.max(1) as f64;
+                    let slept = [
+                        share(lock, lock.slept),
+                        share(barrier, barrier.slept.max(1)),
+                    ];
+                    rec = rec
+                        .metric(
+                            "vs_barrier_p50",
+                            Unit::Ratio,
+                            lock.p50_ns / barrier.p50_ns.max(1.0),
+                        )
+                        .metric(
+                            "vs_barrier_p99",
+                            Unit::Ratio,
+                            lock.p99_ns / barrier.p99_ns.max(1.0),
+                        )
+                        .metric("vs_barrier_over_10us", Unit::Ratio, slept[0] / slept[1]);
+                }
+                rec.emit();
+            }
+        }
     }
 }
 
@@ -435,23 +519,30 @@ const REGION: u64 = 1024 * 4096;
 
 /// `cpus` threads (on CPUs `0..cpus`) pin and unpin `pages`-page ranges of
 /// their own regions for [`RANGE_MS`]: pages pinned per second, in all.
-fn range_run(space: &Arc<AddressSpace>, cpus: usize, pages: u64) -> f64 {
+/// Fails if a range does not pin (its thread stops) or a thread is stuck.
+fn range_run(space: &Arc<AddressSpace>, cpus: usize, pages: u64) -> Result<f64, String> {
     let w = GupFlags {
         write: true,
         longterm: false,
     };
     let total = Arc::new(AtomicU64::new(0));
+    let error = Arc::new(spin::Mutex::new(None::<(usize, GupError)>));
     let start = time::now_ns();
     let end = start + RANGE_MS * 1_000_000;
     let threads: Vec<_> = (0..cpus)
         .map(|cpu| {
-            let (space, total) = (space.clone(), total.clone());
+            let (space, total, error) = (space.clone(), total.clone(), error.clone());
             sched::spawn("gup-range", Some(cpu), move || {
                 let va = RANGE_VA + cpu as u64 * REGION;
                 let mut n = 0;
                 while time::now_ns() < end {
-                    let p = pin_user_pages(&space, va, pages as usize, w).expect("pin a range");
-                    drop(p);
+                    match pin_user_pages(&space, va, pages as usize, w) {
+                        Ok(p) => drop(p),
+                        Err(e) => {
+                            *error.lock() = Some((cpu, e));
+                            break;
+                        }
+                    }
                     n += pages;
                 }
                 // Relaxed: read after the join (its Acquire).
@@ -461,24 +552,30 @@ fn range_run(space: &Arc<AddressSpace>, cpus: usize, pages: u64) -> f64 {
         })
         .collect();
     for t in &threads {
-        assert!(join_timeout(t, 60_000), "a gup_pin_range thread is stuck");
+        if !join_timeout(t, 60_000) {
+            return Err("a pinning thread is stuck (60 s)".to_string());
+        }
+    }
+    if let Some((cpu, e)) = *error.lock() {
+        return Err(format!("pin_user_pages on CPU {cpu}: {e:?}"));
     }
     // Relaxed: every thread has exited (`join_timeout`'s Acquire).
-    total.load(Ordering::Relaxed) as f64 * 1e9 / (time::now_ns() - start) as f64
+    Ok(total.load(Ordering::Relaxed) as f64 * 1e9 / (time::now_ns() - start) as f64)
 }
 
 fn gup_pin_range(_: &Params) {
+    const NAME: &str = "gup_pin_range";
     let online = online_cpus();
     let scheme = config().gup.name();
     let space = AddressSpace::new().expect("a space");
     let cpus: Vec<usize> = CPUS.into_iter().filter(|&c| c <= online).collect();
     for &c in CPUS.iter().filter(|&&c| c > online) {
-        bench_result!("gup_pin_range cpus={c} skipped online={online}");
+        println!("# {NAME}: cpus={c} skipped ({online} CPUs online)");
     }
     let max = *cpus.last().expect("one CPU at least");
     if max > 2 {
         println!(
-            "# gup_pin_range: {max} busy vCPUs on a 2-core TCG host time-share; more CPUs need not mean more throughput here"
+            "# {NAME}: {max} busy vCPUs on a 2-core TCG host time-share; more CPUs need not mean more throughput here"
         );
     }
     for k in 0..max as u64 {
@@ -487,38 +584,40 @@ fn gup_pin_range(_: &Params) {
             .map_anon(va, REGION, Prot::ReadWrite)
             .expect("map a region");
         // Fault every page in once (and check the range pins).
-        drop(
-            pin_user_pages(
-                &space,
-                va,
-                1024,
-                GupFlags {
-                    write: true,
-                    longterm: false,
-                },
-            )
-            .expect("pin"),
-        );
-    }
-    // results[c][r]: pages/s per round.
-    let mut results = alloc::vec![alloc::vec![Vec::new(); RANGES.len()]; cpus.len()];
-    for _ in 0..ROUNDS {
-        for (ci, &c) in cpus.iter().enumerate() {
-            for (ri, &r) in RANGES.iter().enumerate() {
-                results[ci][ri].push(range_run(&space, c, r));
+        let w = GupFlags {
+            write: true,
+            longterm: false,
+        };
+        match pin_user_pages(&space, va, 1024, w) {
+            Ok(p) => drop(p),
+            Err(e) => {
+                bench::fail(NAME, format_args!("faulting in region {k}: {e:?}"));
+                return;
             }
         }
     }
-    for (ci, &c) in cpus.iter().enumerate() {
-        for (ri, &r) in RANGES.iter().enumerate() {
-            let v = &results[ci][ri];
-            let ns: Vec<f64> = v.iter().map(|p| c as f64 * 1e9 / p.max(1e-9)).collect();
-            bench_result!(
-                "gup_pin_range cpus={c} pages={r} gup={scheme} rounds={} pages_per_s={:.0} ns_per_page_per_cpu={:.0}",
-                v.len(),
-                Spread::of(v),
-                Spread::of(&ns)
-            );
+    for round in 0..rounds() {
+        for &c in &cpus {
+            for &r in &RANGES {
+                let per_s = match range_run(&space, c, r) {
+                    Ok(v) => v,
+                    Err(why) => {
+                        bench::fail(
+                            NAME,
+                            format_args!("{c} CPUs, {r} pages, round {round}: {why}"),
+                        );
+                        return;
+                    }
+                };
+                Record::new(NAME, "anon")
+                    .label("scheme", scheme)
+                    .label("cpus", c)
+                    .label("pages", r)
+                    .round(round)
+                    .metric("pages_per_s", Unit::PerS, (per_s as u64) as f64)
+                    .metric("cpu_per_page", Unit::Ns, c as f64 * 1e9 / per_s.max(1e-9))
+                    .emit();
+            }
         }
     }
 }
