@@ -508,7 +508,11 @@ fn run_models_bounded(s: &Scratch, timeout: Duration, bound: Option<&str>) -> Re
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let bin = bin.rsplit_once('-').map_or(bin.as_str(), |(b, _)| b);
-            let how = if bound.is_some() { " (1 preemption)" } else { "" };
+            let how = if bound.is_some() {
+                " (1 preemption)"
+            } else {
+                ""
+            };
             return Ok(Outcome::Caught(format!("{bin}::{name}{how}")));
         }
         let status = child.wait()?;

@@ -231,14 +231,11 @@ pub fn test(a: TestArgs) -> Result<bool> {
     let mut loom = CargoTests::new("loom: ");
     let c = match filter {
         None => cargo_tests(&progress, &mut loom, &with_report_time(&args), &envs)?,
-        Some(f) => select::run_selected(
-            "loom model checks",
-            &args,
-            &envs,
-            f,
-            None,
-            &mut |a, e| cargo_tests(&progress, &mut loom, &with_report_time(a), e),
-        )?,
+        Some(f) => {
+            select::run_selected("loom model checks", &args, &envs, f, None, &mut |a, e| {
+                cargo_tests(&progress, &mut loom, &with_report_time(a), e)
+            })?
+        }
     };
     total += c;
     stages.push(format!(

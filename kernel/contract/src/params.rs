@@ -455,7 +455,6 @@ pub static TABLE: [Spec; Key::COUNT] = [
             "gup-plain-stores",
             "gup-check-outside-lock",
             "write-pinned-in-place",
-
             "shared-wait-relaxed",
         ]),
         default: DefaultValue::Is("none"),
