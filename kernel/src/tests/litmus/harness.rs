@@ -96,6 +96,25 @@ pub trait Litmus: Send + Sync + 'static {
     fn reset(&self, s: usize, r0: u8, r1: u8);
 }
 
+/// A shared test runs as itself (so one test can be run several times).
+impl<T: Litmus> Litmus for Arc<T> {
+    fn p0(&self, s: usize) -> u8 {
+        (**self).p0(s)
+    }
+    fn p1(&self, s: usize) -> u8 {
+        (**self).p1(s)
+    }
+    fn touch0(&self, s: usize) {
+        (**self).touch0(s)
+    }
+    fn touch1(&self, s: usize) {
+        (**self).touch1(s)
+    }
+    fn reset(&self, s: usize, r0: u8, r1: u8) {
+        (**self).reset(s, r0, r1)
+    }
+}
+
 /// The final states of the trials: `counts[r0][r1]`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Histogram {
