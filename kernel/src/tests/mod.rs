@@ -39,6 +39,7 @@ pub mod mm;
 pub mod pagecache;
 pub mod pagelock;
 pub mod params;
+pub mod rendezvous;
 pub mod sched;
 pub mod smp;
 pub mod vm;

@@ -80,6 +80,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use contract::bench::Unit;
 use pagesync::{Config, PinScheme, WriteResult};
 
+use crate::tests::rendezvous::Rendezvous;
 use crate::{
     arch::x86_64::time,
     bench::{self, Bench, Record, percentile, rdtsc, rounds},
@@ -87,8 +88,7 @@ use crate::{
     mm::{AllocFlags, Frame, alloc_pages},
     pagelock::{Table, config, leak_table},
     params::Params,
-    println,
-    sched::{self, thread::WaitQueue},
+    println, sched,
     smp::online_cpus,
     tests::{pagelock::torture::Rng, sched::join_timeout},
     vm::{AddressSpace, Prot},
@@ -293,33 +293,16 @@ fn idle(t: &'static Table) -> Run {
     r
 }
 
-/// Generation `g` of a two-thread lockstep is complete when both threads
-/// have arrived `g` times; spins a little, then sleeps.
+/// A two-thread lockstep ([`Rendezvous`]) and the last round whose window
+/// has started (writeback started, or the lock taken).
 struct Lockstep {
-    arrived: AtomicU64,
-    wq: WaitQueue,
-    /// The last round whose window has started (writeback started, or
-    /// the lock taken).
+    rv: Rendezvous,
     started: AtomicU64,
 }
 
 impl Lockstep {
     fn meet(&self, g: u64) {
-        // AcqRel pairs with the Acquire loads below in the other thread.
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == 2 * g {
-            // Second to arrive: the queue lock orders our count before the
-            // first one's re-check under the same lock.
-            self.wq.wake_up_all();
-            return;
-        }
-        for _ in 0..2_000 {
-            if self.arrived.load(Ordering::Acquire) >= 2 * g {
-                return;
-            }
-            core::hint::spin_loop();
-        }
-        self.wq
-            .wait_event(|| self.arrived.load(Ordering::Acquire) >= 2 * g);
+        self.rv.meet(g);
     }
 }
 
@@ -352,8 +335,7 @@ fn window(setting: Setting, t: &'static Table, page: &Frame, step: &Lockstep, g:
 fn lockstep(setting: Setting, t: &'static Table, seed: u64) -> Result<Run, String> {
     let page = alloc_pages(0, AllocFlags::ZERO).expect("frame");
     let step = Arc::new(Lockstep {
-        arrived: AtomicU64::new(0),
-        wq: WaitQueue::new(),
+        rv: Rendezvous::new(),
         started: AtomicU64::new(0),
     });
     let other = {

@@ -20,10 +20,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use pagesync::WriteResult;
 
+use crate::tests::rendezvous::Rendezvous;
 use crate::{
     mm::{AllocFlags, Frame, alloc_pages},
     pagelock::Table,
-    sched::{self, ThreadRef, thread::WaitQueue},
+    sched::{self, ThreadRef},
     smp::online_cpus,
     tests::{pagelock::torture::Rng, sched::join_timeout},
 };
@@ -52,35 +53,16 @@ pub struct RaceReport {
 /// then wait to reach `2 * (generation)`, spinning briefly, then asleep.
 struct Pair {
     page: Frame,
-    arrive: AtomicU64,
-    wq: WaitQueue,
+    rv: Rendezvous,
     pinned: AtomicU64,
     violations: AtomicU64,
     pins: AtomicU64,
     seen: AtomicU64,
 }
 
-/// Meets the other thread of the pair: generation `g` is complete when
-/// both have arrived `g` times. AcqRel/Acquire: what each side did before
-/// its arrival is visible to the other after the wait.
+/// Meets the other thread of the pair ([`Rendezvous::meet`]).
 fn meet(p: &Pair, g: u64) {
-    if p.arrive.fetch_add(1, Ordering::AcqRel) + 1 == 2 * g {
-        // Second to arrive: release the first. The wait queue's lock
-        // orders our count above before its re-check.
-        p.wq.wake_up_all();
-        return;
-    }
-    // Spin briefly (the partner is usually a few hundred cycles away),
-    // then sleep: with more vCPUs than host cores the partner may be off
-    // its core for a whole host time slice, and spinning would only keep
-    // it off longer.
-    for _ in 0..2000 {
-        if p.arrive.load(Ordering::Acquire) >= 2 * g {
-            return;
-        }
-        core::hint::spin_loop();
-    }
-    p.wq.wait_event(|| p.arrive.load(Ordering::Acquire) >= 2 * g);
+    p.rv.meet(g);
 }
 
 /// Spins before each side's step: small, so that the two steps, which
@@ -142,8 +124,7 @@ pub fn run(table: &'static Table, rounds: u64, seed: u64) -> RaceReport {
         .map(|_| {
             Arc::new(Pair {
                 page: alloc_pages(0, AllocFlags::ZERO).expect("a frame"),
-                arrive: AtomicU64::new(0),
-                wq: WaitQueue::new(),
+                rv: Rendezvous::new(),
                 pinned: AtomicU64::new(0),
                 violations: AtomicU64::new(0),
                 pins: AtomicU64::new(0),
@@ -175,12 +156,7 @@ pub fn run(table: &'static Table, rounds: u64, seed: u64) -> RaceReport {
     // loaded. So the threads are declared stuck only after
     // `NO_PROGRESS_MS` without a single barrier arrival.
     const NO_PROGRESS_MS: u64 = 10_000;
-    let arrivals = || -> u64 {
-        shared
-            .iter()
-            .map(|p| p.arrive.load(Ordering::Acquire))
-            .sum()
-    };
+    let arrivals = || -> u64 { shared.iter().map(|p| p.rv.arrivals()).sum() };
     let (mut last, mut last_change) = (arrivals(), crate::arch::x86_64::time::now_ns());
     for t in &threads {
         while !join_timeout(t, 100) {
@@ -213,7 +189,7 @@ pub fn run(table: &'static Table, rounds: u64, seed: u64) -> RaceReport {
         for (k, p) in shared.iter().enumerate() {
             log::error!(
                 "gup-race: pair {k}: arrivals {} flags {} count {} queued {}",
-                p.arrive.load(Ordering::Acquire),
+                p.rv.arrivals(),
                 pagesync::flags::FlagNames(p.page.flags().load(Ordering::Relaxed)),
                 p.page.ref_count(),
                 table.waiters_queued(&p.page)

@@ -58,9 +58,10 @@
 use alloc::{format, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
+use crate::tests::rendezvous::Rendezvous;
 use crate::{
     arch::x86_64::time,
-    sched::{self, thread::WaitQueue},
+    sched,
     smp::online_cpus,
     tests::{pagelock::torture::Rng, sched::join_timeout},
 };
@@ -145,35 +146,6 @@ pub enum RunError {
 #[repr(C, align(64))]
 #[derive(Default)]
 pub struct Line(pub AtomicU32);
-
-/// Two-party rendezvous between runs: generation `g` is complete when both
-/// threads have arrived `g` times. Spins briefly, then sleeps.
-struct Rendezvous {
-    arrived: AtomicU64,
-    wq: WaitQueue,
-}
-
-impl Rendezvous {
-    fn meet(&self, g: u64) {
-        // AcqRel: what each side did before arriving (thread 0's resets and
-        // the new permutation, both sides' registers) is visible to the
-        // other after the wait; pairs with the Acquire loads below.
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == 2 * g {
-            // Second to arrive: wake the first. The queue lock orders our
-            // count before its re-check under the same lock.
-            self.wq.wake_up_all();
-            return;
-        }
-        for _ in 0..2_000 {
-            if self.arrived.load(Ordering::Acquire) >= 2 * g {
-                return;
-            }
-            core::hint::spin_loop();
-        }
-        self.wq
-            .wait_event(|| self.arrived.load(Ordering::Acquire) >= 2 * g);
-    }
-}
 
 /// What both threads share for one test.
 struct Shared<T> {
@@ -309,10 +281,7 @@ pub fn run<T: Litmus>(test: T, trials: u64, size: usize, seed: u64) -> Result<Hi
         barrier: (0..size).map(|_| Line::default()).collect(),
         r0: (0..size).map(|_| AtomicU8::new(0)).collect(),
         r1: (0..size).map(|_| AtomicU8::new(0)).collect(),
-        rendezvous: Rendezvous {
-            arrived: AtomicU64::new(0),
-            wq: WaitQueue::new(),
-        },
+        rendezvous: Rendezvous::new(),
         counts: Default::default(),
     });
     let t0 = time::now_ns();
