@@ -5,7 +5,7 @@
 //! instructions wide, between two accesses to shared words, in which
 //! another CPU's step breaks an assumption. Real hardware (or QEMU) hits
 //! such a window once in millions of tries. A race point is a call,
-//! between two such steps, to [`Platform::race_point`]: the kernel's test
+//! between two such steps, to [`crate::Platform::race_point`]: the kernel's test
 //! builds delay there a few to a few thousand cycles, at random, now and
 //! then (`jitter=` and `jitter_rate=` boot parameters), so every window,
 //! including the windows of bugs nobody planted, opens wide often enough
@@ -31,8 +31,6 @@
 //! A point may be reached with interrupts off and the queue lock held, and
 //! from interrupt context (the end of writeback): the hook must only delay,
 //! never sleep or take locks.
-
-use crate::platform::Platform;
 
 /// A named race point (module docs). The names are reported with the
 /// kernel's jitter statistics.
@@ -155,17 +153,19 @@ pub fn uninstall() -> bool {
 }
 
 /// Routes the non-generic race points (flags and reference-count
-/// accesses) to `P`'s [`Platform::race_point`]. The kernel calls it once
-/// at boot. Without it, and in release builds and under loom, those points
-/// do nothing.
-pub fn install<P: Platform>() {
+/// accesses) to `hook`, the platform's `Platform::race_point` (the kernel
+/// passes `KernelPlatform::race_point` at boot when its jitter is on).
+/// Without it, and in release builds and under loom, those points do
+/// nothing.
+pub fn install(hook: fn(RacePoint)) {
     #[cfg(all(not(loom), debug_assertions))]
     {
-        let hook: fn(RacePoint) = P::race_point;
         // Relaxed: the pointer names code, which needs no publication; a
         // CPU that does not see it yet just skips a delay.
         HOOK.store(hook as *mut (), core::sync::atomic::Ordering::Relaxed);
     }
+    #[cfg(not(all(not(loom), debug_assertions)))]
+    let _ = hook;
 }
 
 /// A race point in code that is not generic over the platform: calls the

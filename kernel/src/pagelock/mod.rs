@@ -47,7 +47,7 @@ pub fn init(params: &Params) {
     // generic ones call `KernelPlatform::race_point` directly.
     jitter::configure(params.jitter.on, params.jitter.rate, params.seed);
     if jitter::enabled() {
-        pagesync::race::install::<KernelPlatform>();
+        pagesync::race::install(<KernelPlatform as pagesync::Platform>::race_point);
     }
     log::info!("pagelock: jitter {}", jitter::Summary);
 }

@@ -125,7 +125,7 @@ pub struct Suspended {
 impl Drop for Suspended {
     fn drop(&mut self) {
         if self.hooked {
-            pagesync::race::install::<super::KernelPlatform>();
+            pagesync::race::install(<super::KernelPlatform as pagesync::Platform>::race_point);
         }
         ENABLED.store(self.enabled, Ordering::Relaxed);
     }
