@@ -251,9 +251,9 @@ impl PageFlags {
 
     /// `test_and_clear_bit`: returns the old bit; fully ordered.
     pub fn test_and_clear(&self, bit: u32) -> bool {
-        // AcqRel, as Linux's fully ordered test_and_clear_bit. Not
-        // modelled (`cargo xtask orderings`: AcqRel -> Acquire and ->
-        // Release both pass every model): the one caller,
+        // AcqRel, as Linux's fully ordered test_and_clear_bit.
+        // Not modelled: `cargo xtask orderings` finds AcqRel -> Acquire and
+        // -> Release both passing every model. The one caller,
         // `clear_page_dirty_for_io`, holds the page lock, as do the models'
         // dirtiers; only a dirtier without the lock (see `test_and_set`)
         // needs the Acquire half to see the data it wrote before setting
