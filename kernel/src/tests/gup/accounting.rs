@@ -107,15 +107,24 @@ impl Snapshot {
     pub fn check(&self, what: &str) -> TestResult {
         let start = crate::arch::x86_64::time::now_ns();
         let mut now = Snapshot::take();
+        let mut retries = 0;
         while !self.problems(&now).is_empty()
             && crate::arch::x86_64::time::now_ns() - start < SETTLE_MS * 1_000_000
         {
             crate::sched::timer::sleep_ns(10_000_000);
             now = Snapshot::take();
+            retries += 1;
         }
-        let waited_ms = (crate::arch::x86_64::time::now_ns() - start) / 1_000_000;
-        if waited_ms >= 10 {
-            println!("    # accounting after {what}: settled (or not) after {waited_ms} ms");
+        if retries > 0 {
+            let ms = (crate::arch::x86_64::time::now_ns() - start) / 1_000_000;
+            let how = if self.problems(&now).is_empty() {
+                "came back"
+            } else {
+                "did not come back"
+            };
+            println!(
+                "    # accounting after {what}: frames {how} within {ms} ms ({retries} looks)"
+            );
         }
         println!(
             "    # accounting after {what}: {} pages maybe pinned (before: {}); free frames {} -> {}, heap +{}, stacks +{}",
