@@ -135,6 +135,9 @@ impl Platform for LoomPlatform {
 
     fn cancel_pending() -> bool {
         // Acquire pairs with the Release store in `Canceller::cancel`.
+        // Redundant: the flag carries no other data (a waiter that sees it
+        // only gives up its wait), so Relaxed would do; `cargo xtask
+        // orderings` finds the weakening passing every model.
         CANCEL.with(|c| {
             c.borrow()
                 .as_ref()
@@ -162,7 +165,8 @@ impl Canceller {
     /// Sets the thread's cancel flag and wakes it (`send_sig` +
     /// `signal_wake_up`).
     pub fn cancel(&self) {
-        // Release pairs with the Acquire in `cancel_pending`.
+        // Release pairs with the Acquire in `cancel_pending`. Redundant: as
+        // there, nothing is published with the flag.
         self.flag.store(true, Ordering::Release);
         self.thread.unpark();
     }
