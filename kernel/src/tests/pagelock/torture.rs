@@ -38,7 +38,9 @@
 //!    event counter) has lost its wake-up: the event that should have
 //!    woken it is behind it and no later one will come. It is reported by
 //!    name (worker, wait kind, page, bit) within `LOST_NS + LOST_SCAN_NS`,
-//!    whatever the phase (lockstep, free-running, between pauses). The
+//!    whatever the phase (lockstep, free-running, between or during
+//!    pauses, or while the workers finish after the stop: the controller
+//!    looks whenever it waits). The
 //!    look is skipped for an interval in which some CPU took fewer than
 //!    `MIN_TICKS` timer ticks (a vCPU the host did not run cannot wake
 //!    anybody).
@@ -656,6 +658,24 @@ fn diagnose_stuck(s: &Shared, table: Option<&Table>, r: &mut Report) {
     r.failures.push(format!("no progress for {} ms: {waiting} of {} workers stuck waiting on a page, {lost} of them on a clear bit (lost wake-up)", QUIESCE_NS / MS, s.per.len()));
 }
 
+/// Detector 4's state between looks: when the next look is due and what
+/// the last one saw of each worker.
+struct Watch {
+    next: u64,
+    seen: Vec<Sighting>,
+}
+
+impl Watch {
+    /// Looks if a look is due (every `LOST_SCAN_NS`; only with a table to
+    /// look at).
+    fn maybe_look(&mut self, run: &Run, now: u64, r: &mut Report) {
+        if run.table.is_some() && now >= self.next {
+            watch_lost_wakeups(run, &mut self.seen, r);
+            self.next = now + LOST_SCAN_NS;
+        }
+    }
+}
+
 /// Detector 4, one look (module docs). `seen[k]` is what the watch last
 /// saw of worker `k`.
 fn watch_lost_wakeups(run: &Run, seen: &mut [Sighting], r: &mut Report) {
@@ -728,13 +748,22 @@ fn watch_lost_wakeups(run: &Run, seen: &mut [Sighting], r: &mut Report) {
 
 /// Pauses the workers and waits for all to park. On a timeout, names the
 /// stuck waiters and whether each one's page is free (a lost wake-up).
-fn quiesce(s: &Shared, table: Option<&Table>, r: &mut Report) -> bool {
+/// The lost wake-up watch (detector 4) goes on while it waits: a waiter
+/// stranded just before the pause is named by the watch within `LOST_NS`,
+/// not only classified by `diagnose_stuck` after `QUIESCE_NS`.
+fn quiesce(run: &Run, watch: &mut Watch, r: &mut Report) -> bool {
+    let (s, table) = (&*run.s, run.table);
     s.pause.store(true, Ordering::SeqCst);
     let t0 = time::now_ns();
     let n = s.per.len();
     while s.parked.load(Ordering::Acquire) < n {
-        if time::now_ns() - t0 > QUIESCE_NS {
+        let now = time::now_ns();
+        if now - t0 > QUIESCE_NS {
             diagnose_stuck(s, table, r);
+            return false;
+        }
+        watch.maybe_look(run, now, r);
+        if !r.ok() {
             return false;
         }
         timer::sleep_ns(MS);
@@ -790,8 +819,8 @@ pub fn run(target: Target, o: &Options) -> Report {
     };
     announce(&run);
     spawn_workers(&mut run, &mut r);
-    drive(&run, &mut r);
-    stop_and_join(&run, &mut r);
+    let mut watch = drive(&run, &mut r);
+    stop_and_join(&run, &mut watch, &mut r);
     collect(&run, &mut r);
     report(&run, &r);
     if r.unfinished != 0 || r.failures.iter().any(|f| f.contains("left locked")) {
@@ -924,14 +953,16 @@ fn spawn_workers(run: &mut Run, r: &mut Report) {
 /// Phase 4: the controller loop, until the time is up or a detector
 /// fires: random cancellations, stutter pauses, the lockstep round
 /// watch, the owner-word and hung-task detectors, periodic stats.
-fn drive(run: &Run, r: &mut Report) {
+fn drive(run: &Run, r: &mut Report) -> Watch {
     let (o, s) = (run.o, &run.s);
     let start = time::now_ns();
     let end = start + o.duration_ms * MS;
     let (mut next_stats, mut next_stutter) = (start + 1000 * MS, start + o.stutter_ms * MS);
     let (mut last_round, mut last_round_at) = (0, start);
-    let mut next_watch = start + LOST_SCAN_NS;
-    let mut seen = alloc::vec![Sighting::default(); s.per.len()];
+    let mut watch = Watch {
+        next: start + LOST_SCAN_NS,
+        seen: alloc::vec![Sighting::default(); s.per.len()],
+    };
     let mut rng = Rng::new(o.seed);
     // Indices into `run.threads`: the spawn may have stopped early.
     let killables: Vec<&ThreadRef> = run
@@ -950,7 +981,7 @@ fn drive(run: &Run, r: &mut Report) {
         }
         let now = time::now_ns();
         if o.stutter_ms != 0 && now >= next_stutter {
-            quiesce(s, run.table, r);
+            quiesce(run, &mut watch, r);
             next_stutter = time::now_ns() + o.stutter_ms * MS;
         }
         if o.lockstep {
@@ -962,10 +993,7 @@ fn drive(run: &Run, r: &mut Report) {
             }
             r.quiesced = round;
         }
-        if run.table.is_some() && now >= next_watch {
-            watch_lost_wakeups(run, &mut seen, r);
-            next_watch = now + LOST_SCAN_NS;
-        }
+        watch.maybe_look(run, now, r);
         if now >= next_stats {
             stats_line(s, o, r.quiesced);
             let total = s
@@ -992,12 +1020,13 @@ fn drive(run: &Run, r: &mut Report) {
         }
     }
     r.elapsed_ns = time::now_ns() - start;
+    watch
 }
 
 /// Phase 5: stop the workers (resume parked ones, cancel killable ones)
 /// and wait for them; after a failure, kick every page's queue so that
 /// threads stranded by a broken protocol can finish (module docs).
-fn stop_and_join(run: &Run, r: &mut Report) {
+fn stop_and_join(run: &Run, watch: &mut Watch, r: &mut Report) {
     let s = &run.s;
     s.stop.store(true, Ordering::SeqCst);
     s.pause.store(false, Ordering::SeqCst);
@@ -1017,7 +1046,13 @@ fn stop_and_join(run: &Run, r: &mut Report) {
         if live == 0 {
             break;
         }
-        let waited = time::now_ns() - t0;
+        let now = time::now_ns();
+        let waited = now - t0;
+        if !kicked {
+            // A wake-up lost just before the stop is still named as one
+            // (the watch needs `LOST_NS`, well within `JOIN_NS / 2`).
+            watch.maybe_look(run, now, r);
+        }
         if !kicked && (waited > JOIN_NS / 2 || !r.ok()) {
             if r.ok() {
                 r.failures.push(format!(
