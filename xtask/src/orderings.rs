@@ -50,7 +50,8 @@ pub struct Args {
     /// Skip the orderings (with --mutations: only the mutations).
     #[arg(long)]
     no_orderings: bool,
-    /// Only sites or mutations whose description contains TEXT.
+    /// Only sites or mutations whose description contains TEXT (several
+    /// texts separated by commas: any of them).
     #[arg(long)]
     only: Option<String>,
     /// Give up on one mutant's loom run after this many seconds.
@@ -585,7 +586,11 @@ pub fn run(a: &Args) -> Result<bool> {
         Outcome::TimedOut => return Err("the unmutated models time out".into()),
         Outcome::NoBuild => return Err("the scratch copy does not build".into()),
     }
-    let only = |what: &str| a.only.as_deref().is_none_or(|o| what.contains(o));
+    let only = |what: &str| {
+        a.only
+            .as_deref()
+            .is_none_or(|o| o.split(',').any(|part| what.contains(part)))
+    };
     let mut table = String::new();
     let mut bad = 0;
     if !a.no_orderings {
