@@ -117,7 +117,14 @@ pub(crate) unsafe fn wake_page_function<P: Platform>(
         }
         // Release pairs with the waiter's Acquire load of its flags (in the
         // wait loop, or after finish_wait): seeing WOKEN|DONE, it sees the
-        // bit taken on its behalf.
+        // bit taken on its behalf. Redundant: the waiter returns only
+        // after `finish_wait`, whose `list_empty_careful` Acquire pairs
+        // with the Release in `del_init_careful` below (or which takes the
+        // queue lock this walk holds), and both come after this store and
+        // the hand-off's test-and-set; `cargo xtask orderings` finds the
+        // weakening passing every model. Kept as Linux keeps it
+        // (`smp_store_release` in `wake_page_function`): the flags are the
+        // documented channel.
         (*entry)
             .flags()
             .store(flags | WQ_FLAG_WOKEN, Ordering::Release);
@@ -247,7 +254,12 @@ impl<P: Platform> PageWaitTable<P> {
                 P::prepare_to_sleep();
                 P::race_point(RacePoint::WaitBeforeCheck);
                 // Acquire pairs with the Release store in
-                // `wake_page_function`.
+                // `wake_page_function`. Redundant: after seeing WOKEN the
+                // waiter either races for the bit itself (an AcqRel
+                // test-and-set) or leaves through `finish_wait`, which
+                // synchronizes with the waker's `del_init_careful` (see
+                // there); `cargo xtask orderings` finds the weakening
+                // passing every model.
                 let flags = entry.flags().load(Ordering::Acquire);
                 if flags & WQ_FLAG_WOKEN == 0 {
                     if killable && P::cancel_pending() {
