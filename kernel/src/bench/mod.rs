@@ -38,15 +38,6 @@ use contract::{
 
 use crate::{params::Params, println};
 
-/// Prints one raw benchmark line: the contract's `marker::BENCH` prefix,
-/// then the arguments. Prefer [`Record`], which keeps the format.
-#[macro_export]
-macro_rules! bench_result {
-    ($($arg:tt)*) => {
-        $crate::println!("{}{}", ::contract::marker::BENCH, format_args!($($arg)*))
-    };
-}
-
 pub struct Bench {
     pub name: &'static str,
     pub run: fn(&Params),
