@@ -232,18 +232,16 @@ impl PageFlags {
 
     /// `test_and_set_bit`: returns the old bit; fully ordered.
     pub fn test_and_set(&self, bit: u32) -> bool {
-        // AcqRel, as Linux's fully ordered test_and_set_bit. The Acquire
-        // half is load-bearing (a waiter that takes a lock bit by this RMW
-        // pairs with the previous owner's Release unlock; `cargo xtask
-        // orderings`: AcqRel -> Release is caught by
-        // `handoff_with_default_unfairness_races_a_cancel`). Not modelled:
-        // the Release half (AcqRel -> Acquire passes every model). It
-        // matters only to a caller without the page lock that publishes
-        // data by setting the bit, as `set_page_dirty` from a DMA-style
-        // dirtier of a pinned page (`kernel/src/tests/gup/dma.rs`) does for
-        // the `clear_page_dirty_for_io` that finds it; the models' dirtiers
-        // all hold the page lock, whose unlock publishes their writes. A
-        // model with a lockless dirtier is still to be written.
+        // AcqRel, as Linux's fully ordered test_and_set_bit. Both halves
+        // are load-bearing (`cargo xtask orderings`). Acquire: a waiter
+        // that takes a lock bit by this RMW pairs with the previous
+        // owner's Release unlock (AcqRel -> Release is caught by
+        // `handoff_with_default_unfairness_races_a_cancel`). Release: a
+        // caller without the page lock publishes data by setting the bit,
+        // as `set_page_dirty` from a DMA-style dirtier of a pinned page
+        // (`kernel/src/tests/gup/dma.rs`) does for the Acquire half of the
+        // `clear_page_dirty_for_io` that finds it (AcqRel -> Acquire is
+        // caught by `loom_pagecache::visibility_lockless_dirtier`).
         let old = self.word.fetch_or(mask(bit), Ordering::AcqRel);
         hit(RacePoint::FlagsRmw);
         old & mask(bit) != 0
@@ -251,13 +249,17 @@ impl PageFlags {
 
     /// `test_and_clear_bit`: returns the old bit; fully ordered.
     pub fn test_and_clear(&self, bit: u32) -> bool {
-        // AcqRel, as Linux's fully ordered test_and_clear_bit.
-        // Not modelled: `cargo xtask orderings` finds AcqRel -> Acquire and
-        // -> Release both passing every model. The one caller,
-        // `clear_page_dirty_for_io`, holds the page lock, as do the models'
-        // dirtiers; only a dirtier without the lock (see `test_and_set`)
-        // needs the Acquire half to see the data it wrote before setting
-        // the bit.
+        // AcqRel, as Linux's fully ordered test_and_clear_bit. The one
+        // caller is `clear_page_dirty_for_io`. Acquire: pairs with the
+        // Release half of a lockless dirtier's `test_and_set` (see there),
+        // so writeback reads the data the dirtier wrote before setting
+        // PG_dirty (AcqRel -> Release is caught by
+        // `loom_pagecache::visibility_lockless_dirtier`). Redundant: the
+        // Release half (AcqRel -> Acquire passes every model). What
+        // writeback did before the clear (cleaning the mappings, under the
+        // page lock) is read only by dirtiers that take the page lock
+        // (a write fault's `page_mkwrite`), whose lock acquisition orders
+        // them after it; a lockless dirtier reads none of it.
         let old = self.word.fetch_and(!mask(bit), Ordering::AcqRel);
         hit(RacePoint::FlagsRmw);
         old & mask(bit) != 0

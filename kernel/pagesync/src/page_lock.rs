@@ -285,6 +285,11 @@ impl<P: Platform> PageWaitTable<P> {
         drop(finish);
         // Only now are the flags final: a waker may have chosen us between
         // our last look and finish_wait. Acquire pairs with its Release.
+        // Redundant: `finish_wait` just ordered us after that waker (its
+        // `list_empty_careful` Acquire against the waker's
+        // `del_init_careful`, or the queue lock), and the waker's flags
+        // store precedes both; `cargo xtask orderings` finds the weakening
+        // passing every model.
         let flags = entry.flags().load(Ordering::Acquire);
         if behavior == Behavior::Exclusive {
             if flags & WQ_FLAG_DONE != 0 {

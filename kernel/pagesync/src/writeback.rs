@@ -85,8 +85,11 @@ pub enum WriteResult {
 
 impl<P: Platform> PageWaitTable<P> {
     /// `folio_mark_dirty` (the flag part): returns true if the page was
-    /// clean. Atomic and unordered: the writer's data stores are ordered
-    /// before the write-out by the page lock that writeback takes.
+    /// clean. A fully ordered test-and-set: a dirtier that holds the page
+    /// lock publishes its data by its unlock, one without it (a DMA
+    /// completion) by this RMW's Release half, which the Acquire half of
+    /// [`Self::clear_page_dirty_for_io`] pairs with
+    /// (`loom_pagecache::visibility_lockless_dirtier`).
     pub fn set_page_dirty(&self, page: &Page) -> bool {
         !page.flags.test_and_set(PG_DIRTY)
     }

@@ -276,3 +276,58 @@ fn visibility_end_page_read() {
     });
     assert_both_paths("end_page_read");
 }
+
+std::thread_local! {
+    /// Executions of `visibility_lockless_dirtier` in which writeback's
+    /// clear found the dirtier's bit / found the page clean.
+    static DIRTY_FOUND: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// A dirtier without the page lock (a DMA engine's completion marking a
+/// pinned page dirty, as `kernel/src/tests/gup/dma.rs` does) writes the
+/// page and then sets PG_dirty; writeback, under the page lock, clears
+/// PG_dirty for I/O and then reads the page to write it out. When the
+/// clear finds the dirtier's bit, the read must see the dirtier's data:
+/// the Release half of `set_page_dirty`'s test-and-set pairs with the
+/// Acquire half of `clear_page_dirty_for_io`'s test-and-clear (the page
+/// lock orders nothing here, the dirtier never takes it). Both outcomes
+/// of the race are asserted reached.
+#[test]
+fn visibility_lockless_dirtier() {
+    DIRTY_FOUND.with(|c| c.set((0, 0)));
+    model(PREEMPTIONS, || {
+        let w = World::new(Config::default(), 1);
+        let dirtier = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.arrive();
+                w.publish(1);
+                w.table.set_page_dirty(w.page(0));
+            })
+        };
+        let t = &w.table;
+        t.lock_page(w.page(0));
+        let found = t.clear_page_dirty_for_io(w.page(0));
+        if found {
+            assert_eq!(
+                w.observe(),
+                1,
+                "writeback found PG_dirty set but not the dirtier's data"
+            );
+        }
+        t.unlock_page(w.page(0));
+        dirtier.join().unwrap();
+        // Missed by this writeback: the page stays dirty for the next one.
+        assert!(found || w.page(0).flags().test(PG_DIRTY));
+        DIRTY_FOUND.with(|c| {
+            let (yes, no) = c.get();
+            c.set(if found { (yes + 1, no) } else { (yes, no + 1) });
+        });
+        w.assert_quiescent();
+    });
+    let (found, missed) = DIRTY_FOUND.with(std::cell::Cell::get);
+    assert!(
+        found > 0 && missed > 0,
+        "the model must reach both outcomes: clear found the bit {found} times, missed it {missed} times"
+    );
+}
