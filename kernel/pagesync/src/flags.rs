@@ -279,9 +279,10 @@ impl PageFlags {
     /// [`PageFlags::test_and_set_bit_lock`]. Does not report waiters; use
     /// [`PageFlags::xor_unlock_is_negative_byte`] when somebody may sleep.
     pub fn clear_bit_unlock(&self, bit: u32) {
-        // Not modelled: pagesync's own unlocks use the `xor_unlock` form
-        // (which reports waiters); in pagesync only the known-bad
-        // `clear-after-wake` calls this, so no correct loom model runs it.
+        // pagesync's own unlocks use the `xor_unlock` form (which reports
+        // waiters); the known-bad `clear-after-wake` and the kernel's mm
+        // case call this. Release -> Relaxed is caught by
+        // `loom_pagelock::visibility_unlock_form_clear_bit_unlock`.
         self.word.fetch_and(!mask(bit), Ordering::Release);
         hit(RacePoint::FlagsRmw);
     }
@@ -357,8 +358,9 @@ impl PageFlags {
         let mut old = self.word.load(Ordering::Relaxed);
         loop {
             // Release on success pairs like the other forms; a failed CAS
-            // publishes nothing. Not modelled: only the kernel's benchmark
-            // and unit case call this form; the models run `fetch_xor`.
+            // publishes nothing. Only the kernel's benchmark and unit case
+            // call this form; Release -> Relaxed is caught by
+            // `loom_pagelock::visibility_unlock_form_cas`.
             match self.word.compare_exchange_weak(
                 old,
                 old ^ u64::from(mask),

@@ -1,7 +1,8 @@
 //! Page lock models: mutual exclusion, hand-off under exhausted
 //! unfairness (also reached with the default unfairness, racing a
 //! killable cancellation), the killable window, the drop waiter, and the
-//! data-visibility promise of every lock wait (`visibility_*`).
+//! data-visibility promise of every lock wait and of every unlock form
+//! (`visibility_*`).
 #![cfg(loom)]
 
 mod common;
@@ -13,7 +14,7 @@ use common::{
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
-use pagesync::flags::PG_WAITERS;
+use pagesync::flags::{PG_LOCKED, PG_WAITERS};
 use pagesync::loom_platform::spawn_cancellable;
 use pagesync::{Bug, Config};
 
@@ -570,4 +571,57 @@ fn handoff_with_default_unfairness_races_a_cancel() {
         h.join().unwrap();
         w.assert_quiescent();
     });
+}
+
+/// The other two unlock forms of `PageFlags` (the lock and waiter paths
+/// run the `fetch_xor` one under loom): the CAS loop the benchmarks
+/// compare, and `clear_bit_unlock`. The holder writes, then unlocks with
+/// `unlock`; a trylocker that gets the bit must see the write. Both
+/// outcomes of the race (bit still held / bit taken after the unlock) are
+/// asserted reached.
+fn unlock_form_publishes(what: &'static str, unlock: fn(&pagesync::flags::PageFlags)) {
+    std::thread_local! {
+        static TAKEN: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    TAKEN.with(|c| c.set((0, 0)));
+    model(PREEMPTIONS, move || {
+        let w = World::new(Config::default(), 1);
+        assert!(!w.page(0).flags().test_and_set_bit_lock(PG_LOCKED));
+        let h = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.arrive();
+                let got = !w.page(0).flags().test_and_set_bit_lock(PG_LOCKED);
+                if got {
+                    assert_eq!(w.observe(), 1, "{what}: the holder's write is not visible");
+                    w.page(0).flags().clear_bit_unlock(PG_LOCKED);
+                }
+                got
+            })
+        };
+        w.publish(1);
+        unlock(w.page(0).flags());
+        let got = h.join().unwrap();
+        TAKEN.with(|c| {
+            let (yes, no) = c.get();
+            c.set(if got { (yes + 1, no) } else { (yes, no + 1) });
+        });
+    });
+    let (taken, held) = TAKEN.with(std::cell::Cell::get);
+    assert!(
+        taken > 0 && held > 0,
+        "{what}: the trylock must both win ({taken}) and lose ({held}) in some executions"
+    );
+}
+
+#[test]
+fn visibility_unlock_form_cas() {
+    unlock_form_publishes("xor_unlock_is_negative_byte_cas", |f| {
+        f.xor_unlock_is_negative_byte_cas(1 << PG_LOCKED);
+    });
+}
+
+#[test]
+fn visibility_unlock_form_clear_bit_unlock() {
+    unlock_form_publishes("clear_bit_unlock", |f| f.clear_bit_unlock(PG_LOCKED));
 }
