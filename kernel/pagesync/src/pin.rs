@@ -194,7 +194,8 @@ impl<P: Platform> PageWaitTable<P> {
                     // the bit's store before later stores only; the count
                     // load below may still read the count from before a
                     // concurrent pin while that pinner reads the flags
-                    // from before our set. Known-bad only.
+                    // from before our set. Known-bad only: no correct
+                    // model runs this fence.
                     fence(Ordering::Release);
                 } else {
                     // F2: pairs with F1 in the barrier pinner.

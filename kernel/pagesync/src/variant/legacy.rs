@@ -115,7 +115,12 @@ impl<P: Platform> PageWaitTable<P> {
         drop(finish);
         if result.is_err() && behavior == Behavior::Exclusive && self.cfg.killable_fix {
             // Acquire pairs with the Release in `autoremove_wake_function`;
-            // after `finish_wait` nobody else writes the flags.
+            // after `finish_wait` nobody else writes the flags. Redundant:
+            // `finish_wait` just ordered us after the waker (its
+            // `list_empty_careful` Acquire against the waker's
+            // `del_init_careful` Release, or the queue lock), and the
+            // waker's flags RMW precedes both; `cargo xtask orderings` finds
+            // the weakening passing every model.
             if entry.flags().load(Ordering::Acquire) & WQ_FLAG_WOKEN != 0 {
                 // The window in the module docs: a wake-up was spent on us
                 // and we leave without the bit. Pass it on: the walk wakes
