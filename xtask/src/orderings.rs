@@ -60,12 +60,16 @@ pub struct Args {
 }
 
 /// A hand-written mutation: in `file` (under `kernel/pagesync/src`),
-/// replace `find` (exactly once) by `replace`.
+/// replace `find` (exactly once) by `replace`; with `also`, make a second
+/// such edit `(file, find, replace)` in another file at the same time (two
+/// orderings that are each redundant given the other: weakened together
+/// they must be caught).
 struct Mutation {
     name: &'static str,
     file: &'static str,
     find: &'static str,
     replace: &'static str,
+    also: Option<(&'static str, &'static str, &'static str)>,
 }
 
 /// Plausible mistakes the newer models must catch.
@@ -75,36 +79,53 @@ const MUTATIONS: &[Mutation] = &[
         file: "page_lock.rs",
         find: "if behavior == Behavior::Exclusive {\n                flags = WQ_FLAG_EXCLUSIVE;",
         replace: "if behavior != Behavior::Shared {\n                flags = WQ_FLAG_EXCLUSIVE;",
+        also: None,
     },
     Mutation {
         name: "hand-off takes the bit but does not say DONE",
         file: "page_lock.rs",
         find: "                flags |= WQ_FLAG_DONE;\n            }\n        }",
         replace: "            }\n        }",
+        also: None,
     },
     Mutation {
         name: "killable waiter handed the lock reports Interrupted when cancelled",
         file: "page_lock.rs",
         find: "            if flags & WQ_FLAG_DONE != 0 {\n",
         replace: "            if flags & WQ_FLAG_DONE != 0 && !(killable && P::cancel_pending()) {\n",
+        also: None,
     },
     Mutation {
         name: "barrier pinner tests PG_writeback Relaxed",
         file: "pin.rs",
         find: "if !page.flags.test_acquire(PG_WRITEBACK) {",
         replace: "if !page.flags.test(PG_WRITEBACK) {",
+        also: None,
     },
     Mutation {
         name: "lock pinner tests PG_writeback Relaxed under the lock",
         file: "pin.rs",
         find: "if page.flags.test_acquire(PG_WRITEBACK) {\n                    self.unlock_page(page);",
         replace: "if page.flags.test(PG_WRITEBACK) {\n                    self.unlock_page(page);",
+        also: None,
     },
     Mutation {
         name: "woken waiter trusts a sticky wake (sleeps without re-checking WOKEN)",
         file: "page_lock.rs",
         find: "                P::prepare_to_sleep();\n                P::race_point(RacePoint::WaitBeforeCheck);",
         replace: "                P::race_point(RacePoint::WaitBeforeCheck);",
+        also: None,
+    },
+    Mutation {
+        name: "woken waiter ordered neither by the WOKEN flag nor by the careful unlink (page_lock.rs WOKEN store Relaxed and waitqueue.rs list_empty_careful Relaxed)",
+        file: "page_lock.rs",
+        find: ".store(flags | WQ_FLAG_WOKEN, Ordering::Release);",
+        replace: ".store(flags | WQ_FLAG_WOKEN, Ordering::Relaxed);",
+        also: Some((
+            "waitqueue.rs",
+            "let next = self.link.next.load(Ordering::Acquire);",
+            "let next = self.link.next.load(Ordering::Relaxed);",
+        )),
     },
 ];
 
@@ -571,6 +592,11 @@ pub fn run(a: &Args) -> Result<bool> {
     let mut originals: Vec<(String, String)> = Vec::new();
     let mut files: Vec<String> = sites.iter().map(|s| s.file.clone()).collect();
     files.extend(MUTATIONS.iter().map(|m| m.file.to_owned()));
+    files.extend(
+        MUTATIONS
+            .iter()
+            .filter_map(|m| m.also.map(|(f, _, _)| f.to_owned())),
+    );
     files.sort();
     files.dedup();
     for f in files {
@@ -668,23 +694,34 @@ pub fn run(a: &Args) -> Result<bool> {
         writeln!(table, "\n| mutation | result |")?;
         writeln!(table, "|---|---|")?;
         for m in MUTATIONS.iter().filter(|m| only(m.name)) {
-            let orig = &originals.iter().find(|(f, _)| f == m.file).expect("read").1;
-            let Some(offset) = orig.find(m.find) else {
+            let mut edits = Vec::new();
+            for (file, find, replace) in core::iter::once((m.file, m.find, m.replace)).chain(m.also)
+            {
+                let orig = &originals.iter().find(|(f, _)| f == file).expect("read").1;
+                let Some(offset) = orig.find(find) else {
+                    break;
+                };
+                edits.push(Edit {
+                    file: file.into(),
+                    offset,
+                    len: find.len(),
+                    with: replace.into(),
+                    what: m.name.into(),
+                });
+            }
+            if edits.len() != 1 + usize::from(m.also.is_some()) {
                 bad += 1;
-                writeln!(table, "| {} | pattern not found in {} |", m.name, m.file)?;
+                writeln!(table, "| {} | pattern not found |", m.name)?;
                 continue;
-            };
-            let e = Edit {
-                file: m.file.into(),
-                offset,
-                len: m.find.len(),
-                with: m.replace.into(),
-                what: m.name.into(),
-            };
-            apply(&scratch, &originals, &e)?;
+            }
+            for e in &edits {
+                apply(&scratch, &originals, e)?;
+            }
             let t = Instant::now();
             let outcome = run_models(&scratch, timeout)?;
-            restore(&scratch, &originals, m.file)?;
+            for e in &edits {
+                restore(&scratch, &originals, &e.file)?;
+            }
             let result = match outcome {
                 Outcome::Caught(test) => format!("caught by `{test}`"),
                 other => {

@@ -12,11 +12,19 @@
 //! every thread is blocked, loom reports a deadlock: that is how a lost
 //! wake-up shows up.
 //!
-//! The state sits behind a loom mutex, with a condition variable to block
-//! on. The mutex makes "mark sleeping, then test the condition" against
-//! "publish the condition, then test the state" sequentially consistent,
-//! which is what the kernel's full barriers in `prepare_to_sleep` and
-//! `wake` provide (the contract in [`crate::platform`]).
+//! The state is an atomic flag with the kernel's orderings, no stronger:
+//! `prepare_to_sleep` stores it and then has a full barrier, `wake` has a
+//! full barrier and then a Release compare-exchange (so "mark sleeping,
+//! then test the condition" against "publish the condition, then test the
+//! state" cannot both miss, as the kernel's full barriers in
+//! `prepare_to_sleep` and `wake` provide: the contract in
+//! [`crate::platform`]); a sleeper that really blocked returns from
+//! `sleep` after an Acquire load of the flag its waker cleared (the
+//! kernel's run-queue lock hand-off); and `set_running` is a Relaxed store
+//! that synchronizes with nobody, as the kernel's is. A waiter that sees
+//! its wake-up without blocking is therefore ordered after its waker only
+//! by the protocol's own accesses, never by the platform. A mutex and a
+//! condition variable serve only to block; they carry no state.
 //!
 //! Why not `loom::thread::park`/`unpark`: loom 0.7's `unpark` also makes
 //! runnable a thread that is blocked on a loom mutex (our queue lock under
@@ -31,7 +39,7 @@
 
 use core::cell::RefCell;
 
-use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::atomic::{AtomicBool, Ordering, fence};
 use loom::sync::{Arc, Condvar, Mutex};
 use loom::thread::JoinHandle;
 
@@ -46,7 +54,9 @@ pub struct LoomPlatform;
 /// runnable.
 #[derive(Debug, Default)]
 pub struct Parker {
-    sleeping: Mutex<bool>,
+    sleeping: AtomicBool,
+    /// Only for blocking in `park` (with `cv`); guards no data.
+    lock: Mutex<()>,
     cv: Condvar,
     /// Times this thread blocked. A plain std atomic, invisible to loom:
     /// bookkeeping for the tests, not part of the model.
@@ -63,31 +73,51 @@ pub fn times_blocked() -> u64 {
 
 impl Parker {
     fn prepare(&self) {
-        *self.sleeping.lock().unwrap() = true;
+        self.sleeping.store(true, Ordering::Relaxed);
+        // The kernel's SeqCst store of SLEEPING (`xchg`, a full barrier):
+        // pairs with the fence in `unpark`. Either the waker's
+        // compare-exchange sees us sleeping or our later test of the wait
+        // condition sees what the waker published before waking.
+        fence(Ordering::SeqCst);
     }
 
     fn park(&self) {
-        let mut sleeping = self.sleeping.lock().unwrap();
-        if *sleeping {
+        let mut guard = self.lock.lock().unwrap();
+        // Acquire pairs with the Release compare-exchange in `unpark`: a
+        // thread woken from a real sleep sees what its waker wrote before
+        // the wake (the kernel's run-queue lock orders the wakee after its
+        // waker).
+        if self.sleeping.load(Ordering::Acquire) {
             self.blocked
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        while *sleeping {
-            sleeping = self.cv.wait(sleeping).unwrap();
+        // Acquire: as above.
+        while self.sleeping.load(Ordering::Acquire) {
+            guard = self.cv.wait(guard).unwrap();
         }
     }
 
     fn set_running(&self) {
-        *self.sleeping.lock().unwrap() = false;
+        // Relaxed, as the kernel's `set_running`: it orders nothing, so a
+        // waiter that saw its wake-up without sleeping must be ordered
+        // after its waker by the protocol's own accesses.
+        self.sleeping.store(false, Ordering::Relaxed);
     }
 
     fn unpark(&self) {
-        // The mutex orders the waker's earlier stores before the sleeper's
-        // return from `park` (Release on unlock, Acquire on lock), and
-        // against the sleeper's `prepare` (see the module docs).
-        let mut sleeping = self.sleeping.lock().unwrap();
-        if *sleeping {
-            *sleeping = false;
+        // Pairs with the fence in `prepare` (see there): the kernel's wake
+        // takes the run-queue lock (a locked RMW, a full barrier) before
+        // it reads the state.
+        fence(Ordering::SeqCst);
+        // Release pairs with the Acquire loads in `park`.
+        if self
+            .sleeping
+            .compare_exchange(true, false, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            // Taking the lock waits for a sleeper between its test and its
+            // wait, so the notification cannot fall between them.
+            let _guard = self.lock.lock().unwrap();
             self.cv.notify_one();
         }
     }

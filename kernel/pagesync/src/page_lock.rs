@@ -122,9 +122,9 @@ pub(crate) unsafe fn wake_page_function<P: Platform>(
         // with the Release in `del_init_careful` below (or which takes the
         // queue lock this walk holds), and both come after this store and
         // the hand-off's test-and-set; `cargo xtask orderings` finds the
-        // weakening passing every model. Kept as Linux keeps it
-        // (`smp_store_release` in `wake_page_function`): the flags are the
-        // documented channel.
+        // weakening passing every model, and weakening it together with
+        // that Acquire caught (`--mutations`). Kept as Linux keeps it
+        // (`smp_store_release` in `wake_page_function`).
         (*entry)
             .flags()
             .store(flags | WQ_FLAG_WOKEN, Ordering::Release);

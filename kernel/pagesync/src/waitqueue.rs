@@ -172,6 +172,15 @@ impl<P: Platform, K: WaitKind> WaitEntry<P, K> {
     /// waker. A never-linked entry (null links) is unlinked too.
     pub fn is_unlinked_careful(&self) -> bool {
         let me = self.link_ptr();
+        // Redundant: for the data a page waiter reads after its wait, this
+        // and the WOKEN flag (`wake_page_function`'s Release store, the
+        // waiter's Acquire loads) are two channels, each enough alone:
+        // either weakened alone passes every model, both together are
+        // caught (`cargo xtask orderings --mutations`, "woken waiter
+        // ordered neither by the WOKEN flag nor by the careful unlink").
+        // Not modelled: its other job, that the waker's last writes to the
+        // entry happen-before the owner reuses the entry's memory (a stack
+        // slot); a model's entries are never reused, so loom cannot see it.
         let next = self.link.next.load(Ordering::Acquire);
         (next.is_null() || next == me) && self.link.prev.load(Ordering::Relaxed) == next
     }
@@ -488,6 +497,11 @@ impl<P: Platform, K: WaitKind> LockedQueue<'_, P, K> {
             unsafe { self.unlink(me) };
             entry.link.prev.store(me, Ordering::Relaxed);
             // Release pairs with the Acquire in `is_unlinked_careful`.
+            // Redundant: `del_init` runs only in the thread that tests the
+            // entry next (its owner in `finish_wait`, a walker on its own
+            // bookmark), under the queue lock; program order gives that
+            // thread what the Release would. Kept so that every store of
+            // `next` pairs the same way.
             entry.link.next.store(me, Ordering::Release);
         }
     }
@@ -507,6 +521,10 @@ impl<P: Platform, K: WaitKind> LockedQueue<'_, P, K> {
             let me = (*entry).link_ptr();
             self.unlink(me);
             (*me).prev.store(me, Ordering::Relaxed);
+            // Release: the waker's last word on the entry (see above).
+            // Redundant for data, and Not modelled for the memory reuse,
+            // exactly as the Acquire it pairs with in
+            // `is_unlinked_careful` (see there).
             (*me).next.store(me, Ordering::Release);
         }
     }
@@ -633,6 +651,11 @@ pub unsafe fn autoremove_wake_function<P: Platform, K: WaitKind>(
     // SAFETY: the entry is linked, hence live, until `del_init_careful`.
     unsafe {
         // Release pairs with an Acquire load of the flags by the sleeper.
+        // Redundant: the sleepers that read WOKEN (the pre-5.9 page wait,
+        // after `finish_wait`) are already ordered after us by
+        // `finish_wait` (the careful unlink below or the queue lock), and
+        // `wait_event` sleepers test their own condition; `cargo xtask
+        // orderings` finds the weakening passing every model.
         (*entry).flags.fetch_or(WQ_FLAG_WOKEN, Ordering::Release);
         P::race_point(RacePoint::WakeChosen);
         P::wake(&(*entry).thread);
