@@ -86,12 +86,16 @@ impl Parker {
         // Acquire pairs with the Release compare-exchange in `unpark`: a
         // thread woken from a real sleep sees what its waker wrote before
         // the wake (the kernel's run-queue lock orders the wakee after its
-        // waker).
+        // waker). Redundant: every wait of pagesync orders its waiter
+        // after the waker by its own accesses (the bit tested with
+        // Acquire, the WOKEN flag, `finish_wait`'s careful unlink), so no
+        // model relies on the platform for it; `cargo xtask orderings`
+        // finds this and the Release below weakened passing every model.
         if self.sleeping.load(Ordering::Acquire) {
             self.blocked
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        // Acquire: as above.
+        // Acquire: as above. Redundant: as above.
         while self.sleeping.load(Ordering::Acquire) {
             guard = self.cv.wait(guard).unwrap();
         }
@@ -109,7 +113,8 @@ impl Parker {
         // takes the run-queue lock (a locked RMW, a full barrier) before
         // it reads the state.
         fence(Ordering::SeqCst);
-        // Release pairs with the Acquire loads in `park`.
+        // Release pairs with the Acquire loads in `park`. Redundant: see
+        // there.
         if self
             .sleeping
             .compare_exchange(true, false, Ordering::Release, Ordering::Relaxed)
@@ -169,6 +174,7 @@ impl Platform for LoomPlatform {
         // only gives up its wait), so Relaxed would do; `cargo xtask
         // orderings` finds the weakening passing every model.
         CANCEL.with(|c| {
+            // Redundant: see above (the orderings tool reads this line).
             c.borrow()
                 .as_ref()
                 .is_some_and(|f| f.load(Ordering::Acquire))

@@ -172,15 +172,14 @@ impl<P: Platform, K: WaitKind> WaitEntry<P, K> {
     /// waker. A never-linked entry (null links) is unlinked too.
     pub fn is_unlinked_careful(&self) -> bool {
         let me = self.link_ptr();
-        // Redundant: for the data a page waiter reads after its wait, this
-        // and the WOKEN flag (`wake_page_function`'s Release store, the
-        // waiter's Acquire loads) are two channels, each enough alone:
-        // either weakened alone passes every model, both together are
-        // caught (`cargo xtask orderings --mutations`, "woken waiter
-        // ordered neither by the WOKEN flag nor by the careful unlink").
-        // Not modelled: its other job, that the waker's last writes to the
-        // entry happen-before the owner reuses the entry's memory (a stack
-        // slot); a model's entries are never reused, so loom cannot see it.
+        // Load-bearing: a waiter that finds its entry unlinked reads its
+        // flags next and must see the waker's WOKEN (else a cancelled lock
+        // waiter that was handed the wake-up does not pass it on);
+        // Acquire -> Relaxed is caught by
+        // `handoff_with_default_unfairness_races_a_cancel`. It also orders
+        // the waker's last writes to the entry before the owner reuses the
+        // entry's memory (a stack slot), which loom cannot see: a model's
+        // entries are never reused.
         let next = self.link.next.load(Ordering::Acquire);
         (next.is_null() || next == me) && self.link.prev.load(Ordering::Relaxed) == next
     }
@@ -521,10 +520,16 @@ impl<P: Platform, K: WaitKind> LockedQueue<'_, P, K> {
             let me = (*entry).link_ptr();
             self.unlink(me);
             (*me).prev.store(me, Ordering::Relaxed);
-            // Release: the waker's last word on the entry (see above).
-            // Redundant for data, and Not modelled for the memory reuse,
-            // exactly as the Acquire it pairs with in
-            // `is_unlinked_careful` (see there).
+            // Release: the waker's last word on the entry, for the
+            // Acquire in `is_unlinked_careful`. Redundant: every wake
+            // function calls `P::wake` just before this, which the
+            // `Platform` contract makes a full barrier (the kernel's locked
+            // RMW on the run-queue lock, a SeqCst fence under loom); as a
+            // fence it already orders the waker's earlier writes before
+            // this store for a waiter whose Acquire load reads it. `cargo
+            // xtask orderings` finds the weakening passing every model.
+            // Kept, as Linux's `list_del_init_careful` keeps its
+            // `smp_store_release`, for a wake function that does not wake.
             (*me).next.store(me, Ordering::Release);
         }
     }
