@@ -13,8 +13,8 @@
 //! that already orders it, `Known-bad only:` for code that only a known-bad
 //! variant runs), and the table shows the weakened form passing, so the
 //! redundancy is a measured fact. Orderings in code that loom does not
-//! compile (the kernel's spin lock, the x86 `lock xor` form) are listed as
-//! not modelled; their comments say `Not modelled:`.
+//! compile (such as the x86 `lock xor` form, which has no `Ordering`) are
+//! listed as not modelled; their comments say `Not modelled:`.
 //!
 //! Only the correct models run: `PAGESYNC_CORRECT_MODELS_ONLY=1` makes the
 //! known-bad models' child runs (`expect_failure`) pass at once, and a run

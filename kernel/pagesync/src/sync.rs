@@ -70,15 +70,15 @@ impl<T> UnsafeCell<T> {
 /// switch. The raw entry points leave the interrupt state alone; their
 /// callers mask interrupts themselves.
 ///
-/// Under loom the lock is a `loom::sync::Mutex`: loom explores a blocking
-/// mutex far more cheaply than a spin loop (with three threads the spinning
-/// version exceeds loom's branch limit). The protocol only needs the
-/// lock's mutual exclusion and its Acquire/Release edges, which both
-/// provide; the spin loop itself is the textbook TTAS and is not what the
-/// models check.
+/// Under loom the guarded [`lock`](Self::lock) is a `loom::sync::Mutex`:
+/// loom explores a blocking mutex far more cheaply than a spin loop (with
+/// three threads the spinning version exceeds loom's branch limit), and
+/// the protocol only needs the lock's mutual exclusion and its
+/// Acquire/Release edges, which both provide. The spin loop itself, the
+/// raw entry points, is compiled under loom too and checked on its own by
+/// two-thread models (`tests/loom_spinlock.rs`).
 #[derive(Debug)]
 pub struct RawSpinLock {
-    #[cfg(not(loom))]
     locked: AtomicBool,
     #[cfg(loom)]
     mutex: loom::sync::Mutex<()>,
@@ -97,6 +97,7 @@ impl RawSpinLock {
     #[cfg(loom)]
     pub fn new() -> Self {
         Self {
+            locked: AtomicBool::new(false),
             mutex: loom::sync::Mutex::new(()),
         }
     }
@@ -127,14 +128,12 @@ impl RawSpinLock {
 
     /// Spins until the lock is ours, calling `relax` while it is held by
     /// someone else.
-    #[cfg(not(loom))]
     #[inline]
     fn acquire(&self, relax: impl Fn()) {
         // Acquire pairs with the Release store in `release` by the previous
-        // holder: everything it did under the lock is visible here. Not
-        // modelled: under loom the lock is a loom mutex (type docs), so no
-        // loom model runs this spin loop; the textbook TTAS pairing is
-        // checked by the kernel's lock tests only.
+        // holder: everything it did under the lock is visible here
+        // (Acquire -> Relaxed is caught by
+        // `loom_spinlock::raw_lock_mutual_exclusion`).
         while self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -149,7 +148,6 @@ impl RawSpinLock {
     }
 
     /// Gives the lock up.
-    #[cfg(not(loom))]
     #[inline]
     fn release(&self) {
         debug_assert!(
@@ -157,32 +155,34 @@ impl RawSpinLock {
             "RawSpinLock: unlock of an unlocked lock"
         );
         // Release pairs with the Acquire CAS in `acquire` or `try_lock_raw`
-        // of the next holder: our critical section happens-before theirs.
-        // Not modelled: kernel-only code (see `acquire`).
+        // of the next holder: our critical section happens-before theirs
+        // (Release -> Relaxed is caught by `loom_spinlock`'s models).
         self.locked.store(false, Ordering::Release);
     }
 
-    /// Kernel only: spins until the lock is ours, without a guard and
+    /// For the kernel (and the loom models of the spin loop): spins until the lock is ours, without a guard and
     /// without touching the interrupt state. Release it with
     /// [`unlock_raw`](Self::unlock_raw).
-    #[cfg(not(loom))]
     pub fn lock_raw(&self) {
+        // Under loom the spin must yield, or the model never ends.
+        #[cfg(loom)]
+        self.acquire(loom::hint::spin_loop);
+        #[cfg(not(loom))]
         self.acquire(core::hint::spin_loop);
     }
 
-    /// Kernel only: takes the lock if it is free, without a guard; returns
+    /// For the kernel (and the loom models of the spin loop): takes the lock if it is free, without a guard; returns
     /// whether it did.
-    #[cfg(not(loom))]
     pub fn try_lock_raw(&self) -> bool {
         // Acquire: as in `acquire`, it pairs with the Release store in
-        // `release` by the previous holder. Not modelled: kernel-only code
-        // (see `acquire`).
+        // `release` by the previous holder (Acquire -> Relaxed is caught
+        // by `loom_spinlock::try_lock_sees_the_holder`).
         self.locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
-    /// Kernel only: releases a lock taken with [`lock_raw`](Self::lock_raw)
+    /// For the kernel (and the loom models of the spin loop): releases a lock taken with [`lock_raw`](Self::lock_raw)
     /// or [`try_lock_raw`](Self::try_lock_raw).
     ///
     /// # Safety
@@ -192,14 +192,12 @@ impl RawSpinLock {
     /// to). Nothing the lock protects may be touched after this call until
     /// the lock is taken again. Releasing someone else's lock lets two
     /// holders into the critical section at once.
-    #[cfg(not(loom))]
     pub unsafe fn unlock_raw(&self) {
         self.release();
     }
 
-    /// Kernel only: whether somebody holds the lock (a racy snapshot, for
+    /// For the kernel (and the loom models of the spin loop): whether somebody holds the lock (a racy snapshot, for
     /// assertions and diagnostics).
-    #[cfg(not(loom))]
     pub fn is_locked(&self) -> bool {
         self.locked.load(Ordering::Relaxed)
     }
