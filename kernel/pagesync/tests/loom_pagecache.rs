@@ -7,7 +7,8 @@
 mod common;
 
 use common::{
-    CAUSALITY, PREEMPTIONS, World, assert_both_paths, expect_failure, model, reset_paths, waited,
+    CAUSALITY, PREEMPTIONS, World, assert_both_outcomes, assert_both_paths, expect_failure, model,
+    outcome, reset_outcomes, reset_paths, waited,
 };
 use loom::thread;
 use pagesync::flags::{PG_DIRTY, PG_ERROR, PG_UPTODATE, PG_WAITERS, PG_WRITEBACK};
@@ -277,12 +278,6 @@ fn visibility_end_page_read() {
     assert_both_paths("end_page_read");
 }
 
-std::thread_local! {
-    /// Executions of `visibility_lockless_dirtier` in which writeback's
-    /// clear found the dirtier's bit / found the page clean.
-    static DIRTY_FOUND: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
-}
-
 /// A dirtier without the page lock (a DMA engine's completion marking a
 /// pinned page dirty, as `kernel/src/tests/gup/dma.rs` does) writes the
 /// page and then sets PG_dirty; writeback, under the page lock, clears
@@ -294,7 +289,7 @@ std::thread_local! {
 /// of the race are asserted reached.
 #[test]
 fn visibility_lockless_dirtier() {
-    DIRTY_FOUND.with(|c| c.set((0, 0)));
+    reset_outcomes();
     model(PREEMPTIONS, || {
         let w = World::new(Config::default(), 1);
         let dirtier = {
@@ -319,15 +314,12 @@ fn visibility_lockless_dirtier() {
         dirtier.join().unwrap();
         // Missed by this writeback: the page stays dirty for the next one.
         assert!(found || w.page(0).flags().test(PG_DIRTY));
-        DIRTY_FOUND.with(|c| {
-            let (yes, no) = c.get();
-            c.set(if found { (yes + 1, no) } else { (yes, no + 1) });
-        });
+        outcome(found);
         w.assert_quiescent();
     });
-    let (found, missed) = DIRTY_FOUND.with(std::cell::Cell::get);
-    assert!(
-        found > 0 && missed > 0,
-        "the model must reach both outcomes: clear found the bit {found} times, missed it {missed} times"
+    assert_both_outcomes(
+        "visibility_lockless_dirtier",
+        "clear found the bit",
+        "clear missed it",
     );
 }

@@ -8,8 +8,8 @@
 mod common;
 
 use common::{
-    CAUSALITY, DEADLOCK, PREEMPTIONS, World, assert_both_paths, expect_failure, long_model, model,
-    reset_paths, waited,
+    CAUSALITY, DEADLOCK, PREEMPTIONS, World, assert_both_outcomes, assert_both_paths,
+    expect_failure, long_model, model, outcome, reset_outcomes, reset_paths, waited,
 };
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
@@ -580,10 +580,7 @@ fn handoff_with_default_unfairness_races_a_cancel() {
 /// outcomes of the race (bit still held / bit taken after the unlock) are
 /// asserted reached.
 fn unlock_form_publishes(what: &'static str, unlock: fn(&pagesync::flags::PageFlags)) {
-    std::thread_local! {
-        static TAKEN: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
-    }
-    TAKEN.with(|c| c.set((0, 0)));
+    reset_outcomes();
     model(PREEMPTIONS, move || {
         let w = World::new(Config::default(), 1);
         assert!(!w.page(0).flags().test_and_set_bit_lock(PG_LOCKED));
@@ -602,16 +599,9 @@ fn unlock_form_publishes(what: &'static str, unlock: fn(&pagesync::flags::PageFl
         w.publish(1);
         unlock(w.page(0).flags());
         let got = h.join().unwrap();
-        TAKEN.with(|c| {
-            let (yes, no) = c.get();
-            c.set(if got { (yes + 1, no) } else { (yes, no + 1) });
-        });
+        outcome(got);
     });
-    let (taken, held) = TAKEN.with(std::cell::Cell::get);
-    assert!(
-        taken > 0 && held > 0,
-        "{what}: the trylock must both win ({taken}) and lose ({held}) in some executions"
-    );
+    assert_both_outcomes(what, "the trylock won", "lost");
 }
 
 #[test]

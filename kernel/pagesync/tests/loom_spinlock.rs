@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{PREEMPTIONS, model};
+use common::{PREEMPTIONS, assert_both_outcomes, model, outcome, reset_outcomes};
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
@@ -56,15 +56,11 @@ fn raw_lock_mutual_exclusion() {
     });
 }
 
-std::thread_local! {
-    static TRIES: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
-}
-
 /// The holder writes and unlocks; a `try_lock_raw` that gets the lock sees
 /// the write. Both outcomes of the race are asserted reached.
 #[test]
 fn try_lock_sees_the_holder() {
-    TRIES.with(|c| c.set((0, 0)));
+    reset_outcomes();
     model(PREEMPTIONS, || {
         let s = shared();
         s.lock.lock_raw();
@@ -86,14 +82,7 @@ fn try_lock_sees_the_holder() {
         // SAFETY: we took it above.
         unsafe { s.lock.unlock_raw() };
         let got = h.join().unwrap();
-        TRIES.with(|c| {
-            let (yes, no) = c.get();
-            c.set(if got { (yes + 1, no) } else { (yes, no + 1) });
-        });
+        outcome(got);
     });
-    let (got, missed) = TRIES.with(std::cell::Cell::get);
-    assert!(
-        got > 0 && missed > 0,
-        "try_lock_raw must both win ({got}) and lose ({missed}) in some executions"
-    );
+    assert_both_outcomes("try_lock_sees_the_holder", "try_lock_raw won", "lost");
 }

@@ -257,3 +257,36 @@ pub const DEADLOCK: &str = "deadlock";
 
 /// What loom prints when a cell's read is not ordered after its write.
 pub const CAUSALITY: &str = "Causality violation";
+
+std::thread_local! {
+    /// Executions in which a model's race went one way / the other
+    /// ([`outcome`]).
+    static OUTCOMES: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Forgets the outcomes recorded so far (call before `model`).
+pub fn reset_outcomes() {
+    OUTCOMES.with(|c| c.set((0, 0)));
+}
+
+/// Records which way this execution's race went.
+pub fn outcome(went_first_way: bool) {
+    OUTCOMES.with(|c| {
+        let (yes, no) = c.get();
+        c.set(if went_first_way {
+            (yes + 1, no)
+        } else {
+            (yes, no + 1)
+        });
+    });
+}
+
+/// Asserts that over all executions the race went both ways: the model
+/// checked both outcomes (`yes` and `no` name them in the message).
+pub fn assert_both_outcomes(what: &str, yes: &str, no: &str) {
+    let (y, n) = OUTCOMES.with(Cell::get);
+    assert!(
+        y > 0 && n > 0,
+        "{what}: the model must reach both outcomes: {yes} {y} times, {no} {n} times"
+    );
+}
