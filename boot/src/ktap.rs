@@ -205,6 +205,15 @@ fn classify(raw: &str) -> (usize, Line<'_>) {
     (indent, line)
 }
 
+/// A KTAP result line (`ok N name`, `not ok N name # directive`, any
+/// indentation): whether it passed and the test's name.
+pub fn result_line(raw: &str) -> Option<(bool, &str)> {
+    match parse_result(raw.trim())? {
+        Line::Result { ok, name, .. } => Some((ok, name)),
+        _ => None,
+    }
+}
+
 fn parse_result(s: &str) -> Option<Line<'_>> {
     let (ok, rest) = match s.strip_prefix("not ok ") {
         Some(r) => (false, r),

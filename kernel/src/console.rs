@@ -128,6 +128,50 @@ macro_rules! println {
 struct Logger;
 static LOGGER: Logger = Logger;
 
+/// Sees each `[ERROR`/`[WARN` line's text (the test framework's check that
+/// a case logs only what it expects), as a `fn(log::Level, &str)` cast to
+/// a pointer; null: nobody.
+static OBSERVER: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers the observer of `[ERROR`/`[WARN` lines (boot, once). It may
+/// be called in interrupt context and must not wait for a lock.
+pub fn set_observer(f: fn(log::Level, &str)) {
+    // Relaxed: the pointer names code, which needs no publication.
+    OBSERVER.store(f as *mut (), Ordering::Relaxed);
+}
+
+/// Formats the message into a stack buffer (cut at 160 bytes, enough to
+/// recognise it) and hands it to the observer.
+fn observe(level: log::Level, args: &fmt::Arguments) {
+    struct Buf([u8; 160], usize);
+    impl Write for Buf {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for c in s.chars() {
+                let mut utf8 = [0u8; 4];
+                let c = c.encode_utf8(&mut utf8).as_bytes();
+                if self.1 + c.len() > self.0.len() {
+                    break;
+                }
+                self.0[self.1..self.1 + c.len()].copy_from_slice(c);
+                self.1 += c.len();
+            }
+            Ok(())
+        }
+    }
+    let f = OBSERVER.load(Ordering::Relaxed);
+    if f.is_null() {
+        return;
+    }
+    let mut b = Buf([0; 160], 0);
+    let _ = b.write_fmt(*args);
+    // SAFETY: `set_observer` is the only writer and stores only a
+    // `fn(log::Level, &str)` cast to a pointer.
+    let f = unsafe { core::mem::transmute::<*mut (), fn(log::Level, &str)>(f) };
+    // The buffer holds whole characters only (see `write_str`).
+    f(level, core::str::from_utf8(&b.0[..b.1]).unwrap_or(""));
+}
+
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata) -> bool {
         (m.level() as u8) <= LEVEL.load(Ordering::Relaxed)
@@ -139,6 +183,9 @@ impl log::Log for Logger {
             with_console(|s| {
                 let _ = writeln!(s, "[{:<5} cpu{}] {}", r.level(), cpu, r.args());
             });
+            if r.level() <= log::Level::Warn {
+                observe(r.level(), r.args());
+            }
         }
     }
 

@@ -188,7 +188,8 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     ktest::note_params_without_effect(tests::SUITES, &params);
     match params.mode {
         params::Mode::Test => {
-            let ok = ktest::run_all(tests::SUITES, &params);
+            console::set_observer(ktest::observe_log);
+            let ok = ktest::run_all::<tests::accounting::Accounted>(tests::SUITES, &params);
             exit(if ok {
                 ExitCode::Success
             } else {

@@ -36,6 +36,8 @@ pub struct IrqSpinRaw {
 
 /// A value protected by an [`IrqSpinRaw`]: lock it with interrupts masked.
 pub type IrqMutex<T> = lock_api::Mutex<IrqSpinRaw, T>;
+/// The guard of a locked [`IrqMutex`].
+pub type IrqMutexGuard<'a, T> = lock_api::MutexGuard<'a, IrqSpinRaw, T>;
 
 // SAFETY: `lock` returns, and `try_lock` returns true, only once this CPU
 // took the `RawSpinLock`, which admits one holder at a time; `unlock` (for

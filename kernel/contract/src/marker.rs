@@ -25,6 +25,12 @@ pub const CRASHED_IN: &str = "# pcs: crashed in test case ";
 /// case that was running.
 pub const RUNNING: &str = "# running: ";
 
+/// Printed (indented as a case diagnostic) after [`RUNNING`], once per
+/// text the case declared it expects in `[ERROR`/`[WARN` console lines:
+/// `# pcs: expects log: <text>`. Any other line of those levels from the
+/// first KTAP line on fails the run.
+pub const EXPECT_LOG: &str = "# pcs: expects log: ";
+
 /// Heads the failing CPU's frame-pointer backtrace; one [`BacktraceFrame`]
 /// line per frame follows.
 pub const BACKTRACE: &str = "# backtrace:";
@@ -62,8 +68,9 @@ pub const KTAP_VERSION: &str = "KTAP version 1";
 pub const MANIFEST: &str = "# MANIFEST ";
 
 /// Every marker above, for checks that no second copy exists.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 14] = [
     END_OF_RUN,
+    EXPECT_LOG,
     FATAL,
     CRASHED_IN,
     RUNNING,

@@ -224,6 +224,17 @@ impl PageFlags {
         hit(RacePoint::FlagsRmw);
     }
 
+    /// `set_bit` after `smp_wmb()` (Linux's `folio_mark_uptodate`): atomic,
+    /// Release: a reader that sees the bit with an Acquire test also sees
+    /// everything written before it.
+    pub fn set_release(&self, bit: u32) {
+        // Release pairs with the Acquire `test_acquire` of a lockless
+        // reader (`loom_pagecache::visibility_write_then_uptodate`
+        // catches Release -> Relaxed).
+        self.word.fetch_or(mask(bit), Ordering::Release);
+        hit(RacePoint::FlagsRmw);
+    }
+
     /// `clear_bit`: atomic, unordered.
     pub fn clear(&self, bit: u32) {
         self.word.fetch_and(!mask(bit), Ordering::Relaxed);

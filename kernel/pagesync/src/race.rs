@@ -78,11 +78,19 @@ pub enum RacePoint {
     /// A walk is over, before the waker decides whether to clear
     /// `PG_WAITERS`.
     WakeBeforeWaitersClear,
+    /// A page-cache lookup returned (the index's lock dropped, a page or
+    /// nothing in hand), before the caller acts on what it found. Placed
+    /// by the kernel's page cache, not by this crate.
+    CacheLookup,
+    /// A page cache's index changed (a page inserted or removed, a dirty
+    /// mark set or cleared) and its lock was dropped. Placed by the
+    /// kernel's page cache.
+    CacheUpdate,
 }
 
 impl RacePoint {
     /// Every point, in declaration order (`point as usize` indexes it).
-    pub const ALL: [RacePoint; 15] = [
+    pub const ALL: [RacePoint; 17] = [
         RacePoint::FlagsRead,
         RacePoint::FlagsRmw,
         RacePoint::FlagsStore,
@@ -98,6 +106,8 @@ impl RacePoint {
         RacePoint::WakeChosen,
         RacePoint::WakeBeforeUnlink,
         RacePoint::WakeBeforeWaitersClear,
+        RacePoint::CacheLookup,
+        RacePoint::CacheUpdate,
     ];
 
     /// The point's name in reports.
@@ -118,6 +128,8 @@ impl RacePoint {
             RacePoint::WakeChosen => "wake-chosen",
             RacePoint::WakeBeforeUnlink => "wake-before-unlink",
             RacePoint::WakeBeforeWaitersClear => "wake-before-waiters-clear",
+            RacePoint::CacheLookup => "cache-lookup",
+            RacePoint::CacheUpdate => "cache-update",
         }
     }
 }

@@ -164,6 +164,14 @@ impl<P: Platform> PageWaitTable<P> {
         count_page_entries(&q, page)
     }
 
+    /// How many entries are queued on the whole table now (every queue
+    /// locked in turn, so a snapshot): 0 when nobody waits on any page. For
+    /// the accounting after a test case: a waiter left queued is a waiter
+    /// that will never be woken, or an entry on a stack that is gone.
+    pub fn queued_entries(&self) -> usize {
+        self.buckets.iter().map(|b| b.0.lock().len()).sum()
+    }
+
     /// Panics if an entry for `page` is queued while `PG_WAITERS` is clear
     /// (the state that turns into a hang at the next unlock). Takes the
     /// queue lock, which orders it against every legitimate change of the

@@ -94,6 +94,16 @@ impl<P: Platform> PageWaitTable<P> {
         !page.flags.test_and_set(PG_DIRTY)
     }
 
+    /// `folio_mark_uptodate`: the caller wrote the whole page (holding the
+    /// page lock, or before anyone else can see the page) and now declares
+    /// its contents valid. Release, as Linux's `smp_wmb()` before the bit:
+    /// readers test `PG_UPTODATE` with Acquire and then read the page
+    /// without the lock (`filemap_read`), so they must see the data the bit
+    /// vouches for.
+    pub fn mark_page_uptodate(&self, page: &Page) {
+        page.flags.set_release(PG_UPTODATE);
+    }
+
     /// `folio_clear_dirty_for_io`: the caller holds the page lock and has
     /// already moved page-table dirtiness into `PG_DIRTY` (and write-
     /// protected the mappings). Returns whether the page was dirty, i.e.

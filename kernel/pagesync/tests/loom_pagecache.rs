@@ -323,3 +323,42 @@ fn visibility_lockless_dirtier() {
         "clear missed it",
     );
 }
+
+/// The publication of a page written whole (`File::write` of a page that
+/// was not up to date): the writer fills the page and then sets
+/// `PG_UPTODATE` (`mark_page_uptodate`, Release); a lockless reader tests
+/// the bit with Acquire and, if it is set, reads the page. The reader must
+/// see the data, never the bit without it. Relaxed instead of Release is
+/// caught (loom reports the read of the cell as racing the write). Both
+/// outcomes (bit seen, bit not yet set) are asserted reached.
+#[test]
+fn visibility_write_then_uptodate() {
+    reset_outcomes();
+    model(PREEMPTIONS, || {
+        let w = World::new(Config::default(), 1);
+        let writer = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.arrive();
+                w.publish(1);
+                w.table.mark_page_uptodate(w.page(0));
+            })
+        };
+        let seen = w.page(0).flags().test_acquire(PG_UPTODATE);
+        if seen {
+            assert_eq!(
+                w.observe(),
+                1,
+                "a reader saw PG_uptodate but not the data it vouches for"
+            );
+        }
+        writer.join().unwrap();
+        outcome(seen);
+        w.assert_quiescent();
+    });
+    assert_both_outcomes(
+        "visibility_write_then_uptodate",
+        "reader saw the bit",
+        "reader came first",
+    );
+}

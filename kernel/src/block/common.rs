@@ -171,10 +171,12 @@ impl RateLimit {
     }
 }
 
-/// Ends `req` with `result` in the completion context: counts it, runs
-/// the completion, and only then drops the device's frame reference (the
-/// memory stays allocated until the completion is over). Call with no
-/// device lock held: completions take page wait-queue locks.
+/// Ends `req` with `result` in the completion context: counts it, drops
+/// the device's frame reference, then runs the completion (module docs of
+/// `super`: the device is done with the memory, and a completion holds no
+/// device reference, as a Linux bio's end_io holds none of the block
+/// layer's). Call with no device lock held: completions take page
+/// wait-queue locks.
 pub fn finish(counters: &Counters, req: Request, result: Result<(), IoError>) {
     match req.op {
         Op::Read => counters.reads.fetch_add(1, Ordering::Relaxed),

@@ -30,7 +30,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use contract::{
     glob,
-    marker::{END_OF_RUN, KTAP_VERSION, RUNNING},
+    marker::{END_OF_RUN, EXPECT_LOG, KTAP_VERSION, RUNNING},
     params::{NoEffect, Why},
 };
 
@@ -63,6 +63,47 @@ pub struct Case {
 pub struct Suite {
     pub name: &'static str,
     pub cases: &'static [Case],
+    /// Every case is followed by the accounting check ([`Accounting`]):
+    /// frames back, nothing left locked, under writeback, pinned or
+    /// queued. A mismatch fails the case.
+    pub accounted: bool,
+    /// The `[ERROR`/`[WARN` console lines a case expects, by case name: a
+    /// line of those levels logged while a case runs fails it unless it
+    /// contains one of these texts (the watchdog's own tests, deliberate
+    /// crashes, the stable-page checker's, known-bad variants caught).
+    pub expect_log: &'static [(&'static str, &'static [&'static str])],
+}
+
+impl Suite {
+    /// The defaults of the optional fields: `..Suite::DEFAULTS`.
+    pub const DEFAULTS: Suite = Suite {
+        name: "",
+        cases: &[],
+        accounted: false,
+        expect_log: &[],
+    };
+
+    /// What `case` declared it expects in the log.
+    pub fn expects(&self, case: &str) -> &'static [&'static str] {
+        self.expect_log
+            .iter()
+            .find(|(c, _)| *c == case)
+            .map_or(&[], |(_, e)| e)
+    }
+}
+
+/// The check that runs after every case of an accounted suite
+/// ([`Suite::accounted`]). It lives with the tests (it looks at the
+/// allocator, the frame array and the page wait table), and is handed to
+/// [`run_all`], so this framework stays free of subsystems.
+pub trait Accounting {
+    /// The state before a case.
+    type Snapshot;
+    /// Takes the snapshot (between cases: nothing else runs).
+    fn take() -> Self::Snapshot;
+    /// After the case: fails it, with a diagnostic naming what was left
+    /// behind, unless everything is as in `before`.
+    fn check(before: &Self::Snapshot, case: &str) -> TestResult;
 }
 
 /// Declares a case whose name is its function's name.
@@ -127,14 +168,45 @@ fn suites() -> &'static [&'static Suite] {
     SUITES.get().copied().unwrap_or(&[])
 }
 
-/// The case running right now, for the panic path.
-pub fn current() -> Option<(&'static str, &'static str)> {
+/// `[ERROR`/`[WARN` lines logged during the running case that it did not
+/// declare ([`Suite::expect_log`]), and the first one's text.
+static UNEXPECTED: AtomicUsize = AtomicUsize::new(0);
+static FIRST_UNEXPECTED: spin::Mutex<([u8; 160], usize)> = spin::Mutex::new(([0; 160], 0));
+
+/// Sees every `[ERROR`/`[WARN` line the logger prints (registered with
+/// `crate::console::set_observer`): one a running case did not declare
+/// is counted against it. May run in interrupt context: it only reads
+/// statics and never waits for a lock.
+pub fn observe_log(_level: log::Level, text: &str) {
+    let Some((suite, case)) = current_entry() else {
+        // Between cases or outside the test run: the host judges it.
+        return;
+    };
+    if suite.expects(case.name).iter().any(|e| text.contains(e)) {
+        return;
+    }
+    if UNEXPECTED.fetch_add(1, Ordering::Relaxed) == 0
+        && let Some(mut first) = FIRST_UNEXPECTED.try_lock()
+    {
+        let n = text.len().min(first.0.len());
+        first.0[..n].copy_from_slice(&text.as_bytes()[..n]);
+        first.1 = n;
+    }
+}
+
+/// The running case's suite and case.
+fn current_entry() -> Option<(&'static Suite, &'static Case)> {
     let c = CURRENT.load(Ordering::Relaxed);
     if c == 0 {
         return None;
     }
     let suite = suites().get((c >> 32) - 1)?;
-    Some((suite.name, suite.cases.get(c & 0xffff_ffff)?.name))
+    Some((suite, suite.cases.get(c & 0xffff_ffff)?))
+}
+
+/// The case running right now, for the panic path.
+pub fn current() -> Option<(&'static str, &'static str)> {
+    current_entry().map(|(s, c)| (s.name, c.name))
 }
 
 pub fn selected(filter: Option<&str>, suite: &Suite, case: &Case) -> bool {
@@ -150,9 +222,10 @@ fn count_selected(filter: Option<&str>, suite: &Suite) -> usize {
 }
 
 /// Runs every selected case of `all` (the suites, in run order), printing
-/// KTAP. Returns whether all ran cases passed. A filter that selects
-/// nothing is an error.
-pub fn run_all(all: &'static [&'static Suite], params: &Params) -> bool {
+/// KTAP; the cases of an accounted suite each between two `A` snapshots.
+/// Returns whether all ran cases passed. A filter that selects nothing is
+/// an error.
+pub fn run_all<A: Accounting>(all: &'static [&'static Suite], params: &Params) -> bool {
     let all = *SUITES.call_once(|| all);
     let filter = params.filter;
     let nsuites = all.iter().filter(|s| count_selected(filter, s) > 0).count();
@@ -181,10 +254,7 @@ pub fn run_all(all: &'static [&'static Suite], params: &Params) -> bool {
                 continue;
             }
             case_no += 1;
-            println!("{CASE_INDENT}{RUNNING}{}.{}", suite.name, case.name);
-            CURRENT.store(((si + 1) << 32) | ci, Ordering::Relaxed);
-            let r = (case.run)(&ctx);
-            CURRENT.store(0, Ordering::Relaxed);
+            let r = run_case::<A>(si, suite, ci, case, &ctx);
             match r {
                 Ok(()) => {
                     passed += 1;
@@ -210,6 +280,41 @@ pub fn run_all(all: &'static [&'static Suite], params: &Params) -> bool {
     println!("# pcs: {passed} passed, {failed} failed, {skipped} skipped");
     println!("{END_OF_RUN}");
     failed == 0
+}
+
+/// One case: its `RUNNING` line and declared log lines, the case, the log
+/// check, and the accounting check of an accounted suite. A case that
+/// failed is not checked further (what it left behind may be why).
+fn run_case<A: Accounting>(
+    si: usize,
+    suite: &'static Suite,
+    ci: usize,
+    case: &'static Case,
+    ctx: &Ctx,
+) -> TestResult {
+    println!("{CASE_INDENT}{RUNNING}{}.{}", suite.name, case.name);
+    for e in suite.expects(case.name) {
+        println!("{CASE_INDENT}{EXPECT_LOG}{e}");
+    }
+    let before = suite.accounted.then(A::take);
+    UNEXPECTED.store(0, Ordering::Relaxed);
+    CURRENT.store(((si + 1) << 32) | ci, Ordering::Relaxed);
+    let r = (case.run)(ctx);
+    CURRENT.store(0, Ordering::Relaxed);
+    r?;
+    let unexpected = UNEXPECTED.swap(0, Ordering::Relaxed);
+    if unexpected > 0 {
+        let first = FIRST_UNEXPECTED.lock();
+        println!(
+            "{CASE_INDENT}# {unexpected} [ERROR/[WARN line(s) the case does not expect; the first: {}",
+            core::str::from_utf8(&first.0[..first.1]).unwrap_or("?")
+        );
+        return Err(TestError::Fail);
+    }
+    if let Some(before) = before {
+        A::check(&before, &alloc::format!("{}.{}", suite.name, case.name))?;
+    }
+    Ok(())
 }
 
 /// The parameters given explicitly that no test case of this run reads:

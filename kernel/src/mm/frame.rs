@@ -143,6 +143,20 @@ impl Frame {
     }
 }
 
+/// Frees the block whose last reference a put outside any [`Frame`] just
+/// dropped: the temporary reference that `pagesync`'s end of writeback
+/// takes and puts (Linux's `folio_end_writeback` ends in `folio_put`,
+/// which frees the folio when a truncation let go of it meanwhile). The
+/// block goes back through the allocator's checks, as a Frame's last drop.
+///
+/// # Safety
+///
+/// `page` is a frame-array descriptor, and the caller's own put took its
+/// count to 0 (`PutOutcome::LastReference`), once: nobody else frees it.
+pub unsafe fn free_after_last_put(page: &Page) {
+    page_alloc::free_last_reference(page);
+}
+
 /// Allocates 2^order contiguous, naturally aligned frames, or None when no
 /// block that large is free. The Frame carries the block's first
 /// reference.

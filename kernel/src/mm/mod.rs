@@ -37,7 +37,7 @@ pub mod pcp;
 pub mod pfn;
 
 use bootloader_api::BootInfo;
-pub use frame::{Frame, alloc_pages};
+pub use frame::{Frame, alloc_pages, free_after_last_put};
 pub use page_alloc::{AllocFlags, FreeError, try_free_raw};
 pub use pagesync::Page;
 pub use pfn::Pfn;

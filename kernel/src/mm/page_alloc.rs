@@ -262,6 +262,88 @@ fn free_unreferenced(head: &'static Page, order: u32) -> Result<(), FreeError> {
     Ok(())
 }
 
+/// What one pass over the whole frame array found ([`audit`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// Free frames (all in the buddy lists: the per-CPU caches were
+    /// drained for the pass).
+    pub free: u64,
+    /// Frames with count 0 that are neither free nor reserved nor the tail
+    /// of an allocated block: lost for good (nobody holds them, nobody can
+    /// hand them out).
+    pub orphans: u64,
+    /// Allocated pages with `PG_LOCKED` set.
+    pub locked: u64,
+    /// Allocated pages with `PG_WRITEBACK` set.
+    pub writeback: u64,
+    /// Allocated pages whose count says they may be DMA-pinned.
+    pub pinned: u64,
+    /// The first few frames of each kind above, for reports: orphans,
+    /// locked, under writeback, pinned.
+    pub examples: [[Option<Pfn>; 4]; 4],
+}
+
+impl Audit {
+    fn note(&mut self, kind: usize, pfn: Pfn) {
+        if let Some(slot) = self.examples[kind].iter_mut().find(|e| e.is_none()) {
+            *slot = Some(pfn);
+        }
+    }
+}
+
+/// Walks the whole frame array with the allocator stopped
+/// (`pcp::with_all_drained`) and counts what a quiet kernel should not
+/// have: orphaned frames (count 0, on no free list), locked pages, pages
+/// under writeback and maybe-pinned pages. The allocator's own view
+/// (free frames) comes from the same instant. Blocks are aligned to their
+/// order and never cross a section, so a walk from each section's start
+/// meets every block's head before its tails and can skip the tails.
+/// Interrupts are off on this CPU for the pass (~10 ms per 512 MiB under
+/// TCG).
+pub fn audit() -> Audit {
+    pcp::with_all_drained(|zone| {
+        let mut a = Audit {
+            free: zone.free_frames(),
+            ..Audit::default()
+        };
+        for (start, end) in frame_array::sections() {
+            let mut pfn = start.0;
+            while pfn < end.0 {
+                let Some(p) = frame_array::page(Pfn(pfn)) else {
+                    pfn += 1;
+                    continue;
+                };
+                let fl = p.flags().load(core::sync::atomic::Ordering::Relaxed);
+                let step = if fl & mask(PG_BUDDY) != 0 {
+                    1u64 << p.private().min(u64::from(MAX_ORDER))
+                } else if fl & mask(PG_RESERVED) != 0 {
+                    1
+                } else if p.ref_count() == 0 {
+                    a.orphans += 1;
+                    a.note(0, Pfn(pfn));
+                    1
+                } else {
+                    if fl & mask(PG_LOCKED) != 0 {
+                        a.locked += 1;
+                        a.note(1, Pfn(pfn));
+                    }
+                    if fl & mask(PG_WRITEBACK) != 0 {
+                        a.writeback += 1;
+                        a.note(2, Pfn(pfn));
+                    }
+                    if p.maybe_dma_pinned() {
+                        a.pinned += 1;
+                        a.note(3, Pfn(pfn));
+                    }
+                    1u64 << ((fl & ORDER_MASK) >> ORDER_SHIFT).min(u64::from(MAX_ORDER))
+                };
+                pfn += step;
+            }
+        }
+        a
+    })
+}
+
 /// Free frames: in the buddy lists plus in the per-CPU caches (a snapshot,
 /// exact when no CPU is allocating).
 pub fn free_frames() -> u64 {

@@ -146,6 +146,34 @@ pub fn drain_all() {
     }
 }
 
+/// Runs `f` with every CPU's cache locked and drained into the buddy
+/// lists, and the buddy lock held: no frame can be allocated or freed
+/// anywhere until `f` returns (interrupts are off on this CPU meanwhile),
+/// so `f` sees the allocator's state exactly. Lock order: every stack in
+/// CPU order, then the buddy lists, as everywhere else.
+pub fn with_all_drained<R>(f: impl FnOnce(&mut super::buddy::Zone) -> R) -> R {
+    let mut stacks: [Option<crate::sync::IrqMutexGuard<'_, Stack>>; MAX_CPUS] =
+        [const { None }; MAX_CPUS];
+    for (g, c) in stacks.iter_mut().zip(&CACHES) {
+        *g = Some(c.stack.lock());
+    }
+    let mut zone = ZONE.lock();
+    for (g, c) in stacks.iter_mut().zip(&CACHES) {
+        let stack = g.as_mut().expect("locked above");
+        while let Some(p) = pop(stack, &c.count) {
+            zone.free(frame_array::pfn_of(p), 0);
+        }
+    }
+    let r = f(&mut zone);
+    drop(zone);
+    // The stacks unlock in reverse order, restoring the interrupt state
+    // each saved (`crate::sync`).
+    for g in stacks.iter_mut().rev() {
+        drop(g.take());
+    }
+    r
+}
+
 /// Frames sitting in all caches (a snapshot).
 pub fn cached_frames() -> u64 {
     CACHES.iter().map(|c| c.count.load(Ordering::Relaxed)).sum()

@@ -1,7 +1,7 @@
 //! One cached file: its pages, its dirty tag, and the read, write,
 //! writeback, sync and eviction paths (module docs of `super`).
 
-use alloc::{boxed::Box, collections::BTreeMap, collections::BTreeSet, sync::Arc, vec::Vec};
+use alloc::{boxed::Box, collections::BTreeMap, sync::Arc, vec::Vec};
 use core::{
     ptr::{self, NonNull},
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
@@ -35,14 +35,35 @@ pub enum FsError {
     Layout(LayoutError),
 }
 
-/// The file's pages and dirty tag (Linux: the xarray and its DIRTY mark).
-/// Behind an IRQ-safe lock: a failed write re-tags its page from the end
-/// of writeback, in interrupt context.
+/// One cached page and its dirty mark (Linux: an xarray entry and its
+/// `PAGECACHE_TAG_DIRTY`). The mark belongs to the entry, not to the
+/// index: it is set and cleared only on the entry of the very page that
+/// was dirtied, and it leaves the cache with that entry, so a mark can
+/// never describe a page other than the one it was set for. (An earlier
+/// index-keyed set lost writes: a flusher that found a tagged index empty
+/// removed the tag a moment later, in a second hold of the lock, after a
+/// writer had created, dirtied and tagged a new page there.)
+struct Slot {
+    frame: Frame,
+    /// May be dirty: set when the page becomes dirty, cleared by writeback
+    /// (under the page lock) just before it clears `PG_DIRTY` for I/O.
+    dirty: bool,
+}
+
+/// The file's pages (Linux: the xarray). Behind an IRQ-safe lock: a failed
+/// write marks its page dirty again from the end of writeback, in
+/// interrupt context.
 struct Tree {
-    pages: BTreeMap<u64, Frame>,
-    /// Indices that may be dirty: set when a page becomes dirty, cleared by
-    /// writeback once it has cleared `PG_DIRTY` under the page lock.
-    dirty: BTreeSet<u64>,
+    pages: BTreeMap<u64, Slot>,
+}
+
+impl Tree {
+    /// The entry at `index` if it holds `page`.
+    fn slot_of(&mut self, index: u64, page: &Page) -> Option<&mut Slot> {
+        self.pages
+            .get_mut(&index)
+            .filter(|s| ptr::eq(s.frame.page(), page))
+    }
 }
 
 /// Counters (snapshots).
@@ -58,6 +79,9 @@ pub struct FileStats {
     pub bounced: u64,
     /// Writebacks put off for want of a frame for the copy.
     pub bounce_failures: u64,
+    /// Pages whose last reference went at the end of their writeback (an
+    /// eviction dropped the cache's reference while the write ran).
+    pub freed_at_end_of_writeback: u64,
 }
 
 #[derive(Default)]
@@ -70,6 +94,7 @@ struct Counters {
     evicted: AtomicU64,
     bounced: AtomicU64,
     bounce_failures: AtomicU64,
+    freed_at_end_of_writeback: AtomicU64,
 }
 
 /// A file of the device (module docs of `super`).
@@ -108,7 +133,10 @@ fn bounce_copy(page: &Frame) -> Option<Frame> {
 /// `wait_on_page_writeback` ([`File::evict`]), and that the allocator
 /// refuses to free a page with the bit set. After the clear the page may
 /// go at once: `pagesync::end_page_writeback` holds its own temporary
-/// reference across the wake-up (073861ed77b6).
+/// reference across the wake-up (073861ed77b6), and when an eviction
+/// dropped the cache's reference meanwhile, that temporary reference is
+/// the last and the end of writeback frees the page
+/// ([`File::end_writeback`], `pagecache.end_writeback_reuse_race`).
 pub struct WritebackPage(NonNull<Page>);
 
 // SAFETY: a descriptor of the 'static frame array, only reached through
@@ -141,6 +169,18 @@ pub struct Writeback<'a> {
     pub done: Option<Completion>,
 }
 
+/// A race point of the page cache's index (`pagesync::race`): after every
+/// lookup and every change of the index, once its lock is dropped, so the
+/// jitter widens "looked up, then acted on what it found" windows as it
+/// does the protocol's own.
+#[inline(always)]
+fn race(p: pagesync::RacePoint) {
+    #[cfg(debug_assertions)]
+    crate::sched::jitter::point(p);
+    #[cfg(not(debug_assertions))]
+    let _ = p;
+}
+
 /// What the mapping word of a cached page holds: the file's address.
 fn key(file: &File) -> usize {
     ptr::from_ref(file) as usize
@@ -154,7 +194,6 @@ impl File {
             id,
             tree: IrqMutex::new(Tree {
                 pages: BTreeMap::new(),
-                dirty: BTreeSet::new(),
             }),
             error: AtomicBool::new(false),
             counters: Counters::default(),
@@ -179,7 +218,9 @@ impl File {
 
     /// `filemap_get_folio`: the cached page at `index`, with a reference.
     pub fn find_get_page(&self, index: u64) -> Option<Frame> {
-        self.tree.lock().pages.get(&index).cloned()
+        let found = self.tree.lock().pages.get(&index).map(|s| s.frame.clone());
+        race(pagesync::RacePoint::CacheLookup);
+        found
     }
 
     /// Pages in the cache now.
@@ -203,14 +244,22 @@ impl File {
         assert!(table().trylock_page(&new));
         new.set_mapping(key(self), index);
         let mut t = self.tree.lock();
-        if let Some(f) = t.pages.get(&index) {
-            let f = f.clone();
+        if let Some(s) = t.pages.get(&index) {
+            let f = s.frame.clone();
             drop(t);
             new.set_mapping(0, 0);
             table().unlock_page(&new);
             return Ok((f, false));
         }
-        t.pages.insert(index, new.clone());
+        t.pages.insert(
+            index,
+            Slot {
+                frame: new.clone(),
+                dirty: false,
+            },
+        );
+        drop(t);
+        race(pagesync::RacePoint::CacheUpdate);
         Ok((new, true))
     }
 
@@ -416,7 +465,9 @@ impl File {
                 core::ptr::copy_nonoverlapping(data[done..].as_ptr(), page.virt().add(in_page), n);
             }
             if whole {
-                page.flags().set(PG_UPTODATE);
+                // Release: lockless readers test the bit with Acquire and
+                // then read the page (`folio_mark_uptodate`).
+                t.mark_page_uptodate(&page);
             }
             self.mark_dirty(index, &page);
             t.unlock_page(&page);
@@ -426,12 +477,31 @@ impl File {
         Ok(done)
     }
 
-    /// `folio_mark_dirty` plus the dirty tag. The page is locked (or
-    /// otherwise pinned to this file).
+    /// `folio_mark_dirty` plus the dirty mark of its entry. The caller
+    /// keeps the page in the cache meanwhile: it holds the page lock and
+    /// has checked that the page is still this file's page `index` (or the
+    /// page is under writeback, which keeps it there: [`File::evict`]).
     pub fn mark_dirty(&self, index: u64, page: &Page) {
         if table().set_page_dirty(page) {
-            self.tree.lock().dirty.insert(index);
+            self.set_mark(index, page, true);
         }
+    }
+
+    /// Sets or clears the dirty mark of `page`'s entry at `index`, in one
+    /// hold of the index lock that also checks the entry is `page` (the
+    /// caller's rules keep it so: see [`File::mark_dirty`]).
+    fn set_mark(&self, index: u64, page: &Page, dirty: bool) {
+        let found = self
+            .tree
+            .lock()
+            .slot_of(index, page)
+            .map(|s| s.dirty = dirty);
+        race(pagesync::RacePoint::CacheUpdate);
+        debug_assert!(
+            found.is_some(),
+            "pagecache: page {index} of file {} is not in the cache while its dirty mark changes",
+            self.id
+        );
     }
 
     /// Writes back page `index` if it is dirty: lock it, clear dirty for
@@ -456,8 +526,9 @@ impl File {
             let page = if how.force {
                 self.get_page(index)?
             } else {
+                // Not cached: nothing to write, and no mark to clear (the
+                // mark left with the page's entry).
                 let Some(page) = self.find_get_page(index) else {
-                    self.tree.lock().dirty.remove(&index);
                     return Ok(false);
                 };
                 page
@@ -490,11 +561,9 @@ impl File {
             // writer would (it is up to date: `get_page`).
             self.mark_dirty(index, &page);
         }
-        {
-            // Clear the tag before the flag, under the page lock: a writer
-            // that dirties the page again needs the lock, and re-tags.
-            self.tree.lock().dirty.remove(&index);
-        }
+        // Clear the mark before the flag, under the page lock: a writer
+        // that dirties the page again needs the lock, and marks it again.
+        self.set_mark(index, &page, false);
         if !t.clear_page_dirty_for_io(&page) {
             t.unlock_page(&page);
             return Ok(false);
@@ -562,22 +631,29 @@ impl File {
             Err(_) => {
                 self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
                 self.error.store(true, Ordering::Relaxed);
-                // Re-tag before the end of writeback makes the page's
+                // Mark it before the end of writeback makes the page's
                 // dirtiness visible: a sync that waits for this page then
-                // finds it tagged.
-                self.tree.lock().dirty.insert(index);
+                // finds it marked. The page is still cached: writeback
+                // keeps it there.
+                self.set_mark(index, page, true);
                 WriteResult::Failed
             }
         };
         match table().end_page_writeback(page, result) {
             PutOutcome::StillReferenced => {}
-            // Only with the known-bad variant that takes no reference, or
-            // if the page was freed under writeback: either is a bug the
-            // allocator's checks report.
+            // The page left the cache while it was being written (an
+            // eviction waited for this writeback, then dropped the cache's
+            // reference), and nobody else holds one: the temporary
+            // reference was the last. Free it, as `folio_end_writeback`'s
+            // `folio_put` does.
             PutOutcome::LastReference => {
-                log::error!(
-                    "pagecache: the end of writeback dropped the last reference of page {index}"
-                );
+                self.counters
+                    .freed_at_end_of_writeback
+                    .fetch_add(1, Ordering::Relaxed);
+                // SAFETY: a frame-array descriptor (writeback keeps it
+                // allocated until the clear), and the put inside
+                // `end_page_writeback` just took its count to 0.
+                unsafe { crate::mm::free_after_last_put(page) };
             }
         }
     }
@@ -585,7 +661,15 @@ impl File {
     /// Starts writeback of every tagged page; returns how many writes were
     /// submitted.
     pub fn writeback(self: &Arc<Self>) -> usize {
-        let tagged: Vec<u64> = self.tree.lock().dirty.iter().copied().collect();
+        let tagged: Vec<u64> = self
+            .tree
+            .lock()
+            .pages
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(&i, _)| i)
+            .collect();
+        race(pagesync::RacePoint::CacheLookup);
         tagged
             .into_iter()
             .filter(|&i| self.writeback_page(i))
@@ -594,7 +678,14 @@ impl File {
 
     /// Waits until no page of the file is under writeback.
     pub fn wait_writeback(&self) {
-        let pages: Vec<Frame> = self.tree.lock().pages.values().cloned().collect();
+        let pages: Vec<Frame> = self
+            .tree
+            .lock()
+            .pages
+            .values()
+            .map(|s| s.frame.clone())
+            .collect();
+        race(pagesync::RacePoint::CacheLookup);
         for p in &pages {
             table().wait_on_page_writeback(p);
         }
@@ -647,11 +738,18 @@ impl File {
         }
         page.flags().clear(PG_DIRTY);
         page.flags().clear(PG_ERROR);
+        // The entry is this page's: it is locked and still ours, and only
+        // a holder of its lock removes it. Its dirty mark goes with it.
         let removed = {
             let mut tr = self.tree.lock();
-            tr.dirty.remove(&index);
-            tr.pages.remove(&index)
+            let ours = tr.slot_of(index, &page).is_some();
+            ours.then(|| tr.pages.remove(&index)).flatten()
         };
+        race(pagesync::RacePoint::CacheUpdate);
+        debug_assert!(
+            removed.is_some(),
+            "pagecache: evicting page {index}: the entry is not the locked page"
+        );
         page.set_mapping(0, 0);
         t.unlock_page(&page);
         drop(removed);
@@ -677,6 +775,7 @@ impl File {
             evicted: c.evicted.load(Ordering::Relaxed),
             bounced: c.bounced.load(Ordering::Relaxed),
             bounce_failures: c.bounce_failures.load(Ordering::Relaxed),
+            freed_at_end_of_writeback: c.freed_at_end_of_writeback.load(Ordering::Relaxed),
         }
     }
 }

@@ -54,6 +54,13 @@ const MIN_SHIFT: u64 = 2;
 const SHORT_SHIFT: u64 = 12;
 const LONG_SHIFT: u64 = 18;
 const LONG_ONE_IN: u64 = 16;
+/// The long tail's bound at the page cache's own points
+/// ([`RacePoint::CacheLookup`], [`RacePoint::CacheUpdate`]): the other
+/// side of a page-cache window is a whole operation (a writer that
+/// allocates, inserts, copies and dirties a page; an eviction), tens to
+/// hundreds of microseconds under TCG, so the tail reaches ~1 ms
+/// (2^21 cycles).
+const CACHE_LONG_SHIFT: u64 = 21;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// One point in `RATE` delays.
@@ -162,8 +169,12 @@ fn delay(p: RacePoint) {
         return;
     }
     // Log-uniform: a uniform exponent, then a uniform value below it.
+    let long = match p {
+        RacePoint::CacheLookup | RacePoint::CacheUpdate => CACHE_LONG_SHIFT,
+        _ => LONG_SHIFT,
+    };
     let (lo, hi) = if (r >> 16).is_multiple_of(LONG_ONE_IN) {
-        (SHORT_SHIFT, LONG_SHIFT)
+        (SHORT_SHIFT, long)
     } else {
         (MIN_SHIFT, SHORT_SHIFT)
     };

@@ -14,6 +14,16 @@
 //!   (interrupts disabled) is found by its neighbour CPU (i+1 checks i),
 //!   which sends it an NMI; the NMI handler reports the CPU and its RIP.
 //!
+//! - **Starved, not locked up**: under TCG a vCPU is a host thread, and a
+//!   loaded host may not run it for seconds. The hard-lockup watchdog does
+//!   not report that as a lockup: a probe that finds the victim's interrupts
+//!   *on* (it took no tick because it did not run, not because it masked
+//!   them) is reported as a `watchdog: ... starved` note at info level and
+//!   counted in [`STARVED`]. A CPU running a function call's body in its
+//!   IPI handler (`crate::smp::in_call`) is not probed at all: an all-CPU
+//!   call holds every CPU with interrupts off until the slowest vCPU is
+//!   done.
+//!
 //! Both lockup reports end with the interrupted code's frame-pointer
 //! backtrace (`contract::marker::BACKTRACE` and its frame lines), which the
 //! host symbolizes, so a report names the function that kept the CPU
@@ -38,6 +48,9 @@ pub static LOCKUP_LIMIT_NS: AtomicU64 = AtomicU64::new(5_000_000_000);
 pub static HUNG_REPORTS: AtomicU64 = AtomicU64::new(0);
 pub static SOFT_LOCKUPS: AtomicU64 = AtomicU64::new(0);
 pub static HARD_LOCKUPS: AtomicU64 = AtomicU64::new(0);
+/// Stretches that looked like a lockup but were a vCPU the host did not
+/// run (module docs).
+pub static STARVED: AtomicU64 = AtomicU64::new(0);
 
 static LAST_SCAN: AtomicU64 = AtomicU64::new(0);
 /// Per CPU: tick count last seen by the neighbour, and when it changed.
@@ -149,6 +162,7 @@ pub fn tick(cpu: usize, rip: u64) {
         let ticks = percpu::cpu(victim).ticks.load(Ordering::Relaxed);
         if ticks != SEEN_TICKS[victim].swap(ticks, Ordering::Relaxed)
             || SEEN_AT[victim].load(Ordering::Relaxed) == 0
+            || crate::smp::in_call(victim)
         {
             SEEN_AT[victim].store(now, Ordering::Relaxed);
         } else if now - SEEN_AT[victim].load(Ordering::Relaxed) > limit
@@ -166,10 +180,23 @@ pub fn tick(cpu: usize, rip: u64) {
 }
 
 /// From the NMI handler: whether the NMI was a lockup probe (and reported).
-pub fn nmi(rip: u64) -> bool {
+/// `interrupts_on`: the interrupted code had interrupts enabled, so this
+/// CPU took no tick because it did not run, not because it masked them.
+pub fn nmi(rip: u64, interrupts_on: bool) -> bool {
     let cpu = percpu::cpu_index();
     if !NMI_REQUESTED[cpu].load(Ordering::Acquire) {
         return false;
+    }
+    if interrupts_on {
+        STARVED.fetch_add(1, Ordering::Relaxed);
+        running_thread_name(|name| {
+            crate::console::emergency_print(format_args!(
+                "[INFO  cpu{cpu}] watchdog: cpu{cpu} starved: no timer tick for over {} ms although its interrupts were on (thread '{name}', RIP={rip:#x}): the host did not run this vCPU; not a lockup\n",
+                LOCKUP_LIMIT_NS.load(Ordering::Relaxed) / 1_000_000
+            ))
+        });
+        NMI_REQUESTED[cpu].store(false, Ordering::Release);
+        return true;
     }
     HARD_LOCKUPS.fetch_add(1, Ordering::Relaxed);
     running_thread_name(|name| {

@@ -41,6 +41,21 @@ pub fn present_cpus() -> usize {
     arch_smp::present()
 }
 
+/// Per CPU: running a function call's body in the call IPI's handler.
+static IN_CALL: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Whether `cpu` is running the body of a function call in its IPI handler
+/// (interrupts off). The hard-lockup watchdog leaves such a CPU alone: an
+/// all-CPU call runs its CPUs in lockstep, so a vCPU the host does not run
+/// for seconds holds every other one in the call with interrupts off
+/// (Linux's `stop_machine` touches the NMI watchdog in its loop for the
+/// same reason). A call that never ends still ends the run: the caller
+/// never returns, and the host diagnoses a silent kernel. Relaxed: a
+/// watchdog that sees the flag late only reports or skips one check.
+pub fn in_call(cpu: usize) -> bool {
+    IN_CALL[cpu].load(Ordering::Relaxed)
+}
+
 /// Runs a request waiting in this CPU's mailbox, if any.
 pub fn handle_call_ipi() {
     let me = percpu::cpu_index();
@@ -53,7 +68,10 @@ pub fn handle_call_ipi() {
     // SAFETY: a non-null mailbox holds a `CallRequest` published by a caller
     // that waits (without returning) until we set `done` below.
     let req = unsafe { &*(p as *const CallRequest) };
+    // Interrupts are off for the call: see `in_call`.
+    IN_CALL[me].store(true, Ordering::Relaxed);
     (req.f)(me);
+    IN_CALL[me].store(false, Ordering::Relaxed);
     // Release pairs with the caller's Acquire wait; after this store the
     // request may be gone, so it is the last access.
     req.done.store(true, Ordering::Release);

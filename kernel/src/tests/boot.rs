@@ -122,4 +122,11 @@ pub static SUITE: Suite = Suite {
             run: deliberate_crash,
         },
     ],
+    expect_log: &[(
+        "deliberate_crash",
+        // crash=hang spins with interrupts off until the hard-lockup probe
+        // reports it (the run then ends by the host's deadline).
+        &["watchdog: hard lockup on cpu"],
+    )],
+    ..Suite::DEFAULTS
 };

@@ -88,4 +88,5 @@ pub static SUITE: Suite = Suite {
             run: without_effect_case,
         },
     ],
+    ..Suite::DEFAULTS
 };

@@ -30,6 +30,7 @@
 //!   shoot-down caught), a test `MapSource`, and the fault and shoot-down
 //!   benchmarks.
 
+pub mod accounting;
 pub mod block;
 pub mod boot;
 pub mod gup;

@@ -197,4 +197,5 @@ pub static SUITE: Suite = Suite {
             run: choices_match_the_kernel,
         },
     ],
+    ..Suite::DEFAULTS
 };

@@ -203,7 +203,10 @@ extern "x86-interrupt" fn nmi(frame: InterruptStackFrame) {
     if handlers::dying() {
         super::halt_forever();
     }
-    if handlers::nmi(frame.instruction_pointer.as_u64()) {
+    let interrupts_on = frame
+        .cpu_flags
+        .contains(x86_64::registers::rflags::RFlags::INTERRUPT_FLAG);
+    if handlers::nmi(frame.instruction_pointer.as_u64(), interrupts_on) {
         return;
     }
     fatal(Fault {

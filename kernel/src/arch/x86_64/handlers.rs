@@ -62,9 +62,10 @@ pub type TickHandler = fn(usize, u64);
 pub type RescheduleHandler = fn(usize);
 /// The function-call IPI handler: runs this CPU's pending request.
 pub type CallFunctionHandler = fn();
-/// The NMI handler: `(interrupted rip)`; true if the NMI was expected and
-/// handled (a lockup probe), false if it is unexplained (then fatal).
-pub type NmiHandler = fn(u64) -> bool;
+/// The NMI handler: `(interrupted rip, interrupted code had RFLAGS.IF
+/// set)`; true if the NMI was expected and handled (a lockup probe), false
+/// if it is unexplained (then fatal).
+pub type NmiHandler = fn(u64, bool) -> bool;
 /// The fatal path: reports an exception and ends the run.
 pub type FatalHandler = fn(fmt::Arguments) -> !;
 /// Whether some CPU is already on the fatal path (an NMI then parks this
@@ -213,7 +214,7 @@ pub fn register_call_function(f: CallFunctionHandler) {
     CALL_FUNCTION.set(f);
 }
 
-/// Boot: an NMI on a CPU that is not being stopped calls `f(rip)`; if it
+/// Boot: an NMI on a CPU that is not being stopped calls `f(rip, if)`; if it
 /// returns false the NMI is reported as a fatal exception.
 pub fn register_nmi(f: NmiHandler) {
     NMI.set(f);
@@ -301,8 +302,8 @@ pub(super) fn dying() -> bool {
 }
 
 /// Offers an NMI to the registered handler; false if none took it.
-pub(super) fn nmi(rip: u64) -> bool {
-    NMI.get().is_some_and(|f| f(rip))
+pub(super) fn nmi(rip: u64, interrupts_on: bool) -> bool {
+    NMI.get().is_some_and(|f| f(rip, interrupts_on))
 }
 
 /// Ends the run with `report`: through the registered fatal path, or the

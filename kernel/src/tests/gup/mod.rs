@@ -6,10 +6,10 @@
 //! with DMA engines writing whole versions into pinned pages
 //! (`crate::tests::pagecache::disk_torture`).
 //!
-//! Every case runs between the two snapshots of `accounting.rs`: after it,
-//! no page anywhere may be left maybe-pinned, and every frame must be back.
+//! Every case is followed by the accounting check
+//! (`crate::tests::accounting`): no page anywhere may be left maybe-pinned,
+//! and every frame must be back.
 
-pub mod accounting;
 pub mod bench;
 pub mod dma;
 pub mod race;
@@ -260,7 +260,7 @@ fn torture_dma(ctx: &Ctx) -> TestResult {
 /// The accounting check can fail: a pin still held and a frame still
 /// held are each reported (and nothing is once they are given back).
 fn accounting_catches_leaks(_: &Ctx) -> TestResult {
-    use accounting::Snapshot;
+    use crate::tests::accounting::Snapshot;
     let space = AddressSpace::new().map_err(|_| TestError::Fail)?;
     kassert!(space.map_anon(VA, PAGE, Prot::ReadWrite).is_ok());
     // Fault the page in first: its frame is not a leak.
@@ -290,63 +290,38 @@ fn accounting_catches_leaks(_: &Ctx) -> TestResult {
     Ok(())
 }
 
-/// Runs `case` between two accounting snapshots (`accounting.rs`): it
-/// passes only if, once everything it made is dropped, no page is left
-/// maybe-pinned and every frame is back.
-fn accounted(name: &str, ctx: &Ctx, case: fn(&Ctx) -> TestResult) -> TestResult {
-    let before = accounting::Snapshot::take();
-    case(ctx)?;
-    before.check(name)
-}
-
 pub static SUITE: Suite = Suite {
     name: "gup",
     cases: &[
         Case {
             name: "pin_and_unpin_restore_counts",
-            run: |ctx| {
-                accounted(
-                    "gup.pin_and_unpin_restore_counts",
-                    ctx,
-                    pin_and_unpin_restore_counts,
-                )
-            },
+            run: pin_and_unpin_restore_counts,
         },
         Case {
             name: "errors_leave_nothing_pinned",
-            run: |ctx| {
-                accounted(
-                    "gup.errors_leave_nothing_pinned",
-                    ctx,
-                    errors_leave_nothing_pinned,
-                )
-            },
+            run: errors_leave_nothing_pinned,
         },
         Case {
             name: "dma_during_writeback",
-            run: |ctx| accounted("gup.dma_during_writeback", ctx, dma::dma_during_writeback),
+            run: dma::dma_during_writeback,
         },
         Case {
             name: "race_lock_scheme",
-            run: |ctx| accounted("gup.race_lock_scheme", ctx, race_lock_scheme),
+            run: race_lock_scheme,
         },
         Case {
             name: "race_barrier_scheme",
-            run: |ctx| accounted("gup.race_barrier_scheme", ctx, race_barrier_scheme),
+            run: race_barrier_scheme,
         },
         Case {
             name: "accounting_catches_leaks",
-            run: |ctx| {
-                accounted(
-                    "gup.accounting_catches_leaks",
-                    ctx,
-                    accounting_catches_leaks,
-                )
-            },
+            run: accounting_catches_leaks,
         },
         Case {
             name: "torture_dma",
-            run: |ctx| accounted("gup.torture_dma", ctx, torture_dma),
+            run: torture_dma,
         },
     ],
+    accounted: true,
+    ..Suite::DEFAULTS
 };

@@ -379,4 +379,5 @@ pub static SUITE: Suite = Suite {
             run: pin_lock_gup_check_outside_lock,
         },
     ],
+    ..Suite::DEFAULTS
 };

@@ -513,6 +513,8 @@ pub static SUITE: Suite = Suite {
             run: test_and_set_one_winner,
         },
     ],
+    accounted: true,
+    ..Suite::DEFAULTS
 };
 
 /// `crash=doublefree`: frees one frame twice through the public path, which

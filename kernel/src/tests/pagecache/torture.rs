@@ -53,19 +53,63 @@ pub struct Options {
 }
 
 impl Options {
-    /// Defaults scaled to the CPUs, then the `torture_*` knobs.
-    pub fn from_params(p: &Params) -> Options {
+    /// The hot shape (`pagecache.torture`): two writers per CPU on 16
+    /// pages, so pages are nearly always dirty or under writeback and
+    /// writers keep meeting writeback (stable pages, writeback waits);
+    /// then the `torture_*` knobs.
+    pub fn hot(p: &Params) -> Options {
         let cpus = crate::smp::online_cpus();
-        let t = p.torture;
         Options {
-            writers: t.threads_per_cpu.map_or(2 * cpus, |n| n as usize * cpus),
+            writers: 2 * cpus,
             flushers: 2,
             evictors: 2,
             readers: 1,
-            pages: t.pages.map_or(16, u64::from).min(FILE_PAGES),
-            duration_ms: t.ms.unwrap_or(3000),
+            pages: 16,
+            duration_ms: 3000,
             seed: p.seed,
         }
+        .with_knobs(p)
+    }
+
+    /// The churn shape (`pagecache.torture_churn`): one writer per CPU on
+    /// 64 pages, three flushers and four evictors, for 6 s, so pages are
+    /// often clean, evicted and created again while flushers walk a list
+    /// of dirty pages taken a moment before: the windows between a
+    /// page-cache lookup and what the caller does with its result (a page
+    /// gone, or a new page at the same index) are crossed thousands of
+    /// times a run, and the race points at every lookup and index change
+    /// widen them. It found the lost write of a flusher that removed a
+    /// new page's dirty mark (on the code before the fix, 5 of 6 runs of
+    /// 6 s lost writes at `-smp 4`).
+    pub fn churn(p: &Params) -> Options {
+        let cpus = crate::smp::online_cpus();
+        Options {
+            writers: cpus,
+            flushers: 3,
+            evictors: 4,
+            readers: 1,
+            pages: 64,
+            duration_ms: 6000,
+            seed: p.seed,
+        }
+        .with_knobs(p)
+    }
+
+    /// The `torture_*` boot parameters over a shape's defaults.
+    fn with_knobs(mut self, p: &Params) -> Options {
+        let cpus = crate::smp::online_cpus();
+        let t = p.torture;
+        if let Some(n) = t.threads_per_cpu {
+            self.writers = n as usize * cpus;
+        }
+        if let Some(n) = t.pages {
+            self.pages = u64::from(n);
+        }
+        self.pages = self.pages.min(FILE_PAGES);
+        if let Some(ms) = t.ms {
+            self.duration_ms = ms;
+        }
+        self
     }
 }
 

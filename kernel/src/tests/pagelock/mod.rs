@@ -685,4 +685,6 @@ pub static SUITE: Suite = Suite {
             run: put_and_wait_drops_reference,
         },
     ],
+    accounted: true,
+    ..Suite::DEFAULTS
 };

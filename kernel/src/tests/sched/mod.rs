@@ -442,4 +442,18 @@ pub static SUITE: Suite = Suite {
             run: lockups_reported,
         },
     ],
+    expect_log: &[
+        (
+            "hung_task_reported",
+            &["watchdog: hung task: thread 'forgotten'"],
+        ),
+        (
+            "lockups_reported",
+            &[
+                "watchdog: soft lockup on cpu",
+                "watchdog: hard lockup on cpu",
+            ],
+        ),
+    ],
+    ..Suite::DEFAULTS
 };

@@ -228,4 +228,5 @@ pub static SUITE: Suite = Suite {
             run: clock_monotonic_and_agrees,
         },
     ],
+    ..Suite::DEFAULTS
 };

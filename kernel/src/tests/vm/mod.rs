@@ -914,4 +914,6 @@ pub static SUITE: Suite = Suite {
             run: fault_verdicts,
         },
     ],
+    accounted: true,
+    ..Suite::DEFAULTS
 };
