@@ -24,6 +24,12 @@
 //!   callback at the next wake-up of the page's lock bit, like a shared
 //!   sleeping waiter (the work re-checks the page, as shared waiters do).
 //!
+//! A queued async waiter holds a reference on its page, taken when it
+//! queues and handed to its callback ([`PageRef`]): without it a page
+//! freed and reused while the entry waits would have the stale entry take
+//! the *new* page's lock (the entry matches by descriptor address). A
+//! page with no reference at all is refused with a panic.
+//!
 //! This is Hugh Dickins's worry in the first seed ("other people waiting on
 //! the page lock (ie we now have that whole io_uring case)"): sleeping
 //! exclusive waiters, shared writeback waiters and callback waiters on one
@@ -34,11 +40,13 @@
 //! callback may free everything it owns).
 
 use alloc::boxed::Box;
+use core::ptr::NonNull;
 
-use crate::flags::{PG_LOCKED, PG_WAITERS};
+use crate::flags::PG_LOCKED;
 use crate::page::Page;
 use crate::page_lock::{PageEntry, wake_page_match};
 use crate::platform::Platform;
+use crate::refcount::PutOutcome;
 use crate::sync::Ordering;
 use crate::wait_table::{PageBit, PageKind, PageWaitTable, WaitPageKey};
 use crate::waitqueue::{
@@ -57,8 +65,65 @@ pub enum AsyncWake {
 }
 
 /// The callback of an async waiter (module docs: no sleeping, no page
-/// wait-table calls).
-pub type AsyncCallback = Box<dyn FnOnce(AsyncWake) + Send>;
+/// wait-table calls). It receives the page reference its waiter held.
+pub type AsyncCallback = Box<dyn FnOnce(AsyncWake, PageRef) + Send>;
+
+/// One counted reference on a page: the one a queued async waiter held,
+/// handed to its callback (module docs). The callback gives it back with
+/// [`PageRef::put`] (freeing the page itself on
+/// [`PutOutcome::LastReference`]) or turns it into the platform's own
+/// handle with [`PageRef::into_raw`] (the kernel makes it a `Frame`).
+/// Dropping it puts the reference too, and panics if that was the last
+/// one (nobody would free the page).
+#[must_use = "a page reference: give it back with put(), or keep it with into_raw()"]
+pub struct PageRef {
+    page: NonNull<Page>,
+}
+
+// SAFETY: a counted reference to a page descriptor, reached only through
+// the descriptor's atomics, as the `&Page` the wait paths already share
+// between threads.
+unsafe impl Send for PageRef {}
+
+impl PageRef {
+    /// The page, for as long as the reference is held.
+    pub fn page(&self) -> &Page {
+        // SAFETY: the reference we hold keeps the descriptor's frame in
+        // use; descriptors themselves outlive every reference.
+        unsafe { self.page.as_ref() }
+    }
+
+    /// Gives up the handle, keeping the reference: the caller now owns it.
+    pub fn into_raw(self) -> NonNull<Page> {
+        let p = self.page;
+        core::mem::forget(self);
+        p
+    }
+
+    /// Drops the reference; on [`PutOutcome::LastReference`] the caller
+    /// frees the page.
+    pub fn put(self) -> PutOutcome {
+        let p = self.into_raw();
+        // SAFETY: as in `page`: we held the reference until this put.
+        unsafe { p.as_ref() }
+            .put_page()
+            .expect("PageRef::put: the reference this handle held is gone")
+    }
+}
+
+impl Drop for PageRef {
+    fn drop(&mut self) {
+        let page = self.page();
+        match page.put_page() {
+            Ok(PutOutcome::StillReferenced) => {}
+            Ok(PutOutcome::LastReference) => panic!(
+                "a dropped PageRef took the last reference of page {:#x}: nobody frees it (use put())",
+                page.addr()
+            ),
+            Err(e) => panic!("PageRef of page {:#x}: {e:?}", page.addr()),
+        }
+    }
+}
 
 /// An async waiter on the heap: the queue entry first, so the wake
 /// function can find the waiter from its entry.
@@ -105,20 +170,46 @@ unsafe fn async_wake_page_function<P: Platform>(
         let mut waiter = Box::from_raw(entry.cast::<AsyncWaiter<P>>().cast_mut());
         let callback = waiter.callback.take().expect("an async waiter runs once");
         drop(waiter);
-        callback(if exclusive {
-            AsyncWake::Locked
-        } else {
-            AsyncWake::Woken
-        });
+        // The reference the waiter took when it queued (on this page: the
+        // entry matched the walk's key).
+        let held = PageRef {
+            page: NonNull::from(page),
+        };
+        callback(
+            if exclusive {
+                AsyncWake::Locked
+            } else {
+                AsyncWake::Woken
+            },
+            held,
+        );
         i32::from(exclusive)
     }
+}
+
+/// Panics unless `page` has a reference (the caller's).
+#[track_caller]
+fn assert_held(page: &Page) {
+    assert!(
+        page.ref_count() != 0,
+        "async wait on page {:#x}, which has no reference (a free page): the caller must hold one",
+        page.addr()
+    );
 }
 
 impl<P: Platform> PageWaitTable<P> {
     /// `__folio_lock_async`: takes the page lock now and returns true, or
     /// queues `callback` to run, owning the lock, when an unlock hands it
-    /// over, and returns false (module docs).
+    /// over, and returns false (module docs). The queued waiter holds a
+    /// reference on the page, which its callback receives.
+    ///
+    /// # Panics
+    ///
+    /// If the page has no reference (it is free: the caller must hold
+    /// one).
+    #[track_caller]
     pub fn lock_page_async(&self, page: &Page, callback: AsyncCallback) -> bool {
+        assert_held(page);
         if self.trylock_page(page) {
             return true;
         }
@@ -127,8 +218,10 @@ impl<P: Platform> PageWaitTable<P> {
 
     /// `folio_wait_locked_async`: returns true if the page is unlocked now,
     /// else queues `callback` to run at the next wake-up of its lock bit
-    /// and returns false.
+    /// and returns false. Panics as [`Self::lock_page_async`].
+    #[track_caller]
     pub fn wait_on_page_locked_async(&self, page: &Page, callback: AsyncCallback) -> bool {
+        assert_held(page);
         if !page.flags.test_acquire(PG_LOCKED) {
             return true;
         }
@@ -151,7 +244,7 @@ impl<P: Platform> PageWaitTable<P> {
         // First PG_WAITERS, then the try, under the queue lock: either the
         // try sees the lock free, or the unlocker's RMW sees PG_WAITERS and
         // its walk (which needs this lock) finds our entry (`page_lock`).
-        page.flags.set(PG_WAITERS);
+        self.claim_waiters(page);
         let got = if flags & WQ_FLAG_EXCLUSIVE != 0 {
             // AcqRel: Acquire pairs with the previous owner's unlock.
             !page.flags.test_and_set(PG_LOCKED)
@@ -160,6 +253,14 @@ impl<P: Platform> PageWaitTable<P> {
         };
         if got {
             return true;
+        }
+        // The entry's reference (module docs), handed to the callback. The
+        // caller holds one, so this cannot be the first.
+        if let Err(e) = page.get_page() {
+            panic!(
+                "async waiter on page {:#x}: cannot take its reference ({e:?})",
+                page.addr()
+            );
         }
         let raw = Box::into_raw(waiter);
         // SAFETY: the waiter lives on the heap until the wake function

@@ -70,10 +70,21 @@ pub const PG_RECLAIM: u32 = 13;
 /// page type), its order in the page's private word. Set and cleared only
 /// under the allocator's lock, on pages with count 0.
 pub const PG_BUDDY: u32 = 14;
-/// First bit free for later users; bits up to 47 are free. Of the top 16
-/// (zone/node/section numbers in Linux), bits 56..60 hold the allocation
-/// order of a block's head page ([`PageFlags::order`]).
+/// First bit free for later users; bits up to 31 are free. Bits 32..48
+/// hold the tag of the page wait table whose queues this page's waiters
+/// use ([`TABLE_SHIFT`]). Of the top 16 (zone/node/section numbers in
+/// Linux), bits 56..60 hold the allocation order of a block's head page
+/// ([`PageFlags::order`]).
 pub const PG_FIRST_FREE: u32 = 15;
+
+/// Where the wait-table tag sits in the flags word: set with `PG_WAITERS`
+/// by the first waiter of an allocated page, so that a second table over
+/// the same page is refused (its walk would clear `PG_WAITERS` under the
+/// first table's waiters). Cleared with the rest of the word when the
+/// frame is freed.
+pub const TABLE_SHIFT: u32 = 32;
+/// The wait-table tag's bits in the flags word.
+pub const TABLE_MASK: u64 = 0xffff << TABLE_SHIFT;
 
 /// Where the block order sits in the flags word.
 pub const ORDER_SHIFT: u32 = 56;
@@ -131,7 +142,22 @@ pub const fn mask(bit: u32) -> u64 {
 // time in `folio_unlock`).
 const _: () = assert!(PG_WAITERS == 7);
 const _: () = assert!(PG_LOCKED < 7 && PG_WRITEBACK < 7);
-const _: () = assert!(mask(PG_FIRST_FREE) < 1 << 48 && ORDER_SHIFT >= 48);
+const _: () = assert!(mask(PG_FIRST_FREE) < 1 << TABLE_SHIFT && ORDER_SHIFT >= 48);
+const _: () = assert!(TABLE_MASK & ORDER_MASK == 0 && TABLE_MASK >> TABLE_SHIFT == 0xffff);
+
+/// Refuses a bit that safe code outside this crate must not flip: numbers
+/// past the word (a shift would wrap), and [`PG_WAITERS`], which only the
+/// wait paths may set (under their queue lock) and only a wake walk may
+/// clear; a stray set or clear loses wake-ups or strands waiters. For a
+/// constant bit (every caller in the kernel) the check folds away.
+#[inline(always)]
+#[track_caller]
+fn check_public(bit: u32) {
+    assert!(
+        bit < 64 && bit != PG_WAITERS,
+        "page flag bit {bit}: not a bit safe code may change (PG_waiters belongs to the wait paths; bits are 0..64)"
+    );
+}
 
 /// The atomic flags word of a [`crate::Page`].
 #[derive(Debug)]
@@ -219,7 +245,15 @@ impl PageFlags {
     }
 
     /// `set_bit`: atomic, unordered.
+    ///
+    /// # Panics
+    ///
+    /// On `PG_WAITERS` or a bit number past the word (every mutator here;
+    /// the wait paths set and clear `PG_WAITERS` through this crate's own
+    /// entry points).
+    #[track_caller]
     pub fn set(&self, bit: u32) {
+        check_public(bit);
         self.word.fetch_or(mask(bit), Ordering::Relaxed);
         hit(RacePoint::FlagsRmw);
     }
@@ -227,7 +261,9 @@ impl PageFlags {
     /// `set_bit` after `smp_wmb()` (Linux's `folio_mark_uptodate`): atomic,
     /// Release: a reader that sees the bit with an Acquire test also sees
     /// everything written before it.
+    #[track_caller]
     pub fn set_release(&self, bit: u32) {
+        check_public(bit);
         // Release pairs with the Acquire `test_acquire` of a lockless
         // reader (`loom_pagecache::visibility_write_then_uptodate`
         // catches Release -> Relaxed).
@@ -236,13 +272,17 @@ impl PageFlags {
     }
 
     /// `clear_bit`: atomic, unordered.
+    #[track_caller]
     pub fn clear(&self, bit: u32) {
+        check_public(bit);
         self.word.fetch_and(!mask(bit), Ordering::Relaxed);
         hit(RacePoint::FlagsRmw);
     }
 
     /// `test_and_set_bit`: returns the old bit; fully ordered.
+    #[track_caller]
     pub fn test_and_set(&self, bit: u32) -> bool {
+        check_public(bit);
         // AcqRel, as Linux's fully ordered test_and_set_bit. Both halves
         // are load-bearing (`cargo xtask orderings`). Acquire: a waiter
         // that takes a lock bit by this RMW pairs with the previous
@@ -259,7 +299,9 @@ impl PageFlags {
     }
 
     /// `test_and_clear_bit`: returns the old bit; fully ordered.
+    #[track_caller]
     pub fn test_and_clear(&self, bit: u32) -> bool {
+        check_public(bit);
         // AcqRel, as Linux's fully ordered test_and_clear_bit. The one
         // caller is `clear_page_dirty_for_io`. Acquire: pairs with the
         // Release half of a lockless dirtier's `test_and_set` (see there),
@@ -280,7 +322,9 @@ impl PageFlags {
     /// Release in [`PageFlags::clear_bit_unlock`] or the `xor_unlock` family
     /// of the previous holder, so its critical section happens-before ours.
     #[inline]
+    #[track_caller]
     pub fn test_and_set_bit_lock(&self, bit: u32) -> bool {
+        check_public(bit);
         let old = self.word.fetch_or(mask(bit), Ordering::Acquire);
         hit(RacePoint::FlagsRmw);
         old & mask(bit) != 0
@@ -289,7 +333,9 @@ impl PageFlags {
     /// `clear_bit_unlock`: Release pairs with the Acquire of the next
     /// [`PageFlags::test_and_set_bit_lock`]. Does not report waiters; use
     /// [`PageFlags::xor_unlock_is_negative_byte`] when somebody may sleep.
+    #[track_caller]
     pub fn clear_bit_unlock(&self, bit: u32) {
+        check_public(bit);
         // pagesync's own unlocks use the `xor_unlock` form (which reports
         // waiters); the known-bad `clear-after-wake` and the kernel's mm
         // case call this. Release -> Relaxed is caught by
@@ -307,8 +353,15 @@ impl PageFlags {
     /// [`PageFlags::xor_unlock_is_negative_byte_fetch_xor`]. The Release
     /// pairs with the Acquire of the next locker's test-and-set; the read of
     /// PG_WAITERS relies on coherence only (module docs).
+    ///
+    /// # Panics
+    ///
+    /// If `mask` includes bit 7 (for the kernel's constant masks the check
+    /// folds away).
     #[inline]
+    #[track_caller]
     pub fn xor_unlock_is_negative_byte(&self, mask: u8) -> bool {
+        assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
         #[cfg(all(target_arch = "x86_64", not(loom)))]
         {
             self.xor_unlock_is_negative_byte_asm(mask)
@@ -326,8 +379,9 @@ impl PageFlags {
     /// Release); the asm also acts as a compiler barrier.
     #[cfg(all(target_arch = "x86_64", not(loom)))]
     #[inline]
+    #[track_caller]
     pub fn xor_unlock_is_negative_byte_asm(&self, mask: u8) -> bool {
-        debug_assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
+        assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
         let negative: u8;
         // SAFETY: the pointer is the first (lowest, x86 is little-endian)
         // byte of an `AtomicU64` we borrow, so it is valid and aligned for a
@@ -354,8 +408,9 @@ impl PageFlags {
     /// whole word and test bit 7 of the old value. Bit 7 is not flipped, so
     /// old bit 7 = new bit 7 = the sign flag the asm form reads.
     #[inline]
+    #[track_caller]
     pub fn xor_unlock_is_negative_byte_fetch_xor(&self, mask: u8) -> bool {
-        debug_assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
+        assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
         let old = self.word.fetch_xor(u64::from(mask), Ordering::Release);
         hit(RacePoint::FlagsRmw);
         old & (1 << PG_WAITERS) != 0
@@ -364,8 +419,9 @@ impl PageFlags {
     /// A compare-exchange loop computing the same thing (powerpc-style
     /// LL/SC shape), kept so the kernel can benchmark the three forms.
     #[inline]
+    #[track_caller]
     pub fn xor_unlock_is_negative_byte_cas(&self, mask: u8) -> bool {
-        debug_assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
+        assert!(mask & 0x80 == 0, "xor_unlock must not flip PG_WAITERS");
         let mut old = self.word.load(Ordering::Relaxed);
         loop {
             // Release on success pairs like the other forms; a failed CAS
@@ -385,6 +441,53 @@ impl PageFlags {
                 Err(now) => old = now,
             }
         }
+    }
+}
+
+impl PageFlags {
+    /// Sets `PG_WAITERS` and claims the page for the wait table tagged
+    /// `tag` (the caller holds that table's queue lock for the page), in
+    /// one RMW; or, if another table's tag is on the page, changes nothing
+    /// and returns that tag. A compare-exchange loop where `set` was one
+    /// `lock or`: this is the slow path of a wait, which is about to sleep.
+    /// Relaxed, as `set_bit`: the waiter's next access to the word (its
+    /// try of the bit) is ordered after this RMW by coherence, which is
+    /// all the no-lost-wake-up argument needs (module docs).
+    pub(crate) fn set_waiters(&self, tag: u16) -> Result<(), u16> {
+        let tag_bits = u64::from(tag) << TABLE_SHIFT;
+        let mut old = self.word.load(Ordering::Relaxed);
+        loop {
+            let owner = ((old & TABLE_MASK) >> TABLE_SHIFT) as u16;
+            if owner != 0 && owner != tag {
+                hit(RacePoint::FlagsRead);
+                return Err(owner);
+            }
+            match self.word.compare_exchange(
+                old,
+                old | mask(PG_WAITERS) | tag_bits,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    hit(RacePoint::FlagsRmw);
+                    return Ok(());
+                }
+                Err(now) => old = now,
+            }
+        }
+    }
+
+    /// Clears `PG_WAITERS` (a wake walk that found no waiter of the page
+    /// left, under the queue lock). The table tag stays: the page's later
+    /// waiters must use the same table.
+    pub(crate) fn clear_waiters(&self) {
+        self.word.fetch_and(!mask(PG_WAITERS), Ordering::Relaxed);
+        hit(RacePoint::FlagsRmw);
+    }
+
+    /// The tag of the wait table the page's waiters use, 0 if none yet.
+    pub fn table_tag(&self) -> u16 {
+        ((self.word.load(Ordering::Relaxed) & TABLE_MASK) >> TABLE_SHIFT) as u16
     }
 }
 

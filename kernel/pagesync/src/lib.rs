@@ -66,7 +66,7 @@ pub mod wait_table;
 pub mod waitqueue;
 pub mod writeback;
 
-pub use async_wait::{AsyncCallback, AsyncWake};
+pub use async_wait::{AsyncCallback, AsyncWake, PageRef};
 pub use flags::PageFlags;
 pub use page::Page;
 pub use pin::Pinned;

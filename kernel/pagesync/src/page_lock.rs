@@ -33,7 +33,7 @@
 
 use core::pin::pin;
 
-use crate::flags::{PG_LOCKED, PG_WAITERS};
+use crate::flags::PG_LOCKED;
 use crate::page::Page;
 use crate::platform::Platform;
 use crate::race::RacePoint;
@@ -236,7 +236,7 @@ impl<P: Platform> PageWaitTable<P> {
             {
                 let mut locked = q.lock();
                 // First PG_WAITERS, then the try (module docs).
-                page.flags.set(PG_WAITERS);
+                self.claim_waiters(page);
                 let done = early.unwrap_or_else(|| trylock_flag(self, page, bit, &entry));
                 if !done {
                     P::race_point(RacePoint::WaitBeforeQueue);
@@ -342,17 +342,24 @@ impl<P: Platform> PageWaitTable<P> {
     }
 
     /// `folio_unlock`: release the lock and wake the next waiter if
-    /// `PG_WAITERS` was set. Unlocking an unlocked page is a bug (panics).
+    /// `PG_WAITERS` was set.
+    ///
+    /// # Panics
+    ///
+    /// If the page is not locked, in every build: the unlock is an XOR, so
+    /// on an unlocked page it would *take* the lock for nobody.
     #[inline]
+    #[track_caller]
     pub fn unlock_page(&self, page: &Page) {
-        // Like Linux's VM_BUG_ON_FOLIO, checked in debug builds (all the
-        // tests and torture runs) and left out of the release fast path:
-        // it is a third access to the flags word per lock/unlock pair.
-        debug_assert!(
-            page.flags.test(PG_LOCKED),
-            "unlock_page: page {:#x} is not locked",
-            page.addr()
-        );
+        // Linux checks this only under CONFIG_DEBUG_VM (VM_BUG_ON_FOLIO).
+        // Here it is a plain load of the line the caller's lock brought
+        // into this CPU's cache and the XOR below writes anyway
+        // (`pagelock_uncontended` measures the pair with it). A caller that
+        // holds the lock sees its own bit; only a misuse sees it clear (a
+        // racing misuse may slip through, as with any such check).
+        if !page.flags.test(PG_LOCKED) {
+            unlock_of_unlocked(page);
+        }
         // The fast path's only look at the variant: is any known-bad one
         // configured at all (never by default)? Which one, and whether it
         // replaces the unlock, is decided out of line.
@@ -399,12 +406,20 @@ impl<P: Platform> PageWaitTable<P> {
 
     /// `folio_wait_bit`: sleep until a wake-up of (`page`, `bit`) finds the
     /// bit clear (shared). It may be set again by the time this returns.
+    ///
+    /// # Panics
+    ///
+    /// If `bit` is not below `PG_WAITERS` (no clear of it wakes anyone).
+    #[track_caller]
     pub fn wait_on_page_bit(&self, page: &Page, bit: u32) {
+        Self::check_wait_bit(bit);
         let _ = self.wait_bit_common(page, bit, Behavior::Shared, false, NO_FREE);
     }
 
-    /// `folio_wait_bit_killable`.
+    /// `folio_wait_bit_killable` (panics as [`Self::wait_on_page_bit`]).
+    #[track_caller]
     pub fn wait_on_page_bit_killable(&self, page: &Page, bit: u32) -> Result<(), Interrupted> {
+        Self::check_wait_bit(bit);
         self.wait_bit_common(page, bit, Behavior::Shared, true, NO_FREE)
     }
 
@@ -423,3 +438,12 @@ impl<P: Platform> PageWaitTable<P> {
 }
 
 const NO_FREE: Option<fn(&Page)> = None;
+
+/// The panic of [`PageWaitTable::unlock_page`] on an unlocked page, out of
+/// the fast path.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn unlock_of_unlocked(page: &Page) -> ! {
+    panic!("unlock_page: page {:#x} is not locked", page.addr())
+}

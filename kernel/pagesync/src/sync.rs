@@ -112,6 +112,7 @@ impl RawSpinLock {
                 lock: self,
                 irq: Some(irq),
                 _platform: PhantomData,
+                _this_cpu: PhantomData,
             }
         }
         #[cfg(loom)]
@@ -122,6 +123,7 @@ impl RawSpinLock {
                 guard: Some(guard),
                 irq: Some(irq),
                 _platform: PhantomData,
+                _this_cpu: PhantomData,
             }
         }
     }
@@ -211,6 +213,32 @@ impl Default for RawSpinLock {
 
 /// Proof that a [`RawSpinLock`] is held; dropping it unlocks, then restores
 /// the interrupt state saved by [`RawSpinLock::lock`].
+///
+/// Not `Send`: the interrupt state it restores is the CPU's that locked,
+/// so the guard must be dropped there (on another CPU it would switch that
+/// CPU's interrupts on, or leave the locking CPU's off for good). Moving
+/// one to another thread does not compile, even on a platform whose saved
+/// interrupt state could move:
+///
+/// ```compile_fail,E0277
+/// # struct Solo;
+/// # impl pagesync::Platform for Solo {
+/// #     type Thread = ();
+/// #     type IrqState = bool;
+/// #     fn current() {}
+/// #     fn prepare_to_sleep() {}
+/// #     fn sleep() {}
+/// #     fn set_running() {}
+/// #     fn wake(_: &()) {}
+/// #     fn cancel_pending() -> bool { false }
+/// #     fn irq_save() -> bool { false }
+/// #     fn irq_restore(_: bool) {}
+/// #     fn cpu_relax() {}
+/// # }
+/// fn needs_send<T: Send>(_: T) {}
+/// let l = pagesync::sync::RawSpinLock::new();
+/// needs_send(l.lock::<Solo>());
+/// ```
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct SpinGuard<'a, P: Platform> {
     #[cfg(not(loom))]
@@ -221,6 +249,8 @@ pub struct SpinGuard<'a, P: Platform> {
     guard: Option<loom::sync::MutexGuard<'a, ()>>,
     irq: Option<P::IrqState>,
     _platform: PhantomData<fn() -> P>,
+    /// Makes the guard neither `Send` nor `Sync` (type docs).
+    _this_cpu: PhantomData<*const ()>,
 }
 
 impl<P: Platform> Drop for SpinGuard<'_, P> {

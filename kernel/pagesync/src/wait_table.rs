@@ -103,7 +103,14 @@ struct Bucket<P: Platform>(WaitQueueHead<P, PageKind>);
 pub struct PageWaitTable<P: Platform> {
     buckets: Box<[Bucket<P>]>,
     pub(crate) cfg: Config,
+    /// This table's tag (1..=0xffff), written into the flags of the pages
+    /// its waiters wait on ([`crate::flags::TABLE_SHIFT`]).
+    tag: u16,
 }
+
+/// Tags handed to tables so far. Not part of the protocol (each table
+/// reads its own tag only), so a plain core atomic even under loom.
+static TABLES_MADE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 impl<P: Platform> PageWaitTable<P> {
     /// A table of `2^cfg.table_bits` empty queues.
@@ -119,10 +126,56 @@ impl<P: Platform> PageWaitTable<P> {
         let buckets: Vec<Bucket<P>> = (0..1usize << cfg.table_bits)
             .map(|_| Bucket(WaitQueueHead::new()))
             .collect();
+        // Relaxed: a unique number is all that is needed. Tags repeat
+        // after 65535 tables; two tables sharing a page would then go
+        // unnoticed only if their tags also collide.
+        let n = TABLES_MADE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         Self {
             buckets: buckets.into_boxed_slice(),
             cfg,
+            tag: (n % 0xffff) as u16 + 1,
         }
+    }
+
+    /// Sets `PG_WAITERS` on `page` for a waiter about to queue (the queue
+    /// lock held), claiming the page for this table.
+    ///
+    /// # Panics
+    ///
+    /// If the page's waiters use another table: two tables over one page
+    /// lose wake-ups (a walk in one finds none of the other's entries and
+    /// clears `PG_WAITERS` under them), so the second is refused.
+    #[track_caller]
+    pub(crate) fn claim_waiters(&self, page: &Page) {
+        if let Err(other) = page.flags.set_waiters(self.tag) {
+            panic!(
+                "page {:#x} is waited on through two page wait tables (tags {other} and {}): \
+                 a walk in one would clear PG_waiters under the other's waiters",
+                page.addr(),
+                self.tag
+            );
+        }
+    }
+
+    /// Sets `PG_WAITERS` on `page` with nobody queued: the state a waiter
+    /// that was woken or gave up may leave behind (allowed: the next walk
+    /// finds nobody and clears it). For tests and rescues that need the
+    /// next clear of a bit to take the slow path and walk.
+    pub fn mark_waiters_stale(&self, page: &Page) {
+        let _locked = self.queue(page).lock();
+        self.claim_waiters(page);
+    }
+
+    /// Refuses a bit a waiter cannot wait for: only the bits below
+    /// `PG_WAITERS` are cleared by a waking clear (`clear_bit_and_wake`,
+    /// the unlock and end-of-writeback XORs); a wait for any other bit, or
+    /// a number past the word, would never be woken.
+    #[track_caller]
+    pub(crate) fn check_wait_bit(bit: u32) {
+        assert!(
+            bit < PG_WAITERS,
+            "wait on page bit {bit}: only bits below PG_waiters (7) are woken when they clear"
+        );
     }
 
     /// The configuration the table was built with.
@@ -232,8 +285,16 @@ impl<P: Platform> PageWaitTable<P> {
         if locked.is_empty() || !key.page_match || bugs::clear_waiters_early(self.cfg.bug) {
             // Under the queue lock: a waiter sets the bit under this same
             // lock before queueing, so it cannot slip in between our walk
-            // and this clear.
-            page.flags.clear(PG_WAITERS);
+            // and this clear. The page's waiters must be this table's:
+            // another table's would be stranded by the clear.
+            let owner = page.flags.table_tag();
+            assert!(
+                owner == 0 || owner == self.tag,
+                "wake_page_bit: page {:#x} is waited on through another page wait table (tag {owner}, this one {})",
+                page.addr(),
+                self.tag
+            );
+            page.flags.clear_waiters();
         }
         #[cfg(any(loom, debug_assertions))]
         check_waiters_invariant(&locked, page);

@@ -110,6 +110,28 @@ impl Link {
 }
 
 /// One sleeping thread's place in a [`WaitQueueHead`].
+///
+/// Its flags word belongs to the wait and wake paths of this crate; safe
+/// code elsewhere cannot reach it:
+///
+/// ```compile_fail,E0624
+/// # struct Solo;
+/// # impl pagesync::Platform for Solo {
+/// #     type Thread = ();
+/// #     type IrqState = bool;
+/// #     fn current() {}
+/// #     fn prepare_to_sleep() {}
+/// #     fn sleep() {}
+/// #     fn set_running() {}
+/// #     fn wake(_: &()) {}
+/// #     fn cancel_pending() -> bool { false }
+/// #     fn irq_save() -> bool { false }
+/// #     fn irq_restore(_: bool) {}
+/// #     fn cpu_relax() {}
+/// # }
+/// let e = pagesync::WaitEntry::<Solo>::bookmark();
+/// e.flags();
+/// ```
 #[repr(C)]
 pub struct WaitEntry<P: Platform, K: WaitKind = Plain> {
     // First field: a `*mut Link` in the list is also the entry's address.
@@ -146,8 +168,11 @@ impl<P: Platform, K: WaitKind> WaitEntry<P, K> {
     }
 
     /// The `WQ_FLAG_*` word. The owner writes it while unlinked; wake
-    /// functions write it under the queue lock.
-    pub fn flags(&self) -> &AtomicU32 {
+    /// functions write it under the queue lock. Private to this crate:
+    /// with it, a caller holding a queue's lock could mark a sleeping
+    /// exclusive waiter WOKEN|DONE (a second lock holder) or a bookmark (a
+    /// waiter never woken) (see [`WaitEntry`]'s `compile_fail` example).
+    pub(crate) fn flags(&self) -> &AtomicU32 {
         &self.flags
     }
 
@@ -399,7 +424,28 @@ impl<P: Platform, K: WaitKind> Drop for FinishWait<'_, P, K> {
     }
 }
 
-/// A [`WaitQueueHead`] with its lock held: the list operations.
+/// A [`WaitQueueHead`] with its lock held: the list operations. Not
+/// `Send`, as its [`crate::sync::SpinGuard`]:
+///
+/// ```compile_fail,E0277
+/// # struct Solo;
+/// # impl pagesync::Platform for Solo {
+/// #     type Thread = ();
+/// #     type IrqState = bool;
+/// #     fn current() {}
+/// #     fn prepare_to_sleep() {}
+/// #     fn sleep() {}
+/// #     fn set_running() {}
+/// #     fn wake(_: &()) {}
+/// #     fn cancel_pending() -> bool { false }
+/// #     fn irq_save() -> bool { false }
+/// #     fn irq_restore(_: bool) {}
+/// #     fn cpu_relax() {}
+/// # }
+/// fn needs_send<T: Send>(_: T) {}
+/// let q = pagesync::WaitQueueHead::<Solo>::new();
+/// needs_send(q.lock());
+/// ```
 pub struct LockedQueue<'a, P: Platform, K: WaitKind = Plain> {
     q: &'a WaitQueueHead<P, K>,
     _guard: SpinGuard<'a, P>,

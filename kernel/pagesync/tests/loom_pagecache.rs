@@ -78,7 +78,7 @@ fn writeback_reuse_race(cfg: Config) {
         t.lock_page(w.page(0));
         let _ = t.start_page_writeback(w.page(0));
         t.unlock_page(w.page(0));
-        w.page(0).flags().set(PG_WAITERS);
+        w.table.mark_waiters_stale(w.page(0));
         let irq = {
             let w = w.clone();
             thread::spawn(move || {

@@ -47,8 +47,10 @@ fn mixed(cfg: Config) {
         let h = handed.clone();
         let now = t.lock_page_async(
             w.page(0),
-            Box::new(move |why| {
+            Box::new(move |why, held| {
                 assert_eq!(why, AsyncWake::Locked);
+                // The page stays referenced by the world.
+                let _ = held.put();
                 // Release pairs with the worker's Acquire below.
                 h.store(1, Ordering::Release);
             }),
@@ -97,8 +99,9 @@ fn async_shared_waiter_runs_on_unlock() {
         let r = ran.clone();
         let now = w.table.wait_on_page_locked_async(
             w.page(0),
-            Box::new(move |why| {
+            Box::new(move |why, held| {
                 assert_eq!(why, AsyncWake::Woken);
+                let _ = held.put();
                 r.fetch_add(1, Ordering::Release);
             }),
         );

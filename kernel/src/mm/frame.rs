@@ -121,6 +121,26 @@ impl Frame {
         f(page, page_alloc::free_last_reference)
     }
 
+    /// Adopts the page reference an async waiter held
+    /// (`pagesync::PageRef`, handed to its callback) as a Frame.
+    ///
+    /// # Panics
+    ///
+    /// If the page is not a descriptor of the frame array (the kernel only
+    /// ever queues waiters on those).
+    pub fn from_page_ref(r: pagesync::PageRef) -> Frame {
+        let p = r.into_raw();
+        // SAFETY: the PageRef held a reference, now ours; a descriptor
+        // outlives every reference.
+        let page = unsafe { p.as_ref() };
+        let desc = frame_array::page(frame_array::pfn_of(page))
+            .filter(|d| core::ptr::eq(*d, page))
+            .expect("Frame::from_page_ref: not a frame-array descriptor");
+        // SAFETY: `desc` is the frame-array descriptor, and we own the
+        // reference the PageRef carried.
+        unsafe { Frame::adopt(desc) }
+    }
+
     /// Gives up the handle without dropping its reference: the block stays
     /// allocated until [`Frame::from_raw`] takes the reference back (or
     /// for ever: heap blocks, stacks, page tables).

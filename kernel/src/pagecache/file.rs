@@ -361,8 +361,12 @@ impl File {
         // callback is dropped unrun, so keep a way back to it.
         let slot = Arc::new(spin::Mutex::new(Some(done)));
         let s = slot.clone();
-        let callback: pagesync::AsyncCallback = Box::new(move |_| {
+        let callback: pagesync::AsyncCallback = Box::new(move |_, held| {
+            // The waiter's own reference: dropped by the worker, never in
+            // the waker's context.
+            let held = Frame::from_page_ref(held);
             super::worker::queue(Box::new(move || {
+                drop(held);
                 let done = s.lock().take().expect("one completion");
                 file.finish_read_async(index, p, done, may_retry);
             }))

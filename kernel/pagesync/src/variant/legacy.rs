@@ -29,7 +29,6 @@
 
 use core::pin::pin;
 
-use crate::flags::PG_WAITERS;
 use crate::page::Page;
 use crate::page_lock::{Behavior, PageEntry, drop_ref, wake_page_match};
 use crate::platform::Platform;
@@ -77,7 +76,7 @@ impl<P: Platform> PageWaitTable<P> {
                     // SAFETY: `finish` unlinks the entry before it drops.
                     unsafe { locked.add_tail(entry) };
                 }
-                page.flags.set(PG_WAITERS);
+                self.claim_waiters(page);
                 P::prepare_to_sleep();
             }
             P::race_point(RacePoint::WaitQueued);

@@ -323,7 +323,7 @@ fn end_writeback_reuse_race(_: &Ctx) -> TestResult {
         kassert!(f.writeback_page(i));
         {
             let page = f.find_get_page(i).unwrap();
-            page.flags().set(pagesync::flags::PG_WAITERS);
+            table().mark_waiters_stale(&page);
         }
         // The truncation: on this CPU (the completion runs on the next
         // one), spinning on the bit, then evicting.

@@ -320,9 +320,11 @@ fn async_waiters_mixed(_: &Ctx) -> TestResult {
             let me = 100 + k as u64;
             let got = t.lock_page_async(
                 p,
-                Box::new(move |why| {
+                Box::new(move |why, held| {
                     assert_eq!(why, pagesync::AsyncWake::Locked);
+                    let held = crate::mm::Frame::from_page_ref(held);
                     crate::pagecache::worker::queue(Box::new(move || {
+                        drop(held);
                         if !claim(&p2, me) {
                             fails.fetch_add(1, Ordering::Relaxed);
                         }

@@ -1068,9 +1068,9 @@ fn stop_and_join(run: &Run, watch: &mut Watch, r: &mut Report) {
             // PG_WAITERS first, so a broken protocol's stale clear does
             // not trip pagesync's debug invariant check in the walk.
             for p in &s.pages {
-                p.flags().set(PG_WAITERS);
+                t.mark_waiters_stale(p);
                 t.wake_page_bit(p, PG_LOCKED);
-                p.flags().set(PG_WAITERS);
+                t.mark_waiters_stale(p);
                 t.wake_page_bit(p, PG_WRITEBACK);
             }
         }
