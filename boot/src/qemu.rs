@@ -167,12 +167,14 @@ fn find_or_install_qemu(firmware: Firmware) -> io::Result<()> {
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
     if debian && root {
+        // Never removes a package: if apt would have to (a conflicting
+        // package is installed), it stops, and the user decides.
         eprintln!("pcs: {QEMU} or OVMF missing; installing with apt-get: {pkgs}");
         let ok = Command::new("sh")
             .args([
                 "-c",
                 &format!(
-                    "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {pkgs}"
+                    "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-remove --no-install-recommends {pkgs}"
                 ),
             ])
             .status()?
@@ -180,7 +182,11 @@ fn find_or_install_qemu(firmware: Firmware) -> io::Result<()> {
         if ok {
             return Ok(());
         }
-        return Err(io::Error::other(format!("apt-get install {pkgs} failed")));
+        return Err(io::Error::other(format!(
+            "apt-get install {pkgs} failed (above). If apt wanted to remove a package, the runner \
+             does not do that for you; to install anyway, run yourself:\n    \
+             apt-get install --no-install-recommends {pkgs}"
+        )));
     }
     Err(io::Error::other(format!(
         "{QEMU} (or OVMF for --uefi) is missing; install it, e.g. on Debian/Ubuntu:\n    sudo apt-get install -y --no-install-recommends {pkgs}"

@@ -20,8 +20,14 @@
 //! * [`PageFlags::set`] / [`PageFlags::clear`]: atomic, unordered (Relaxed).
 //!   On x86 they are `lock or`/`lock and`, full barriers in practice; the
 //!   protocol never relies on that.
-//! * [`PageFlags::test_and_set`] / [`PageFlags::test_and_clear`]: fully
-//!   ordered (AcqRel), also when the bit does not change (Linux since 2022).
+//! * [`PageFlags::test_and_set`] / [`PageFlags::test_and_clear`]: AcqRel,
+//!   also when the bit does not change. That is *not* Linux's "fully
+//!   ordered" (an `smp_mb()` on each side): an AcqRel RMW orders earlier
+//!   accesses before its store and later accesses after its load, but not
+//!   its own store before a later load of another location (the
+//!   store-buffering shape). Where the protocol needs that, it says so with
+//!   an explicit `fence(SeqCst)` (`crate::pin`'s F1 and F2); the known-bad
+//!   `gup-wmb-only` is what relying on the RMW alone looks like.
 //! * [`PageFlags::test_and_set_bit_lock`]: Acquire when it takes the bit.
 //! * [`PageFlags::clear_bit_unlock`] and the `xor_unlock` family: Release.
 //!
@@ -279,11 +285,13 @@ impl PageFlags {
         hit(RacePoint::FlagsRmw);
     }
 
-    /// `test_and_set_bit`: returns the old bit; fully ordered.
+    /// `test_and_set_bit`: returns the old bit; AcqRel (module docs: not a
+    /// full barrier).
     #[track_caller]
     pub fn test_and_set(&self, bit: u32) -> bool {
         check_public(bit);
-        // AcqRel, as Linux's fully ordered test_and_set_bit. Both halves
+        // AcqRel: the Acquire and Release halves of Linux's fully ordered
+        // test_and_set_bit, without its store->load ordering. Both halves
         // are load-bearing (`cargo xtask orderings`). Acquire: a waiter
         // that takes a lock bit by this RMW pairs with the previous
         // owner's Release unlock (AcqRel -> Release is caught by
@@ -298,11 +306,13 @@ impl PageFlags {
         old & mask(bit) != 0
     }
 
-    /// `test_and_clear_bit`: returns the old bit; fully ordered.
+    /// `test_and_clear_bit`: returns the old bit; AcqRel (module docs: not
+    /// a full barrier).
     #[track_caller]
     pub fn test_and_clear(&self, bit: u32) -> bool {
         check_public(bit);
-        // AcqRel, as Linux's fully ordered test_and_clear_bit. The one
+        // AcqRel (Linux's test_and_clear_bit is fully ordered; see the
+        // module docs for what AcqRel leaves out). The one
         // caller is `clear_page_dirty_for_io`. Acquire: pairs with the
         // Release half of a lockless dirtier's `test_and_set` (see there),
         // so writeback reads the data the dirtier wrote before setting

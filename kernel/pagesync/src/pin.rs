@@ -46,7 +46,9 @@
 //! against the later *read* of the count, which may still be satisfied
 //! before the set is visible. What made the seed's scheme correct in Linux
 //! is that `test_and_set_bit` is itself fully ordered (an `smp_mb()` on
-//! each side); here F2 says so explicitly. The known-bad
+//! each side); Rust's AcqRel RMW is weaker (it does not order its store
+//! before a later load of another location), so here F2 says it
+//! explicitly. The known-bad
 //! [`crate::Bug::GupWmbOnly`] puts the seed's write barrier in F2's place,
 //! and [`crate::Bug::GupNoFence`] drops F1; loom finds the invariant broken
 //! with either (`tests/loom_gup.rs`). Neither can show on x86 (the pin and

@@ -9,8 +9,9 @@
 //!    what will be written; a later write dirties the page again (the
 //!    caller first moves dirtiness from page tables into `PG_DIRTY`).
 //! 2. [`PageWaitTable::start_page_writeback`]: test-and-set
-//!    `PG_WRITEBACK` (fully ordered), then read the pin state, which it
-//!    returns. `PG_WRITEBACK` is only ever *set* with the page lock held,
+//!    `PG_WRITEBACK` (an AcqRel RMW), then read the pin state, which it
+//!    returns; what orders the set before that read is the pin scheme's
+//!    business (the page lock, or the fence F2 of `crate::pin`). `PG_WRITEBACK` is only ever *set* with the page lock held,
 //!    the rule that lets its clear use the unlock trick below.
 //! 3. unlock, submit the I/O. On completion, usually in interrupt context,
 //!    [`PageWaitTable::end_page_writeback`] clears `PG_WRITEBACK` and wakes
@@ -85,7 +86,7 @@ pub enum WriteResult {
 
 impl<P: Platform> PageWaitTable<P> {
     /// `folio_mark_dirty` (the flag part): returns true if the page was
-    /// clean. A fully ordered test-and-set: a dirtier that holds the page
+    /// clean. An AcqRel test-and-set: a dirtier that holds the page
     /// lock publishes its data by its unlock, one without it (a DMA
     /// completion) by this RMW's Release half, which the Acquire half of
     /// [`Self::clear_page_dirty_for_io`] pairs with
@@ -122,9 +123,10 @@ impl<P: Platform> PageWaitTable<P> {
     }
 
     /// `__folio_start_writeback`: the caller holds the page lock. Sets
-    /// `PG_WRITEBACK` with a fully ordered test-and-set, then reads whether
-    /// the page may be DMA-pinned, ordered against a concurrent pinner as
-    /// the configured scheme requires (`crate::pin`).
+    /// `PG_WRITEBACK` with an AcqRel test-and-set, then reads whether the
+    /// page may be DMA-pinned, ordered against a concurrent pinner as the
+    /// configured scheme requires (`crate::pin`: the AcqRel RMW alone does
+    /// not order its store before that load).
     ///
     /// # Panics
     ///
@@ -136,8 +138,12 @@ impl<P: Platform> PageWaitTable<P> {
             "start_page_writeback: page {:#x} not locked",
             page.addr()
         );
-        // AcqRel: the set is ordered after everything the flusher did to
-        // the page before (under the lock), and before the pin-state load.
+        // AcqRel: its Release half orders everything the flusher did to
+        // the page before (under the lock) before the set; its Acquire
+        // half orders later accesses after the read of the old bit. It
+        // does not order the set (a store) before the pin-state load that
+        // follows: that is F2's job under gup=barrier (a SeqCst fence) and
+        // the page lock's under gup=lock (`crate::pin`).
         let was_set = bugs::set_writeback_plain(self.cfg.bug, page)
             .unwrap_or_else(|| page.flags.test_and_set(PG_WRITEBACK));
         assert!(

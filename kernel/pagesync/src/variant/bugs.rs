@@ -112,7 +112,7 @@ pub(crate) fn skip_stable_wait(bug: Option<Bug>) -> bool {
 }
 
 /// [`Bug::GupPlainStores`], in `start_page_writeback`: set `PG_WRITEBACK`
-/// with a plain load and store instead of a fully ordered test-and-set.
+/// with a plain load and store instead of an atomic (AcqRel) test-and-set.
 /// Returns `None` unless this bug is configured, else whether the bit was
 /// already set.
 pub(crate) fn set_writeback_plain(bug: Option<Bug>, page: &Page) -> Option<bool> {
