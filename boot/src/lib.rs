@@ -9,6 +9,7 @@
 //! - [`image`]: turns it into BIOS/UEFI disk images with the `bootloader`
 //!   crate, rebuilding only when the kernel changed;
 //! - [`qemu`]: the one QEMU runner (deadline, logs, exit-status decoding);
+//! - [`qmp`]: QEMU's view of every vCPU, for a kernel gone silent;
 //! - [`ktap`]: the one KTAP parser (nested subtests, truncated runs);
 //! - [`verdict`]: combines an exit status and a KTAP report into pass/fail;
 //! - [`symbolize`]: names the functions of a kernel backtrace;
@@ -30,6 +31,7 @@ pub mod ktap;
 pub mod plot;
 pub mod progress;
 pub mod qemu;
+pub mod qmp;
 mod run;
 pub mod sweep;
 pub mod symbolize;

@@ -47,17 +47,32 @@ pub enum Exit {
     QemuError,
     /// Any other status.
     Other(i32),
-    /// Killed by a signal (not by us).
-    Signal,
+    /// QEMU died of a signal the runner did not send: QEMU itself
+    /// crashed (a segfault), or something else killed it. Not a verdict
+    /// on the kernel ([`crate::Run::run`] boots once more).
+    Signal(i32),
     /// We killed it at the deadline.
     Timeout(Duration),
+    /// We killed it after its console was silent this long, once QEMU had
+    /// told us where every vCPU was ([`crate::qmp`]).
+    Silent(Duration),
 }
 
 impl Exit {
-    /// Decodes a process exit code (`None`: killed by a signal).
+    /// Decodes a process exit status.
+    pub fn from_status(status: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match status.signal() {
+            Some(sig) => Exit::Signal(sig),
+            None => Exit::from_code(status.code()),
+        }
+    }
+
+    /// Decodes a process exit code (`None`: killed by a signal we do not
+    /// know).
     pub fn from_code(code: Option<i32>) -> Exit {
         let Some(code) = code else {
-            return Exit::Signal;
+            return Exit::Signal(0);
         };
         match contract::exit::decode(code) {
             QemuStatus::Kernel(k) => match k {
@@ -98,11 +113,54 @@ impl fmt::Display for Exit {
             ),
             Exit::QemuError => write!(f, "QEMU error (status {STATUS_QEMU_ERROR})"),
             Exit::Other(c) => write!(f, "unexpected exit status {c}"),
-            Exit::Signal => write!(f, "QEMU killed by a signal"),
+            Exit::Signal(sig) => write!(
+                f,
+                "QEMU died of signal {} ({}), not sent by the runner: QEMU crashed or was killed; this is no verdict on the kernel",
+                sig,
+                signal_name(*sig)
+            ),
             Exit::Timeout(d) => write!(f, "timed out after {:.0} s (killed)", d.as_secs_f64()),
+            Exit::Silent(d) => write!(
+                f,
+                "the kernel printed nothing for {:.0} s (every CPU stuck?); QEMU's view of each vCPU follows, then it was killed",
+                d.as_secs_f64()
+            ),
             _ => unreachable!("kernel exits are handled above"),
         }
     }
+}
+
+/// A signal's name, for reports.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        15 => "SIGTERM",
+        _ => "signal",
+    }
+}
+
+/// The first line of `qemu-system-x86_64 --version`, once per process.
+pub fn qemu_version() -> String {
+    static V: OnceLock<String> = OnceLock::new();
+    V.get_or_init(|| {
+        Command::new(QEMU)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "unknown QEMU version".to_string())
+    })
+    .clone()
 }
 
 /// What a run left behind.
@@ -120,6 +178,11 @@ pub struct Outcome {
     pub times: Vec<Duration>,
     /// The unstripped kernel ELF beside the image, for symbolizing.
     pub kernel_elf: Option<PathBuf>,
+    /// The longest stretch without a console line (after the first line).
+    pub longest_silence: Duration,
+    /// Set when this outcome is a second boot after QEMU itself crashed in
+    /// the first: what happened then.
+    pub retried_after: Option<String>,
 }
 
 impl Outcome {
@@ -209,7 +272,7 @@ fn run_dir(name: &str) -> io::Result<PathBuf> {
 
 /// The QEMU command line for `run` booting `image`, writing logs into `dir`
 /// (where a fresh data disk is made too).
-fn command(run: &Run, image: &Path, dir: &Path) -> io::Result<Command> {
+fn command(run: &Run, image: &Path, dir: &Path, qmp: &Path) -> io::Result<Command> {
     let mut cmd = Command::new(QEMU);
     let params_file = dir.join("params.txt");
     fs::write(&params_file, run.param_string())?;
@@ -268,6 +331,8 @@ fn command(run: &Run, image: &Path, dir: &Path) -> io::Result<Command> {
     if run.gdb {
         cmd.args(["-s", "-S"]);
     }
+    cmd.arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp.display()));
     Ok(cmd)
 }
 
@@ -277,7 +342,14 @@ pub(crate) fn launch(run: &Run, image: &Path) -> io::Result<Outcome> {
     let dir = run_dir(&run.name)?;
     let serial_log = dir.join("serial.log");
     let qemu_log = dir.join("qemu.log");
-    let mut cmd = command(run, image, &dir)?;
+    static BOOTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let qmp = crate::qmp::socket_path(
+        &BOOTS
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
+    );
+    let _ = fs::remove_file(&qmp);
+    let mut cmd = command(run, image, &dir, &qmp)?;
     fs::write(dir.join("command.txt"), format!("{cmd:?}\n"))?;
     let start = Instant::now();
     let mut child = cmd
@@ -321,10 +393,20 @@ pub(crate) fn launch(run: &Run, image: &Path) -> io::Result<Outcome> {
     let mut first_ktap = None;
     let deadline = start + run.timeout;
     let mut timed_out = false;
+    let mut silent = None;
+    let mut last_line: Option<Instant> = None;
+    let mut longest_silence = Duration::ZERO;
+    let silence_limit = run.silence_limit();
     loop {
         let now = Instant::now();
         if now >= deadline {
             timed_out = true;
+            break;
+        }
+        if let (Some(limit), Some(last)) = (silence_limit, last_line)
+            && now - last >= limit
+        {
+            silent = Some(now - last);
             break;
         }
         // Wake up once a second so a live display can tick.
@@ -341,6 +423,11 @@ pub(crate) fn launch(run: &Run, image: &Path) -> io::Result<Outcome> {
                 }
                 times.push(start.elapsed());
                 lines.push(line);
+                let now = Instant::now();
+                if let Some(last) = last_line {
+                    longest_silence = longest_silence.max(now - last);
+                }
+                last_line = Some(now);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if let Some(s) = &run.sink {
@@ -351,12 +438,34 @@ pub(crate) fn launch(run: &Run, image: &Path) -> io::Result<Outcome> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let exit = if timed_out {
+    let exit = if let Some(quiet) = silent {
+        // Ask QEMU where every vCPU is before killing it (module docs of
+        // `crate::qmp`); the answer goes into the log like console lines.
+        let mut host = vec![format!(
+            "[host] the kernel printed nothing for {:.0} s; QEMU's view of every vCPU:",
+            quiet.as_secs_f64()
+        )];
+        match crate::qmp::dump_vcpus(&qmp) {
+            Ok(cpus) => host.extend(cpus.iter().flat_map(crate::qmp::Vcpu::lines)),
+            Err(e) => host.push(format!("[host] QMP did not answer: {e}")),
+        }
+        for l in host {
+            writeln!(log, "{l}")?;
+            if run.echo {
+                println!("{l}");
+            }
+            times.push(start.elapsed());
+            lines.push(l);
+        }
+        kill(&mut child);
+        Exit::Silent(quiet)
+    } else if timed_out {
         kill(&mut child);
         Exit::Timeout(run.timeout)
     } else {
-        Exit::from_code(child.wait()?.code())
+        Exit::from_status(child.wait()?)
     };
+    let _ = fs::remove_file(&qmp);
     let _ = reader.join();
     let stderr_text = err_thread.join().unwrap_or_default();
     if !stderr_text.trim().is_empty() {
@@ -376,6 +485,8 @@ pub(crate) fn launch(run: &Run, image: &Path) -> io::Result<Outcome> {
         first_ktap,
         times,
         kernel_elf: Some(image.with_file_name("kernel")).filter(|p| p.exists()),
+        longest_silence,
+        retried_after: None,
     })
 }
 
@@ -401,7 +512,7 @@ mod tests {
         assert_eq!(Exit::from_code(Some(STATUS_RESET)), Exit::Reset);
         assert_ne!(Exit::from_code(Some(0)), Exit::Success);
         assert_eq!(Exit::from_code(Some(STATUS_QEMU_ERROR)), Exit::QemuError);
-        assert_eq!(Exit::from_code(None), Exit::Signal);
+        assert_eq!(Exit::from_code(None), Exit::Signal(0));
         assert_eq!(Exit::Reset.kernel_code(), None);
     }
 }

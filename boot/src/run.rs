@@ -63,6 +63,9 @@ pub struct Run {
     pub(crate) icount: Option<u32>,
     /// Receives every console line as it arrives (instead of the echo).
     pub(crate) sink: Option<Arc<dyn LineSink>>,
+    /// Silence after which the runner asks QEMU for every vCPU's state and
+    /// ends the run; `None`: derived from `lockup_ms=` ([`Run::silence_limit`]).
+    pub(crate) silence: Option<Duration>,
 }
 
 impl fmt::Debug for Run {
@@ -90,7 +93,36 @@ impl Run {
             echo: false,
             icount: None,
             sink: None,
+            silence: None,
         }
+    }
+
+    /// Ends the run after its console has been silent for `d`, once QEMU
+    /// has told where every vCPU is (the default: [`Run::silence_limit`]).
+    pub fn silence(mut self, d: Duration) -> Run {
+        self.silence = Some(d);
+        self
+    }
+
+    /// How long the console may stay silent before the runner diagnoses a
+    /// stuck kernel from the host: the given limit, or 30 s, or four
+    /// lockup thresholds plus 10 s if `lockup_ms=` is larger (a watchdog
+    /// that can still speak reports within about two thresholds). None
+    /// under gdb, where a stopped kernel is the point.
+    pub fn silence_limit(&self) -> Option<Duration> {
+        if self.gdb {
+            return None;
+        }
+        if let Some(d) = self.silence {
+            return Some(d);
+        }
+        let lockup_ms = self
+            .params
+            .iter()
+            .find_map(|p| p.strip_prefix("lockup_ms="))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(5_000);
+        Some(Duration::from_secs(30).max(Duration::from_millis(4 * lockup_ms + 10_000)))
     }
 
     /// Runs the guest on QEMU's instruction-counted clock: every
@@ -248,10 +280,33 @@ impl Run {
         self.image()
     }
 
-    /// [`Run::prepare`], boots, and judges the run.
+    /// [`Run::prepare`], boots, and judges the run. If QEMU itself died
+    /// of a signal (it segfaulted once in about 200 boots here), that is
+    /// no verdict on the kernel: the boot runs once more, saying so, and
+    /// the second outcome is judged (with the first named in it).
     pub fn run(&self) -> io::Result<(Outcome, Verdict)> {
         let image = self.prepare()?;
-        let out = qemu::launch(self, &image)?;
+        let mut out = qemu::launch(self, &image)?;
+        if let qemu::Exit::Signal(sig) = out.exit {
+            let first = format!(
+                "the first boot's QEMU ({}) died of signal {sig} ({}) after {:.1} s; its last console lines: {}; serial log {}",
+                qemu::qemu_version(),
+                qemu::signal_name(sig),
+                out.elapsed.as_secs_f64(),
+                out.lines
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .rev()
+                    .map(|l| format!("{l:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                out.serial_log.display()
+            );
+            eprintln!("pcs: {first}; booting once more (a QEMU crash is not a kernel verdict)");
+            out = qemu::launch(self, &image)?;
+            out.retried_after = Some(first);
+        }
         let verdict = verdict::judge(&out);
         Ok((out, verdict))
     }

@@ -55,11 +55,16 @@ pub fn judge(out: &Outcome) -> Verdict {
         reasons.push(fatal.trim().to_string());
     }
     reasons.extend(unexpected_log_lines(&out.lines));
-    let notes = out
+    let mut notes: Vec<String> = out
         .lines
         .iter()
         .filter_map(|l| Some(l.trim().strip_prefix(NOTE)?.to_string()))
         .collect();
+    if let Some(first) = &out.retried_after {
+        // Repeated whether or not the second boot passed: a QEMU crash is
+        // worth knowing about.
+        notes.push(format!("booted twice: {first}"));
+    }
     Verdict {
         passed: reasons.is_empty(),
         report,

@@ -71,11 +71,19 @@ pub enum Crash {
     /// the page-fault handler refuses it and the fault is reported as fatal
     /// with the region, not retried for ever.
     VmReadonlyWrite,
+    /// A case that fails and leaves a thread asleep for good (and one in a
+    /// killable wait, which the framework cancels): the run must stop after
+    /// it, name what it left, and skip the rest, not hang in the next case.
+    Wedge,
+    /// Every CPU spins with interrupts off: no watchdog can speak, the
+    /// console goes silent, and the host must diagnose the kernel from
+    /// QEMU's own view of every vCPU.
+    AllCpusStuck,
 }
 
 impl Crash {
     /// Every kind, in the order of the contract's `crash=` choices.
-    pub const ALL: [Crash; 11] = [
+    pub const ALL: [Crash; 13] = [
         Crash::None,
         Crash::Panic,
         Crash::PageFault,
@@ -87,6 +95,8 @@ impl Crash {
         Crash::DoubleFree,
         Crash::WritebackUnreferenced,
         Crash::VmReadonlyWrite,
+        Crash::Wedge,
+        Crash::AllCpusStuck,
     ];
 
     /// The `crash=` name.
@@ -103,6 +113,8 @@ impl Crash {
             Crash::DoubleFree => "doublefree",
             Crash::WritebackUnreferenced => "writeback-unreferenced",
             Crash::VmReadonlyWrite => "vm-readonly-write",
+            Crash::Wedge => "wedge",
+            Crash::AllCpusStuck => "all-cpus-stuck",
         }
     }
 }

@@ -249,3 +249,74 @@ fn uefi_boot_passes() {
         &out,
     );
 }
+
+/// Every CPU spins with interrupts off: no watchdog can speak and the
+/// console goes silent. The runner asks QEMU for every vCPU's registers
+/// and frame chain, names each one's functions, and ends the run.
+#[test]
+fn every_cpu_stuck_is_diagnosed_from_the_host() {
+    let (out, v) = boot("all-cpus-stuck")
+        .params(["crash=all-cpus-stuck", "filter=boot.deliberate_crash"])
+        .silence(Duration::from_secs(10))
+        .run()
+        .expect("QEMU run");
+    check(
+        matches!(out.exit, Exit::Silent(_)),
+        "a silent kernel must end in the host's diagnosis",
+        &out,
+    );
+    check(!v.passed, "a silent kernel must fail", &out);
+    let report = v.explain(&out);
+    for cpu in 0..2 {
+        check(
+            report.contains(&format!("[host] cpu{cpu}: RIP=")) && report.contains("interrupts off"),
+            &format!("no host view of cpu{cpu} in:\n{report}"),
+            &out,
+        );
+    }
+    check(
+        report
+            .matches("kernel::tests::boot::deliberate_crash")
+            .count()
+            >= 2,
+        &format!("each vCPU's RIP must be symbolized to the spinning case:\n{report}"),
+        &out,
+    );
+}
+
+/// A case that fails and leaves a thread asleep for good: its killable
+/// thread is cancelled and reaped, the one that cannot be is named, and
+/// the run stops there (the later cases are skipped, the KTAP output stays
+/// complete) instead of hanging in the next case.
+#[test]
+fn a_failed_case_that_leaves_a_thread_stops_the_run() {
+    let (out, v) = boot("wedge")
+        .params(["crash=wedge", "filter=boot,ktest"])
+        .run()
+        .expect("QEMU run");
+    check(
+        !v.passed && out.exit == Exit::TestsFailed,
+        "the run must fail",
+        &out,
+    );
+    check(
+        v.report
+            .failures()
+            .iter()
+            .any(|(p, _)| p == "boot.deliberate_crash"),
+        "the wedging case must be reported not ok",
+        &out,
+    );
+    check(
+        out.contains("left behind: 1 thread(s) still running")
+            && out.contains("'wedged'")
+            && !out.contains("'killable'"),
+        "the report must name the thread left behind, and only it",
+        &out,
+    );
+    check(
+        v.report.complete && out.contains("# SKIP the run stopped after boot.deliberate_crash"),
+        "the later cases must be skipped, the output complete",
+        &out,
+    );
+}

@@ -348,6 +348,8 @@ pub static TABLE: [Spec; Key::COUNT] = [
             "doublefree",
             "writeback-unreferenced",
             "vm-readonly-write",
+            "wedge",
+            "all-cpus-stuck",
         ]),
         default: DefaultValue::Is("none"),
         help: "crash on purpose in this way, one per failure path the host must detect",

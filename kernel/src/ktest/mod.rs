@@ -92,18 +92,28 @@ impl Suite {
     }
 }
 
-/// The check that runs after every case of an accounted suite
-/// ([`Suite::accounted`]). It lives with the tests (it looks at the
-/// allocator, the frame array and the page wait table), and is handed to
-/// [`run_all`], so this framework stays free of subsystems.
+/// What runs around every case: the accounting check of an accounted
+/// suite ([`Suite::accounted`]), and for any case that failed, the check
+/// that it left nothing running that could wedge the next one. It lives
+/// with the tests (it looks at the allocator, the frame array, the page
+/// wait table and the threads), and is handed to [`run_all`], so this
+/// framework stays free of subsystems.
 pub trait Accounting {
     /// The state before a case.
     type Snapshot;
-    /// Takes the snapshot (between cases: nothing else runs).
-    fn take() -> Self::Snapshot;
-    /// After the case: fails it, with a diagnostic naming what was left
-    /// behind, unless everything is as in `before`.
+    /// Takes the snapshot (between cases: nothing else runs); `full`: the
+    /// case's suite is accounted.
+    fn take(full: bool) -> Self::Snapshot;
+    /// After a case of an accounted suite that passed: fails it, with a
+    /// diagnostic naming what was left behind, unless everything is as in
+    /// `before`.
     fn check(before: &Self::Snapshot, case: &str) -> TestResult;
+    /// After a case that failed: stops what it started (threads it spawned
+    /// are asked to give up their waits and given a moment to exit) and
+    /// returns what it left behind that the next cases would trip over
+    /// (threads still running, pages still locked or under writeback,
+    /// waiters still queued), if anything. The run then stops.
+    fn after_failure(before: &Self::Snapshot, case: &str) -> Result<(), alloc::string::String>;
 }
 
 /// Declares a case whose name is its function's name.
@@ -236,6 +246,7 @@ pub fn run_all<A: Accounting>(all: &'static [&'static Suite], params: &Params) -
     println!("{KTAP_VERSION}");
     println!("1..{nsuites}");
     let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
+    let mut stopped: Option<alloc::string::String> = None;
     let ctx = Ctx { params };
     let mut suite_no = 0;
     for (si, suite) in all.iter().enumerate() {
@@ -254,7 +265,23 @@ pub fn run_all<A: Accounting>(all: &'static [&'static Suite], params: &Params) -
                 continue;
             }
             case_no += 1;
-            let r = run_case::<A>(si, suite, ci, case, &ctx);
+            if let Some(why) = &stopped {
+                skipped += 1;
+                println!("{CASE_INDENT}ok {case_no} {} # SKIP {why}", case.name);
+                continue;
+            }
+            let (r, left) = run_case::<A>(si, suite, ci, case, &ctx);
+            if let Err(left) = left {
+                println!(
+                    "{CASE_INDENT}# pcs: {}.{} failed and left behind: {left}; the cases after it are skipped (they would run on a kernel in an unknown state)",
+                    suite.name, case.name
+                );
+                stopped = Some(alloc::format!(
+                    "the run stopped after {}.{} failed and left state behind",
+                    suite.name,
+                    case.name
+                ));
+            }
             match r {
                 Ok(()) => {
                     passed += 1;
@@ -285,23 +312,35 @@ pub fn run_all<A: Accounting>(all: &'static [&'static Suite], params: &Params) -
 /// One case: its `RUNNING` line and declared log lines, the case, the log
 /// check, and the accounting check of an accounted suite. A case that
 /// failed is not checked further (what it left behind may be why).
+/// Returns the case's result, and for a failed case whether it left
+/// state behind that stops the run ([`Accounting::after_failure`]).
 fn run_case<A: Accounting>(
     si: usize,
     suite: &'static Suite,
     ci: usize,
     case: &'static Case,
     ctx: &Ctx,
-) -> TestResult {
+) -> (TestResult, Result<(), alloc::string::String>) {
     println!("{CASE_INDENT}{RUNNING}{}.{}", suite.name, case.name);
     for e in suite.expects(case.name) {
         println!("{CASE_INDENT}{EXPECT_LOG}{e}");
     }
-    let before = suite.accounted.then(A::take);
+    let before = A::take(suite.accounted);
+    let name = alloc::format!("{}.{}", suite.name, case.name);
     UNEXPECTED.store(0, Ordering::Relaxed);
     CURRENT.store(((si + 1) << 32) | ci, Ordering::Relaxed);
     let r = (case.run)(ctx);
     CURRENT.store(0, Ordering::Relaxed);
-    r?;
+    let r = r.and_then(|()| checks_after::<A>(suite, &before, &name));
+    let left = match r {
+        Err(TestError::Fail) => A::after_failure(&before, &name),
+        _ => Ok(()),
+    };
+    (r, left)
+}
+
+/// The log and accounting checks of a case that passed.
+fn checks_after<A: Accounting>(suite: &Suite, before: &A::Snapshot, name: &str) -> TestResult {
     let unexpected = UNEXPECTED.swap(0, Ordering::Relaxed);
     if unexpected > 0 {
         let first = FIRST_UNEXPECTED.lock();
@@ -311,8 +350,8 @@ fn run_case<A: Accounting>(
         );
         return Err(TestError::Fail);
     }
-    if let Some(before) = before {
-        A::check(&before, &alloc::format!("{}.{}", suite.name, case.name))?;
+    if suite.accounted {
+        A::check(before, name)?;
     }
     Ok(())
 }

@@ -509,6 +509,31 @@ pub fn idle_wait<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// Asks `t` to give up its killable waits (Linux: a fatal signal) and
+/// wakes it, so a killable wait in progress sees the request.
+pub fn cancel(t: &ThreadRef) {
+    // SeqCst, as every canceller here: pairs with the sleeper's load in
+    // `KernelPlatform::cancel_pending` after its prepare-to-sleep.
+    t.cancel.store(true, Ordering::SeqCst);
+    wake(t);
+}
+
+/// The id the next spawned thread will get: threads with an id at least
+/// this are younger than the call (a test case's own threads).
+pub fn next_thread_id() -> u64 {
+    NEXT_ID.load(Ordering::Relaxed)
+}
+
+/// Live threads (not yet exited) with an id of at least `id`.
+pub fn live_threads_since(id: u64) -> Vec<ThreadRef> {
+    THREADS
+        .lock()
+        .iter()
+        .filter(|t| t.id >= id && !t.exited.load(Ordering::Acquire))
+        .cloned()
+        .collect()
+}
+
 /// Waits for `t` to exit.
 pub fn join(t: &Thread) {
     // Acquire pairs with the Release store of `exited` in `exit`: what the

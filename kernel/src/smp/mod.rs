@@ -185,7 +185,10 @@ pub fn run_on_cpus(set: u64, f: &(dyn Fn(usize) + Sync)) {
         }
     }
     if selected(me) {
+        // Like the others' bodies in their IPI handlers (`in_call`).
+        IN_CALL[me].store(true, Ordering::Relaxed);
         f(me);
+        IN_CALL[me].store(false, Ordering::Relaxed);
     }
     for (cpu, req) in reqs.iter().enumerate().take(n) {
         if cpu != me && selected(cpu) {

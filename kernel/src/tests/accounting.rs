@@ -161,18 +161,77 @@ impl Snapshot {
     }
 }
 
-/// The accounting the framework runs around each case of an accounted
-/// suite.
+/// What the framework runs around each case: the accounting of an
+/// accounted suite, and after a failed case, the check that it left
+/// nothing running.
 pub struct Accounted;
 
-impl Accounting for Accounted {
-    type Snapshot = Snapshot;
+/// The state before a case: the first thread id it could spawn, and for an
+/// accounted suite the full [`Snapshot`].
+pub struct Before {
+    threads_from: u64,
+    full: Option<Snapshot>,
+}
 
-    fn take() -> Snapshot {
-        Snapshot::take()
+/// How long a failed case's threads get to exit once asked to give up.
+const REAP_MS: u64 = 2_000;
+
+impl Accounting for Accounted {
+    type Snapshot = Before;
+
+    fn take(full: bool) -> Before {
+        Before {
+            threads_from: crate::sched::next_thread_id(),
+            full: full.then(Snapshot::take),
+        }
     }
 
-    fn check(before: &Snapshot, case: &str) -> TestResult {
-        before.check(case)
+    fn check(before: &Before, case: &str) -> TestResult {
+        match &before.full {
+            Some(s) => s.check(case),
+            None => Ok(()),
+        }
+    }
+
+    /// Threads the case spawned are cancelled (their killable waits give
+    /// up) and waited for; what still runs after [`REAP_MS`], and any page
+    /// left locked or under writeback or waiter left queued (accounted
+    /// suites), is what the case left behind.
+    fn after_failure(before: &Before, _case: &str) -> Result<(), String> {
+        let left = crate::sched::live_threads_since(before.threads_from);
+        for t in &left {
+            crate::sched::cancel(t);
+        }
+        let deadline = time::now_ns() + REAP_MS * 1_000_000;
+        let mut still: Vec<_> = left;
+        while !still.is_empty() && time::now_ns() < deadline {
+            crate::sched::timer::sleep_ns(10_000_000);
+            still.retain(|t| !t.exited.load(core::sync::atomic::Ordering::Acquire));
+        }
+        let mut out = Vec::new();
+        if !still.is_empty() {
+            let names: Vec<String> = still
+                .iter()
+                .map(|t| format!("'{}' (cpu{}, {})", t.name, t.cpu, t.wait_desc()))
+                .collect();
+            out.push(format!(
+                "{} thread(s) still running {REAP_MS} ms after being cancelled: {}",
+                still.len(),
+                names.join(", ")
+            ));
+        }
+        if let Some(s) = &before.full {
+            let now = Snapshot::take();
+            for p in s.problems(&now) {
+                if !p.contains("frames") {
+                    out.push(p);
+                }
+            }
+        }
+        if out.is_empty() {
+            Ok(())
+        } else {
+            Err(out.join("; "))
+        }
     }
 }

@@ -30,6 +30,29 @@ fn deliberate_failure(ctx: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// `crash=wedge`: fails after spawning a thread that sleeps for good on a
+/// queue nobody wakes (the wedge) and one in a killable wait that only its
+/// cancellation ends. The framework must cancel and reap the second, find
+/// the first still there, say so, and stop the run.
+fn wedge() -> TestResult {
+    use alloc::sync::Arc;
+
+    use crate::sched::{self, thread::WaitQueue};
+    let wq = Arc::new(WaitQueue::new());
+    let (a, b) = (wq.clone(), wq.clone());
+    let wedged = sched::spawn("wedged", None, move || a.wait_event(|| false));
+    let killable = sched::spawn("killable", None, move || {
+        let _ = b.wait_event_killable(|| false);
+    });
+    kassert!(wedged.is_ok() && killable.is_ok(), "spawn failed");
+    crate::sched::timer::sleep_ns(50_000_000);
+    kassert!(
+        false,
+        "crash=wedge: this case fails with two threads asleep"
+    );
+    Ok(())
+}
+
 #[allow(unconditional_recursion)]
 fn recurse(depth: u64) -> u64 {
     // black_box keeps the frame (and the recursion) from being optimised out.
@@ -88,6 +111,17 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
                 panic!("deliberate panic on cpu{cpu} (crash=appanic)")
             });
             Ok(())
+        }
+        Crash::Wedge => wedge(),
+        Crash::AllCpusStuck => {
+            log::info!("crash=all-cpus-stuck: every CPU spins with interrupts off");
+            crate::smp::run_on_all_cpus(&|_| {
+                x86_64::instructions::interrupts::disable();
+                loop {
+                    core::hint::spin_loop();
+                }
+            });
+            unreachable!("every CPU spins for ever")
         }
         Crash::TripleFault => {
             log::info!("crash=triplefault: loading an empty IDT, then int3");
