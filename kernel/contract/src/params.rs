@@ -458,6 +458,7 @@ pub static TABLE: [Spec; Key::COUNT] = [
             "gup-check-outside-lock",
             "write-pinned-in-place",
             "shared-wait-relaxed",
+            "sync-no-flush",
         ]),
         default: DefaultValue::Is("none"),
         help: "run this known-bad protocol variant (announced loudly; never the default)",

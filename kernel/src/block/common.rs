@@ -35,6 +35,7 @@ pub fn checksum(frame: &Frame) -> u64 {
 pub struct Counters {
     pub reads: AtomicU64,
     pub writes: AtomicU64,
+    pub flushes: AtomicU64,
     pub errors: AtomicU64,
     pub completions: AtomicU64,
     pub interrupts: AtomicU64,
@@ -46,6 +47,7 @@ impl Counters {
         DeviceStats {
             reads: self.reads.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
+            flushes: self.flushes.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             completions: self.completions.load(Ordering::Relaxed),
             interrupts: self.interrupts.load(Ordering::Relaxed),
@@ -75,13 +77,13 @@ impl Injector {
             .retain(|f| f.block.is_none_or(|b| !blocks.contains(&b)));
     }
 
-    /// Whether a request of `op` to `block` must fail (and uses up one
-    /// count of the first matching injection if so).
-    pub fn take(&self, op: Op, block: u64) -> bool {
+    /// Whether a request of `op` to blocks `block..block + n` must fail
+    /// (and uses up one count of the first matching injection if so).
+    pub fn take(&self, op: Op, block: u64, n: u64) -> bool {
         let mut armed = self.0.lock();
         let Some(i) = armed
             .iter()
-            .position(|f| f.op == op && f.block.is_none_or(|b| b == block))
+            .position(|f| f.op == op && f.block.is_none_or(|b| b >= block && b - block < n.max(1)))
         else {
             return false;
         };
@@ -93,11 +95,36 @@ impl Injector {
     }
 }
 
-/// Why the device must not even try `req`: its frame is not one page
-/// (the devices move exactly one block, [`BLOCK_SIZE`] bytes, per request;
-/// a larger frame would be silently truncated to its first page).
-pub fn malformed(req: &Request) -> Option<IoError> {
-    (req.frame.order() != 0).then_some(IoError::BadRequest)
+/// Why the device must not even try `req`: a read or write without
+/// frames or with more than `max_segments`, a frame that is not one page
+/// (each block is exactly one [`BLOCK_SIZE`] frame; a larger one would be
+/// silently truncated), or a flush that carries frames.
+pub fn malformed(req: &Request, max_segments: usize) -> Option<IoError> {
+    let frames = req.frames.as_slice();
+    let bad = match req.op {
+        super::Op::Flush => !req.frames.is_empty(),
+        _ => {
+            frames.is_empty()
+                || frames.len() > max_segments
+                || frames.iter().any(|f| f.order() != 0)
+        }
+    };
+    bad.then_some(IoError::BadRequest)
+}
+
+/// Whether a read or write of `req` runs past a device of `blocks` blocks.
+pub fn out_of_range(req: &Request, blocks: u64) -> bool {
+    req.op != super::Op::Flush && req.block.saturating_add(req.blocks()) > blocks
+}
+
+/// Checksums of a write's frames at submit (the stable-page check); none
+/// for other requests.
+pub fn checksums(req: &Request) -> Vec<u64> {
+    if req.op == super::Op::Write {
+        req.frames.as_slice().iter().map(checksum).collect()
+    } else {
+        Vec::new()
+    }
 }
 
 /// The stable-page check for a write whose frame had checksum `at_submit`
@@ -122,6 +149,20 @@ pub fn check_stable(
             "{dev}: stable-page violation: block {block} changed while its write was in flight (checksum {at_submit:#018x} at submit, {now:#018x} when the device took it){}",
             Suppressed(quiet)
         );
+    }
+}
+
+/// [`check_stable`] for every frame of a write whose checksums at submit
+/// are `sums` ([`checksums`]).
+pub fn check_stable_all(
+    dev: &'static str,
+    counters: &Counters,
+    limit: &RateLimit,
+    req: &Request,
+    sums: &[u64],
+) {
+    for (i, (f, &sum)) in req.frames.as_slice().iter().zip(sums).enumerate() {
+        check_stable(dev, counters, limit, req.block + i as u64, f, sum);
     }
 }
 
@@ -172,7 +213,7 @@ impl RateLimit {
 }
 
 /// Ends `req` with `result` in the completion context: counts it, drops
-/// the device's frame reference, then runs the completion (module docs of
+/// the device's frame references, then runs the completion (module docs of
 /// `super`: the device is done with the memory, and a completion holds no
 /// device reference, as a Linux bio's end_io holds none of the block
 /// layer's). Call with no device lock held: completions take page
@@ -181,6 +222,7 @@ pub fn finish(counters: &Counters, req: Request, result: Result<(), IoError>) {
     match req.op {
         Op::Read => counters.reads.fetch_add(1, Ordering::Relaxed),
         Op::Write => counters.writes.fetch_add(1, Ordering::Relaxed),
+        Op::Flush => counters.flushes.fetch_add(1, Ordering::Relaxed),
     };
     if result.is_err() {
         counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -191,7 +233,7 @@ pub fn finish(counters: &Counters, req: Request, result: Result<(), IoError>) {
     // bio, whose pages the block layer does not count). A completion that
     // needs the page, such as the end of writeback, keeps it alive by its
     // own rules (`crate::pagecache::WritebackPage`).
-    let Request { frame, done, .. } = req;
-    drop(frame);
+    let Request { frames, done, .. } = req;
+    drop(frames);
     done(result);
 }

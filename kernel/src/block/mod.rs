@@ -1,15 +1,24 @@
 //! Block devices: the interface the page cache submits I/O through.
 //!
-//! Mental model: a device is an array of 4 KiB blocks. A [`Request`]
-//! names one block, an operation and one frame of memory to read into or
-//! write from, and a completion. [`BlockDevice::submit`] queues it and
-//! returns at once; the device later calls the completion exactly once,
-//! from its completion context (the device interrupt for virtio-blk,
-//! another CPU's interrupt for the RAM device), with the result. A
-//! completion therefore must not sleep: it may end writeback, end a read,
-//! wake waiters, drop references.
+//! Mental model: a device is an array of 4 KiB blocks with a volatile
+//! write cache. A [`Request`] names an operation, a first block and the
+//! frames of memory to read into or write from (one order-0 frame per
+//! block, adjacent blocks, up to [`BlockDevice::max_segments`]), and a
+//! completion. [`BlockDevice::submit`] queues it and returns at once; the
+//! device later calls the completion exactly once, from its completion
+//! context (the device interrupt for virtio-blk, another CPU's interrupt
+//! for the RAM device), with the result. A completion therefore must not
+//! sleep: it may end writeback, end a read, wake waiters, drop references.
 //!
-//! The device holds the request's [`Frame`] reference while it uses the
+//! A completed write is visible to every later read, but *durable* (it
+//! survives a power cut) only once a [`Op::Flush`] issued after its
+//! completion has completed: Linux's `REQ_PREFLUSH`, the promise `fsync`
+//! makes. virtio-blk sends the flush to the device (`VIRTIO_BLK_T_FLUSH`;
+//! QEMU writes its cache back to the image file); the RAM device models
+//! the cache itself (a second, durable copy of every block, brought up to
+//! date by a flush, and [`ram::RamDisk::power_cut`] to lose what was not).
+//!
+//! The device holds the request's [`Frame`] references while it uses the
 //! memory, so the memory under I/O cannot be freed and reused (DMA into a
 //! freed page), and drops it just *before* it runs the completion: like
 //! Linux's bio, the completion holds no reference of the device's. (The
@@ -41,7 +50,7 @@ pub mod hal;
 pub mod ram;
 pub mod virtio;
 
-use alloc::{boxed::Box, string::String};
+use alloc::{boxed::Box, string::String, vec::Vec};
 use core::ops::Range;
 
 use crate::{arch::x86_64::pci, mm::Frame};
@@ -72,12 +81,17 @@ impl BlockDevice for Partition {
     fn blocks(&self) -> u64 {
         self.blocks
     }
+    fn max_segments(&self) -> usize {
+        self.dev.max_segments()
+    }
     fn submit(&self, mut req: Request) {
-        req.block = if req.block < self.blocks {
-            self.first + req.block
-        } else {
-            self.dev.blocks()
-        };
+        if req.op != Op::Flush {
+            req.block = if req.block.saturating_add(req.blocks()) <= self.blocks {
+                self.first + req.block
+            } else {
+                self.dev.blocks()
+            };
+        }
         self.dev.submit(req);
     }
     fn inject(&self, mut f: Inject) {
@@ -106,10 +120,56 @@ pub const BLOCK_SIZE: usize = 4096;
 /// What a request does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    /// Device block -> frame.
+    /// Device blocks -> frames.
     Read,
-    /// Frame -> device block.
+    /// Frames -> device blocks.
     Write,
+    /// Makes every write completed before it durable (no frames; the
+    /// block number is ignored).
+    Flush,
+}
+
+/// The most frames (blocks) one request may carry on any device here;
+/// a device may take fewer ([`BlockDevice::max_segments`]).
+pub const MAX_SEGMENTS: usize = 32;
+
+/// The memory of a request: one order-0 frame per block, in block order
+/// (none for a flush). One frame needs no heap allocation.
+pub enum Frames {
+    None,
+    One(Frame),
+    Many(Vec<Frame>),
+}
+
+impl Frames {
+    pub fn as_slice(&self) -> &[Frame] {
+        match self {
+            Frames::None => &[],
+            Frames::One(f) => core::slice::from_ref(f),
+            Frames::Many(v) => v,
+        }
+    }
+
+    /// Blocks the request covers.
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Frame> for Frames {
+    fn from(f: Frame) -> Frames {
+        Frames::One(f)
+    }
+}
+
+impl From<Vec<Frame>> for Frames {
+    fn from(v: Vec<Frame>) -> Frames {
+        Frames::Many(v)
+    }
 }
 
 /// Why a request failed.
@@ -130,20 +190,49 @@ pub enum IoError {
 /// context (must not sleep).
 pub type Completion = Box<dyn FnOnce(Result<(), IoError>) + Send>;
 
-/// One block of I/O.
+/// One request: blocks `block..block + frames.len()`, or a flush.
 pub struct Request {
     pub op: Op,
-    /// Block number on the device.
+    /// The first block on the device (ignored by a flush).
     pub block: u64,
-    /// One order-0 frame: the memory read into or written from (any other
-    /// order fails with [`IoError::BadRequest`]). Held by the device until
-    /// it is done with the memory, dropped before the completion runs.
-    pub frame: Frame,
+    /// The memory read into or written from: order-0 frames, one per
+    /// block, 1 to [`BlockDevice::max_segments`] of them (anything else
+    /// fails with [`IoError::BadRequest`]; a flush takes none). Held by
+    /// the device until it is done with the memory, dropped before the
+    /// completion runs.
+    pub frames: Frames,
     pub done: Completion,
 }
 
-/// Failures to inject (tests): the next `count` requests of `op` (to
-/// `block` only, if given) fail with [`IoError::Injected`].
+impl Request {
+    /// A read or write of `frames` (one per block) from `block` on.
+    pub fn new(op: Op, block: u64, frames: impl Into<Frames>, done: Completion) -> Request {
+        Request {
+            op,
+            block,
+            frames: frames.into(),
+            done,
+        }
+    }
+
+    /// A flush.
+    pub fn flush(done: Completion) -> Request {
+        Request {
+            op: Op::Flush,
+            block: 0,
+            frames: Frames::None,
+            done,
+        }
+    }
+
+    /// Blocks the request covers.
+    pub fn blocks(&self) -> u64 {
+        self.frames.len() as u64
+    }
+}
+
+/// Failures to inject (tests): the next `count` requests of `op` (those
+/// covering `block` only, if given) fail with [`IoError::Injected`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inject {
     pub op: Op,
@@ -154,8 +243,10 @@ pub struct Inject {
 /// Counters a device keeps (snapshots).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceStats {
+    /// Read and write requests (a request of several blocks counts once).
     pub reads: u64,
     pub writes: u64,
+    pub flushes: u64,
     pub errors: u64,
     /// Completions run from the device's completion context.
     pub completions: u64,
@@ -172,6 +263,8 @@ pub trait BlockDevice: Send + Sync {
     fn name(&self) -> &'static str;
     /// Number of blocks.
     fn blocks(&self) -> u64;
+    /// The most frames one request may carry (at most [`MAX_SEGMENTS`]).
+    fn max_segments(&self) -> usize;
     /// Queues `req`; returns at once. The completion runs exactly once,
     /// later, from the completion context, also when the request fails.
     fn submit(&self, req: Request);

@@ -27,9 +27,18 @@
 //! [`RamDisk::stop`] holds every request (the handler leaves the queues
 //! alone) until [`RamDisk::start`], like stopping a hardware queue: tests
 //! use it to act inside the in-flight window deterministically.
+//!
+//! The volatile write cache (module docs of `super`): the device keeps a
+//! second, *durable* copy of every block. A write changes the visible
+//! copy (what reads return) and marks the block dirty; a flush copies the
+//! dirty blocks to the durable copy; [`RamDisk::power_cut`] copies them
+//! back the other way, losing every write no flush made durable, and
+//! [`RamDisk::durable_block`] reads what a power cut would leave. Writes
+//! and flushes serialise on one lock (`cache`), so a flush never copies a
+//! block half written.
 
 use alloc::{collections::VecDeque, vec::Vec};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{
     BLOCK_SIZE, BlockDevice, DeviceStats, Inject, IoError, Op, Request,
@@ -50,15 +59,25 @@ pub const LINE: usize = 2;
 
 struct Queued {
     req: Request,
-    /// Checksum at submit (writes that will reach the store).
-    sum: Option<u64>,
+    /// Checksums at submit (writes that will reach the store).
+    sums: Vec<u64>,
     /// Fails without touching the store.
     fail: Option<IoError>,
 }
 
+/// The most frames one request may carry here.
+const SEGMENTS: usize = super::MAX_SEGMENTS;
+
 /// The RAM device (module docs).
 pub struct RamDisk {
     chunks: Vec<Frame>,
+    /// The durable copy, chunk for chunk (module docs).
+    durable: Vec<Frame>,
+    /// Blocks written since the last flush, one bit each; changed only
+    /// under `cache`.
+    dirty: Vec<AtomicU64>,
+    /// Serialises writes into the store with flushes and power cuts.
+    cache: IrqMutex<()>,
     blocks: u64,
     /// Requests waiting for each completion CPU.
     queues: [IrqMutex<VecDeque<Queued>>; MAX_CPUS],
@@ -77,20 +96,33 @@ pub fn init(mb: u64) -> Result<Option<&'static RamDisk>, alloc::string::String> 
     }
     let nchunks = mb * (1 << 20) / (BLOCKS_PER_CHUNK * PAGE_SIZE as u64);
     let mut chunks = Vec::new();
+    let mut durable = Vec::new();
     for _ in 0..nchunks {
-        match alloc_pages(CHUNK_ORDER, AllocFlags::ZERO) {
-            Some(f) => chunks.push(f),
-            None => {
+        match (
+            alloc_pages(CHUNK_ORDER, AllocFlags::ZERO),
+            alloc_pages(CHUNK_ORDER, AllocFlags::ZERO),
+        ) {
+            (Some(f), Some(d)) => {
+                chunks.push(f);
+                durable.push(d);
+            }
+            _ => {
                 return Err(alloc::format!(
-                    "ramdisk={mb}: out of memory after {} MiB of backing store",
+                    "ramdisk={mb}: out of memory after {} MiB of backing store (and as much for its durable copy)",
                     chunks.len()
                 ));
             }
         }
     }
+    let blocks = nchunks * BLOCKS_PER_CHUNK;
     let dev = DEVICE.call_once(|| RamDisk {
-        blocks: nchunks * BLOCKS_PER_CHUNK,
+        blocks,
         chunks,
+        durable,
+        dirty: (0..blocks.div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+        cache: IrqMutex::new(()),
         queues: [const { IrqMutex::new(VecDeque::new()) }; MAX_CPUS],
         stopped: AtomicBool::new(false),
         counters: Counters::default(),
@@ -99,7 +131,7 @@ pub fn init(mb: u64) -> Result<Option<&'static RamDisk>, alloc::string::String> 
     });
     handlers::register_device_irq(LINE, irq);
     log::info!(
-        "ramdisk: {} blocks of {BLOCK_SIZE} B ({mb} MiB) in {nchunks} chunks of {} KiB; completions by IPI (vector {:#x}) on the next CPU",
+        "ramdisk: {} blocks of {BLOCK_SIZE} B ({mb} MiB, and as much for the durable copy behind its write cache) in {nchunks} chunks of {} KiB; completions by IPI (vector {:#x}) on the next CPU",
         dev.blocks,
         (BLOCKS_PER_CHUNK * PAGE_SIZE as u64) >> 10,
         apic::DEVICE_VECTOR_BASE + LINE as u8
@@ -113,9 +145,18 @@ pub fn device() -> Option<&'static RamDisk> {
 }
 
 impl RamDisk {
-    /// Backing-store address of `block` (< blocks).
+    /// Backing-store address of `block` (< blocks): the visible copy.
     fn store(&self, block: u64) -> *mut u8 {
-        let chunk = &self.chunks[(block / BLOCKS_PER_CHUNK) as usize];
+        Self::at(&self.chunks, block)
+    }
+
+    /// The durable copy's address of `block` (< blocks).
+    fn durable(&self, block: u64) -> *mut u8 {
+        Self::at(&self.durable, block)
+    }
+
+    fn at(chunks: &[Frame], block: u64) -> *mut u8 {
+        let chunk = &chunks[(block / BLOCKS_PER_CHUNK) as usize];
         // SAFETY: `block % BLOCKS_PER_CHUNK` frames into a chunk of that
         // many frames, mapped in the physical map.
         unsafe {
@@ -123,6 +164,60 @@ impl RamDisk {
                 .virt()
                 .add((block % BLOCKS_PER_CHUNK) as usize * PAGE_SIZE)
         }
+    }
+
+    /// Copies every dirty block from `from` to `to` and clears its mark:
+    /// the flush (visible -> durable) and the power cut (durable ->
+    /// visible). The caller holds `cache`.
+    fn move_dirty(&self, to_durable: bool) -> u64 {
+        let mut moved = 0;
+        for (w, word) in self.dirty.iter().enumerate() {
+            // Relaxed: every change of the bits is made under `cache`,
+            // which the caller holds.
+            let mut bits = word.swap(0, Ordering::Relaxed);
+            while bits != 0 {
+                let block = w as u64 * 64 + u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                let (from, to) = if to_durable {
+                    (self.store(block), self.durable(block))
+                } else {
+                    (self.durable(block), self.store(block))
+                };
+                // SAFETY: two distinct blocks of the device's own chunks,
+                // BLOCK_SIZE each; writers of either hold `cache` too.
+                unsafe { core::ptr::copy_nonoverlapping(from, to, BLOCK_SIZE) };
+                moved += 1;
+            }
+        }
+        moved
+    }
+
+    /// A power cut: every write no flush made durable is lost (the
+    /// visible copy goes back to the durable one). Returns how many blocks
+    /// lost data. Requests in flight complete as usual afterwards (the
+    /// device "came back").
+    pub fn power_cut(&self) -> u64 {
+        let _g = self.cache.lock();
+        self.move_dirty(false)
+    }
+
+    /// What block `block` would hold after a power cut now; None past the
+    /// end.
+    pub fn durable_block(&self, block: u64, out: &mut [u8; BLOCK_SIZE]) -> Option<()> {
+        if block >= self.blocks {
+            return None;
+        }
+        let _g = self.cache.lock();
+        let dirty = self.dirty[(block / 64) as usize].load(Ordering::Relaxed) & (1 << (block % 64));
+        let from = if dirty != 0 {
+            self.durable(block)
+        } else {
+            self.store(block)
+        };
+        // SAFETY: a block of the device's own chunks, copied under
+        // `cache`, which every writer of it holds.
+        unsafe { core::ptr::copy_nonoverlapping(from, out.as_mut_ptr(), BLOCK_SIZE) };
+        Some(())
     }
 
     /// The CPU that completes requests submitted here.
@@ -155,30 +250,44 @@ impl RamDisk {
             common::finish(&self.counters, q.req, Err(e));
             return;
         }
-        let store = self.store(q.req.block);
-        let frame = q.req.frame.virt();
         match q.req.op {
-            // SAFETY: both are BLOCK_SIZE bytes of mapped, allocated memory
-            // (the request holds the frame, the device its chunks), and
-            // they never overlap (a chunk is the device's own). The frame
-            // may be written concurrently by a writer that breaks the
-            // stable-page rule, as a DMA engine's source may; what we copy
-            // then is whatever the memory holds, and the check below
-            // notices.
-            Op::Read => unsafe { core::ptr::copy_nonoverlapping(store, frame, BLOCK_SIZE) },
-            Op::Write => {
-                // SAFETY: as above.
-                unsafe { core::ptr::copy_nonoverlapping(frame, store, BLOCK_SIZE) };
-                if let Some(sum) = q.sum {
-                    common::check_stable(
-                        "ram",
-                        &self.counters,
-                        &self.stable_log,
-                        q.req.block,
-                        &q.req.frame,
-                        sum,
-                    );
+            Op::Read => {
+                for (i, f) in q.req.frames.as_slice().iter().enumerate() {
+                    // SAFETY: both are BLOCK_SIZE bytes of mapped,
+                    // allocated memory (the request holds the frame, the
+                    // device its chunks), and they never overlap (a chunk
+                    // is the device's own).
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            self.store(q.req.block + i as u64),
+                            f.virt(),
+                            BLOCK_SIZE,
+                        )
+                    };
                 }
+            }
+            Op::Write => {
+                let _g = self.cache.lock();
+                for (i, f) in q.req.frames.as_slice().iter().enumerate() {
+                    let block = q.req.block + i as u64;
+                    // SAFETY: as for a read. The frame may be written
+                    // concurrently by a writer that breaks the
+                    // stable-page rule, as a DMA engine's source may; what
+                    // we copy then is whatever the memory holds, and the
+                    // check below notices.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(f.virt(), self.store(block), BLOCK_SIZE)
+                    };
+                    // Relaxed: under `cache`, as every change of the bits.
+                    self.dirty[(block / 64) as usize]
+                        .fetch_or(1 << (block % 64), Ordering::Relaxed);
+                }
+                drop(_g);
+                common::check_stable_all("ram", &self.counters, &self.stable_log, &q.req, &q.sums);
+            }
+            Op::Flush => {
+                let _g = self.cache.lock();
+                self.move_dirty(true);
             }
         }
         common::finish(&self.counters, q.req, Ok(()));
@@ -210,17 +319,25 @@ impl BlockDevice for RamDisk {
         self.blocks
     }
 
+    fn max_segments(&self) -> usize {
+        SEGMENTS
+    }
+
     fn submit(&self, req: Request) {
-        let fail = if let Some(e) = common::malformed(&req) {
+        let fail = if let Some(e) = common::malformed(&req, SEGMENTS) {
             Some(e)
-        } else if req.block >= self.blocks {
+        } else if common::out_of_range(&req, self.blocks) {
             Some(IoError::OutOfRange)
-        } else if self.inject.take(req.op, req.block) {
+        } else if self.inject.take(req.op, req.block, req.blocks()) {
             Some(IoError::Injected)
         } else {
             None
         };
-        let sum = (req.op == Op::Write && fail.is_none()).then(|| common::checksum(&req.frame));
+        let sums = if fail.is_none() {
+            common::checksums(&req)
+        } else {
+            Vec::new()
+        };
         // Interrupts off from choosing the CPU to queueing, so that the
         // choice is made on the CPU that queues (no migration in between).
         let g = percpu::CpuGuard::new();
@@ -228,7 +345,7 @@ impl BlockDevice for RamDisk {
         let was_empty = {
             let mut q = self.queues[cpu].lock();
             let was_empty = q.is_empty();
-            q.push_back(Queued { req, sum, fail });
+            q.push_back(Queued { req, sums, fail });
             was_empty
         };
         if was_empty && !self.stopped.load(Ordering::SeqCst) {

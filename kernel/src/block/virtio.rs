@@ -1,19 +1,26 @@
 //! virtio-blk over PCI, completed by its interrupt.
 //!
-//! Mental model: the device has one virtqueue of 16 descriptors
-//! (virtio-drivers' `VirtIOBlk`). A request occupies one descriptor when
-//! the device offers indirect descriptors (QEMU does) and three otherwise
-//! (header, data, status), so at most 16, or 5, are on the device at once.
-//! [`BlockDevice::submit`] therefore puts a request on a software queue
-//! (`waiting`) and moves as many as fit onto the virtqueue; the rest follow
-//! from the interrupt handler as the device hands slots back. Nobody polls:
+//! Mental model: the device has one virtqueue of [`QUEUE_SIZE`]
+//! descriptors. The driver uses virtio-drivers' PCI transport and
+//! virtqueue, and frames the requests itself ([`Header`], the data
+//! segments, a status byte: the virtio spec's block request, 5.2.6),
+//! because virtio-drivers' `VirtIOBlk` has no non-blocking flush and takes
+//! one contiguous buffer per request, where a request here carries one
+//! frame per block (several adjacent blocks from frames anywhere in
+//! memory) or none (`VIRTIO_BLK_T_FLUSH`, negotiated as
+//! `VIRTIO_BLK_F_FLUSH`). A request occupies one descriptor when the
+//! device offers indirect descriptors (QEMU does) and two plus its
+//! segments otherwise. [`BlockDevice::submit`] therefore puts a request on
+//! a software queue (`waiting`) and moves as many as fit onto the
+//! virtqueue; the rest follow from the interrupt handler as the device
+//! hands slots back. Nobody polls:
 //! the submitter returns at once, and the device's INTx line, routed by the
 //! I/O APIC to one CPU, runs [`irq`], which
 //!
 //! 1. reads the ISR register (`ack_interrupt`), which lowers the line;
-//! 2. takes every finished token off the used ring and completes it with
-//!    virtio-drivers (`complete_read_blocks`/`complete_write_blocks`), and
-//!    for writes compares the frame's checksum with the one taken at submit
+//! 2. takes every finished token off the used ring (`pop_used` with the
+//!    very buffers it was added with) and reads its status byte, and for
+//!    writes compares each frame's checksum with the one taken at submit
 //!    (the device has consumed the data by the time it reports it used);
 //! 3. feeds waiting requests into the freed descriptors;
 //! 4. drops the driver lock, then runs the completions; the EOI follows in
@@ -41,9 +48,9 @@ use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use virtio_drivers::{
-    device::blk::{BlkReq, BlkResp, SECTOR_SIZE, VirtIOBlk},
+    queue::VirtQueue,
     transport::{
-        DeviceType, InterruptStatus,
+        DeviceType, InterruptStatus, Transport,
         pci::{PciTransport, bus::BarInfo, virtio_device_type},
     },
 };
@@ -65,11 +72,169 @@ use crate::{
     sync::IrqMutex,
 };
 
-/// Descriptors in virtio-drivers' block virtqueue (`VirtIOBlk`'s
-/// `QUEUE_SIZE`); tokens are descriptor indices below it.
-const QUEUE_SIZE: usize = 16;
+/// Descriptors in the virtqueue; tokens are descriptor indices below it.
+/// With indirect descriptors a request takes one, however many segments
+/// it has (up to `QUEUE_SIZE - 2`, virtio-drivers' limit for one chain).
+pub const QUEUE_SIZE: usize = 64;
+/// The virtqueue's index.
+const QUEUE: u16 = 0;
+/// Bytes per sector, the unit of the request header's `sector`.
+const SECTOR_SIZE: usize = 512;
 /// Sectors per block.
 const SECTORS_PER_BLOCK: u64 = (BLOCK_SIZE / SECTOR_SIZE) as u64;
+
+bitflags::bitflags! {
+    /// The virtio-blk and transport feature bits this driver knows
+    /// (virtio 1.2, 5.2.3 and 6).
+    #[derive(Copy, Clone, Debug, Default, Eq, PartialEq)]
+    struct Features: u64 {
+        /// `seg_max` in the configuration says how many data segments a
+        /// request may carry.
+        const SEG_MAX = 1 << 2;
+        const RO = 1 << 5;
+        /// Flush command (`VIRTIO_BLK_F_FLUSH`): the device has a volatile
+        /// write cache and makes it durable on request.
+        const FLUSH = 1 << 9;
+        const RING_INDIRECT_DESC = 1 << 28;
+        const RING_EVENT_IDX = 1 << 29;
+        const VERSION_1 = 1 << 32;
+    }
+}
+
+/// What the driver accepts of what the device offers.
+const SUPPORTED: Features = Features::SEG_MAX
+    .union(Features::RO)
+    .union(Features::FLUSH)
+    .union(Features::RING_INDIRECT_DESC)
+    .union(Features::RING_EVENT_IDX)
+    .union(Features::VERSION_1);
+
+/// Request types (`VIRTIO_BLK_T_*`).
+const T_IN: u32 = 0;
+const T_OUT: u32 = 1;
+const T_FLUSH: u32 = 4;
+/// Status byte value of a success (`VIRTIO_BLK_S_OK`).
+const S_OK: u8 = 0;
+
+/// The device-readable head of every request (`struct virtio_blk_req`'s
+/// first three fields, little-endian as x86).
+#[repr(C)]
+struct Header {
+    kind: u32,
+    reserved: u32,
+    sector: u64,
+}
+
+impl Header {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: a `repr(C)` struct of integers without padding (4 + 4 +
+        // 8 bytes), fully initialised; read as bytes for as long as `self`
+        // is borrowed.
+        unsafe { core::slice::from_raw_parts((self as *const Header).cast::<u8>(), 16) }
+    }
+}
+
+/// The transport and its one virtqueue, set up by [`Queue::new`].
+struct Queue {
+    transport: PciTransport,
+    vq: VirtQueue<KernelHal, QUEUE_SIZE>,
+    features: Features,
+    /// Capacity in sectors.
+    capacity: u64,
+    /// Data segments one request may carry.
+    segments: usize,
+}
+
+impl Queue {
+    /// virtio initialisation (virtio 1.2, 3.1.1): negotiate features, read
+    /// the configuration, set up the virtqueue, DRIVER_OK.
+    fn new(mut transport: PciTransport) -> Result<Queue, virtio_drivers::Error> {
+        let features = transport.begin_init(SUPPORTED);
+        let capacity = transport.read_consistent(|| {
+            Ok(u64::from(transport.read_config_space::<u32>(0)?)
+                | (u64::from(transport.read_config_space::<u32>(4)?) << 32))
+        })?;
+        let seg_max = if features.contains(Features::SEG_MAX) {
+            transport.read_config_space::<u32>(12)? as usize
+        } else {
+            1
+        };
+        let vq = VirtQueue::new(
+            &mut transport,
+            QUEUE,
+            features.contains(Features::RING_INDIRECT_DESC),
+            features.contains(Features::RING_EVENT_IDX),
+        )?;
+        transport.finish_init();
+        Ok(Queue {
+            transport,
+            vq,
+            features,
+            capacity,
+            segments: seg_max.clamp(1, (QUEUE_SIZE - 2).min(super::MAX_SEGMENTS)),
+        })
+    }
+
+    /// The buffers of `q` as the virtqueue takes them: device-readable
+    /// (header, and a write's frames) and device-writable (a read's
+    /// frames, and the status byte). Addresses and lengths only: neither
+    /// the driver nor anyone else reads the frames through these slices
+    /// while the device owns them.
+    fn buffers(q: &mut Queued) -> (Vec<&[u8]>, Vec<&mut [u8]>) {
+        let op = q.req.op;
+        let data = q.req.frames.as_slice().iter().map(|f| {
+            // SAFETY: the frame is held by the request and mapped for
+            // BLOCK_SIZE bytes (see above for who reads it).
+            unsafe { core::slice::from_raw_parts_mut(f.virt(), BLOCK_SIZE) }
+        });
+        let mut inputs: Vec<&[u8]> = Vec::with_capacity(1 + q.req.frames.len());
+        let mut outputs: Vec<&mut [u8]> = Vec::with_capacity(1 + q.req.frames.len());
+        inputs.push(q.hdr.bytes());
+        match op {
+            Op::Read => outputs.extend(data),
+            Op::Write => inputs.extend(data.map(|d| &*d)),
+            Op::Flush => {}
+        }
+        outputs.push(core::slice::from_mut(&mut *q.status));
+        (inputs, outputs)
+    }
+
+    /// Offers request `q` to the device; returns its token.
+    ///
+    /// # Safety
+    ///
+    /// `q`'s header, status and frames stay where they are, untouched,
+    /// until [`Queue::complete`] with the token returns.
+    unsafe fn add(&mut self, q: &mut Queued) -> Result<u16, virtio_drivers::Error> {
+        let (inputs, mut outputs) = Self::buffers(q);
+        // SAFETY: the caller keeps every buffer in place and untouched
+        // until `complete`.
+        let token = unsafe { self.vq.add(&inputs, &mut outputs)? };
+        if self.vq.should_notify() {
+            self.transport.notify(QUEUE);
+        }
+        Ok(token)
+    }
+
+    /// Takes the finished request `token` off the used ring; returns
+    /// whether the device reported success.
+    ///
+    /// # Safety
+    ///
+    /// `q` is the request [`Queue::add`] returned `token` for.
+    unsafe fn complete(
+        &mut self,
+        token: u16,
+        q: &mut Queued,
+    ) -> Result<bool, virtio_drivers::Error> {
+        {
+            let (inputs, mut outputs) = Self::buffers(q);
+            // SAFETY: the buffers `add` passed with this token.
+            unsafe { self.vq.pop_used(token, &inputs, &mut outputs)? };
+        }
+        Ok(*q.status == S_OK)
+    }
+}
 /// Device interrupt line of the INTx interrupt (through the I/O APIC).
 pub const IRQ_LINE: usize = 0;
 /// Device interrupt line of the driver's own completion IPI.
@@ -78,26 +243,27 @@ pub const SOFT_LINE: usize = 1;
 /// online.
 pub const IRQ_CPU: usize = 0;
 
-/// A request with the memory virtio-drivers borrows for it: the header and
-/// status live on the heap (physical map, see `hal`), so they stay put
-/// while the request moves between queues.
+/// A request with the memory the device reads and writes besides its
+/// frames: the header and status live on the heap (physical map, see
+/// `hal`), so they stay put while the request moves between queues.
 struct Queued {
     req: Request,
-    hdr: Box<BlkReq>,
-    resp: Box<BlkResp>,
-    /// The frame's checksum at submit (writes).
-    sum: Option<u64>,
+    hdr: Box<Header>,
+    status: Box<u8>,
+    /// The frames' checksums at submit (writes).
+    sums: Vec<u64>,
 }
 
 struct Inner {
-    blk: VirtIOBlk<KernelHal, PciTransport>,
+    blk: Queue,
     /// Submitted, not yet on the virtqueue (FIFO).
     waiting: VecDeque<Queued>,
     /// On the virtqueue, by token.
     inflight: [Option<Queued>; QUEUE_SIZE],
     nr_inflight: usize,
-    /// Failed before reaching the device, to complete from `soft_irq`.
-    failed: VecDeque<(Request, IoError)>,
+    /// Ended before reaching the device (refused, or a flush on a device
+    /// without a write cache), to complete from `soft_irq`.
+    failed: VecDeque<(Request, Result<(), IoError>)>,
     /// [`BlockDevice::plug`]: nothing goes from `waiting` to the device.
     plugged: bool,
 }
@@ -106,6 +272,10 @@ struct Inner {
 pub struct VirtioBlk {
     inner: IrqMutex<Inner>,
     blocks: u64,
+    /// The device has a volatile write cache (`VIRTIO_BLK_F_FLUSH`).
+    flush: bool,
+    /// Data segments (blocks) one request may carry.
+    segments: usize,
     counters: Counters,
     inject: Injector,
     stable_log: RateLimit,
@@ -192,9 +362,12 @@ pub fn probe(functions: &[pci::Function]) -> Result<&'static VirtioBlk, alloc::s
     pci::write(at.bus, at.device, at.function, pci::COMMAND, cmd);
     let transport = PciTransport::new::<KernelHal, PortCam>(&mut root, at)
         .map_err(|e| format!("{f}: virtio PCI transport: {e}"))?;
-    let blk = VirtIOBlk::<KernelHal, _>::new(transport)
-        .map_err(|e| format!("{f}: virtio-blk init: {e}"))?;
-    let blocks = blk.capacity() / SECTORS_PER_BLOCK;
+    let blk = Queue::new(transport).map_err(|e| format!("{f}: virtio-blk init: {e}"))?;
+    if blk.features.contains(Features::RO) {
+        return Err(format!("{f}: the disk is read-only"));
+    }
+    let blocks = blk.capacity / SECTORS_PER_BLOCK;
+    let (flush, segments) = (blk.features.contains(Features::FLUSH), blk.segments);
     let route = ioapic::pci_route(f.irq_line);
     let dev = DEVICE.call_once(|| VirtioBlk {
         inner: IrqMutex::new(Inner {
@@ -206,6 +379,8 @@ pub fn probe(functions: &[pci::Function]) -> Result<&'static VirtioBlk, alloc::s
             plugged: false,
         }),
         blocks,
+        flush,
+        segments,
         counters: Counters::default(),
         inject: Injector::new(),
         stable_log: RateLimit::new(),
@@ -226,8 +401,13 @@ pub fn probe(functions: &[pci::Function]) -> Result<&'static VirtioBlk, alloc::s
     ioapic::program(&route, apic::DEVICE_VECTOR_BASE + IRQ_LINE as u8, dest)
         .map_err(|e| format!("{f}: routing {route}: {e}"))?;
     log::info!(
-        "virtio-blk: {f}: {blocks} blocks of {BLOCK_SIZE} B ({} MiB); INTx {route} -> vector {:#x} on cpu{IRQ_CPU}",
+        "virtio-blk: {f}: {blocks} blocks of {BLOCK_SIZE} B ({} MiB), {}, up to {segments} blocks per request; INTx {route} -> vector {:#x} on cpu{IRQ_CPU}",
         (blocks * BLOCK_SIZE as u64) >> 20,
+        if flush {
+            "volatile write cache with flush"
+        } else {
+            "no flush command (writes are durable when they complete)"
+        },
         apic::DEVICE_VECTOR_BASE + IRQ_LINE as u8
     );
     Ok(dev)
@@ -261,25 +441,24 @@ impl VirtioBlk {
         while let Some(mut q) = inner.waiting.pop_front() {
             // The sector of a block past the end saturates: the device
             // rejects it all the same.
-            let sector = q.req.block.saturating_mul(SECTORS_PER_BLOCK);
-            let sector = usize::try_from(sector).unwrap_or(usize::MAX);
-            // SAFETY: the frame is held by `q.req` and mapped for
-            // BLOCK_SIZE bytes; the slice only carries its address and
-            // length to the device (the driver never reads it through the
-            // slice while the device owns it). The header, status and
-            // frame stay where they are (heap boxes, the frame) until
-            // `reap` passes the same three to `complete_*`.
-            let r = unsafe {
-                let buf = core::slice::from_raw_parts_mut(q.req.frame.virt(), BLOCK_SIZE);
-                match q.req.op {
-                    Op::Read => inner
-                        .blk
-                        .read_blocks_nb(sector, &mut q.hdr, buf, &mut q.resp),
-                    Op::Write => inner
-                        .blk
-                        .write_blocks_nb(sector, &mut q.hdr, buf, &mut q.resp),
-                }
+            *q.hdr = Header {
+                kind: match q.req.op {
+                    Op::Read => T_IN,
+                    Op::Write => T_OUT,
+                    Op::Flush => T_FLUSH,
+                },
+                reserved: 0,
+                sector: if q.req.op == Op::Flush {
+                    0
+                } else {
+                    q.req.block.saturating_mul(SECTORS_PER_BLOCK)
+                },
             };
+            // SAFETY: the frames are held by `q.req`; the header, status
+            // and frames stay where they are (heap boxes, the frames) and
+            // untouched until `reap` passes the same `Queued` to
+            // `complete` with this token.
+            let r = unsafe { inner.blk.add(&mut q) };
             match r {
                 Ok(token) => {
                     let slot = &mut inner.inflight[token as usize];
@@ -295,7 +474,7 @@ impl VirtioBlk {
                 }
                 Err(e) => {
                     log::error!("virtio-blk: could not queue block {}: {e}", q.req.block);
-                    inner.failed.push_back((q.req, IoError::Device));
+                    inner.failed.push_back((q.req, Err(IoError::Device)));
                     failed = true;
                 }
             }
@@ -305,7 +484,7 @@ impl VirtioBlk {
 
     /// Takes every finished request off the used ring into `done`.
     fn reap(&self, inner: &mut Inner, done: &mut Vec<(Request, Result<(), IoError>)>) {
-        while let Some(token) = inner.blk.peek_used() {
+        while let Some(token) = inner.blk.vq.peek_used() {
             let Some(mut q) = inner
                 .inflight
                 .get_mut(token as usize)
@@ -314,36 +493,33 @@ impl VirtioBlk {
                 panic!("virtio-blk: the device used token {token}, which is not in flight");
             };
             inner.nr_inflight -= 1;
-            // SAFETY: `q` holds the very header, status and frame that
+            // SAFETY: `q` holds the very header, status and frames that
             // `feed` passed with this token.
-            let r = unsafe {
-                let buf = core::slice::from_raw_parts_mut(q.req.frame.virt(), BLOCK_SIZE);
-                match q.req.op {
-                    Op::Read => inner
-                        .blk
-                        .complete_read_blocks(token, &q.hdr, buf, &mut q.resp),
-                    Op::Write => inner
-                        .blk
-                        .complete_write_blocks(token, &q.hdr, buf, &mut q.resp),
-                }
-            };
+            let r = unsafe { inner.blk.complete(token, &mut q) };
             let result = match r {
-                Ok(()) => {
-                    if let Some(sum) = q.sum {
-                        common::check_stable(
-                            "virtio-blk",
-                            &self.counters,
-                            &self.stable_log,
-                            q.req.block,
-                            &q.req.frame,
-                            sum,
-                        );
-                    }
+                Ok(true) => {
+                    common::check_stable_all(
+                        "virtio-blk",
+                        &self.counters,
+                        &self.stable_log,
+                        &q.req,
+                        &q.sums,
+                    );
                     Ok(())
                 }
-                Err(_) if q.req.block >= self.blocks => Err(IoError::OutOfRange),
+                _ if common::out_of_range(&q.req, self.blocks) => Err(IoError::OutOfRange),
+                Ok(false) => {
+                    log::warn!(
+                        "virtio-blk: {:?} of block {} (+{}): device error (status {})",
+                        q.req.op,
+                        q.req.block,
+                        q.req.blocks(),
+                        *q.status
+                    );
+                    Err(IoError::Device)
+                }
                 Err(e) => {
-                    log::warn!("virtio-blk: block {}: device error {e}", q.req.block);
+                    log::warn!("virtio-blk: block {}: virtqueue error {e}", q.req.block);
                     Err(IoError::Device)
                 }
             };
@@ -388,7 +564,7 @@ fn irq() {
         let mut inner = dev.inner.lock();
         // Reading ISR lowers the line: before the EOI, or the I/O APIC
         // delivers it again at once (level triggered).
-        let isr = inner.blk.ack_interrupt();
+        let isr = inner.blk.transport.ack_interrupt();
         if isr.contains(InterruptStatus::QUEUE_INTERRUPT) {
             dev.counters.interrupts.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -413,8 +589,8 @@ fn soft_irq() {
     // raises a new IPI (pairs with the swap in `raise_soft`).
     dev.soft_raised.store(false, Ordering::Release);
     let failed = core::mem::take(&mut dev.inner.lock().failed);
-    for (req, e) in failed {
-        common::finish(&dev.counters, req, Err(e));
+    for (req, r) in failed {
+        common::finish(&dev.counters, req, r);
     }
 }
 
@@ -427,23 +603,36 @@ impl BlockDevice for VirtioBlk {
         self.blocks
     }
 
+    fn max_segments(&self) -> usize {
+        self.segments
+    }
+
     fn submit(&self, req: Request) {
-        let refused = common::malformed(&req).or_else(|| {
-            self.inject
-                .take(req.op, req.block)
-                .then_some(IoError::Injected)
-        });
-        if let Some(e) = refused {
-            self.inner.lock().failed.push_back((req, e));
+        let early = common::malformed(&req, self.segments)
+            .or_else(|| {
+                self.inject
+                    .take(req.op, req.block, req.blocks())
+                    .then_some(IoError::Injected)
+            })
+            .map(Err)
+            // A device without a write cache: every completed write is
+            // already durable, and a flush has nothing to do.
+            .or((req.op == Op::Flush && !self.flush).then_some(Ok(())));
+        if let Some(r) = early {
+            self.inner.lock().failed.push_back((req, r));
             self.raise_soft();
             return;
         }
-        let sum = (req.op == Op::Write).then(|| common::checksum(&req.frame));
+        let sums = common::checksums(&req);
         let q = Queued {
             req,
-            hdr: Box::new(BlkReq::default()),
-            resp: Box::new(BlkResp::default()),
-            sum,
+            hdr: Box::new(Header {
+                kind: 0,
+                reserved: 0,
+                sector: 0,
+            }),
+            status: Box::new(0xff),
+            sums,
         };
         let failed = {
             let mut inner = self.inner.lock();

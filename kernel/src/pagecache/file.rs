@@ -272,7 +272,7 @@ impl File {
         self.dev.submit(Request {
             op: Op::Read,
             block: self.layout.block(self.id, index),
-            frame: page.clone(),
+            frames: page.clone().into(),
             done: Box::new(move |r| table().end_page_read(&done, r.is_ok())),
         });
     }
@@ -616,7 +616,7 @@ impl File {
         self.dev.submit(Request {
             op: Op::Write,
             block: self.layout.block(self.id, index),
-            frame: data,
+            frames: data.into(),
             done: Box::new(move |r| {
                 file.end_writeback(index, wb, r);
                 if let Some(done) = done {
@@ -695,10 +695,20 @@ impl File {
         }
     }
 
-    /// `fsync`: write back everything dirty and wait for it. Reports a
-    /// write error once (pages that failed stay dirty with `PG_ERROR`, and
-    /// are written again by the next writeback).
+    /// `fsync`: write back everything dirty, wait for it, and flush the
+    /// device (`REQ_PREFLUSH`), so that what was written before the call
+    /// survives a power cut once it returns `Ok`. Reports a write error
+    /// once (pages that failed stay dirty with `PG_ERROR`, and are written
+    /// again by the next writeback), and a failed flush.
     pub fn sync(self: &Arc<Self>) -> Result<(), FsError> {
+        let written = self.write_and_wait();
+        let flushed = super::flush_device(&*self.dev);
+        written.and(flushed)
+    }
+
+    /// `filemap_write_and_wait`: the first half of [`File::sync`], without
+    /// the flush (a caller syncing several files flushes once).
+    pub fn write_and_wait(self: &Arc<Self>) -> Result<(), FsError> {
         self.writeback();
         self.wait_writeback();
         if self.error.swap(false, Ordering::Relaxed) {

@@ -132,6 +132,13 @@ pub fn bounce_pinned_pages(bug: Option<Bug>) -> bool {
     bug != Some(Bug::WritePinnedInPlace)
 }
 
+/// [`Bug::SyncNoFlush`], asked by the page cache's `sync` once its writes
+/// completed: whether to flush the device's write cache before returning
+/// (the correct answer) or return at once.
+pub fn sync_flushes(bug: Option<Bug>) -> bool {
+    bug != Some(Bug::SyncNoFlush)
+}
+
 /// [`Bug::SharedWaitRelaxed`], in `PageWaitTable::shared_test`: a shared
 /// waiter tests the bit it waits on with a plain Relaxed load. When it
 /// sees the bit clear (in `wait_on_page_locked`'s first test, in the try

@@ -189,11 +189,17 @@ pub enum Bug {
     /// data-visibility models catch it. The mutation:
     /// [`bugs::shared_wait_relaxed`].
     SharedWaitRelaxed,
+    /// `sync` (fsync) returns once its writes have completed without asking
+    /// the device to flush its volatile write cache (no `REQ_PREFLUSH`): a
+    /// power cut after it returns may lose what it promised was durable.
+    /// The mutation: [`bugs::sync_flushes`] (asked by the kernel's page
+    /// cache).
+    SyncNoFlush,
 }
 
 impl Bug {
     /// Every known-bad variant.
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::TasOutsideLock,
         Bug::ClearAfterWake,
         Bug::ClearWaitersEarly,
@@ -206,6 +212,7 @@ impl Bug {
         Bug::GupCheckOutsideLock,
         Bug::WritePinnedInPlace,
         Bug::SharedWaitRelaxed,
+        Bug::SyncNoFlush,
     ];
 
     /// The name used in boot parameters, reports and test names.
@@ -223,6 +230,7 @@ impl Bug {
             Bug::GupCheckOutsideLock => "gup-check-outside-lock",
             Bug::WritePinnedInPlace => "write-pinned-in-place",
             Bug::SharedWaitRelaxed => "shared-wait-relaxed",
+            Bug::SyncNoFlush => "sync-no-flush",
         }
     }
 

@@ -89,7 +89,7 @@ fn run(dev: &'static dyn BlockDevice, op: Op, depth: u64) -> Result<Figures, u64
             // Frames are reused in turn; at depth `depth` the one reused
             // has completed (a read into it may race a later read, which
             // a benchmark does not mind).
-            frame: frames[i % depth as usize].clone(),
+            frames: frames[i % depth as usize].clone().into(),
             done: alloc::boxed::Box::new(move |r| {
                 let lat = rdtsc() - start;
                 sc.latencies.lock().push(lat);

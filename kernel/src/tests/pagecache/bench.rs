@@ -174,7 +174,7 @@ fn raw_batch(dev: &dyn BlockDevice, op: Op, first: u64, frames: &[Frame]) -> Res
         dev.submit(Request {
             op,
             block: first + i as u64,
-            frame: f.clone(),
+            frames: f.clone().into(),
             done: Box::new(move |r| {
                 if r.is_err() {
                     // Relaxed: published by the Release increment below.
