@@ -65,3 +65,21 @@ fn end_writeback_without_reference_is_caught() {
         return;
     }
 }
+
+/// `sync-no-flush`: `sync` returns without flushing the device's write
+/// cache; after a power cut (the RAM device's model of one) the synced
+/// round is gone. `pagecache.sync_is_durable` must say so.
+#[test]
+fn sync_without_flush_is_caught() {
+    let (out, v) = tests::boot("pc-sync-no-flush")
+        .params(["filter=pagecache.sync_is_durable", "bug=sync-no-flush"])
+        .run()
+        .expect("QEMU run");
+    check(!v.passed, "bug=sync-no-flush must fail", &out);
+    check(
+        out.contains("pages are not what sync made durable")
+            && out.contains("the synced round 1 was lost"),
+        "the failure must be the synced data lost at the power cut",
+        &out,
+    );
+}
