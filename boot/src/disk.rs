@@ -87,6 +87,48 @@ impl fmt::Display for Disk {
     }
 }
 
+/// A QEMU block driver between the guest's disk and its image file (the
+/// virtio device sees the same disk either way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// QEMU's `blklogwrites`: every write and flush that reaches the image
+    /// is also logged, with its data, to `log` in dm-log-writes format
+    /// (the crash-consistency check, `tests/tests/crash.rs`).
+    LogWrites { log: PathBuf },
+    /// QEMU's `blkdebug` under the raw format: the rules in the file
+    /// `rules` inject errors (`EIO`) into chosen requests, which the guest
+    /// sees as device errors.
+    Debug { rules: PathBuf },
+}
+
+impl Filter {
+    /// Makes what QEMU expects to find: an empty log file (QEMU opens it,
+    /// it does not create it).
+    pub(crate) fn prepare(&self) -> io::Result<()> {
+        if let Filter::LogWrites { log } = self {
+            fs::File::create(log)?;
+        }
+        Ok(())
+    }
+
+    /// The `-drive` option string for an image at `image` behind this
+    /// filter, with id `id`.
+    pub fn drive(&self, image: &Path, id: &str) -> String {
+        match self {
+            Filter::LogWrites { log } => format!(
+                "if=none,id={id},driver=blklogwrites,file.driver=file,file.filename={},log.driver=file,log.filename={},log-sector-size=512",
+                image.display(),
+                log.display()
+            ),
+            Filter::Debug { rules } => format!(
+                "if=none,id={id},driver=raw,file.driver=blkdebug,file.config={},file.image.driver=file,file.image.filename={}",
+                rules.display(),
+                image.display()
+            ),
+        }
+    }
+}
+
 /// Bytes as `64M`-style text when exact.
 struct Size(u64);
 

@@ -318,10 +318,13 @@ fn command(run: &Run, image: &Path, dir: &Path, qmp: &Path) -> io::Result<Comman
         // The data disk, without snapshot: the guest's writes reach the
         // file. QEMU locks it, so two runs cannot share one image.
         cmd.arg("-drive")
-            .arg(format!(
-                "file={},if=none,id={DRIVE_ID},format=raw",
-                disk.display()
-            ))
+            .arg(match &run.disk_filter {
+                None => format!("file={},if=none,id={DRIVE_ID},format=raw", disk.display()),
+                Some(f) => {
+                    f.prepare()?;
+                    f.drive(&disk, DRIVE_ID)
+                }
+            })
             .arg("-device")
             .arg(format!("virtio-blk-pci,drive={DRIVE_ID}"));
     }

@@ -66,6 +66,8 @@ pub struct Run {
     /// Silence after which the runner asks QEMU for every vCPU's state and
     /// ends the run; `None`: derived from `lockup_ms=` ([`Run::silence_limit`]).
     pub(crate) silence: Option<Duration>,
+    /// A QEMU block driver between the data disk and its image.
+    pub(crate) disk_filter: Option<disk::Filter>,
 }
 
 impl fmt::Debug for Run {
@@ -94,7 +96,15 @@ impl Run {
             icount: None,
             sink: None,
             silence: None,
+            disk_filter: None,
         }
+    }
+
+    /// Puts QEMU's `blklogwrites` or `blkdebug` between the data disk and
+    /// its image ([`disk::Filter`]).
+    pub fn disk_filter(mut self, f: disk::Filter) -> Run {
+        self.disk_filter = Some(f);
+        self
     }
 
     /// Ends the run after its console has been silent for `d`, once QEMU

@@ -2,8 +2,10 @@
 //! runner, `boot::Run` (which builds the kernel once per test binary), with
 //! the settings below, and reports a failed check with the whole serial log.
 //! [`torture`] is the host's check of a disk image against the writeback
-//! torture's manifest.
+//! torture's manifest, [`crash`] the replay of a write log against what
+//! each `sync` promised.
 
+pub mod crash;
 pub mod torture;
 
 use std::time::Duration;

@@ -30,6 +30,7 @@
 extern crate std;
 
 pub mod bench;
+pub mod crash;
 pub mod disk;
 pub mod exit;
 pub mod glob;

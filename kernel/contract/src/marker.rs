@@ -67,8 +67,13 @@ pub const KTAP_VERSION: &str = "KTAP version 1";
 /// file (see [`crate::torture::Line`]).
 pub const MANIFEST: &str = "# MANIFEST ";
 
+/// Starts a line of the crash-consistency check of `sync` (a KTAP
+/// diagnostic): which versions each returned sync covered (see
+/// [`crate::crash::Line`]).
+pub const SYNC: &str = "# SYNC ";
+
 /// Every marker above, for checks that no second copy exists.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     END_OF_RUN,
     EXPECT_LOG,
     FATAL,
@@ -83,6 +88,7 @@ pub const ALL: [&str; 14] = [
     NOTE,
     KTAP_VERSION,
     MANIFEST,
+    SYNC,
 ];
 
 /// A progress report (see [`PROGRESS`]): `what` has done `done` `unit`

@@ -14,6 +14,7 @@
 //! (`contract::disk`), which the host reads back.
 
 pub mod bench;
+pub mod crash;
 pub mod disk_torture;
 pub mod torture;
 
@@ -255,7 +256,10 @@ fn sync_is_durable(_: &Ctx) -> TestResult {
             wrong.push(format!("page {i}: {what}"));
         }
     }
-    println!("    # power cut after sync of round 1 and an unsynced round 2: {lost} blocks lost, {} of {PAGES} pages wrong", wrong.len());
+    println!(
+        "    # power cut after sync of round 1 and an unsynced round 2: {lost} blocks lost, {} of {PAGES} pages wrong",
+        wrong.len()
+    );
     kassert!(
         wrong.is_empty(),
         "after the power cut, {} pages are not what sync made durable: {}",
@@ -860,6 +864,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "torture_disk",
             run: torture_disk,
+        },
+        Case {
+            name: "crash_consistency",
+            run: crash::crash_consistency,
         },
         Case {
             name: "bad_input",
