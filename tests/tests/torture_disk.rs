@@ -23,7 +23,7 @@
 
 use std::{fs, path::PathBuf, time::Duration};
 
-use boot::{Disk, qemu::Outcome};
+use boot::{Disk, disk::Filter, qemu::Outcome};
 use tests::{
     check,
     torture::{Manifest, Verdict, check_image, manifests},
@@ -48,6 +48,16 @@ fn boot_and_check(
     filter: &str,
     extra: &[&str],
 ) -> (Outcome, bool, Vec<(Manifest, Verdict)>) {
+    boot_and_check_behind(name, filter, extra, None)
+}
+
+/// [`boot_and_check`] with a QEMU block driver in front of the image.
+fn boot_and_check_behind(
+    name: &str,
+    filter: &str,
+    extra: &[&str],
+    disk_filter: Option<Filter>,
+) -> (Outcome, bool, Vec<(Manifest, Verdict)>) {
     let disk = image(name);
     // `PCS_TORTURE`: more kernel parameters (longer runs), and time for
     // them on top of the tests' deadline.
@@ -60,8 +70,11 @@ fn boot_and_check(
         .iter()
         .find_map(|w| w.strip_prefix("torture_ms=")?.parse().ok())
         .unwrap_or(0);
-    let (out, v) = tests::boot(name)
-        .disk(Disk::at(&disk, IMAGE_BYTES))
+    let mut run = tests::boot(name).disk(Disk::at(&disk, IMAGE_BYTES));
+    if let Some(f) = disk_filter {
+        run = run.disk_filter(f);
+    }
+    let (out, v) = run
         .params([format!("filter={filter}")])
         .params(extra)
         .params(&more)
@@ -184,6 +197,60 @@ fn writing_pinned_pages_in_place_is_caught_on_the_disk() {
     check(
         v.unpinned_bad() == 0,
         &format!("only pinned pages may be damaged: {v}"),
+        &out,
+    );
+}
+
+/// Device errors from outside the kernel: QEMU's `blkdebug` driver, with
+/// the rules of `tests/blkdebug/torture-eio.conf`, fails the first write
+/// that reaches each of ten pages' blocks with `EIO` (QEMU may have merged
+/// neighbouring requests into that write, which then all fail), and the
+/// guest's virtio-blk sees an I/O error from the device. The torture's writeback keeps
+/// each such page dirty (with `PG_error`), `sync` reports the error, the
+/// page is written again, and the image still holds the manifest exactly.
+#[test]
+fn device_errors_from_blkdebug_are_retried() {
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("blkdebug/torture-eio.conf");
+    let (out, passed, checked) = boot_and_check_behind(
+        "torture-disk-blkdebug",
+        "pagecache.torture_disk",
+        &[],
+        Some(Filter::Debug { rules }),
+    );
+    check(passed, "the torture must pass in the kernel", &out);
+    let (_, v) = of(&checked, "pagecache.torture_disk", &out);
+    check(
+        v.clean(),
+        &format!("the image does not hold the manifest: {v}"),
+        &out,
+    );
+    // "N failed device writes (M armed)": the kernel armed M of its own;
+    // the rest came from the device.
+    let line = out
+        .lines
+        .iter()
+        .find(|l| l.contains("failed device writes ("))
+        .cloned()
+        .unwrap_or_default();
+    let num = |after: &str| -> Option<u64> {
+        let (before, _) = line.split_once(after)?;
+        before.split_whitespace().last()?.parse().ok()
+    };
+    let failed = num(" failed device writes (").unwrap_or(0);
+    let armed = line
+        .split_once("failed device writes (")
+        .and_then(|(_, r)| r.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    // QEMU merges adjacent virtio requests, and a failed merged write
+    // fails every request in it: how many the guest sees failing varies.
+    check(
+        failed > armed,
+        &format!("the device must have failed writes of its own: {line}"),
+        &out,
+    );
+    check(
+        out.contains("virtio-blk: Write of block") && out.contains("device error (status 1)"),
+        "the device's errors must be the virtio status IOERR",
         &out,
     );
 }
