@@ -87,6 +87,10 @@ const MS: u64 = 1_000_000;
 const DMA_VA: u64 = 0x5c_0000_0000;
 /// Final-pass rounds before the run gives up on a page.
 const FINAL_ROUNDS: u32 = 50;
+/// How long the final pass keeps the device plugged at least, its writes
+/// all in flight while the writers go on.
+const PLUG_HOLD_MS: u64 = 50;
+
 /// Final writes that fail on purpose (armed before the pass).
 const FORCED_FAILURES: usize = 2;
 
@@ -679,8 +683,15 @@ fn final_pass(
                     s.generation[*p as usize].load(Ordering::Relaxed) > e.generation
                 })
             };
+            // Held at least PLUG_HOLD_MS, so the writers run while every
+            // final write is in flight (with stable pages they wait for it;
+            // without, they change pages under the device): the window
+            // must not depend on how many requests the virtqueue holds.
+            let hold = time::now_ns() + PLUG_HOLD_MS * MS;
             let deadline = time::now_ns() + 10_000 * MS;
-            while !dma_pages.iter().all(rewritten) && time::now_ns() < deadline {
+            while (time::now_ns() < hold || !dma_pages.iter().all(rewritten))
+                && time::now_ns() < deadline
+            {
                 timer::sleep_ns(MS);
             }
             s.dev.unplug();
