@@ -42,7 +42,7 @@ pub fn kernel(profile: Profile, verbose: bool) -> io::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(crate::workspace_root())
-        .args(["build", "--package", "kernel", "--target", KERNEL_TARGET])
+        .args(["build", "--package", "image", "--target", KERNEL_TARGET])
         .env("CARGO_TARGET_DIR", crate::target_dir().join("kernel"))
         // Flags meant for host builds (say `--cfg loom`) must not leak in.
         .env_remove("RUSTFLAGS")

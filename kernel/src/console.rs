@@ -14,7 +14,7 @@ use core::{
     sync::atomic::{AtomicU8, AtomicUsize, Ordering},
 };
 
-use crate::arch::{self, x86_64::serial::Serial};
+use crate::arch::{self, serial::Serial};
 
 const NO_OWNER: usize = usize::MAX;
 

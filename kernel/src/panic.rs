@@ -20,8 +20,35 @@ use crate::{
         qemu::{ExitCode, exit},
     },
     console::emergency_print,
-    ktest,
 };
+
+/// Names what was running (the test framework's current case), as a
+/// `fn() -> Option<(&'static str, &'static str)>` cast to a pointer; null:
+/// nothing registered.
+static CONTEXT: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// The running test case (suite, case), for the report.
+pub type CaseNamer = fn() -> Option<(&'static str, &'static str)>;
+
+/// Registers what names the running case in a fatal report (the suites'
+/// framework, before its first case). It runs on the fatal path: it must
+/// only read statics.
+pub fn set_case_namer(f: CaseNamer) {
+    // Relaxed: the pointer names code, which needs no publication.
+    CONTEXT.store(f as *mut (), Ordering::Relaxed);
+}
+
+fn running_case() -> Option<(&'static str, &'static str)> {
+    let p = CONTEXT.load(Ordering::Relaxed);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `set_case_namer` is the only writer and stores only a
+    // `CaseNamer` cast to a pointer.
+    let f = unsafe { core::mem::transmute::<*mut (), CaseNamer>(p) };
+    f()
+}
 
 /// Set by the first CPU to enter the fatal path.
 static DYING: AtomicBool = AtomicBool::new(false);
@@ -54,15 +81,15 @@ fn die(code: ExitCode, report: fmt::Arguments) -> ! {
     }
     // Stop the other CPUs first, so the report is not interleaved with
     // their output and nothing runs on after the failure.
-    if arch::x86_64::apic::ready() {
-        arch::x86_64::smp::nmi_all_others();
+    if arch::apic::ready() {
+        arch::smp::nmi_all_others();
     }
     emergency_print(format_args!(
         "\n{FATAL} on cpu{}: {}\n",
         arch::cpu_index(),
         report
     ));
-    if let Some((suite, case)) = ktest::current() {
+    if let Some((suite, case)) = running_case() {
         emergency_print(format_args!("{CRASHED_IN}{suite}.{case}\n"));
     }
     backtrace();

@@ -10,7 +10,7 @@
 //! and the offending key's help, and the run ends with
 //! `ExitCode::BadParams`: a parameter is never silently ignored. A valid key
 //! that no selected test case reads is reported as a note
-//! ([`crate::ktest::note_params_without_effect`]).
+//! (the suites' `ktest::note_params_without_effect`).
 
 use core::cell::UnsafeCell;
 
@@ -19,7 +19,7 @@ use contract::{
     params::{Key, ParamError, Parsed},
 };
 
-use crate::arch::x86_64::fw_cfg;
+use crate::arch::fw_cfg;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -120,7 +120,7 @@ impl Crash {
 }
 
 /// The `loglevel=` names and the levels they select.
-pub(crate) const LOG_LEVELS: [(&str, log::LevelFilter); 6] = [
+pub const LOG_LEVELS: [(&str, log::LevelFilter); 6] = [
     ("off", log::LevelFilter::Off),
     ("error", log::LevelFilter::Error),
     ("warn", log::LevelFilter::Warn),
@@ -229,7 +229,7 @@ fn by_name<T: Copy>(all: &[T], name: fn(T) -> &'static str, chosen: &str) -> T {
 }
 
 /// `bug=`: `none`, or the name of a [`pagesync::Bug`].
-pub(crate) fn bug(chosen: &str) -> Option<pagesync::Bug> {
+pub fn bug(chosen: &str) -> Option<pagesync::Bug> {
     (chosen != "none").then(|| by_name(&pagesync::Bug::ALL, pagesync::Bug::name, chosen))
 }
 

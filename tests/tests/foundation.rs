@@ -91,7 +91,7 @@ fn panic_is_reported() {
     crash(
         "panic",
         Exit::Panic,
-        "PANIC: panicked at kernel/src/tests/boot.rs",
+        "PANIC: panicked at kernel/suites/src/boot.rs",
     );
     // The host names the functions of the failing CPU's backtrace.
     let (out, v) = boot("panic-symbols")

@@ -1,5 +1,5 @@
 //! The first seed's symptom, reproduced on demand: "silence soft lockups
-//! from unlock_page". `pagelock.walk_lockup` (kernel/src/tests/pagelock/
+//! from unlock_page". `pagelock.walk_lockup` (kernel/suites/src/pagelock/
 //! lockup.rs) queues [`WAITERS`] sleepers on 4 pages that all hash to the
 //! one queue of a 1-queue table (`bits=0`) and unlocks one page: its wake
 //! walk passes every entry. With `bookmarks=off` (Linux 6.7+, and before

@@ -144,7 +144,7 @@ pub fn test(a: TestArgs) -> Result<bool> {
     let kc = v.report.counts();
     // A FILTER that names only host tests or loom models (`loom_pagelock`,
     // `visibility`) selects no kernel case: the kernel refuses such a
-    // filter (kernel/src/ktest/mod.rs, "selects no test case"), which here
+    // filter (kernel/suites/src/ktest/mod.rs, "selects no test case"), which here
     // only means that this layer has nothing to run.
     let no_kernel_case = filter.is_some()
         && kc.passed + kc.failed + kc.skipped == 0

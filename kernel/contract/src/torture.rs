@@ -26,7 +26,7 @@
 //!
 //! The manifest lists, per page, the version that the kernel's *last*
 //! write of the page carried (captured under the page lock when that
-//! writeback started; see `kernel/src/tests/pagecache/disk_torture.rs`).
+//! writeback started; see `kernel/suites/src/pagecache/disk_torture.rs`).
 //! Each line starts with [`crate::marker::MANIFEST`]:
 //!
 //! ```text

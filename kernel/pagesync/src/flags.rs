@@ -298,7 +298,7 @@ impl PageFlags {
         // `handoff_with_default_unfairness_races_a_cancel`). Release: a
         // caller without the page lock publishes data by setting the bit,
         // as `set_page_dirty` from a DMA-style dirtier of a pinned page
-        // (`kernel/src/tests/gup/dma.rs`) does for the Acquire half of the
+        // (`kernel/suites/src/gup/dma.rs`) does for the Acquire half of the
         // `clear_page_dirty_for_io` that finds it (AcqRel -> Acquire is
         // caught by `loom_pagecache::visibility_lockless_dirtier`).
         let old = self.word.fetch_or(mask(bit), Ordering::AcqRel);

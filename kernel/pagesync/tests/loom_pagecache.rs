@@ -279,7 +279,7 @@ fn visibility_end_page_read() {
 }
 
 /// A dirtier without the page lock (a DMA engine's completion marking a
-/// pinned page dirty, as `kernel/src/tests/gup/dma.rs` does) writes the
+/// pinned page dirty, as `kernel/suites/src/gup/dma.rs` does) writes the
 /// page and then sets PG_dirty; writeback, under the page lock, clears
 /// PG_dirty for I/O and then reads the page to write it out. When the
 /// clear finds the dirtier's bit, the read must see the dirtier's data:

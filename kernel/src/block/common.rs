@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{BLOCK_SIZE, DeviceStats, Inject, IoError, Op, Request};
-use crate::{arch::x86_64::time, mm::Frame, sync::IrqMutex};
+use crate::{arch::time, mm::Frame, sync::IrqMutex};
 
 /// A checksum of the first [`BLOCK_SIZE`] bytes of `frame`: 64-bit words
 /// folded with a multiply-rotate mix, so that any change of a word (and

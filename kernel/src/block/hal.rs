@@ -24,7 +24,7 @@ use core::ptr::NonNull;
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
 
 use crate::{
-    arch::x86_64::paging,
+    arch::paging,
     mm::{AllocFlags, Frame, PAGE_SIZE, Pfn, alloc_pages, frame_array},
 };
 

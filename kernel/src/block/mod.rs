@@ -53,7 +53,7 @@ pub mod virtio;
 use alloc::{boxed::Box, string::String, vec::Vec};
 use core::ops::Range;
 
-use crate::{arch::x86_64::pci, mm::Frame};
+use crate::{arch::pci, mm::Frame};
 
 /// A range of another device's blocks as a device of its own (a
 /// partition): block `b` of the partition is block `first + b` of `dev`.

@@ -45,7 +45,7 @@ use super::{
     common::{self, Counters, Injector, RateLimit},
 };
 use crate::{
-    arch::x86_64::{apic, handlers, percpu, smp as arch_smp},
+    arch::{apic, handlers, percpu, smp as arch_smp},
     config::MAX_CPUS,
     mm::{AllocFlags, Frame, PAGE_SIZE, alloc_pages},
     sync::IrqMutex,

@@ -24,7 +24,7 @@
 //!    (the device has consumed the data by the time it reports it used);
 //! 3. feeds waiting requests into the freed descriptors;
 //! 4. drops the driver lock, then runs the completions; the EOI follows in
-//!    the interrupt entry (`arch::x86_64::interrupts::device`).
+//!    the interrupt entry (`arch::interrupts::device`).
 //!
 //! Requests that never reach the device (an injected failure, a frame
 //! that is not one page) are completed from the same kind of context:
@@ -61,7 +61,7 @@ use super::{
     hal::KernelHal,
 };
 use crate::{
-    arch::x86_64::{
+    arch::{
         apic, handlers,
         ioapic::{self, Route},
         paging,

@@ -8,8 +8,8 @@
 //! `bits=`, `handoff=`, `unfairness=`, `bookmarks=`, `bookmark_batch=`,
 //! `killable_fix=`, `bug=`), whether its race points jitter (`jitter=`,
 //! `jitter_rate=`, [`crate::sched::jitter`]) and runs it on the scheduler
-//! ([`crate::sched::KernelPlatform`]). Its checks live in the tests room,
-//! `crate::tests::pagelock`: the KTAP suite, the locktorture-style torture
+//! ([`crate::sched::KernelPlatform`]). Its checks live in the `suites`
+//! crate (`kernel/suites/src/pagelock`): the KTAP suite, the locktorture-style torture
 //! (owner word per page, quiescence checks for lost wake-ups, the hung-task
 //! watchdog), the thundering-herd walk and the benchmarks.
 //!

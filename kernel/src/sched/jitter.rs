@@ -41,7 +41,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use pagesync::RacePoint;
 
 use crate::{
-    arch::x86_64::{percpu, time},
+    arch::{percpu, time},
     config::MAX_CPUS,
 };
 

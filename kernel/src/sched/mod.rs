@@ -52,7 +52,7 @@ pub use space::{SpaceRef, ThreadSpace, current_space, set_space};
 pub use thread::{DEAD, RUNNABLE, RUNNING, SLEEPING, Thread, ThreadRef};
 
 use crate::{
-    arch::x86_64::{apic, percpu, smp as arch_smp, time},
+    arch::{apic, percpu, smp as arch_smp, time},
     config::MAX_CPUS,
     sync::{IrqMutex, RawSpinLock},
 };

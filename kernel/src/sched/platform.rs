@@ -6,7 +6,7 @@ use core::sync::atomic::Ordering;
 use pagesync::{RacePoint, platform::Platform};
 
 use super::{RUNNING, SLEEPING, Thread, ThreadRef, current, schedule, wake};
-use crate::arch::x86_64::{percpu, time};
+use crate::arch::{percpu, time};
 
 pub struct KernelPlatform;
 

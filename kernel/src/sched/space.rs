@@ -35,7 +35,7 @@ use core::{
 };
 
 use super::current;
-use crate::arch::x86_64::{paging, percpu};
+use crate::arch::{paging, percpu};
 
 /// What the scheduler needs from an address space.
 pub trait ThreadSpace: Send + Sync + 'static {

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{
-    arch::x86_64::paging,
+    arch::paging,
     mm::{AllocFlags, alloc_pages},
     sync::IrqMutex,
 };

@@ -11,7 +11,7 @@ use pagesync::{
 };
 
 use super::{KernelPlatform, RUNNING, SLEEPING, ThreadRef, current, rq, schedule};
-use crate::arch::x86_64::{percpu, time};
+use crate::arch::{percpu, time};
 
 fn add_timer(deadline: u64) {
     let me = current();

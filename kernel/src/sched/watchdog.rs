@@ -38,7 +38,7 @@ use contract::marker::{BACKTRACE, BacktraceFrame};
 
 use super::{THREADS, Thread, rq};
 use crate::{
-    arch::x86_64::{frames, percpu, smp as arch_smp, time},
+    arch::{frames, percpu, smp as arch_smp, time},
     config::MAX_CPUS,
 };
 
@@ -86,7 +86,7 @@ pub fn set_lockup_limit_ms(ms: u64) {
 }
 
 /// Prints the interrupted code's backtrace after a lockup report: frame 0
-/// is `rip`, the rest its callers (see `arch::x86_64::frames`), each line
+/// is `rip`, the rest its callers (see `arch::frames`), each line
 /// through `print`.
 fn interrupted_backtrace(rip: u64, print: impl Fn(core::fmt::Arguments)) {
     print(format_args!("{BACKTRACE}\n"));

@@ -22,7 +22,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{
-    arch::x86_64::{percpu, smp as arch_smp, time},
+    arch::{percpu, smp as arch_smp, time},
     config::MAX_CPUS,
 };
 

@@ -52,7 +52,7 @@ use super::{
     space::{Backing, Region},
 };
 use crate::{
-    arch::x86_64::handlers::{PageFault, PageFaultOutcome},
+    arch::handlers::{PageFault, PageFaultOutcome},
     mm::{AllocFlags, Frame, PAGE_SIZE, alloc_pages},
     pagelock, sched,
 };
@@ -323,7 +323,7 @@ impl AddressSpace {
     }
 }
 
-/// The page-fault handler registered at boot (`arch::x86_64::handlers`):
+/// The page-fault handler registered at boot (`arch::handlers`):
 /// resolves a fault of a thread running in an address space at a user
 /// address, or says why not (then the fault is fatal, reported with that
 /// reason: a write to a read-only region is reported, never retried).

@@ -57,7 +57,7 @@ pub use mapping::{MapSource, Mapping};
 pub use space::{AddressSpace, DirtyPage, Prot, RegionInfo, SpaceStats, Translation};
 pub use tlb::KnownBad;
 
-use crate::arch::x86_64::paging;
+use crate::arch::paging;
 
 /// The lowest address a region may start at: the first 64 KiB stay
 /// unmapped so null-pointer accesses fault (Linux's `mmap_min_addr`).

@@ -42,7 +42,7 @@ use x86_64::{
 
 use super::{USER_END, VmError};
 use crate::{
-    arch::x86_64::paging,
+    arch::paging,
     mm::{AllocFlags, Frame, Pfn, alloc_pages},
 };
 

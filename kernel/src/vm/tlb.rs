@@ -25,7 +25,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::arch::x86_64::{paging, percpu};
+use crate::arch::{paging, percpu};
 
 /// Above this many pages, flush the whole TLB instead of page by page
 /// (Linux's `tlb_single_page_flush_ceiling` is 33).
