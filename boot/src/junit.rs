@@ -70,10 +70,9 @@ pub fn case_durations(lines: &[String], times: &[Duration]) -> Vec<(String, Dura
         let Some(case) = l.trim().strip_prefix(RUNNING) else {
             continue;
         };
-        let end = lines[i + 1..].iter().position(|l| {
-            let t = l.trim_start();
-            l.starts_with("    ") && (t.starts_with("ok ") || t.starts_with("not ok "))
-        });
+        let end = lines[i + 1..]
+            .iter()
+            .position(|l| crate::ktap::case_result(l).is_some());
         if let (Some(j), Some(&t0)) = (end, times.get(i))
             && let Some(&t1) = times.get(i + 1 + j)
         {

@@ -214,6 +214,20 @@ pub fn result_line(raw: &str) -> Option<(bool, &str)> {
     }
 }
 
+/// A test case's result line: a result line indented as a suite's subtest
+/// (the kernel's cases are one level down, four spaces), and its status
+/// (`Pass`, `Fail` or `Skip`). The one test the live display, the JUnit
+/// timings and the verdict use.
+pub fn case_result(raw: &str) -> Option<Status> {
+    if !raw.starts_with("    ") {
+        return None;
+    }
+    match parse_result(raw.trim())? {
+        Line::Result { ok, directive, .. } => Some(status_of(ok, directive)),
+        _ => None,
+    }
+}
+
 fn parse_result(s: &str) -> Option<Line<'_>> {
     let (ok, rest) = match s.strip_prefix("not ok ") {
         Some(r) => (false, r),

@@ -303,11 +303,9 @@ impl LineSink for Progress {
                     _ => None,
                 };
                 s.work = Some((p.what.to_string(), p.done, p.unit.to_string(), now, rate));
-            } else if line.starts_with("    ") && (t.starts_with("ok ") || t.starts_with("not ok "))
-            {
-                // A case's result (suites are indented once).
+            } else if let Some(status) = crate::ktap::case_result(line) {
                 s.done += 1;
-                if t.starts_with("not ok ") && !t.contains("# SKIP") {
+                if status == crate::ktap::Status::Fail {
                     s.failed += 1;
                 }
             } else if t.starts_with(marker::BENCH) {

@@ -29,16 +29,10 @@ pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 /// How a QEMU process ended, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// [`ExitCode::Success`]: everything passed.
-    Success,
-    /// [`ExitCode::TestsFailed`]: the run completed with failed tests.
-    TestsFailed,
-    /// [`ExitCode::Panic`]: a Rust panic.
-    Panic,
-    /// [`ExitCode::Exception`]: an unhandled CPU exception.
-    Exception,
-    /// [`ExitCode::BadParams`]: the kernel rejected its parameters.
-    BadParams,
+    /// The kernel ended the run itself, with this code (the contract's
+    /// [`ExitCode`]: success, failed tests, panic, exception, bad
+    /// parameters).
+    Kernel(ExitCode),
     /// [`QemuStatus::Reset`]: a reset or power-off, e.g. a triple fault
     /// with `-no-reboot`.
     Reset,
@@ -75,29 +69,30 @@ impl Exit {
             return Exit::Signal(0);
         };
         match contract::exit::decode(code) {
-            QemuStatus::Kernel(k) => match k {
-                ExitCode::Success => Exit::Success,
-                ExitCode::TestsFailed => Exit::TestsFailed,
-                ExitCode::Panic => Exit::Panic,
-                ExitCode::Exception => Exit::Exception,
-                ExitCode::BadParams => Exit::BadParams,
-            },
+            QemuStatus::Kernel(k) => Exit::Kernel(k),
             QemuStatus::Reset => Exit::Reset,
             QemuStatus::QemuError => Exit::QemuError,
             QemuStatus::Unknown(c) => Exit::Other(c),
         }
     }
 
+    /// Everything passed.
+    pub const SUCCESS: Exit = Exit::Kernel(ExitCode::Success);
+    /// The run completed with failed tests.
+    pub const TESTS_FAILED: Exit = Exit::Kernel(ExitCode::TestsFailed);
+    /// A Rust panic.
+    pub const PANIC: Exit = Exit::Kernel(ExitCode::Panic);
+    /// An unhandled CPU exception.
+    pub const EXCEPTION: Exit = Exit::Kernel(ExitCode::Exception);
+    /// The kernel rejected its parameters.
+    pub const BAD_PARAMS: Exit = Exit::Kernel(ExitCode::BadParams);
+
     /// The kernel's exit code, when the kernel ended the run itself.
     pub fn kernel_code(&self) -> Option<ExitCode> {
-        Some(match self {
-            Exit::Success => ExitCode::Success,
-            Exit::TestsFailed => ExitCode::TestsFailed,
-            Exit::Panic => ExitCode::Panic,
-            Exit::Exception => ExitCode::Exception,
-            Exit::BadParams => ExitCode::BadParams,
-            _ => return None,
-        })
+        match self {
+            Exit::Kernel(k) => Some(*k),
+            _ => None,
+        }
     }
 }
 
@@ -513,7 +508,7 @@ mod tests {
             );
         }
         assert_eq!(Exit::from_code(Some(STATUS_RESET)), Exit::Reset);
-        assert_ne!(Exit::from_code(Some(0)), Exit::Success);
+        assert_ne!(Exit::from_code(Some(0)), Exit::SUCCESS);
         assert_eq!(Exit::from_code(Some(STATUS_QEMU_ERROR)), Exit::QemuError);
         assert_eq!(Exit::from_code(None), Exit::Signal(0));
         assert_eq!(Exit::Reset.kernel_code(), None);

@@ -30,7 +30,7 @@ pub fn judge(out: &Outcome) -> Verdict {
         report.mark_timeout();
     }
     let mut reasons = Vec::new();
-    if out.exit != Exit::Success {
+    if out.exit != Exit::SUCCESS {
         reasons.push(format!("QEMU exit: {}", out.exit));
     }
     if !report.found {

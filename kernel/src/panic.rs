@@ -12,7 +12,7 @@ use core::{
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use contract::marker::{BACKTRACE, BacktraceFrame, CRASHED_IN, FATAL};
+use contract::marker::{BACKTRACE, BacktraceFrame, CRASHED_IN, FATAL, PCS};
 
 use crate::{
     arch::{
@@ -73,7 +73,7 @@ fn die(code: ExitCode, report: fmt::Arguments) -> ! {
         // A second fault while reporting the first (or another CPU dying at
         // the same time): the first report is what matters.
         emergency_print(format_args!(
-            "# pcs: nested fatal error on cpu{}: {}\n",
+            "{PCS}nested fatal error on cpu{}: {}\n",
             arch::cpu_index(),
             report
         ));
@@ -93,7 +93,7 @@ fn die(code: ExitCode, report: fmt::Arguments) -> ! {
         emergency_print(format_args!("{CRASHED_IN}{suite}.{case}\n"));
     }
     backtrace();
-    emergency_print(format_args!("# pcs: run aborted ({code:?})\n"));
+    emergency_print(format_args!("{PCS}run aborted ({code:?})\n"));
     exit(code)
 }
 

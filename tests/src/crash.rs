@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use boot::contract::{
     crash::{FILE_PAGES, Line, RECORD_BLOCK, RECORD_FILE, RECORDS, page_block},
     disk::BLOCK_SIZE,
+    rng::Rng,
     torture,
 };
 
@@ -149,18 +150,6 @@ pub struct Report {
     pub problem_count: usize,
 }
 
-/// A small deterministic generator (xorshift) for the random points.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 /// Replays `entries` and checks crash states against `s` (module docs):
 /// `random_points` random points on top of every flush and record.
 pub fn check(entries: &[Entry], s: &Syncs, random_points: usize, seed: u64) -> Report {
@@ -197,7 +186,7 @@ pub fn check(entries: &[Entry], s: &Syncs, random_points: usize, seed: u64) -> R
         .map(|&f| (f + 1, false))
         .chain(record_at.iter().map(|&(i, _)| (i + 1, false)))
         .collect();
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     for _ in 0..random_points {
         points.push(((rng.next() % (entries.len() as u64 + 1)) as usize, true));
     }

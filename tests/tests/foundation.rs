@@ -37,7 +37,7 @@ fn deliberate_failure_is_reported() {
         .expect("QEMU run");
     check(!v.passed, "a failing case must fail the run", &out);
     check(
-        out.exit == Exit::TestsFailed,
+        out.exit == Exit::TESTS_FAILED,
         "exit must be TestsFailed",
         &out,
     );
@@ -90,7 +90,7 @@ fn crash(kind: &str, exit: Exit, needle: &str) {
 fn panic_is_reported() {
     crash(
         "panic",
-        Exit::Panic,
+        Exit::PANIC,
         "PANIC: panicked at kernel/suites/src/boot.rs",
     );
     // The host names the functions of the failing CPU's backtrace.
@@ -110,7 +110,7 @@ fn panic_is_reported() {
 fn page_fault_is_reported() {
     crash(
         "pagefault",
-        Exit::Exception,
+        Exit::EXCEPTION,
         "EXCEPTION: page fault (#PF) (vector 14)",
     );
     let (out, _) = boot("pagefault-cr2")
@@ -124,14 +124,14 @@ fn page_fault_is_reported() {
 fn divide_error_is_reported() {
     crash(
         "divide",
-        Exit::Exception,
+        Exit::EXCEPTION,
         "EXCEPTION: divide error (#DE) (vector 0)",
     );
 }
 
 #[test]
 fn stack_overflow_is_reported_as_double_fault() {
-    crash("stackoverflow", Exit::Exception, "EXCEPTION: double fault");
+    crash("stackoverflow", Exit::EXCEPTION, "EXCEPTION: double fault");
 }
 
 #[test]
@@ -195,7 +195,7 @@ fn malformed_parameters_are_rejected() {
     ] {
         let (out, v) = boot("badparams").params([params]).run().expect("QEMU run");
         check(
-            out.exit == Exit::BadParams,
+            out.exit == Exit::BAD_PARAMS,
             &format!("'{params}' must be rejected"),
             &out,
         );
@@ -295,7 +295,7 @@ fn a_failed_case_that_leaves_a_thread_stops_the_run() {
         .run()
         .expect("QEMU run");
     check(
-        !v.passed && out.exit == Exit::TestsFailed,
+        !v.passed && out.exit == Exit::TESTS_FAILED,
         "the run must fail",
         &out,
     );

@@ -32,34 +32,28 @@ fn both_schemes_keep_the_invariant() {
 /// invariant, and one must fail.
 #[test]
 fn checking_writeback_outside_the_lock_is_caught() {
-    const SEEDS: [u64; 3] = [1, 2, 3];
-    for (i, seed) in SEEDS.iter().enumerate() {
-        let (out, v) = tests::boot(&format!("gup-check-outside-lock-{seed}"))
-            .params([
-                "filter=gup.race_lock_scheme".to_string(),
-                "bug=gup-check-outside-lock".to_string(),
-                "jitter_rate=1".to_string(),
-                format!("seed={seed}"),
-            ])
-            .run()
-            .expect("QEMU run");
-        check(
-            out.contains("pagelock: jitter on"),
-            "the rounds must run with jitter on (the variant has no window widening)",
-            &out,
-        );
-        if v.passed && i + 1 < SEEDS.len() {
-            eprintln!("seed {seed}: the race did not happen in this boot; next seed");
-            continue;
-        }
-        check(!v.passed, "the known-bad pinner must fail the rounds", &out);
-        check(
-            out.contains("rounds where the pinner saw no writeback and writeback saw no pin"),
-            "the failure must be the invariant",
-            &out,
-        );
-        return;
-    }
+    let (out, v) = tests::until_caught(
+        "gup-check-outside-lock",
+        &tests::KNOWN_BAD_BOOTS_JITTER,
+        |extra| {
+            tests::boot("gup-check-outside-lock")
+                .params(["filter=gup.race_lock_scheme", "bug=gup-check-outside-lock"])
+                .params(extra)
+                .run()
+                .expect("QEMU run")
+        },
+    );
+    check(
+        out.contains("pagelock: jitter on"),
+        "the rounds must run with jitter on (the variant has no window widening)",
+        &out,
+    );
+    check(!v.passed, "the known-bad pinner must fail the rounds", &out);
+    check(
+        out.contains("rounds where the pinner saw no writeback and writeback saw no pin"),
+        "the failure must be the invariant",
+        &out,
+    );
 }
 
 /// Writing a maybe-pinned page from the page itself lets DMA change the

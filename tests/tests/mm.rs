@@ -96,7 +96,7 @@ fn double_free_panics_with_dump() {
         .run()
         .expect("QEMU run");
     check(!v.passed, "a double free must fail the run", &out);
-    check(out.exit == Exit::Panic, "exit must be Panic", &out);
+    check(out.exit == Exit::PANIC, "exit must be Panic", &out);
     check(
         out.contains("mm: bad page: double free (refcount already 0): pfn="),
         "double-free report missing",

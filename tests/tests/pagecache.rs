@@ -35,35 +35,32 @@ fn no_stable_wait_is_caught() {
 /// with the reference check, and one must fail.
 #[test]
 fn end_writeback_without_reference_is_caught() {
-    const SEEDS: [u64; 3] = [1, 2, 3];
-    for (i, seed) in SEEDS.iter().enumerate() {
-        let (out, v) = tests::boot(&format!("pc-end-wb-no-ref-{seed}"))
-            .params([
-                "filter=pagecache.end_writeback_reuse_race".to_string(),
-                "bug=end-writeback-no-ref".to_string(),
-                "jitter_rate=1".to_string(),
-                format!("seed={seed}"),
-            ])
-            .run()
-            .expect("QEMU run");
-        check(
-            out.contains("pagelock: jitter on"),
-            "the case must run with jitter on (the variant has no window widening)",
-            &out,
-        );
-        if v.passed && i + 1 < SEEDS.len() {
-            eprintln!("seed {seed}: the race did not happen in this boot; next seed");
-            continue;
-        }
-        check(!v.passed, "bug=end-writeback-no-ref must fail", &out);
-        check(out.exit == Exit::Panic, "exit must be Panic", &out);
-        check(
-            out.contains("wake_page_bit: page 0x") && out.contains("has no reference"),
-            "the failure must be the waker's reference check",
-            &out,
-        );
-        return;
-    }
+    let (out, v) = tests::until_caught(
+        "end-writeback-no-ref",
+        &tests::KNOWN_BAD_BOOTS_JITTER,
+        |extra| {
+            tests::boot("pc-end-wb-no-ref")
+                .params([
+                    "filter=pagecache.end_writeback_reuse_race",
+                    "bug=end-writeback-no-ref",
+                ])
+                .params(extra)
+                .run()
+                .expect("QEMU run")
+        },
+    );
+    check(
+        out.contains("pagelock: jitter on"),
+        "the case must run with jitter on (the variant has no window widening)",
+        &out,
+    );
+    check(!v.passed, "bug=end-writeback-no-ref must fail", &out);
+    check(out.exit == Exit::PANIC, "exit must be Panic", &out);
+    check(
+        out.contains("wake_page_bit: page 0x") && out.contains("has no reference"),
+        "the failure must be the waker's reference check",
+        &out,
+    );
 }
 
 /// `sync-no-flush`: `sync` returns without flushing the device's write

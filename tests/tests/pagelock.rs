@@ -68,30 +68,15 @@ fn boot(name: &str, bug: &str, extra: &[&str]) -> (boot::qemu::Outcome, boot::ve
         .expect("QEMU run")
 }
 
-/// The boots a known-bad variant gets: the defaults first; if that run
-/// passes (on a loaded host the two vCPUs may seldom run at once, so a
-/// narrow window rarely opens: `non-atomic-flags` escaped one 4 s run so),
-/// two more seeds with jitter at every race point. The first failing run
-/// is checked.
-const ATTEMPTS: [&[&str]; 3] = [
-    &[],
-    &["seed=2", "jitter_rate=1"],
-    &["seed=3", "jitter_rate=1"],
-];
-
+/// A known-bad variant gets [`tests::KNOWN_BAD_BOOTS`]: the defaults
+/// first; if that run passes (on a loaded host the two vCPUs may seldom
+/// run at once, so a narrow window rarely opens: `non-atomic-flags` escaped
+/// one 4 s run so), two more seeds with jitter at every race point. The
+/// first failing run is checked.
 fn must_fail(bug: &str, expect: Expect) {
-    let mut attempt = 0;
-    let (out, v) = loop {
-        let (out, v) = boot(&format!("pagelock-{bug}"), bug, ATTEMPTS[attempt]);
-        attempt += 1;
-        if !v.passed || attempt == ATTEMPTS.len() {
-            break (out, v);
-        }
-        eprintln!(
-            "bug={bug}: boot {attempt} passed; trying {:?}",
-            ATTEMPTS[attempt]
-        );
-    };
+    let (out, v) = tests::until_caught(bug, &tests::KNOWN_BAD_BOOTS, |extra| {
+        boot(&format!("pagelock-{bug}"), bug, extra)
+    });
     check(
         out.contains(&format!("pagelock: RUNNING KNOWN-BAD VARIANT {bug}")),
         "the known-bad variant must be announced",
@@ -108,7 +93,7 @@ fn must_fail(bug: &str, expect: Expect) {
         &out,
     );
     let torture_failed = out.contains("pagelock-torture: FAILURE");
-    let invariant_panic = out.exit == Exit::Panic && out.contains("PG_waiters clear while");
+    let invariant_panic = out.exit == Exit::PANIC && out.contains("PG_waiters clear while");
     match expect {
         Expect::LostWakeup => check(
             torture_failed && out.contains("lost wake-up: worker"),
@@ -207,7 +192,7 @@ fn end_writeback_without_reference_is_fatal() {
         .run()
         .expect("QEMU run");
     check(!v.passed, "the run must fail", &out);
-    check(out.exit == Exit::Panic, "exit must be Panic", &out);
+    check(out.exit == Exit::PANIC, "exit must be Panic", &out);
     check(
         out.contains("end_page_writeback: page 0x")
             && out.contains("is under writeback but its reference count (0)"),

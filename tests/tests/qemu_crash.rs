@@ -60,7 +60,7 @@ fn a_qemu_crash_is_no_verdict_and_the_boot_runs_again() {
         &out,
     );
     check(
-        out.exit == Exit::Success && v.passed,
+        out.exit == Exit::SUCCESS && v.passed,
         "the second boot runs the real QEMU and passes",
         &out,
     );

@@ -54,7 +54,7 @@ fn panic_on_application_processor_is_reported() {
         .run()
         .expect("QEMU run");
     check(
-        out.exit == Exit::Panic,
+        out.exit == Exit::PANIC,
         "an AP panic must end in the panic exit",
         &out,
     );

@@ -14,7 +14,7 @@ fn readonly_write_is_a_reported_fatal_fault() {
         .expect("QEMU run");
     check(!v.passed, "the write must fail the run", &out);
     check(
-        out.exit == Exit::Exception,
+        out.exit == Exit::EXCEPTION,
         "exit must be the exception status (not a timeout: no retry loop)",
         &out,
     );

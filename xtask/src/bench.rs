@@ -177,7 +177,7 @@ pub fn bench(a: BenchArgs) -> Result<bool> {
         );
         let (out, v) = run.run()?;
         let parsed = parse_lines(&out.lines);
-        let finished = out.exit == Exit::Success && out.contains(END_OF_RUN);
+        let finished = out.exit == Exit::SUCCESS && out.contains(END_OF_RUN);
         let idx = results.add_boot(
             Boot {
                 index: 0,

@@ -36,6 +36,7 @@ pub mod exit;
 pub mod glob;
 pub mod marker;
 pub mod params;
+pub mod rng;
 pub mod torture;
 
 pub use exit::{ExitCode, QemuStatus};

@@ -8,6 +8,11 @@
 
 use core::fmt;
 
+/// The prefix of every line the kernel prints for the host and for people
+/// outside KTAP's own lines: the run summary, the markers below, a nested
+/// fatal error, the run-aborted line, a case that left state behind.
+pub const PCS: &str = "# pcs: ";
+
 /// The kernel's last line of a finished run (test or bench mode). A run
 /// without it did not finish, whatever else it printed.
 pub const END_OF_RUN: &str = "# pcs: end of run";
@@ -73,7 +78,8 @@ pub const MANIFEST: &str = "# MANIFEST ";
 pub const SYNC: &str = "# SYNC ";
 
 /// Every marker above, for checks that no second copy exists.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
+    PCS,
     END_OF_RUN,
     EXPECT_LOG,
     FATAL,

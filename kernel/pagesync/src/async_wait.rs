@@ -44,7 +44,7 @@ use core::ptr::NonNull;
 
 use crate::flags::PG_LOCKED;
 use crate::page::Page;
-use crate::page_lock::{PageEntry, wake_page_match};
+use crate::page_lock::{PageEntry, wake_page_begin};
 use crate::platform::Platform;
 use crate::refcount::PutOutcome;
 use crate::sync::Ordering;
@@ -146,20 +146,18 @@ unsafe fn async_wake_page_function<P: Platform>(
 ) -> i32 {
     // SAFETY: the entry is linked in `q`, so live; the walk's page is live.
     unsafe {
-        if !wake_page_match(entry, key) {
-            return 0;
-        }
+        // As in `wake_page_function`: a new owner will walk again.
+        let flags = match wake_page_begin(entry, key, false) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
         let page = &*key.page;
-        let flags = (*entry).flags().load(Ordering::Relaxed);
         let exclusive = flags & WQ_FLAG_EXCLUSIVE != 0;
-        if exclusive {
-            // As in `wake_page_function`: a new owner will walk again; and
-            // every async locker asks for the hand-off (CUSTOM). AcqRel:
-            // Acquire pairs with the previous owner's Release unlock, so
-            // the callback's work sees its critical section.
-            if page.flags.test(key.bit) || page.flags.test_and_set(key.bit) {
-                return -1;
-            }
+        // Every async locker asks for the hand-off (CUSTOM). AcqRel:
+        // Acquire pairs with the previous owner's Release unlock, so the
+        // callback's work sees its critical section.
+        if exclusive && page.flags.test_and_set(key.bit) {
+            return -1;
         }
         (*entry)
             .flags()

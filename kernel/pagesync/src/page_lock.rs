@@ -79,6 +79,35 @@ pub(crate) unsafe fn wake_page_match<P: Platform>(
     bit == key.bit
 }
 
+/// The opening every page wake function shares (the head of Linux's
+/// `wake_page_function`): `Err(0)` if the entry waits for another (page,
+/// bit), `Err(-1)` (stop the walk) if the bit was taken again since it
+/// was cleared and the entry is exclusive, or any entry when `any_waiter`
+/// (the pre-5.9 rule): the new owner's unlock walks again. Otherwise the
+/// entry's flags.
+///
+/// # Safety
+///
+/// As for [`crate::waitqueue::WakeFn`]: the entry is linked in the queue
+/// whose lock the walk holds, and the walk's page is live.
+pub(crate) unsafe fn wake_page_begin<P: Platform>(
+    entry: *const PageEntry<P>,
+    key: &mut WaitPageKey,
+    any_waiter: bool,
+) -> Result<u32, i32> {
+    // SAFETY: caller.
+    unsafe {
+        if !wake_page_match(entry, key) {
+            return Err(0);
+        }
+        let flags = (*entry).flags().load(Ordering::Relaxed);
+        if (any_waiter || flags & WQ_FLAG_EXCLUSIVE != 0) && (*key.page).flags.test(key.bit) {
+            return Err(-1);
+        }
+        Ok(flags)
+    }
+}
+
 /// `wake_page_function`, run by the waker under the queue lock.
 ///
 /// # Safety
@@ -93,17 +122,14 @@ pub(crate) unsafe fn wake_page_function<P: Platform>(
     // SAFETY: the entry is linked in `q`, so live until we unlink it below;
     // the page is live (caller).
     unsafe {
-        if !wake_page_match(entry, key) {
-            return 0;
-        }
+        // An exclusive waiter whose bit somebody took since it was cleared
+        // stays queued: the taker will unlock and walk again.
+        let mut flags = match wake_page_begin(entry, key, false) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
         let page = &*key.page;
-        let mut flags = (*entry).flags().load(Ordering::Relaxed);
         if flags & WQ_FLAG_EXCLUSIVE != 0 {
-            // Somebody took the bit since it was cleared: they will unlock
-            // and walk again, so stop here and keep this waiter queued.
-            if page.flags.test(key.bit) {
-                return -1;
-            }
             if flags & WQ_FLAG_CUSTOM != 0 {
                 // Hand-off: take the bit for the waiter. AcqRel: Acquire
                 // pairs with the unlocker's Release xor (the previous

@@ -159,12 +159,11 @@ pub fn point(p: RacePoint) {
 #[inline(never)]
 fn delay(p: RacePoint) {
     let slot = &SLOTS[percpu::cpu_index()];
-    let mut x = slot.rng.load(Ordering::Relaxed);
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
+    // The project's xorshift64* (`contract::rng`), its state in this
+    // CPU's slot.
+    let x = contract::rng::step(slot.rng.load(Ordering::Relaxed));
     slot.rng.store(x, Ordering::Relaxed);
-    let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let r = contract::rng::output(x);
     if !(r >> 32).is_multiple_of(u64::from(RATE.load(Ordering::Relaxed))) {
         return;
     }

@@ -31,11 +31,20 @@
 
 use alloc::{format, string::String, vec::Vec};
 
-use crate::{kassert, ktest::{Accounting, TestResult}};
-use kernel::{arch::x86_64::time, mm::{
+use crate::{
+    kassert,
+    ktest::{Accounting, TestResult},
+};
+use kernel::{
+    arch::x86_64::time,
+    mm::{
         PAGE_SIZE, heap,
         page_alloc::{Audit, Dump, audit},
-    }, pagelock::table, println, sched::stack};
+    },
+    pagelock::table,
+    println,
+    sched::stack,
+};
 
 /// How long [`Snapshot::check`] lets late releases come back.
 const SETTLE_MS: u64 = 2_000;

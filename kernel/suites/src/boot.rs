@@ -2,8 +2,11 @@
 //! deliberate failures the host tests use to prove that every kind of failure
 //! (a failed assertion, a panic, a CPU exception, a hang) is detected.
 
-use crate::{kassert, kassert_eq, ktest::{Case, Ctx, Suite, TestError, TestResult}};
-use kernel::{params::Crash};
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestError, TestResult},
+};
+use kernel::params::Crash;
 
 /// The loaded IDT is ours (its limit covers all 256 gates) and the GDT has a
 /// TSS loaded, so exceptions have somewhere to go.

@@ -2,8 +2,11 @@
 
 use contract::params::{Key, Kind, ParamError, Parsed, TABLE};
 
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestResult},
+};
 use kernel::params::*;
-use crate::{kassert, kassert_eq, ktest::{Case, Ctx, Suite, TestResult}};
 
 fn accepts_valid(_: &Ctx) -> TestResult {
     let p = parse(

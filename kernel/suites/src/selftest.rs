@@ -3,7 +3,10 @@
 
 use contract::{glob, params::Why};
 
-use crate::{kassert, kassert_eq, ktest::{Case, Ctx, Suite, TestResult, params_without_effect, selected}};
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestResult, params_without_effect, selected},
+};
 
 /// Which explicit parameters are reported as without effect.
 fn without_effect_case(_: &Ctx) -> TestResult {

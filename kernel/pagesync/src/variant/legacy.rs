@@ -30,7 +30,7 @@
 use core::pin::pin;
 
 use crate::page::Page;
-use crate::page_lock::{Behavior, PageEntry, drop_ref, wake_page_match};
+use crate::page_lock::{Behavior, PageEntry, drop_ref, wake_page_begin};
 use crate::platform::Platform;
 use crate::race::RacePoint;
 use crate::sync::Ordering;
@@ -145,11 +145,9 @@ unsafe fn legacy_wake_page_function<P: Platform>(
 ) -> i32 {
     // SAFETY: caller: the entry is linked here, the page is live.
     unsafe {
-        if !wake_page_match(entry, key) {
-            return 0;
-        }
-        if (*key.page).flags.test(key.bit) {
-            return -1;
+        // Before 5.9 every waiter stops the walk when the bit is taken.
+        if let Err(r) = wake_page_begin(entry, key, true) {
+            return r;
         }
         autoremove_wake_function(q, entry, key)
     }

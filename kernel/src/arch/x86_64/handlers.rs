@@ -333,9 +333,10 @@ fn early_fatal(report: fmt::Arguments) -> ! {
     serial.init();
     let _ = write!(
         serial,
-        "\n{} on cpu{} (before the fatal handler was registered): {report}\n# pcs: run aborted ({:?})\n",
+        "\n{} on cpu{} (before the fatal handler was registered): {report}\n{}run aborted ({:?})\n",
         contract::marker::FATAL,
         cpu_index(),
+        contract::marker::PCS,
         ExitCode::Exception
     );
     exit(ExitCode::Exception)

@@ -268,7 +268,10 @@ pub fn run_all(all: &[&[Bench]], params: &Params) -> bool {
         }
     }
     let failed = failures();
-    println!("# pcs: {ran} benchmarks run, {failed} correctness failures");
+    println!(
+        "{}{ran} benchmarks run, {failed} correctness failures",
+        contract::marker::PCS
+    );
     println!("{END_OF_RUN}");
     ran > 0 && failed == 0
 }

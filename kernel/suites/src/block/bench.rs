@@ -24,8 +24,15 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use contract::bench::Unit;
 
-use crate::{bench::{self, Bench, Record, percentile, rdtsc, rounds}};
-use kernel::{arch::x86_64::time::cycles_to_ns, block::{self, BlockDevice, Op, Request}, mm::{AllocFlags, Frame, alloc_pages}, params::Params, println, sync::IrqMutex};
+use crate::bench::{self, Bench, Record, percentile, rdtsc, rounds};
+use kernel::{
+    arch::x86_64::time::cycles_to_ns,
+    block::{self, BlockDevice, Op, Request},
+    mm::{AllocFlags, Frame, alloc_pages},
+    params::Params,
+    println,
+    sync::IrqMutex,
+};
 
 /// Requests per configuration per round.
 pub const REQUESTS: usize = 500;

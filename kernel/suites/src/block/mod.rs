@@ -13,12 +13,23 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use contract::disk::{PERSIST_BLOCKS, pattern_word};
 
-use crate::{kassert, kassert_eq, ktest::{Ctx, Suite, TestError, TestResult}};
-use kernel::{arch::x86_64::{
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Ctx, Suite, TestError, TestResult},
+};
+use kernel::{
+    arch::x86_64::{
         apic,
         ioapic::{self, Polarity, Trigger, rte},
         percpu, time,
-    }, block::{self, BLOCK_SIZE, BlockDevice, Inject, IoError, Op, Request}, mm::{AllocFlags, Frame, alloc_pages, heap, page_alloc::free_frames, pcp}, params::Persist, println, sched::{self, spawn}, smp::online_cpus};
+    },
+    block::{self, BLOCK_SIZE, BlockDevice, Inject, IoError, Op, Request},
+    mm::{AllocFlags, Frame, alloc_pages, heap, page_alloc::free_frames, pcp},
+    params::Persist,
+    println,
+    sched::{self, spawn},
+    smp::online_cpus,
+};
 
 /// How long a batch of requests may take before a case gives up (TCG on
 /// a shared host is slow; the devices are not).

@@ -81,8 +81,21 @@ use contract::bench::Unit;
 use pagesync::{Config, PinScheme, WriteResult};
 
 use crate::rendezvous::Rendezvous;
-use crate::{bench::{self, Bench, Record, percentile, rdtsc, rounds}, pagelock::torture::Rng, sched::join_timeout};
-use kernel::{arch::x86_64::time, gup::{GupError, GupFlags, pin_user_pages}, mm::{AllocFlags, Frame, alloc_pages}, pagelock::{Table, config, leak_table}, params::Params, println, sched, smp::online_cpus, vm::{AddressSpace, Prot}};
+use crate::{
+    bench::{self, Bench, Record, percentile, rdtsc, rounds},
+    pagelock::torture::Rng,
+    sched::join_timeout,
+};
+use kernel::{
+    arch::x86_64::time,
+    gup::{GupError, GupFlags, pin_user_pages},
+    mm::{AllocFlags, Frame, alloc_pages},
+    pagelock::{Table, config, leak_table},
+    params::Params,
+    println, sched,
+    smp::online_cpus,
+    vm::{AddressSpace, Prot},
+};
 
 pub static BENCHES: &[Bench] = &[
     Bench {

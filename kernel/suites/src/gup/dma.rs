@@ -15,8 +15,21 @@
 use alloc::{format, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::{kassert, kassert_eq, ktest::{Ctx, TestError, TestResult}, pagecache::fresh_cache, sched::join_timeout};
-use kernel::{gup::{GupFlags, pin_user_pages}, mm::{Frame, PAGE_SIZE}, pagecache::File, println, sched::{self, timer}, smp::online_cpus, vm::{AddressSpace, Prot}};
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Ctx, TestError, TestResult},
+    pagecache::fresh_cache,
+    sched::join_timeout,
+};
+use kernel::{
+    gup::{GupFlags, pin_user_pages},
+    mm::{Frame, PAGE_SIZE},
+    pagecache::File,
+    println,
+    sched::{self, timer},
+    smp::online_cpus,
+    vm::{AddressSpace, Prot},
+};
 
 const PAGES: u64 = 8;
 const VA: u64 = 0x58_0000_0000;

@@ -18,8 +18,18 @@ use alloc::{sync::Arc, vec::Vec};
 
 use pagesync::{Config, PinScheme, refcount::GUP_PIN_COUNTING_BIAS};
 
-use crate::{kassert, kassert_eq, ktest::{Case, Ctx, Suite, TestError, TestResult}, pagecache::fresh_cache};
-use kernel::{gup::{GupError, GupFlags, get_user_pages, pin_user_pages}, mm::{Frame, PAGE_SIZE}, pagelock::{config, leak_table}, println, vm::{AddressSpace, Prot}};
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestError, TestResult},
+    pagecache::fresh_cache,
+};
+use kernel::{
+    gup::{GupError, GupFlags, get_user_pages, pin_user_pages},
+    mm::{Frame, PAGE_SIZE},
+    pagelock::{config, leak_table},
+    println,
+    vm::{AddressSpace, Prot},
+};
 
 /// Where the cases map their regions.
 const VA: u64 = 0x50_0000_0000;

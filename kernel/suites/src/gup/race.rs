@@ -22,7 +22,12 @@ use pagesync::WriteResult;
 
 use crate::rendezvous::Rendezvous;
 use crate::{pagelock::torture::Rng, sched::join_timeout};
-use kernel::{mm::{AllocFlags, Frame, alloc_pages}, pagelock::Table, sched::{self, ThreadRef}, smp::online_cpus};
+use kernel::{
+    mm::{AllocFlags, Frame, alloc_pages},
+    pagelock::Table,
+    sched::{self, ThreadRef},
+    smp::online_cpus,
+};
 
 /// What the rounds found.
 #[derive(Debug, Default, Clone, Copy)]

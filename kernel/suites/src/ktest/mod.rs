@@ -30,11 +30,14 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use contract::{
     glob,
-    marker::{END_OF_RUN, EXPECT_LOG, KTAP_VERSION, RUNNING},
+    marker::{END_OF_RUN, EXPECT_LOG, KTAP_VERSION, PCS, RUNNING},
     params::{NoEffect, Why},
 };
 
-use kernel::{params::{Mode, Params}, println};
+use kernel::{
+    params::{Mode, Params},
+    println,
+};
 
 /// Why a case did not pass.
 #[derive(Debug)]
@@ -270,7 +273,7 @@ pub fn run_all<A: Accounting>(all: &'static [&'static Suite], params: &Params) -
             let (r, left) = run_case::<A>(si, suite, ci, case, &ctx);
             if let Err(left) = left {
                 println!(
-                    "{CASE_INDENT}# pcs: {}.{} failed and left behind: {left}; the cases after it are skipped (they would run on a kernel in an unknown state)",
+                    "{CASE_INDENT}{PCS}{}.{} failed and left behind: {left}; the cases after it are skipped (they would run on a kernel in an unknown state)",
                     suite.name, case.name
                 );
                 stopped = Some(alloc::format!(
@@ -301,7 +304,7 @@ pub fn run_all<A: Accounting>(all: &'static [&'static Suite], params: &Params) -
             suite.name
         );
     }
-    println!("# pcs: {passed} passed, {failed} failed, {skipped} skipped");
+    println!("{PCS}{passed} passed, {failed} failed, {skipped} skipped");
     println!("{END_OF_RUN}");
     failed == 0
 }

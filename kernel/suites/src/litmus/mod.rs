@@ -72,8 +72,14 @@ use self::harness::{Histogram, Litmus, RunError};
 
 /// Batches a Sometimes test may take to show its outcome (`check`).
 const SOMETIMES_BATCHES: u64 = 8;
-use crate::{kassert, ktest::{Case, Ctx, Suite, TestError, TestResult}};
-use kernel::{pagelock::{config, leak_table}, println};
+use crate::{
+    kassert,
+    ktest::{Case, Ctx, Suite, TestError, TestResult},
+};
+use kernel::{
+    pagelock::{config, leak_table},
+    println,
+};
 
 /// Trials per run (slots of a test). SB's slots are a cache line each; the
 /// pin tests' are frames, 4 MiB for 1024.

@@ -30,7 +30,10 @@ use alloc::vec::Vec;
 use pagesync::WriteResult;
 
 use super::harness::Litmus;
-use kernel::{mm::{AllocFlags, Frame, alloc_pages}, pagelock::Table};
+use kernel::{
+    mm::{AllocFlags, Frame, alloc_pages},
+    pagelock::Table,
+};
 
 pub struct Pin {
     table: &'static Table,

@@ -17,8 +17,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use contract::bench::Unit;
 
+use crate::bench::{Bench, Hist, Record, percentile, rdtsc, rounds};
 use kernel::mm::{AllocFlags, alloc_pages, pcp};
-use crate::{bench::{Bench, Hist, Record, percentile, rdtsc, rounds}};
 use kernel::{arch::x86_64::time::cycles_to_ns, params::Params, println};
 
 /// Timed pairs per CPU per setting per round.

@@ -16,6 +16,10 @@ use pagesync::{
     refcount::{REFCOUNT_WRAP_MARGIN, RefError},
 };
 
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestResult},
+};
 use kernel::mm::{
     AllocFlags, Frame, FreeError, LOW_LIMIT, MAX_ORDER, PAGE_SIZE, Pfn, alloc_pages, buddy,
     frame_array::{self, page, pfn_of},
@@ -23,7 +27,6 @@ use kernel::mm::{
     page_alloc::free_frames,
     pcp, try_free_raw,
 };
-use crate::{kassert, kassert_eq, ktest::{Case, Ctx, Suite, TestResult}};
 
 /// Free frames and free blocks per order, with all caches drained.
 fn snapshot() -> (u64, [u64; buddy::NR_ORDERS]) {
@@ -31,16 +34,7 @@ fn snapshot() -> (u64, [u64; buddy::NR_ORDERS]) {
     (free_frames(), buddy::blocks_per_order())
 }
 
-/// xorshift64*, for reproducible shuffles from `seed=`.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+use contract::rng::Rng;
 
 fn descriptor_layout(_: &Ctx) -> TestResult {
     kassert_eq!(core::mem::size_of::<Page>(), 64);
@@ -140,7 +134,7 @@ fn coalescing(ctx: &Ctx) -> TestResult {
     const N: usize = 1500;
     let mut held: Vec<Option<Frame>> = Vec::with_capacity(N);
     let (free0, blocks0) = snapshot();
-    let mut rng = Rng(ctx.params.seed | 1);
+    let mut rng = Rng::new(ctx.params.seed);
     for _ in 0..N {
         // Mostly small blocks, a few up to MAX_ORDER; allocation may fail
         // at small memory sizes, which the test allows.
@@ -338,7 +332,7 @@ const CONCURRENT_ROUNDS: u64 = 2000;
 /// blocks (mostly single frames), stamping them with the CPU and round,
 /// checking the stamps, and freeing them. Returns the stamp mismatches.
 fn concurrent_body(cpu: usize, ops: &AtomicU64) -> u64 {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (cpu as u64 + 1));
+    let mut rng = Rng::new(cpu as u64 + 1);
     let mut bad = 0;
     for round in 0..CONCURRENT_ROUNDS {
         let mut held: [Option<Frame>; 8] = Default::default();

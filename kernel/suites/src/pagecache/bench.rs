@@ -65,8 +65,24 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use contract::bench::Unit;
 use pagesync::{Bug, Config, flags::PG_WRITEBACK};
 
-use crate::{bench::{self, Bench, Record, percentile, rdtsc, rounds}, pagelock::torture::Rng, sched::join_timeout, vm::source::{read, run_in}};
-use kernel::{arch::x86_64::time::{self, cycles_to_ns}, block::{self, BLOCK_SIZE, BlockDevice, Op, Partition, Request}, mm::{AllocFlags, Frame, alloc_pages}, pagecache::{Cache, File, io_sync}, pagelock::{Table, config, leak_table, table}, params::Params, println, sched::{self, thread::WaitQueue}, smp::online_cpus, vm::{AddressSpace, MapSource, Prot}};
+use crate::{
+    bench::{self, Bench, Record, percentile, rdtsc, rounds},
+    pagelock::torture::Rng,
+    sched::join_timeout,
+    vm::source::{read, run_in},
+};
+use kernel::{
+    arch::x86_64::time::{self, cycles_to_ns},
+    block::{self, BLOCK_SIZE, BlockDevice, Op, Partition, Request},
+    mm::{AllocFlags, Frame, alloc_pages},
+    pagecache::{Cache, File, io_sync},
+    pagelock::{Table, config, leak_table, table},
+    params::Params,
+    println,
+    sched::{self, thread::WaitQueue},
+    smp::online_cpus,
+    vm::{AddressSpace, MapSource, Prot},
+};
 
 pub static BENCHES: &[Bench] = &[
     Bench {

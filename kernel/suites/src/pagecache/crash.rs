@@ -18,8 +18,18 @@ use contract::{
     torture,
 };
 
-use crate::{kassert, kassert_eq, ktest::{Ctx, TestError, TestResult}, pagelock::torture::Rng, sched::join_timeout};
-use kernel::{block::{BLOCK_SIZE, BlockDevice, Op, Partition}, mm::{AllocFlags, alloc_pages}, pagecache::{Cache, io_sync}, println, sched};
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Ctx, TestError, TestResult},
+    pagelock::torture::Rng,
+    sched::join_timeout,
+};
+use kernel::{
+    block::{BLOCK_SIZE, BlockDevice, Op, Partition},
+    mm::{AllocFlags, alloc_pages},
+    pagecache::{Cache, io_sync},
+    println, sched,
+};
 
 /// Syncs per run.
 const SYNCS: u64 = 40;

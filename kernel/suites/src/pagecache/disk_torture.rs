@@ -68,7 +68,18 @@ use contract::{
 
 use super::{device_block, put_device_block};
 use crate::{ktest::TestError, pagelock::torture::Rng, sched::join_timeout};
-use kernel::{arch::x86_64::time, block::{BLOCK_SIZE, BlockDevice, Inject, Op, Partition}, gup::{GupFlags, Pinned, pin_user_pages}, mm::Frame, pagecache::{Cache, File, Writeback}, pagelock::table, params::Params, println, sched::{self, ThreadRef, thread::WaitQueue, timer}, vm::{AddressSpace, MapSource, Prot}};
+use kernel::{
+    arch::x86_64::time,
+    block::{BLOCK_SIZE, BlockDevice, Inject, Op, Partition},
+    gup::{GupFlags, Pinned, pin_user_pages},
+    mm::Frame,
+    pagecache::{Cache, File, Writeback},
+    pagelock::table,
+    params::Params,
+    println,
+    sched::{self, ThreadRef, thread::WaitQueue, timer},
+    vm::{AddressSpace, MapSource, Prot},
+};
 
 const MS: u64 = 1_000_000;
 /// Where the DMA variant maps file 0.

@@ -23,8 +23,20 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use pagesync::flags::{PG_DIRTY, PG_ERROR, PG_WRITEBACK};
 
-use crate::{kassert, kassert_eq, ktest::{Case, Ctx, Suite, TestError, TestResult}, sched::join_timeout};
-use kernel::{block::{BLOCK_SIZE, BlockDevice, Inject, IoError, Op, Partition}, mm::{AllocFlags, alloc_pages, page_alloc::free_frames}, pagecache::{Cache, FsError, io_sync}, pagelock::table, println, sched::{self, ThreadRef}, vm::{AddressSpace, Prot}};
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestError, TestResult},
+    sched::join_timeout,
+};
+use kernel::{
+    block::{BLOCK_SIZE, BlockDevice, Inject, IoError, Op, Partition},
+    mm::{AllocFlags, alloc_pages, page_alloc::free_frames},
+    pagecache::{Cache, FsError, io_sync},
+    pagelock::table,
+    println,
+    sched::{self, ThreadRef},
+    vm::{AddressSpace, Prot},
+};
 
 /// Pages per file in the test layouts.
 pub const FILE_PAGES: u64 = 64;
@@ -569,11 +581,11 @@ fn mmap_writes_reach_the_device(_: &Ctx) -> TestResult {
 /// file 1 and `sync` writes it; `blk_persist=check`: a later boot of the
 /// same image reads it back through the cache (see `tests/tests/block.rs`).
 fn persist(ctx: &Ctx) -> TestResult {
-    use kernel::params::Persist;
     use contract::disk::{
         PAGECACHE_FILE_PAGES, PAGECACHE_FILES, PAGECACHE_FIRST_BLOCK, PAGECACHE_PERSIST_PAGES,
         pattern_word,
     };
+    use kernel::params::Persist;
     let mode = ctx.params.blk_persist;
     if mode == Persist::Off {
         return Err(TestError::Skip("blk_persist=off"));

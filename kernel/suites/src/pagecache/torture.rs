@@ -28,7 +28,14 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{FILE_PAGES, fresh_cache, pattern};
 use crate::{ktest::TestError, pagelock::torture::Rng, sched::join_timeout};
-use kernel::{arch::x86_64::time, block::BLOCK_SIZE, pagecache::File, params::Params, println, sched::{self, ThreadRef, timer}};
+use kernel::{
+    arch::x86_64::time,
+    block::BLOCK_SIZE,
+    pagecache::File,
+    params::Params,
+    println,
+    sched::{self, ThreadRef, timer},
+};
 
 const MS: u64 = 1_000_000;
 

@@ -46,9 +46,19 @@ use pagesync::{
 };
 
 use super::{herd, torture};
+use crate::{
+    bench::{self, Bench, Record, median, rounds},
+    sched::join_timeout,
+};
 use kernel::pagelock::{config, leak_table};
-use crate::{bench::{self, Bench, Record, median, rounds}, sched::join_timeout};
-use kernel::{arch::x86_64::time, mm::{AllocFlags, alloc_pages}, params::Params, println, sched::{self, timer}, smp::online_cpus};
+use kernel::{
+    arch::x86_64::time,
+    mm::{AllocFlags, alloc_pages},
+    params::Params,
+    println,
+    sched::{self, timer},
+    smp::online_cpus,
+};
 
 const MS: u64 = 1_000_000;
 

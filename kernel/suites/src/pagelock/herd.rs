@@ -22,9 +22,14 @@
 use alloc::{format, sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
+use crate::sched::join_timeout;
 use kernel::pagelock::Table;
-use crate::{sched::join_timeout};
-use kernel::{arch::x86_64::time, mm::{AllocFlags, Frame, alloc_pages}, sched::{self, timer, watchdog}, smp::online_cpus};
+use kernel::{
+    arch::x86_64::time,
+    mm::{AllocFlags, Frame, alloc_pages},
+    sched::{self, timer, watchdog},
+    smp::online_cpus,
+};
 
 const MS: u64 = 1_000_000;
 

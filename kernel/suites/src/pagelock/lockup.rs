@@ -27,7 +27,10 @@
 use core::sync::atomic::Ordering;
 
 use super::herd::{self, Probe};
-use crate::{kassert, kassert_eq, ktest::{Ctx, TestResult}};
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Ctx, TestResult},
+};
 use kernel::{pagelock::table, println, sched::watchdog};
 
 const MS: u64 = 1_000_000;

@@ -21,9 +21,18 @@ pub mod lockup;
 pub mod torture;
 
 use self::torture::{Options, Target};
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestResult},
+    sched::join_timeout,
+};
 use kernel::pagelock::{Table, config, leak_table, table};
-use crate::{kassert, kassert_eq, ktest::{Case, Ctx, Suite, TestResult}, sched::join_timeout};
-use kernel::{arch::x86_64::time, mm::{AllocFlags, Frame, alloc_pages}, println, sched::{self, ThreadRef, timer}};
+use kernel::{
+    arch::x86_64::time,
+    mm::{AllocFlags, Frame, alloc_pages},
+    println,
+    sched::{self, ThreadRef, timer},
+};
 
 const MS: u64 = 1_000_000;
 

@@ -65,10 +65,16 @@ use contract::bench::{NUM_BUCKETS, bucket_of};
 use pagesync::WriteResult;
 use pagesync::flags::{PG_LOCKED, PG_WAITERS, PG_WRITEBACK};
 
+use crate::bench::{self, Hist};
 use kernel::pagelock::Table;
 use kernel::sched::thread::WaitQueue;
-use crate::{bench::{self, Hist}};
-use kernel::{arch::x86_64::{percpu, time}, mm::{AllocFlags, Frame, alloc_pages}, println, sched::{self, ThreadRef, jitter, timer, watchdog}, smp::online_cpus};
+use kernel::{
+    arch::x86_64::{percpu, time},
+    mm::{AllocFlags, Frame, alloc_pages},
+    println,
+    sched::{self, ThreadRef, jitter, timer, watchdog},
+    smp::online_cpus,
+};
 
 const MS: u64 = 1_000_000;
 /// Hung-task limit during a run.
@@ -87,25 +93,7 @@ pub const LOST_SCAN_NS: u64 = 50 * MS;
 pub const MIN_TICKS: u64 = 4;
 
 /// xorshift64*: small, seedable, good enough for hold times.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in `0..n` (`n > 0`), near enough.
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next() >> 32) * n) >> 32
-    }
-}
+pub use contract::rng::Rng;
 
 /// A plain FIFO ticket spin lock, the fairness table's baseline.
 #[repr(align(64))]

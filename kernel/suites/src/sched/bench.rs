@@ -9,8 +9,8 @@ use contract::bench::Unit;
 use pagesync::waitqueue::WaitQueueHead;
 
 use super::join_timeout;
+use crate::bench::{self, Bench, Hist, Record, percentile, rounds};
 use kernel::sched::{KernelPlatform, spawn, yield_now};
-use crate::{bench::{self, Bench, Hist, Record, percentile, rounds}};
 use kernel::{arch::x86_64::time, params::Params, println, smp::online_cpus};
 
 /// Yields per thread per round of `context_switch`.

@@ -14,8 +14,11 @@ use pagesync::{
     waitqueue::{LockedQueue, WaitEntry, WaitKind, WaitQueueHead, autoremove_wake_function},
 };
 
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestError, TestResult},
+};
 use kernel::sched::{KernelPlatform, ThreadRef, spawn, timer, watchdog};
-use crate::{kassert, kassert_eq, ktest::{Case, Ctx, Suite, TestError, TestResult}};
 use kernel::{arch::x86_64::time, println, smp::online_cpus};
 
 type Wq = WaitQueueHead<KernelPlatform>;

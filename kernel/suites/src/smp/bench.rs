@@ -10,9 +10,13 @@
 use contract::bench::Unit;
 
 use super::ping_pong;
+use crate::bench::{self, Bench, Hist, Record, percentile, rounds};
 use kernel::smp::online_cpus;
-use crate::{bench::{self, Bench, Hist, Record, percentile, rounds}};
-use kernel::{arch::x86_64::{smp as arch_smp, time}, params::Params, println};
+use kernel::{
+    arch::x86_64::{smp as arch_smp, time},
+    params::Params,
+    println,
+};
 
 /// Round trips per round.
 pub const PINGS: usize = 4_000;

@@ -5,9 +5,16 @@ pub mod bench;
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestError, TestResult},
+};
 use kernel::smp::{call_on_cpu_timeout, online_cpus, present_cpus, run_on_all_cpus};
-use crate::{kassert, kassert_eq, ktest::{Case, Ctx, Suite, TestError, TestResult}};
-use kernel::{arch::x86_64::{apic, percpu, smp as arch_smp, time}, config::MAX_CPUS, println};
+use kernel::{
+    arch::x86_64::{apic, percpu, smp as arch_smp, time},
+    config::MAX_CPUS,
+    println,
+};
 
 const SECOND: u64 = 1_000_000_000;
 

@@ -36,11 +36,16 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::source::{TestSource, read, run_in, write};
 use contract::bench::Unit;
 
-use crate::{bench::{self, Bench, Hist, Record, percentile, rdtsc, rounds}};
-use kernel::{arch::x86_64::{paging, time::cycles_to_ns}, params::Params, println, vm::{
+use crate::bench::{self, Bench, Hist, Record, percentile, rdtsc, rounds};
+use kernel::{
+    arch::x86_64::{paging, time::cycles_to_ns},
+    params::Params,
+    println,
+    vm::{
         AddressSpace, Prot,
         tlb::{self, Flush},
-    }};
+    },
+};
 
 const PAGE: u64 = 4096;
 /// Pages faulted per kind per round.

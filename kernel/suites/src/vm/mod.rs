@@ -17,14 +17,22 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use pagesync::flags::PG_DIRTY;
 
 use self::source::{TestSource, Worker, pattern, read, run_in, write};
-use crate::{kassert, kassert_eq, ktest::{Case, Ctx, Suite, TestError, TestResult}};
-use kernel::{arch::x86_64::{
+use crate::{
+    kassert, kassert_eq,
+    ktest::{Case, Ctx, Suite, TestError, TestResult},
+};
+use kernel::{
+    arch::x86_64::{
         handlers::{PageFault, PageFaultOutcome},
         paging,
-    }, mm::{Pfn, frame_array, page_alloc::free_frames, pcp}, pagelock, vm::{
+    },
+    mm::{Pfn, frame_array, page_alloc::free_frames, pcp},
+    pagelock,
+    vm::{
         AddressSpace, DirtyPage, KnownBad, Prot, RegionInfo, SpaceStats, Translation, USER_BASE,
         USER_END, VmError, handle_page_fault,
-    }};
+    },
+};
 
 const PAGE: u64 = 4096;
 

@@ -9,7 +9,13 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pagesync::flags::PG_LOCKED;
 
-use kernel::{mm::{AllocFlags, Frame, alloc_pages}, pagelock, sched::{self, ThreadRef}, sync::IrqMutex, vm::{AddressSpace, MapSource, Mapping, VmError}};
+use kernel::{
+    mm::{AllocFlags, Frame, alloc_pages},
+    pagelock,
+    sched::{self, ThreadRef},
+    sync::IrqMutex,
+    vm::{AddressSpace, MapSource, Mapping, VmError},
+};
 
 /// The 64-bit word each test page starts with: its index, tagged.
 pub fn pattern(index: u64) -> u64 {
