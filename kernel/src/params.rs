@@ -21,113 +21,19 @@ use contract::{
 
 use crate::arch::fw_cfg;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Run the in-kernel test suites and exit with their verdict.
-    Test,
-    /// Run the benchmarks and print `BENCH` lines.
-    Bench,
-    /// Boot, report, and exit successfully.
-    Idle,
-}
+pub use contract::params::{Crash, LogLevel, Mode, Persist};
 
-impl Mode {
-    /// Every mode, in the order of the contract's `mode=` choices.
-    pub const ALL: [Mode; 3] = [Mode::Test, Mode::Bench, Mode::Idle];
-
-    /// The `mode=` name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Mode::Test => "test",
-            Mode::Bench => "bench",
-            Mode::Idle => "idle",
-        }
+/// The logger's filter for a `loglevel=` choice.
+pub fn level_filter(l: LogLevel) -> log::LevelFilter {
+    match l {
+        LogLevel::Off => log::LevelFilter::Off,
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+        LogLevel::Trace => log::LevelFilter::Trace,
     }
 }
-
-/// A deliberate crash, used by the host tests to prove that each kind of
-/// failure is detected. Runs inside the test case `boot.deliberate_crash`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Crash {
-    None,
-    Panic,
-    PageFault,
-    Divide,
-    StackOverflow,
-    Hang,
-    /// Loads an empty IDT and raises an exception: a triple fault, which
-    /// QEMU (`-no-reboot`) reports as a reset (see `contract::exit`).
-    TripleFault,
-    /// A panic on the last application processor, via a function-call IPI.
-    ApPanic,
-    /// Frees one frame twice through the public free path: the frame
-    /// allocator must panic with a dump of the descriptor.
-    DoubleFree,
-    /// Ends writeback on a page whose reference count is 0: pagesync must
-    /// stop the kernel with a report naming the page, not return and leave
-    /// PG_writeback set with its waiters asleep.
-    WritebackUnreferenced,
-    /// A thread running in an address space writes to a read-only region:
-    /// the page-fault handler refuses it and the fault is reported as fatal
-    /// with the region, not retried for ever.
-    VmReadonlyWrite,
-    /// A case that fails and leaves a thread asleep for good (and one in a
-    /// killable wait, which the framework cancels): the run must stop after
-    /// it, name what it left, and skip the rest, not hang in the next case.
-    Wedge,
-    /// Every CPU spins with interrupts off: no watchdog can speak, the
-    /// console goes silent, and the host must diagnose the kernel from
-    /// QEMU's own view of every vCPU.
-    AllCpusStuck,
-}
-
-impl Crash {
-    /// Every kind, in the order of the contract's `crash=` choices.
-    pub const ALL: [Crash; 13] = [
-        Crash::None,
-        Crash::Panic,
-        Crash::PageFault,
-        Crash::Divide,
-        Crash::StackOverflow,
-        Crash::Hang,
-        Crash::TripleFault,
-        Crash::ApPanic,
-        Crash::DoubleFree,
-        Crash::WritebackUnreferenced,
-        Crash::VmReadonlyWrite,
-        Crash::Wedge,
-        Crash::AllCpusStuck,
-    ];
-
-    /// The `crash=` name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Crash::None => "none",
-            Crash::Panic => "panic",
-            Crash::PageFault => "pagefault",
-            Crash::Divide => "divide",
-            Crash::StackOverflow => "stackoverflow",
-            Crash::Hang => "hang",
-            Crash::TripleFault => "triplefault",
-            Crash::ApPanic => "appanic",
-            Crash::DoubleFree => "doublefree",
-            Crash::WritebackUnreferenced => "writeback-unreferenced",
-            Crash::VmReadonlyWrite => "vm-readonly-write",
-            Crash::Wedge => "wedge",
-            Crash::AllCpusStuck => "all-cpus-stuck",
-        }
-    }
-}
-
-/// The `loglevel=` names and the levels they select.
-pub const LOG_LEVELS: [(&str, log::LevelFilter); 6] = [
-    ("off", log::LevelFilter::Off),
-    ("error", log::LevelFilter::Error),
-    ("warn", log::LevelFilter::Warn),
-    ("info", log::LevelFilter::Info),
-    ("debug", log::LevelFilter::Debug),
-    ("trace", log::LevelFilter::Trace),
-];
 
 /// The parameters of this boot, typed. Built from the contract's parse
 /// ([`Params::from_parsed`]), which it keeps in [`Params::given`].
@@ -175,30 +81,6 @@ pub struct Params {
     pub given: Parsed<'static>,
 }
 
-/// `blk_persist=`: the persistence check's half for this boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Persist {
-    Off,
-    /// Write the pattern.
-    Write,
-    /// Check that the disk holds the pattern.
-    Check,
-}
-
-impl Persist {
-    /// Every value, in the order of the contract's `blk_persist=` choices.
-    pub const ALL: [Persist; 3] = [Persist::Off, Persist::Write, Persist::Check];
-
-    /// The `blk_persist=` name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Persist::Off => "off",
-            Persist::Write => "write",
-            Persist::Check => "check",
-        }
-    }
-}
-
 /// `jitter=` and `jitter_rate=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JitterParams {
@@ -215,22 +97,10 @@ pub struct TortureParams {
     pub ms: Option<u64>,
 }
 
-/// The item of `all` whose `name` is `chosen`.
-///
-/// # Panics
-///
-/// If none is: the contract's choices and the kernel's names differ, which
-/// the `params.choices_match_the_kernel` case reports precisely.
-fn by_name<T: Copy>(all: &[T], name: fn(T) -> &'static str, chosen: &str) -> T {
-    all.iter()
-        .copied()
-        .find(|&t| name(t) == chosen)
-        .unwrap_or_else(|| panic!("the contract's choice '{chosen}' has no kernel counterpart"))
-}
-
-/// `bug=`: `none`, or the name of a [`pagesync::Bug`].
-pub fn bug(chosen: &str) -> Option<pagesync::Bug> {
-    (chosen != "none").then(|| by_name(&pagesync::Bug::ALL, pagesync::Bug::name, chosen))
+/// A choice key's value, by the name the parser accepted (the parser
+/// takes its list from the same type, so it is always there).
+fn chosen<T>(p: &Parsed, key: Key, from_name: fn(&str) -> Option<T>) -> T {
+    from_name(p.choice(key)).expect("the table's choices are the type's own names")
 }
 
 /// An integer key whose range (in the contract's table) fits a `u32`.
@@ -245,16 +115,12 @@ impl Params {
     pub fn from_parsed(p: Parsed<'static>) -> Params {
         let with_default = |k: Key| p.uint(k).expect("key has a default");
         Params {
-            mode: by_name(&Mode::ALL, Mode::name, p.choice(Key::Mode)),
+            mode: chosen(&p, Key::Mode, Mode::from_name),
             filter: p.globs(Key::Filter),
             seed: with_default(Key::Seed),
-            loglevel: LOG_LEVELS
-                .iter()
-                .find(|(n, _)| *n == p.choice(Key::Loglevel))
-                .map(|&(_, l)| l)
-                .expect("the contract's loglevel names are the kernel's"),
+            loglevel: level_filter(chosen(&p, Key::Loglevel, LogLevel::from_name)),
             fail: p.flag(Key::Fail),
-            crash: by_name(&Crash::ALL, Crash::name, p.choice(Key::Crash)),
+            crash: chosen(&p, Key::Crash, Crash::from_name),
             hz: with_default(Key::Hz),
             ap_skip: u32_of(&p, Key::ApSkip),
             pcp: p.flag(Key::Pcp),
@@ -265,12 +131,8 @@ impl Params {
                 bookmarks: p.flag(Key::Bookmarks),
                 bookmark_batch: u32_of(&p, Key::BookmarkBatch).expect("key has a default"),
                 killable_fix: p.flag(Key::KillableFix),
-                gup: by_name(
-                    &pagesync::PinScheme::ALL,
-                    pagesync::PinScheme::name,
-                    p.choice(Key::Gup),
-                ),
-                bug: bug(p.choice(Key::Bug)),
+                gup: chosen(&p, Key::Gup, contract::params::pin_scheme),
+                bug: contract::params::bug(p.choice(Key::Bug)),
             },
             gup_rounds: p.uint(Key::GupRounds).expect("key has a default"),
             litmus_trials: p.uint(Key::LitmusTrials).expect("key has a default"),
@@ -285,7 +147,7 @@ impl Params {
                 ms: p.uint(Key::TortureMs),
             },
             ramdisk_mb: with_default(Key::Ramdisk),
-            blk_persist: by_name(&Persist::ALL, Persist::name, p.choice(Key::BlkPersist)),
+            blk_persist: chosen(&p, Key::BlkPersist, Persist::from_name),
             lockup_ms: with_default(Key::LockupMs),
             walk_waiters: with_default(Key::WalkWaiters),
             bench_rounds: u32_of(&p, Key::BenchRounds).expect("key has a default"),

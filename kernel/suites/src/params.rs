@@ -4,7 +4,7 @@ use contract::params::{Key, Kind, ParamError, Parsed, TABLE};
 
 use crate::{
     kassert, kassert_eq,
-    ktest::{Case, Ctx, Suite, TestResult},
+    ktest::{Case, Ctx, Suite, TestError, TestResult},
 };
 use kernel::params::*;
 
@@ -102,12 +102,12 @@ fn pagelock_config(_: &Ctx) -> TestResult {
             ms: Some(500),
         }
     );
-    kassert_eq!(bug("none"), None);
+    kassert_eq!(contract::params::bug("none"), None);
     for b in pagesync::Bug::ALL {
         let text = alloc::format!("bug={}", b.name());
         let p = contract::params::parse(&text);
         kassert!(
-            matches!(p, Ok(ref p) if bug(p.choice(Key::Bug)) == Some(b)),
+            matches!(p, Ok(ref p) if contract::params::bug(p.choice(Key::Bug)) == Some(b)),
             "{text}: {:?}",
             p
         );
@@ -122,9 +122,10 @@ fn choices(key: Key) -> &'static [&'static str] {
     }
 }
 
-/// Every choice the contract offers has a kernel meaning, in order:
-/// `bug=` is `none` plus the names of `pagesync::Bug::ALL`, and `mode=`,
-/// `crash=`, `loglevel=` are the kernel's enums.
+/// Every choice the contract offers reaches the kernel as its own value:
+/// the lists are the owning types' (`bug=` is `none` plus the names of
+/// `pagesync::Bug::ALL`; `mode=`, `crash=`, `loglevel=`, `blk_persist=`
+/// are `contract::params`' enums), and each parses to that value.
 fn choices_match_the_kernel(_: &Ctx) -> TestResult {
     let bugs = choices(Key::Bug);
     kassert_eq!(bugs.len(), 1 + pagesync::Bug::ALL.len());
@@ -153,9 +154,11 @@ fn choices_match_the_kernel(_: &Ctx) -> TestResult {
         kassert_eq!(*c, k.name());
     }
     let levels = choices(Key::Loglevel);
-    kassert_eq!(levels.len(), LOG_LEVELS.len());
-    for (c, (n, _)) in levels.iter().zip(LOG_LEVELS) {
-        kassert_eq!(*c, n);
+    kassert_eq!(levels.len(), LogLevel::ALL.len());
+    for (c, l) in levels.iter().zip(LogLevel::ALL) {
+        kassert_eq!(*c, l.name());
+        let p = parse(alloc::format!("loglevel={c}").leak()).map_err(|_| TestError::Fail)?;
+        kassert_eq!(p.loglevel, level_filter(l));
     }
     // The protocol's own limits.
     kassert_eq!(

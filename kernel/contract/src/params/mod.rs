@@ -27,6 +27,7 @@
 //! returns ([`parse`]), the "did you mean" hints ([`suggest`]), and the
 //! table printed for people ([`render`]).
 
+mod choices;
 mod kind;
 mod parse;
 mod render;
@@ -35,6 +36,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use choices::{BUG_CHOICES, Crash, GUP_CHOICES, LogLevel, Mode, Persist, bug, pin_scheme};
 pub use kind::{BOOL_FALSE, BOOL_TRUE, Kind, Value};
 pub use parse::{NoEffect, ParamError, Parsed, Why, parse, parse_bytes};
 pub use render::{Help, MarkdownTable, TextTable};

@@ -31,12 +31,7 @@ impl<'a> Parsed<'a> {
             return Some(g.value);
         }
         match key.spec().default {
-            DefaultValue::Is(d) => Some(
-                key.spec()
-                    .kind
-                    .parse(d)
-                    .expect("every default parses under its key's kind (unit-tested)"),
-            ),
+            DefaultValue::Is(d) => Some(d),
             DefaultValue::Unset(_) => None,
         }
     }

@@ -12,7 +12,7 @@ pub struct Help(pub Key);
 impl fmt::Display for Help {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let s = self.0.spec();
-        write!(f, "{}={} ", s.name, s.kind.syntax())?;
+        write!(f, "{}={} ", s.key.name(), s.kind.syntax())?;
         match s.default {
             DefaultValue::Is(v) => write!(f, "(default {v})")?,
             DefaultValue::Unset(what) => write!(f, "(default: {what})")?,
@@ -61,7 +61,7 @@ impl fmt::Display for MarkdownTable {
         writeln!(f, "| key | values | default | meaning |")?;
         writeln!(f, "|---|---|---|---|")?;
         for s in &TABLE {
-            write!(f, "| `{}` | `", s.name)?;
+            write!(f, "| `{}` | `", s.key.name())?;
             // A `|` inside a table cell, even in code, must be escaped.
             write!(PipeEscape(f), "{}", s.kind.syntax())?;
             f.write_str("` | ")?;
