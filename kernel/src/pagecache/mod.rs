@@ -35,15 +35,21 @@
 //!   `wait_on_page_writeback`, which is what keeps a page under writeback
 //!   from being freed.
 
+mod evict;
 pub mod file;
 pub mod layout;
+mod map;
+mod read;
 pub mod worker;
+mod write;
+pub mod writeback;
 
 use alloc::{sync::Arc, vec::Vec};
 use core::sync::atomic::{AtomicU8, Ordering};
 
-pub use file::{File, FsError, Writeback};
+pub use file::{File, FileStats, FsError};
 pub use layout::{Layout, LayoutError};
+pub use writeback::Writeback;
 
 use crate::{
     block::{BLOCK_SIZE, BlockDevice, IoError, Op, Request},

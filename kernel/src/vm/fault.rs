@@ -9,8 +9,8 @@
 //! | read-only      | -                         | write  | `WriteToReadOnly` (fatal for hardware)  |
 //! | any            | present, allows access    | any    | nothing (spurious, or raced and lost)   |
 //! | anonymous      | empty                     | any    | zeroed frame, writable iff the region is|
-//! | file           | empty                     | read   | `get_page`, mapped read-only            |
-//! | file, writable | empty                     | write  | `get_page`, lock, `page_mkwrite`, writable |
+//! | file           | empty                     | read   | `read_page`, mapped read-only           |
+//! | file, writable | empty                     | write  | `read_page`, lock, `page_mkwrite`, writable |
 //! | file, writable | present, read-only        | write  | lock, `page_mkwrite`, make writable     |
 //!
 //! A file page is mapped read-only on a read even in a writable region, so
@@ -246,7 +246,7 @@ impl AddressSpace {
             ),
             Backing::File { source, .. } => {
                 let index = region.index_of(va).expect("file region");
-                let frame = match source.get_page(index) {
+                let frame = match source.read_page(index) {
                     Ok(f) => f,
                     Err(VmError::Retry) => return Ok(false),
                     Err(e) => return Err(e),

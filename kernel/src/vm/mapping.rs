@@ -30,7 +30,7 @@ use crate::mm::{Frame, PAGE_SIZE};
 
 /// A file (or anything with pages) that regions can map: the page cache.
 ///
-/// Locking rules for implementors: the VM calls `get_page` and
+/// Locking rules for implementors: the VM calls `read_page` and
 /// `page_mkwrite` without holding any spin lock (they may sleep), and
 /// `mapped`/`unmapped` without the space lock; `unmapped` may also be
 /// called when the last reference to a space is dropped, which can happen
@@ -41,7 +41,7 @@ use crate::mm::{Frame, PAGE_SIZE};
 pub trait MapSource: Send + Sync {
     /// The up-to-date page at `index`, with a reference for the caller
     /// (reads it in if needed; may sleep). It must be a single frame.
-    fn get_page(&self, index: u64) -> Result<Frame, VmError>;
+    fn read_page(&self, index: u64) -> Result<Frame, VmError>;
     /// The page is about to become writable through a shared mapping.
     /// Called **with the page locked by the VM**, which keeps it locked
     /// until the page-table entry is writable (Linux's `page_mkwrite`

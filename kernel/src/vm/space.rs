@@ -13,7 +13,7 @@
 //! debug builds).
 //!
 //! Anything that may sleep runs with the lock dropped: reading a file page
-//! in (`MapSource::get_page`), locking a page and `page_mkwrite`, and the
+//! in (`MapSource::read_page`), locking a page and `page_mkwrite`, and the
 //! `mapped`/`unmapped` calls into the page cache (which take its own locks:
 //! the order is page lock, then page-cache locks, then the space lock). The
 //! fault path re-checks what it saw once it has the lock again

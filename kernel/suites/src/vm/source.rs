@@ -33,9 +33,9 @@ pub struct TestSource {
     pub mappings: IrqMutex<Vec<Mapping>>,
     /// `unmapped` calls.
     pub unmaps: AtomicU64,
-    /// `get_page` calls.
+    /// `read_page` calls.
     pub gets: AtomicU64,
-    /// The next `get_page` answers `Retry` (as if the page had just been
+    /// The next `read_page` answers `Retry` (as if the page had just been
     /// truncated and replaced).
     pub retry_next_get: AtomicBool,
 }
@@ -75,7 +75,7 @@ impl TestSource {
 }
 
 impl MapSource for TestSource {
-    fn get_page(&self, index: u64) -> Result<Frame, VmError> {
+    fn read_page(&self, index: u64) -> Result<Frame, VmError> {
         self.gets.fetch_add(1, Ordering::Relaxed);
         if self.retry_next_get.swap(false, Ordering::Relaxed) {
             return Err(VmError::Retry);
