@@ -38,6 +38,7 @@ pub mod block;
 pub mod config;
 pub mod console;
 pub mod gup;
+pub mod lockdep;
 pub mod mm;
 pub mod pagecache;
 pub mod pagelock;
@@ -118,6 +119,8 @@ fn register_handlers() {
 /// Bad parameters end the run here, with the help for them.
 pub fn boot(boot_info: &'static mut BootInfo) -> params::Params {
     arch::init_boot_cpu();
+    // Every spin lock from here on is order-checked (debug builds).
+    lockdep::init();
     console::init();
     register_handlers();
     println!("{BANNER}: page-cache synchronization on x86_64");

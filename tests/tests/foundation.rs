@@ -100,8 +100,35 @@ fn panic_is_reported() {
         .expect("QEMU run");
     let report = v.explain(&out);
     check(
-        report.contains("kernel::tests::boot::deliberate_crash"),
+        report.contains("suites::boot::deliberate_crash"),
         &format!("backtrace not symbolized:\n{report}"),
+        &out,
+    );
+}
+
+/// The lock-order check (debug builds) stops a kernel that took two locks in
+/// both orders, naming the sites of both.
+#[test]
+fn lock_inversion_is_reported() {
+    crash(
+        "lock-inversion",
+        Exit::PANIC,
+        "lockdep: lock order inversion: taking lock class kernel/suites/src/boot.rs:",
+    );
+    let (out, _) = boot("lock-inversion-sites")
+        .params(["crash=lock-inversion"])
+        .run()
+        .expect("QEMU run");
+    // Four acquisition sites: B under A, and A under B.
+    let line = out
+        .lines
+        .iter()
+        .find(|l| l.contains("lock order inversion"))
+        .cloned()
+        .unwrap_or_default();
+    check(
+        line.matches("kernel/suites/src/boot.rs:").count() >= 6,
+        &format!("both orders' classes and sites must be named:\n{line}"),
         &out,
     );
 }
@@ -276,7 +303,7 @@ fn every_cpu_stuck_is_diagnosed_from_the_host() {
     }
     check(
         report
-            .matches("kernel::tests::boot::deliberate_crash")
+            .matches("suites::boot::deliberate_crash")
             .count()
             >= 2,
         &format!("each vCPU's RIP must be symbolized to the spinning case:\n{report}"),

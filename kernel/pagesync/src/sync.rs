@@ -77,19 +77,96 @@ impl<T> UnsafeCell<T> {
 /// Acquire/Release edges, which both provide. The spin loop itself, the
 /// raw entry points, is compiled under loom too and checked on its own by
 /// two-thread models (`tests/loom_spinlock.rs`).
+///
+/// **Lock classes.** In debug builds outside loom each lock remembers where
+/// it was made ([`RawSpinLock::new`] is `#[track_caller]`): its *class*,
+/// as Linux's lockdep keys a class by its initialisation site. Every
+/// acquisition and release is reported to the hooks installed with
+/// [`install_lock_hooks`] (the kernel's lock-order check), with the class,
+/// the lock's address and the acquiring call site.
 #[derive(Debug)]
 pub struct RawSpinLock {
     locked: AtomicBool,
     #[cfg(loom)]
     mutex: loom::sync::Mutex<()>,
+    #[cfg(all(not(loom), debug_assertions))]
+    class: &'static core::panic::Location<'static>,
+}
+
+/// What the lock-order hooks are told: the class (where the lock was
+/// made), the lock's address, and where it is being taken.
+pub type AcquiredHook = fn(&'static core::panic::Location<'static>, usize, &'static core::panic::Location<'static>, bool);
+/// The release hook: the lock's address.
+pub type ReleasedHook = fn(usize);
+
+#[cfg(all(not(loom), debug_assertions))]
+static ACQUIRED: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+#[cfg(all(not(loom), debug_assertions))]
+static RELEASED: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Routes every acquisition and release of a [`RawSpinLock`] to these
+/// hooks (debug builds outside loom; elsewhere nothing is reported). The
+/// `bool` of `acquired` is true for a try-lock (which cannot deadlock, so
+/// it orders nothing, but is held from then on). Hooks run with the lock
+/// just taken or about to be released, interrupts masked by the caller:
+/// they must not take a `RawSpinLock`.
+pub fn install_lock_hooks(acquired: AcquiredHook, released: ReleasedHook) {
+    #[cfg(all(not(loom), debug_assertions))]
+    {
+        // Release so a CPU that sees the release hook also sees the
+        // acquired one (installed first): pairs with the Acquire loads in
+        // `report_released`, so a lock is never reported released without
+        // its acquisition. Nothing else is published.
+        ACQUIRED.store(acquired as *mut (), core::sync::atomic::Ordering::Release);
+        RELEASED.store(released as *mut (), core::sync::atomic::Ordering::Release);
+    }
+    #[cfg(not(all(not(loom), debug_assertions)))]
+    let _ = (acquired, released);
 }
 
 impl RawSpinLock {
-    /// An unlocked lock.
+    /// An unlocked lock; its class is where this is called (type docs).
     #[cfg(not(loom))]
+    #[track_caller]
     pub const fn new() -> Self {
         Self {
             locked: AtomicBool::new(false),
+            #[cfg(debug_assertions)]
+            class: core::panic::Location::caller(),
+        }
+    }
+
+    /// Tells the hooks this CPU has just taken the lock at `site`.
+    #[inline(always)]
+    fn report_acquired(&self, _site: &'static core::panic::Location<'static>, _try: bool) {
+        #[cfg(all(not(loom), debug_assertions))]
+        {
+            // Acquire: see `install_lock_hooks`.
+            let h = ACQUIRED.load(core::sync::atomic::Ordering::Acquire);
+            if !h.is_null() {
+                // SAFETY: `install_lock_hooks` stores only an
+                // `AcquiredHook` cast to a pointer.
+                let h = unsafe { core::mem::transmute::<*mut (), AcquiredHook>(h) };
+                h(self.class, self as *const Self as usize, _site, _try);
+            }
+        }
+    }
+
+    /// Tells the hooks this CPU is about to release the lock.
+    #[inline(always)]
+    fn report_released(&self) {
+        #[cfg(all(not(loom), debug_assertions))]
+        {
+            // Acquire: see `install_lock_hooks`.
+            let h = RELEASED.load(core::sync::atomic::Ordering::Acquire);
+            if !h.is_null() {
+                // SAFETY: `install_lock_hooks` stores only a
+                // `ReleasedHook` cast to a pointer.
+                let h = unsafe { core::mem::transmute::<*mut (), ReleasedHook>(h) };
+                h(self as *const Self as usize);
+            }
         }
     }
 
@@ -103,11 +180,13 @@ impl RawSpinLock {
     }
 
     /// Masks interrupts through `P`, then spins until the lock is ours.
+    #[track_caller]
     pub fn lock<P: Platform>(&self) -> SpinGuard<'_, P> {
         let irq = P::irq_save();
         #[cfg(not(loom))]
         {
             self.acquire(P::cpu_relax);
+            self.report_acquired(core::panic::Location::caller(), false);
             SpinGuard {
                 lock: self,
                 irq: Some(irq),
@@ -165,23 +244,31 @@ impl RawSpinLock {
     /// For the kernel (and the loom models of the spin loop): spins until the lock is ours, without a guard and
     /// without touching the interrupt state. Release it with
     /// [`unlock_raw`](Self::unlock_raw).
+    #[track_caller]
     pub fn lock_raw(&self) {
         // Under loom the spin must yield, or the model never ends.
         #[cfg(loom)]
         self.acquire(loom::hint::spin_loop);
         #[cfg(not(loom))]
         self.acquire(core::hint::spin_loop);
+        self.report_acquired(core::panic::Location::caller(), false);
     }
 
     /// For the kernel (and the loom models of the spin loop): takes the lock if it is free, without a guard; returns
     /// whether it did.
+    #[track_caller]
     pub fn try_lock_raw(&self) -> bool {
         // Acquire: as in `acquire`, it pairs with the Release store in
         // `release` by the previous holder (Acquire -> Relaxed is caught
         // by `loom_spinlock::try_lock_sees_the_holder`).
-        self.locked
+        let got = self
+            .locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+            .is_ok();
+        if got {
+            self.report_acquired(core::panic::Location::caller(), true);
+        }
+        got
     }
 
     /// For the kernel (and the loom models of the spin loop): releases a lock taken with [`lock_raw`](Self::lock_raw)
@@ -195,6 +282,7 @@ impl RawSpinLock {
     /// the lock is taken again. Releasing someone else's lock lets two
     /// holders into the critical section at once.
     pub unsafe fn unlock_raw(&self) {
+        self.report_released();
         self.release();
     }
 
@@ -258,7 +346,10 @@ impl<P: Platform> Drop for SpinGuard<'_, P> {
         // The guard holds the lock: `release` (its Release store pairs with
         // the next holder's Acquire) before the interrupt state comes back.
         #[cfg(not(loom))]
-        self.lock.release();
+        {
+            self.lock.report_released();
+            self.lock.release();
+        }
         #[cfg(loom)]
         drop(self.guard.take());
         if let Some(irq) = self.irq.take() {

@@ -245,8 +245,10 @@ pub struct WaitQueueHead<P: Platform, K: WaitKind = Plain> {
 }
 
 impl<P: Platform, K: WaitKind> WaitQueueHead<P, K> {
-    /// An empty queue.
+    /// An empty queue; its lock's class is where this is called
+    /// ([`RawSpinLock`]).
     #[cfg(not(loom))]
+    #[track_caller]
     pub const fn new() -> Self {
         Self {
             lock: RawSpinLock::new(),
@@ -271,6 +273,7 @@ impl<P: Platform, K: WaitKind> WaitQueueHead<P, K> {
     }
 
     /// Takes the queue lock (IRQs masked).
+    #[track_caller]
     pub fn lock(&self) -> LockedQueue<'_, P, K> {
         let guard = self.lock.lock::<P>();
         let locked = LockedQueue {

@@ -11,7 +11,7 @@ use common::{
     outcome, reset_outcomes, reset_paths, waited,
 };
 use loom::thread;
-use pagesync::flags::{PG_DIRTY, PG_ERROR, PG_UPTODATE, PG_WAITERS, PG_WRITEBACK};
+use pagesync::flags::{PG_DIRTY, PG_ERROR, PG_UPTODATE, PG_WRITEBACK};
 use pagesync::{Bug, Config, PutOutcome, WriteResult};
 
 fn one_queue(cfg: Config) -> Config {

@@ -12,7 +12,8 @@
 //! leaves the CPU), its interrupt-disabling keeps an interrupt handler on
 //! the same CPU out, and it lets another CPU drain the stack
 //! ([`drain_all`]) for exact accounting or when the caches are switched off.
-//! The lock order is stack, then buddy ([`super::buddy::ZONE`]).
+//! The lock order is stack, then buddy ([`super::buddy::ZONE`]); the whole
+//! kernel's order is in [`crate::sync`].
 //!
 //! Frames on a stack have count 0 and no flags; they are linked through
 //! their descriptors' next link.

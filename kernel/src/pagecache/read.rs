@@ -111,7 +111,7 @@ impl File {
         let (file, p) = (self.clone(), page.clone());
         // `done` moves into the callback; if the lock is taken at once the
         // callback is dropped unrun, so keep a way back to it.
-        let slot = Arc::new(spin::Mutex::new(Some(done)));
+        let slot = Arc::new(crate::sync::IrqMutex::new(Some(done)));
         let s = slot.clone();
         let callback: pagesync::AsyncCallback = Box::new(move |_, held| {
             // The waiter's own reference: dropped by the worker, never in

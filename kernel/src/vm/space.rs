@@ -178,6 +178,8 @@ pub(super) struct PtGuard<'a, T> {
 }
 
 impl<T> PtLock<T> {
+    /// Its lock class is where this is called (`crate::lockdep`).
+    #[track_caller]
     const fn new(data: T) -> Self {
         PtLock {
             lock: RawSpinLock::new(),
@@ -185,6 +187,7 @@ impl<T> PtLock<T> {
         }
     }
 
+    #[track_caller]
     pub fn lock(&self) -> PtGuard<'_, T> {
         debug_assert!(
             x86_64::instructions::interrupts::are_enabled(),

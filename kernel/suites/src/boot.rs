@@ -60,6 +60,27 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + frame[0]
 }
 
+/// Takes two locks in one order, then in the other, one after the other on
+/// one CPU: no deadlock happens, but the lock-order check must see that it
+/// could and stop the kernel naming both orders' sites.
+fn lock_inversion() -> TestResult {
+    use kernel::sync::IrqMutex;
+    if !kernel::lockdep::enabled() {
+        return Err(TestError::Skip("the lock-order check runs in debug builds only"));
+    }
+    static A: IrqMutex<u32> = IrqMutex::new(0);
+    static B: IrqMutex<u32> = IrqMutex::new(0);
+    {
+        let _a = A.lock();
+        let _b = B.lock();
+    }
+    log::info!("crash=lock-inversion: took A then B; now B then A");
+    let _b = B.lock();
+    let _a = A.lock();
+    kassert!(false, "the inverted order was not reported");
+    Ok(())
+}
+
 /// Crashes on purpose in the way `crash=` names.
 fn deliberate_crash(ctx: &Ctx) -> TestResult {
     match ctx.params.crash {
@@ -113,6 +134,7 @@ fn deliberate_crash(ctx: &Ctx) -> TestResult {
             Ok(())
         }
         Crash::Wedge => wedge(),
+        Crash::LockInversion => lock_inversion(),
         Crash::AllCpusStuck => {
             log::info!("crash=all-cpus-stuck: every CPU spins with interrupts off");
             kernel::smp::run_on_all_cpus(&|_| {

@@ -101,6 +101,24 @@ pub fn run_tests(params: &kernel::params::Params) -> bool {
     ktest::run_all::<accounting::Accounted>(SUITES, params)
 }
 
+/// What the lock-order check saw (debug builds): the classes and edges,
+/// each edge with its first sites at `log=debug`.
+pub(crate) fn report_lock_order() {
+    use kernel::lockdep;
+    if !lockdep::enabled() {
+        return;
+    }
+    let mut edges = 0;
+    lockdep::for_each_edge(|a, b, sa, sb| {
+        edges += 1;
+        log::debug!("lockdep: {a} -> {b} (held from {sa}, taken at {sb})");
+    });
+    log::info!(
+        "lockdep: {} lock classes, {edges} order edges, no inversion",
+        lockdep::classes()
+    );
+}
+
 /// `mode=bench`: every selected benchmark. Returns whether none reported a
 /// correctness failure.
 pub fn run_benches(params: &kernel::params::Params) -> bool {

@@ -91,6 +91,9 @@ choices! {
         /// console goes silent, and the host must diagnose the kernel from
         /// QEMU's own view of every vCPU.
         AllCpusStuck = "all-cpus-stuck",
+        /// Takes two locks in one order and then the other (debug builds):
+        /// the lock-order check must panic naming both orders' sites.
+        LockInversion = "lock-inversion",
     }
 }
 

@@ -511,7 +511,7 @@ fn range_run(space: &Arc<AddressSpace>, cpus: usize, pages: u64) -> Result<f64, 
         longterm: false,
     };
     let total = Arc::new(AtomicU64::new(0));
-    let error = Arc::new(spin::Mutex::new(None::<(usize, GupError)>));
+    let error = Arc::new(kernel::sync::IrqMutex::new(None::<(usize, GupError)>));
     let start = time::now_ns();
     let end = start + RANGE_MS * 1_000_000;
     let threads: Vec<_> = (0..cpus)

@@ -33,8 +33,8 @@ pub static BENCHES: &[Bench] = &[Bench {
 fn run_config(ncpus: usize, pcp_on: bool) -> Vec<u64> {
     pcp::set_enabled(pcp_on);
     let online = kernel::smp::online_cpus();
-    let samples: Vec<spin::Mutex<Vec<u64>>> = (0..online)
-        .map(|_| spin::Mutex::new(Vec::with_capacity(ITERS)))
+    let samples: Vec<kernel::sync::IrqMutex<Vec<u64>>> = (0..online)
+        .map(|_| kernel::sync::IrqMutex::new(Vec::with_capacity(ITERS)))
         .collect();
     let arrived = AtomicU64::new(0);
     kernel::smp::run_on_all_cpus(&|cpu| {

@@ -564,7 +564,7 @@ fn stable_run(
     seed: u64,
 ) -> Result<StableRun, String> {
     let stop = Arc::new(AtomicBool::new(false));
-    let out = Arc::new(spin::Mutex::new(Vec::new()));
+    let out = Arc::new(kernel::sync::IrqMutex::new(Vec::new()));
     let v0 = dev.stats().stable_violations;
     let threads: Vec<_> = (0..writers)
         .map(|k| {

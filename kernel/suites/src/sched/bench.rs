@@ -60,14 +60,14 @@ fn wake_latency_round(busy: bool) -> Option<Vec<u64>> {
         wq: WaitQueueHead<KernelPlatform>,
         seq: AtomicU64,
         sent: AtomicU64,
-        lat: spin::Mutex<Vec<u64>>,
+        lat: kernel::sync::IrqMutex<Vec<u64>>,
         stop: AtomicBool,
     }
     let s = Arc::new(S {
         wq: WaitQueueHead::new(),
         seq: AtomicU64::new(0),
         sent: AtomicU64::new(0),
-        lat: spin::Mutex::new(Vec::new()),
+        lat: kernel::sync::IrqMutex::new(Vec::new()),
         stop: AtomicBool::new(false),
     });
     let hog = busy.then(|| {

@@ -507,7 +507,7 @@ fn shootdown_scenario(bad: Option<KnownBad>) -> ShootdownSeen {
     let warm = Arc::new(AtomicBool::new(false));
     let go = Arc::new(AtomicBool::new(false));
     let (w2, g2, s2) = (warm.clone(), go.clone(), s.clone());
-    let out = Arc::new(spin::Mutex::new(None));
+    let out = Arc::new(kernel::sync::IrqMutex::new(None));
     let o = out.clone();
     let t = kernel::sched::spawn_in("vm-tlb", Some(1), Some(s.thread_space()), move || {
         write(TLB_VA, TLB_PATTERN);

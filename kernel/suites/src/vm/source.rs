@@ -119,7 +119,7 @@ pub fn run_in<R: Send + 'static>(
     cpu: usize,
     f: impl FnOnce() -> R + Send + 'static,
 ) -> R {
-    let out = Arc::new(spin::Mutex::new(None));
+    let out = Arc::new(kernel::sync::IrqMutex::new(None));
     let o = out.clone();
     let t = sched::spawn_in(
         "vm-test",
