@@ -144,7 +144,13 @@ impl Frame {
     /// Gives up the handle without dropping its reference: the block stays
     /// allocated until [`Frame::from_raw`] takes the reference back (or
     /// for ever: heap blocks, stacks, page tables).
-    pub fn into_raw(self) -> Pfn {
+    ///
+    /// The kernel's alone (`pub(crate)`), not `mm`'s alone as Asterinas
+    /// keeps its own: the owners that can store only a physical address, a
+    /// page-table entry (`vm`), a virtio DMA buffer (`block::hal`), a
+    /// kernel stack (`sched::stack`), live outside `mm`. The suites and any
+    /// code outside the kernel hold frames only as `Frame`s.
+    pub(crate) fn into_raw(self) -> Pfn {
         let pfn = self.pfn();
         core::mem::forget(self);
         pfn
@@ -156,7 +162,7 @@ impl Frame {
     ///
     /// `pfn` came from `into_raw`, and that reference was not taken back
     /// before.
-    pub unsafe fn from_raw(pfn: Pfn) -> Frame {
+    pub(crate) unsafe fn from_raw(pfn: Pfn) -> Frame {
         let page = frame_array::page(pfn).expect("Frame::from_raw: not a frame of RAM");
         // SAFETY: the caller gives us the reference `into_raw` kept.
         unsafe { Frame::adopt(page) }

@@ -112,6 +112,16 @@ pub fn page(pfn: Pfn) -> Option<&'static Page> {
 /// through [`page`], so that is a bug).
 #[inline]
 pub fn pfn_of(page: &Page) -> Pfn {
+    descriptor(page).1
+}
+
+/// The array's own reference to a descriptor met as a plain `&Page` (one
+/// handed back by `pagesync`), with its frame number: both found in one
+/// step, for the free path.
+///
+/// Panics if `page` is not in the array, as [`pfn_of`].
+#[inline]
+pub fn descriptor(page: &Page) -> (&'static Page, Pfn) {
     let a = array();
     let base = a.pages.as_ptr() as usize;
     let off = (page as *const Page as usize).wrapping_sub(base);
@@ -121,7 +131,7 @@ pub fn pfn_of(page: &Page) -> Pfn {
         "mm: {:#x} is not a frame descriptor",
         page as *const Page as usize
     );
-    Pfn(idx as u64 + u64::from(a.rbias[idx / GROUP as usize]))
+    (&a.pages[idx], Pfn(idx as u64 + u64::from(a.rbias[idx / GROUP as usize])))
 }
 
 /// The kernel's virtual address of frame `pfn` (in the physical map).

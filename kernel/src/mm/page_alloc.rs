@@ -197,7 +197,7 @@ pub fn try_free_raw(pfn: Pfn, order: u32) -> Result<(), FreeError> {
         head.ref_unfreeze(1);
         return Err(FreeError::WrongOrder { recorded });
     }
-    free_unreferenced(head, order).inspect_err(|_| {
+    free_unreferenced(head, pfn, order).inspect_err(|_| {
         // The frame stays the caller's: give its reference back.
         head.ref_unfreeze(1);
     })
@@ -208,7 +208,9 @@ pub fn try_free_raw(pfn: Pfn, order: u32) -> Result<(), FreeError> {
 pub(super) fn put_frame(head: &'static Page) {
     match head.put_page() {
         Ok(PutOutcome::StillReferenced) => {}
-        Ok(PutOutcome::LastReference) => free_last_reference(head),
+        Ok(PutOutcome::LastReference) => {
+            free_counted_out(head, frame_array::pfn_of(head))
+        }
         // The count was already 0: a reference dropped twice.
         Err(RefError::Unused) => bad_page(frame_array::pfn_of(head), FreeError::DoubleFree),
         Err(e) => bad_page(frame_array::pfn_of(head), format_args!("put_page: {e:?}")),
@@ -219,16 +221,24 @@ pub(super) fn put_frame(head: &'static Page) {
 /// last put (outside a `Frame`: `Frame::put_via`). A broken rule panics
 /// with the dump.
 pub(super) fn free_last_reference(head: &Page) {
-    let pfn = frame_array::pfn_of(head);
-    let head = frame_array::page(pfn).expect("a frame-array descriptor");
-    if let Err(e) = free_unreferenced(head, head.flags().order()) {
+    let (head, pfn) = frame_array::descriptor(head);
+    free_counted_out(head, pfn)
+}
+
+/// Frees the block headed by frame `pfn` (descriptor `head`), whose last
+/// reference is gone; a broken rule panics with the dump.
+fn free_counted_out(head: &'static Page, pfn: Pfn) {
+    if let Err(e) = free_unreferenced(head, pfn, head.flags().order()) {
         head.ref_unfreeze(1);
         bad_page(pfn, e);
     }
 }
 
-/// The count of the head reached 0: check the block and return it.
-fn free_unreferenced(head: &'static Page, order: u32) -> Result<(), FreeError> {
+/// The count of the head (`pfn`'s descriptor) reached 0: check the block
+/// and return it. Every free path ends here, the descriptor and its frame
+/// number found once above it; the per-CPU caches keep descriptors, the
+/// buddy lists frame numbers (a buddy is found by XOR on the number).
+fn free_unreferenced(head: &'static Page, pfn: Pfn, order: u32) -> Result<(), FreeError> {
     let fl = flags_without_order(head);
     if fl & BAD_AT_FREE != 0 {
         return Err(FreeError::BadFlags { flags: fl });
@@ -238,7 +248,6 @@ fn free_unreferenced(head: &'static Page, order: u32) -> Result<(), FreeError> {
             mapcount: head.mapcount(),
         });
     }
-    let pfn = frame_array::pfn_of(head);
     for f in 1..1u64 << order {
         let f = pfn.add(f);
         let t = frame_array::page(f).ok_or(FreeError::BadTail { pfn: f })?;

@@ -84,6 +84,15 @@ fn reserved_frames(_: &Ctx) -> TestResult {
     Ok(())
 }
 
+/// The raw free path's input: a block whose reference no handle holds any
+/// more (what the kernel's address-only owners, page tables and DMA
+/// buffers, keep with `Frame::into_raw`, which is the kernel's alone).
+fn give_up(f: Frame) -> Pfn {
+    let pfn = f.pfn();
+    core::mem::forget(f);
+    pfn
+}
+
 /// Allocates every free frame (linking them through their own memory, so
 /// the test needs no heap), checks a per-frame pattern, frees them all:
 /// the free count and the per-order free blocks return exactly.
@@ -92,7 +101,7 @@ fn alloc_all_free_all(_: &Ctx) -> TestResult {
     let mut head: u64 = u64::MAX;
     let mut n = 0u64;
     while let Some(p) = alloc_pages(0, AllocFlags::NONE) {
-        let Pfn(pfn) = p.into_raw();
+        let Pfn(pfn) = give_up(p);
         let words = frame_array::virt(Pfn(pfn)).cast::<u64>();
         // SAFETY: the frame is ours and mapped; 512 words per frame.
         unsafe {
@@ -180,13 +189,13 @@ fn zeroed_allocation(_: &Ctx) -> TestResult {
 }
 
 fn double_free_caught(_: &Ctx) -> TestResult {
-    let pfn = alloc_pages(0, AllocFlags::NONE).unwrap().into_raw();
+    let pfn = give_up(alloc_pages(0, AllocFlags::NONE).unwrap());
     kassert_eq!(try_free_raw(pfn, 0), Ok(()));
     kassert_eq!(try_free_raw(pfn, 0), Err(FreeError::DoubleFree));
     kassert_eq!(page(pfn).unwrap().ref_count(), 0);
     // A tail frame of a live block is not a block of its own, and a block
     // is freed with the order it was allocated with.
-    let pfn = alloc_pages(3, AllocFlags::NONE).unwrap().into_raw();
+    let pfn = give_up(alloc_pages(3, AllocFlags::NONE).unwrap());
     kassert_eq!(try_free_raw(pfn.add(2), 1), Err(FreeError::DoubleFree));
     kassert_eq!(
         try_free_raw(pfn, 2),
@@ -206,7 +215,7 @@ fn free_referenced_caught(_: &Ctx) -> TestResult {
     kassert!(h.is_ok());
     kassert_eq!(f.ref_count(), 3);
     drop(h);
-    let pfn = f.into_raw();
+    let pfn = f.pfn();
     kassert_eq!(
         try_free_raw(pfn, 0),
         Err(FreeError::Referenced { count: 2 })
@@ -218,8 +227,7 @@ fn free_referenced_caught(_: &Ctx) -> TestResult {
     drop(again);
     drop(g);
     let before = free_frames();
-    // SAFETY: takes back the reference `into_raw` kept above.
-    drop(unsafe { Frame::from_raw(pfn) }); // the last reference frees it
+    drop(f); // the last reference frees it
     kassert_eq!(free_frames(), before + 1);
     kassert_eq!(try_free_raw(pfn, 0), Err(FreeError::DoubleFree));
     kassert!(Frame::try_get_pfn(pfn).is_err());
@@ -246,7 +254,7 @@ fn refcount_overflow_caught(_: &Ctx) -> TestResult {
     let limit = u32::MAX - REFCOUNT_WRAP_MARGIN;
     // SAFETY: nobody else knows this frame.
     unsafe { p.set_ref_count_unshared(limit - 1) };
-    let one_more = p.try_clone().map(Frame::into_raw);
+    let one_more = p.try_clone().map(give_up);
     kassert_eq!(one_more, Ok(p.pfn()));
     kassert_eq!(p.try_clone().err(), Some(RefError::Overflow));
     kassert_eq!(p.ref_count(), limit);
@@ -512,10 +520,13 @@ pub static SUITE: Suite = Suite {
 /// must panic with the descriptor dump.
 pub fn deliberate_double_free() -> ! {
     let p = alloc_pages(0, AllocFlags::NONE).expect("a free frame");
-    let pfn = p.into_raw();
-    try_free_raw(pfn, 0).expect("first free");
-    // SAFETY: not safe at all: the block was freed above; this second free
-    // is meant to be caught.
-    drop(unsafe { Frame::from_raw(pfn) });
+    let pfn = p.pfn();
+    let q = p.clone();
+    // SAFETY: not safe at all: the count forgets `q`'s reference, so `p`'s
+    // drop frees the block and `q`'s is the second free, meant to be
+    // caught.
+    unsafe { p.set_ref_count_unshared(1) };
+    drop(p);
+    drop(q);
     unreachable!("mm: double free of pfn {pfn:#x} was not caught");
 }
