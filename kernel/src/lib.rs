@@ -179,7 +179,7 @@ pub fn boot(boot_info: &'static mut BootInfo) -> params::Params {
     sched::watchdog::set_lockup_limit_ms(params.lockup_ms);
     vm::init();
     pagelock::init(&params);
-    pagecache::init();
+    pagecache::init(params.readahead);
     let started: u64 = up.ap_ns.iter().sum();
     let aps = up.online.saturating_sub(1) as u64;
     log::info!(

@@ -71,6 +71,8 @@ pub struct Params {
     pub ramdisk_mb: u64,
     /// `blk_persist=`: what `block.persist` does with the virtio disk.
     pub blk_persist: Persist,
+    /// `readahead=`: the page cache reads ahead.
+    pub readahead: bool,
     /// `lockup_ms=`: the watchdog's soft- and hard-lockup threshold.
     pub lockup_ms: u64,
     /// `walk_waiters=`: the herd of `pagelock.walk_lockup`.
@@ -148,6 +150,7 @@ impl Params {
             },
             ramdisk_mb: with_default(Key::Ramdisk),
             blk_persist: chosen(&p, Key::BlkPersist, Persist::from_name),
+            readahead: p.flag(Key::Readahead),
             lockup_ms: with_default(Key::LockupMs),
             walk_waiters: with_default(Key::WalkWaiters),
             bench_rounds: u32_of(&p, Key::BenchRounds).expect("key has a default"),

@@ -76,12 +76,16 @@ pub const PG_RECLAIM: u32 = 13;
 /// page type), its order in the page's private word. Set and cleared only
 /// under the allocator's lock, on pages with count 0.
 pub const PG_BUDDY: u32 = 14;
+/// Read-ahead mark: the first reader to reach this page starts the next
+/// read-ahead window (Linux's `PG_readahead`, which aliases
+/// `PG_reclaim`; a bit of its own here). See `crate::readahead`.
+pub const PG_READAHEAD: u32 = 15;
 /// First bit free for later users; bits up to 31 are free. Bits 32..48
 /// hold the tag of the page wait table whose queues this page's waiters
 /// use ([`TABLE_SHIFT`]). Of the top 16 (zone/node/section numbers in
 /// Linux), bits 56..60 hold the allocation order of a block's head page
 /// ([`PageFlags::order`]).
-pub const PG_FIRST_FREE: u32 = 15;
+pub const PG_FIRST_FREE: u32 = 16;
 
 /// Where the wait-table tag sits in the flags word: set with `PG_WAITERS`
 /// by the first waiter of an allocated page, so that a second table over
@@ -114,6 +118,7 @@ pub const FLAG_NAMES: [&str; PG_FIRST_FREE as usize] = [
     "private",
     "reclaim",
     "buddy",
+    "readahead",
 ];
 
 /// A flags word shown by name, e.g. `0x801(locked|reserved)`, with the

@@ -59,6 +59,7 @@ pub mod page_lock;
 pub mod pin;
 pub mod platform;
 pub mod race;
+pub mod readahead;
 pub mod refcount;
 pub mod sync;
 pub mod variant;

@@ -276,9 +276,11 @@ pub trait BlockDevice: Send + Sync {
     /// Holds requests back from the device until [`BlockDevice::unplug`]
     /// (Linux's plugging, `blk_start_plug`): they are queued, in flight for
     /// their submitters, and reach the device together when it unplugs.
-    /// A partition plugs its whole device.
+    /// A partition plugs its whole device. Plugs nest: the device holds
+    /// requests until every plug is released.
     fn plug(&self);
-    /// Lets held requests go to the device.
+    /// Releases one plug; the last lets held requests go to the device.
+    /// An unplug without a plug is a kernel bug and panics.
     fn unplug(&self);
     /// Counters.
     fn stats(&self) -> DeviceStats;

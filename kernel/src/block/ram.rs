@@ -24,9 +24,10 @@
 //! lock before it works: so an IPI is on its way whenever a queue is not
 //! empty (unless the device is stopped), and one IPI serves a burst.
 //!
-//! [`RamDisk::stop`] holds every request (the handler leaves the queues
-//! alone) until [`RamDisk::start`], like stopping a hardware queue: tests
-//! use it to act inside the in-flight window deterministically.
+//! A plug (`BlockDevice::plug`) holds every request (the handler leaves
+//! the queues alone) until the last plug is released, like stopping a
+//! hardware queue: tests use it to act inside the in-flight window
+//! deterministically, and batched writeback to send a batch at once.
 //!
 //! The volatile write cache (module docs of `super`): the device keeps a
 //! second, *durable* copy of every block. A write changes the visible
@@ -82,6 +83,9 @@ pub struct RamDisk {
     /// Requests waiting for each completion CPU.
     queues: [IrqMutex<VecDeque<Queued>>; MAX_CPUS],
     stopped: AtomicBool,
+    /// Plugs held now ([`BlockDevice::plug`] nests): the device stops at
+    /// the first and starts again when the last is released.
+    plugs: IrqMutex<usize>,
     counters: Counters,
     inject: Injector,
     stable_log: RateLimit,
@@ -125,6 +129,7 @@ pub fn init(mb: u64) -> Result<Option<&'static RamDisk>, alloc::string::String> 
         cache: IrqMutex::new(()),
         queues: [const { IrqMutex::new(VecDeque::new()) }; MAX_CPUS],
         stopped: AtomicBool::new(false),
+        plugs: IrqMutex::new(0),
         counters: Counters::default(),
         inject: Injector::new(),
         stable_log: RateLimit::new(),
@@ -225,14 +230,14 @@ impl RamDisk {
         (percpu::cpu_index() + 1) % arch_smp::online()
     }
 
-    /// Holds every request until [`RamDisk::start`].
-    pub fn stop(&self) {
+    /// Holds every request until [`RamDisk::release`] (the first plug).
+    fn hold(&self) {
         self.stopped.store(true, Ordering::SeqCst);
     }
 
     /// Releases held requests: raises the line of every CPU with a
     /// non-empty queue.
-    pub fn start(&self) {
+    fn release(&self) {
         // SeqCst store, then the queue checks under their locks: a
         // submitter that saw `stopped` (and so sent no IPI) pushed under the
         // same lock we read through.
@@ -362,13 +367,21 @@ impl BlockDevice for RamDisk {
         self.inject.disarm(blocks);
     }
 
-    /// [`RamDisk::stop`] (which holds failed requests too).
+    /// Holds every request, failed ones too, until the last unplug.
     fn plug(&self) {
-        self.stop();
+        let mut plugs = self.plugs.lock();
+        *plugs += 1;
+        if *plugs == 1 {
+            self.hold();
+        }
     }
 
     fn unplug(&self) {
-        self.start();
+        let mut plugs = self.plugs.lock();
+        *plugs = plugs.checked_sub(1).expect("ramdisk: unplug without a plug");
+        if *plugs == 0 {
+            self.release();
+        }
     }
 
     fn stats(&self) -> DeviceStats {

@@ -265,7 +265,8 @@ struct Inner {
     /// without a write cache), to complete from `soft_irq`.
     failed: VecDeque<(Request, Result<(), IoError>)>,
     /// [`BlockDevice::plug`]: nothing goes from `waiting` to the device.
-    plugged: bool,
+    /// Plugs held now ([`BlockDevice::plug`] nests).
+    plugged: usize,
 }
 
 /// The virtio-blk device (module docs).
@@ -376,7 +377,7 @@ pub fn probe(functions: &[pci::Function]) -> Result<&'static VirtioBlk, alloc::s
             inflight: [const { None }; QUEUE_SIZE],
             nr_inflight: 0,
             failed: VecDeque::new(),
-            plugged: false,
+            plugged: 0,
         }),
         blocks,
         flush,
@@ -435,7 +436,7 @@ impl VirtioBlk {
     /// returns whether it put one there.
     fn feed(&self, inner: &mut Inner) -> bool {
         let mut failed = false;
-        if inner.plugged {
+        if inner.plugged > 0 {
             return false;
         }
         while let Some(mut q) = inner.waiting.pop_front() {
@@ -655,13 +656,16 @@ impl BlockDevice for VirtioBlk {
     }
 
     fn plug(&self) {
-        self.inner.lock().plugged = true;
+        self.inner.lock().plugged += 1;
     }
 
     fn unplug(&self) {
         let failed = {
             let mut inner = self.inner.lock();
-            inner.plugged = false;
+            inner.plugged = inner
+                .plugged
+                .checked_sub(1)
+                .expect("virtio-blk: unplug without a plug");
             self.feed(&mut inner)
         };
         if failed {

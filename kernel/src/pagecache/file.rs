@@ -99,8 +99,19 @@ macro_rules! stats {
 stats! {
     hits,
     misses,
+    /// Pages submitted for reading.
     reads_issued,
+    /// Read requests those pages went in (a read-ahead window's adjacent
+    /// pages share one).
+    read_requests,
+    /// Pages read in read-ahead windows (the missed page included).
+    readahead_pages,
+    /// Windows started by a reader reaching a `PG_READAHEAD` mark.
+    readahead_async,
+    /// Pages submitted for writing.
     writes_issued,
+    /// Write requests those pages went in (adjacent pages share one).
+    write_requests,
     write_errors,
     evicted,
     /// Writes done from a bounce copy (the page may have been pinned).
@@ -110,6 +121,21 @@ stats! {
     /// Pages whose last reference went at the end of their writeback (an
     /// eviction dropped the cache's reference while the write ran).
     freed_at_end_of_writeback,
+    /// Pages a background pass ([`super::writeback::SyncMode::None`])
+    /// skipped: locked by another thread or already under writeback.
+    writeback_skipped,
+    /// With [`File::set_profile`]: pages whose writeback phases were timed,
+    /// and the TSC cycles each phase took in all: looking the marked pages
+    /// up, taking their locks, cleaning their mappings, clearing dirty and
+    /// starting writeback (and any bounce copy), submitting, and the
+    /// completion's per-page work.
+    wb_profiled,
+    wb_lookup_cycles,
+    wb_lock_cycles,
+    wb_mkclean_cycles,
+    wb_start_cycles,
+    wb_submit_cycles,
+    wb_complete_cycles,
 }
 
 /// A file of the device (module docs of `super`).
@@ -126,7 +152,13 @@ pub struct File {
     /// The address-space mappings of this file (Linux `i_mmap`): writeback
     /// cleans them. Never held while calling into the VM
     /// (`Mapping::clean` may end in `unmapped`).
-    pub(super) mappings: IrqMutex<Vec<Mapping>>,
+    /// Copy on write: a reader takes the `Arc` (no allocation on the
+    /// writeback path), `mapped`/`unmapped` replace the list.
+    pub(super) mappings: IrqMutex<Arc<Vec<Mapping>>>,
+    /// Whether writeback times its phases ([`File::set_profile`]).
+    pub(super) profile: AtomicBool,
+    /// Read-ahead's window (`super::readahead`).
+    pub(super) ra: IrqMutex<super::readahead::RaState>,
 }
 
 /// A race point of the page cache's index (`pagesync::race`): after every
@@ -157,7 +189,14 @@ impl File {
             }),
             error: AtomicBool::new(false),
             counters: Counters::default(),
-            mappings: IrqMutex::new(Vec::new()),
+            mappings: IrqMutex::new(Arc::new(Vec::new())),
+            profile: AtomicBool::new(false),
+            ra: IrqMutex::new(super::readahead::RaState {
+                start: 0,
+                size: 0,
+                async_size: 0,
+                prev: None,
+            }),
         }
     }
 
@@ -263,20 +302,6 @@ impl File {
         }
     }
 
-    /// The indices whose entries carry the dirty mark now, in order.
-    pub(super) fn marked(&self) -> Vec<u64> {
-        let marked = self
-            .tree
-            .lock()
-            .pages
-            .iter()
-            .filter(|(_, s)| s.dirty)
-            .map(|(&i, _)| i)
-            .collect();
-        race(pagesync::RacePoint::CacheLookup);
-        marked
-    }
-
     /// Every cached page now, with a reference each.
     pub(super) fn cached(&self) -> Vec<Frame> {
         let pages = self
@@ -335,6 +360,28 @@ impl File {
     pub fn page_state(&self, index: u64) -> Option<(bool, bool)> {
         let p = self.find_get_page(index)?;
         Some((p.flags().test(PG_DIRTY), p.flags().test(PG_WRITEBACK)))
+    }
+
+    /// Times writeback's phases from now on (or stops): the `wb_*`
+    /// counters of [`FileStats`]. Off by default; a benchmark turns it on.
+    pub fn set_profile(&self, on: bool) {
+        self.profile.store(on, Ordering::Relaxed);
+    }
+
+    /// The cached pages whose entries carry the dirty mark now, in index
+    /// order, each with a reference: one hold of the index lock for a
+    /// whole writeback pass.
+    pub(super) fn marked_pages(&self) -> Vec<(u64, Frame)> {
+        let marked = self
+            .tree
+            .lock()
+            .pages
+            .iter()
+            .filter(|(_, s)| s.dirty)
+            .map(|(&i, s)| (i, s.frame.clone()))
+            .collect();
+        race(pagesync::RacePoint::CacheLookup);
+        marked
     }
 
     /// Counters.

@@ -2,6 +2,8 @@
 //! the page through the cache, write faults dirty it after waiting for
 //! stable data, and writeback cleans the mappings the file keeps.
 
+use alloc::{sync::Arc, vec::Vec};
+
 use super::file::{File, FsError};
 use crate::{
     mm::Frame,
@@ -33,10 +35,15 @@ impl MapSource for File {
     }
 
     fn mapped(&self, m: Mapping) {
-        self.mappings.lock().push(m);
+        let mut list = self.mappings.lock();
+        let mut new = Vec::clone(&list);
+        new.push(m);
+        *list = Arc::new(new);
     }
 
     fn unmapped(&self, m: &Mapping) {
-        self.mappings.lock().retain(|x| x != m);
+        let mut list = self.mappings.lock();
+        let new = list.iter().filter(|x| *x != m).cloned().collect();
+        *list = Arc::new(new);
     }
 }

@@ -40,6 +40,7 @@ pub mod file;
 pub mod layout;
 mod map;
 mod read;
+pub mod readahead;
 pub mod worker;
 mod write;
 pub mod writeback;
@@ -57,8 +58,10 @@ use crate::{
     sched::thread::WaitQueue,
 };
 
-/// Starts the page cache's worker thread (boot, after the scheduler).
-pub fn init() {
+/// Starts the page cache's worker thread (boot, after the scheduler) and
+/// sets read-ahead on or off (`readahead=`).
+pub fn init(readahead: bool) {
+    readahead::set_enabled(readahead);
     worker::start();
 }
 

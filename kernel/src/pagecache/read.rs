@@ -22,6 +22,7 @@ impl File {
     /// to date on success (`folio_end_read`).
     fn submit_read(&self, index: u64, page: &Frame) {
         self.counters.reads_issued.fetch_add(1, Ordering::Relaxed);
+        self.counters.read_requests.fetch_add(1, Ordering::Relaxed);
         let done = page.clone();
         self.dev.submit(Request {
             op: Op::Read,
@@ -36,16 +37,62 @@ impl File {
     /// up to date wait on the page lock; a failed read leaves it not up
     /// to date, and the next reader reads again.
     pub fn read_page(&self, index: u64) -> Result<Frame, FsError> {
+        let ra = super::readahead::enabled();
+        let r = self.read_page_inner(index, ra);
+        if ra && r.is_ok() {
+            // The next miss is sequential if it is the page after.
+            self.note_read(index);
+        }
+        r
+    }
+
+    fn read_page_inner(&self, index: u64, ra: bool) -> Result<Frame, FsError> {
         let t = table();
+        let mut missed = false;
         loop {
-            let (page, created) = self.find_or_create(index)?;
+            let (page, created) = if ra {
+                // `filemap_get_pages`: a miss reads ahead (which inserts
+                // this page, locked, unless a racing reader did), then we
+                // look again; a hit on a marked page starts the next
+                // window.
+                match self.find_get_page(index) {
+                    Some(page) => {
+                        if t.test_clear_page_readahead(&page) {
+                            self.async_readahead(index);
+                        }
+                        (page, false)
+                    }
+                    None => {
+                        if index >= self.pages() {
+                            return Err(FsError::OutOfRange);
+                        }
+                        if !missed {
+                            missed = true;
+                            self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.sync_readahead(index);
+                        // Inserted and being read, or (out of memory)
+                        // not: the plain path below then creates it.
+                        match self.find_get_page(index) {
+                            Some(page) => (page, false),
+                            None => self.find_or_create(index)?,
+                        }
+                    }
+                }
+            } else {
+                self.find_or_create(index)?
+            };
             if created {
-                self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                if !missed {
+                    self.counters.misses.fetch_add(1, Ordering::Relaxed);
+                }
                 self.submit_read(index, &page);
             } else if page.flags().test_acquire(PG_UPTODATE) {
                 // Acquire pairs with the Release XOR of `end_page_read`:
                 // the data is visible.
-                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                if !missed {
+                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                }
                 return Ok(page);
             }
             t.wait_on_page_locked(&page);

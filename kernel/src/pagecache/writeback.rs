@@ -13,7 +13,6 @@ use crate::{
     block::{BLOCK_SIZE, Completion, IoError, Op, Request},
     mm::{AllocFlags, Frame, alloc_pages},
     pagelock::{table, unlock_page},
-    vm::Mapping,
 };
 
 /// A copy of `page`'s contents in a frame of its own, for the device to
@@ -71,6 +70,41 @@ pub struct Writeback<'a> {
     pub done: Option<Completion>,
 }
 
+/// Linux's `writeback_control.sync_mode`: what a writeback pass does with
+/// a page it cannot start at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `WB_SYNC_NONE`, background writeback: a page another thread holds
+    /// locked, or one already under writeback, is skipped. It keeps its
+    /// mark, and a later pass writes it.
+    None,
+    /// `WB_SYNC_ALL`, data integrity (`sync`): waits for each page's lock
+    /// and for a write of it already in flight, then writes it, so every
+    /// page dirty when the pass began is written by a write that started
+    /// after that.
+    All,
+}
+
+/// TSC cycles since `t`, and now, when profiling (`File::set_profile`).
+#[inline]
+fn lap(profile: bool, t: &mut u64) -> u64 {
+    if !profile {
+        return 0;
+    }
+    let now = crate::arch::time::rdtsc();
+    let d = now - *t;
+    *t = now;
+    d
+}
+
+/// Adjacent pages on their way to one write request: a batch's current
+/// run, from its first page's index.
+struct Run {
+    first: u64,
+    data: Vec<Frame>,
+    pages: Vec<WritebackPage>,
+}
+
 impl File {
     /// Writes back page `index` if it is dirty: lock it, clear dirty for
     /// I/O, start writeback, unlock, submit (module docs of `super`).
@@ -89,7 +123,6 @@ impl File {
         index: u64,
         mut how: Writeback<'_>,
     ) -> Result<bool, FsError> {
-        let t = table();
         let page = if how.force {
             // Read in if needed; evicted between the read and the lock:
             // read it in again.
@@ -108,30 +141,86 @@ impl File {
         };
         // A locked page can be under writeback from an earlier round (its
         // completion still pending); wait, so writeback starts only once.
-        t.wait_on_page_writeback(&page);
+        table().wait_on_page_writeback(&page);
+        let force = how.force;
+        let Some((data, wb)) = self.start_locked(index, page, force, how.started.as_mut(), &mut 0)
+        else {
+            return Ok(false);
+        };
+        let file = self.clone();
+        let done = how.done.take();
+        self.counters.writes_issued.fetch_add(1, Ordering::Relaxed);
+        self.counters.write_requests.fetch_add(1, Ordering::Relaxed);
+        self.dev.submit(Request {
+            op: Op::Write,
+            block: self.layout.block(self.id, index),
+            frames: data.into(),
+            done: Box::new(move |r| {
+                file.end_writeback(index, wb, r);
+                if let Some(done) = done {
+                    done(r);
+                }
+            }),
+        });
+        Ok(true)
+    }
+
+    /// The part of a page's writeback done under its lock, the lock held
+    /// and the page not under writeback: clean its mappings, clear its
+    /// mark and `PG_DIRTY` for I/O, start writeback, take a bounce copy if
+    /// it may be pinned, then unlock. Returns the frame the device is to
+    /// write and the page as its completion sees it, or None (the page
+    /// unlocked) if it was clean or no frame was left for the copy.
+    /// `cycles` gathers the mkclean phase's time when profiling.
+    fn start_locked(
+        &self,
+        index: u64,
+        page: Frame,
+        force: bool,
+        started: Option<&mut &mut dyn FnMut(&Frame)>,
+        cycles: &mut u64,
+    ) -> Option<(Frame, WritebackPage)> {
+        let t = table();
+        let profile = self.profile.load(Ordering::Relaxed);
+        let mut t0 = if profile { crate::arch::time::rdtsc() } else { 0 };
         // `folio_mkclean`: write-protect every mapping of the page (the
         // next write through one faults and goes through `page_mkwrite`,
         // which waits for this writeback) and move the hardware dirty bits
-        // into PG_DIRTY. Under the page lock, as Linux does.
-        let mappings: Vec<Mapping> = self.mappings.lock().clone();
-        for m in &mappings {
+        // into PG_DIRTY. Under the page lock, as Linux does: a mapping
+        // added after this snapshot maps the page only through a fault,
+        // which needs the lock.
+        let mappings = self.mappings.lock().clone();
+        for m in mappings.iter() {
             if index >= m.first_index() && index < m.first_index() + m.pages() && m.clean(index) {
                 self.mark_dirty(index, &page);
             }
         }
-        if how.force {
+        drop(mappings);
+        let mkclean = lap(profile, &mut t0);
+        if profile {
+            self.counters.wb_mkclean_cycles.fetch_add(mkclean, Ordering::Relaxed);
+        }
+        if force {
             // Written whether dirty or not: dirty it under the lock, as a
             // writer would (it is up to date: `read_page`).
             self.mark_dirty(index, &page);
         }
-        // Clear the mark before the flag, under the page lock: a writer
-        // that dirties the page again needs the lock, and marks it again.
-        self.set_mark(index, &page, false);
         if !t.clear_page_dirty_for_io(&page) {
+            // Clean: a stale mark (the page was written since it was set).
+            self.set_mark(index, &page, false);
             unlock_page(&page);
-            return Ok(false);
+            return None;
         }
         let start = t.start_page_writeback(&page);
+        // The mark goes only now that PG_WRITEBACK is set, as Linux's
+        // `__folio_start_writeback` clears the dirty tag: a `sync` whose
+        // pass no longer finds the mark (its lookup takes the index lock
+        // after this clear) then finds the page under writeback when it
+        // waits (`wait_writeback`). Cleared earlier, the mark could be gone
+        // while PG_WRITEBACK is not yet set, and such a sync would return
+        // before this write ended. Under the page lock, so a writer that
+        // dirties the page again (it needs the lock) marks it after this.
+        self.set_mark(index, &page, false);
         let wb = WritebackPage(NonNull::from(&*page));
         // A page that may be DMA-pinned can change under the device at any
         // moment (a device writes through the pin, not through the page
@@ -158,32 +247,170 @@ impl File {
                         self.mark_dirty(index, &page);
                         let _ = t.end_page_writeback(&page, WriteResult::Written);
                         unlock_page(&page);
-                        return Ok(false);
+                        return None;
                     }
                 }
             } else {
                 page.clone()
             };
-        if let Some(started) = how.started.as_mut() {
+        if let Some(started) = started {
             started(&data);
         }
         unlock_page(&page);
-        drop(page);
-        self.counters.writes_issued.fetch_add(1, Ordering::Relaxed);
+        *cycles += lap(profile, &mut t0);
+        Some((data, wb))
+    }
+
+    /// Writes back every page of the file marked dirty, in index order, as
+    /// one batch (`writeback_iter`/`write_cache_pages`): the device is
+    /// plugged for the pass, adjacent pages go out in one request of up to
+    /// the device's segment limit, and each request's completion ends the
+    /// writeback of all its pages in one interrupt. `mode` says what to do
+    /// with a page that cannot start at once ([`SyncMode`]). Returns how
+    /// many pages were submitted.
+    ///
+    /// Each page goes through the same steps as [`File::writeback_page`]
+    /// under its own lock; the only difference is that a page is submitted
+    /// later, with its run, after its lock was released. That is safe for
+    /// the same reason the single-page path may submit after unlocking:
+    /// from `start_page_writeback` on, PG_WRITEBACK keeps writers waiting
+    /// (stable pages) and keeps the page in the cache ([`File::evict`]).
+    pub fn writeback_pages(self: &Arc<Self>, mode: SyncMode) -> usize {
+        let t = table();
+        let profile = self.profile.load(Ordering::Relaxed);
+        let mut t0 = if profile { crate::arch::time::rdtsc() } else { 0 };
+        let marked = self.marked_pages();
+        let lookup = lap(profile, &mut t0);
+        let max = self.dev.max_segments().max(1);
+        let (mut lock_c, mut start_c, mut submit_c, mut profiled) = (0, 0, 0, 0u64);
+        let mkclean0 = self.counters.wb_mkclean_cycles.load(Ordering::Relaxed);
+        let mut run: Option<Run> = None;
+        let mut submitted = 0;
+        self.dev.plug();
+        for (index, page) in marked {
+            // Lock it: skip a page another holds in a background pass (its
+            // holder may be a writer about to dirty it again, or another
+            // flusher), wait for it in a data-integrity one. Never sleep
+            // holding the plug (Linux flushes a task's plug when it
+            // sleeps): the holder may be waiting for a write our plug is
+            // holding back, behind a second pass that waits for us.
+            if !t.trylock_page(&page) {
+                if mode == SyncMode::None {
+                    self.counters.writeback_skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if let Some(r) = run.take() {
+                    submitted += self.submit_run(r);
+                }
+                self.dev.unplug();
+                crate::pagelock::lock_page(&page);
+                self.dev.plug();
+            }
+            // Evicted (and maybe reused) between the lookup and the lock:
+            // its entry, and mark, left with it.
+            if !self.owns(&page, index) {
+                unlock_page(&page);
+                continue;
+            }
+            if page.flags().test(pagesync::flags::PG_WRITEBACK) {
+                match mode {
+                    SyncMode::None => {
+                        unlock_page(&page);
+                        self.counters.writeback_skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    // A write of it is in flight; the page may have been
+                    // dirtied since that write took its data. Wait for it,
+                    // the plug released first (as above).
+                    SyncMode::All => {
+                        if let Some(r) = run.take() {
+                            submitted += self.submit_run(r);
+                        }
+                        self.dev.unplug();
+                        t.wait_on_page_writeback(&page);
+                        self.dev.plug();
+                    }
+                }
+            }
+            lock_c += lap(profile, &mut t0);
+            let Some((data, wb)) = self.start_locked(index, page, false, None, &mut start_c) else {
+                continue;
+            };
+            let _ = lap(profile, &mut t0);
+            profiled += 1;
+            match run.as_mut() {
+                Some(r) if r.first + r.data.len() as u64 == index && r.data.len() < max => {
+                    r.data.push(data);
+                    r.pages.push(wb);
+                }
+                _ => {
+                    if let Some(r) = run.take() {
+                        submitted += self.submit_run(r);
+                    }
+                    let mut r = Run {
+                        first: index,
+                        data: Vec::with_capacity(max),
+                        pages: Vec::with_capacity(max),
+                    };
+                    r.data.push(data);
+                    r.pages.push(wb);
+                    run = Some(r);
+                }
+            }
+            submit_c += lap(profile, &mut t0);
+        }
+        if let Some(r) = run.take() {
+            submitted += self.submit_run(r);
+        }
+        self.dev.unplug();
+        submit_c += lap(profile, &mut t0);
+        if profile {
+            let c = &self.counters;
+            c.wb_profiled.fetch_add(profiled, Ordering::Relaxed);
+            c.wb_lookup_cycles.fetch_add(lookup, Ordering::Relaxed);
+            c.wb_lock_cycles.fetch_add(lock_c, Ordering::Relaxed);
+            // `start_locked` timed from the lock on: what it counted as
+            // mkclean is not start.
+            let mkclean = c.wb_mkclean_cycles.load(Ordering::Relaxed) - mkclean0;
+            c.wb_start_cycles
+                .fetch_add(start_c.saturating_sub(mkclean), Ordering::Relaxed);
+            c.wb_submit_cycles.fetch_add(submit_c, Ordering::Relaxed);
+        }
+        submitted
+    }
+
+    /// Sends a run of adjacent pages under writeback as one request whose
+    /// completion ends the writeback of each. Returns its page count.
+    fn submit_run(self: &Arc<Self>, run: Run) -> usize {
+        let n = run.data.len();
         let file = self.clone();
-        let done = how.done.take();
+        let Run { first, data, pages } = run;
+        self.counters.writes_issued.fetch_add(n as u64, Ordering::Relaxed);
+        self.counters.write_requests.fetch_add(1, Ordering::Relaxed);
+        let frames = if n == 1 {
+            data.into_iter().next().expect("one frame").into()
+        } else {
+            data.into()
+        };
         self.dev.submit(Request {
             op: Op::Write,
-            block: self.layout.block(self.id, index),
-            frames: data.into(),
+            block: self.layout.block(self.id, first),
+            frames,
             done: Box::new(move |r| {
-                file.end_writeback(index, wb, r);
-                if let Some(done) = done {
-                    done(r);
+                let profile = file.profile.load(Ordering::Relaxed);
+                let mut t0 = if profile { crate::arch::time::rdtsc() } else { 0 };
+                // One result for the whole request: a failed request
+                // leaves every page of it dirty, marked, with the error.
+                for (i, wb) in pages.into_iter().enumerate() {
+                    file.end_writeback(first + i as u64, wb, r);
+                }
+                let c = lap(profile, &mut t0);
+                if profile {
+                    file.counters.wb_complete_cycles.fetch_add(c, Ordering::Relaxed);
                 }
             }),
         });
-        Ok(true)
+        n
     }
 
     /// The completion of a page's write (device interrupt).
@@ -221,13 +448,11 @@ impl File {
         }
     }
 
-    /// Starts writeback of every page marked dirty; returns how many writes
-    /// were submitted.
+    /// Background writeback of every page marked dirty
+    /// ([`File::writeback_pages`] with [`SyncMode::None`]); returns how many
+    /// pages were submitted.
     pub fn writeback(self: &Arc<Self>) -> usize {
-        self.marked()
-            .into_iter()
-            .filter(|&i| self.writeback_page(i))
-            .count()
+        self.writeback_pages(SyncMode::None)
     }
 
     /// Waits until no page of the file is under writeback.
@@ -251,7 +476,7 @@ impl File {
     /// `filemap_write_and_wait`: the first half of [`File::sync`], without
     /// the flush (a caller syncing several files flushes once).
     pub fn write_and_wait(self: &Arc<Self>) -> Result<(), FsError> {
-        self.writeback();
+        self.writeback_pages(SyncMode::All);
         self.wait_writeback();
         if self.error.swap(false, Ordering::Relaxed) {
             return Err(FsError::Io(IoError::Device));

@@ -36,7 +36,7 @@ use crate::{
     ktest::{Accounting, TestResult},
 };
 use kernel::{
-    arch::x86_64::time,
+    arch::time,
     mm::{
         PAGE_SIZE, heap,
         page_alloc::{Audit, Dump, audit},

@@ -91,6 +91,7 @@ keys! {
     LitmusTrials = "litmus_trials",
     Ramdisk = "ramdisk",
     BlkPersist = "blk_persist",
+    Readahead = "readahead",
     LockupMs = "lockup_ms",
     WalkWaiters = "walk_waiters",
     BenchRounds = "bench_rounds",
@@ -309,6 +310,13 @@ pub static TABLE: [Spec; Key::COUNT] = [
         default: DefaultValue::Is(Value::Choice(Persist::Off.name())),
         help: "persistence check on the virtio disk: write a pattern derived from seed= to its first blocks, or check that they hold it (a later boot of the same image)",
         scope: Some(&["block.persist", "pagecache.persist"]),
+    },
+    Spec {
+        key: Key::Readahead,
+        kind: Kind::Bool,
+        default: DefaultValue::Is(Value::Bool(true)),
+        help: "read-ahead in the page cache: a sequential miss reads a window of pages in one request, and the page carrying PG_readahead starts the next window (off = one read per missing page)",
+        scope: None,
     },
     Spec {
         key: Key::LockupMs,

@@ -92,6 +92,7 @@ fn the_kernels_keys_and_ranges() {
             "litmus_trials",
             "ramdisk",
             "blk_persist",
+            "readahead",
             "lockup_ms",
             "walk_waiters",
             "bench_rounds"
@@ -396,7 +397,7 @@ fn effective_lists_values_in_use() {
     );
     assert!(
         e.ends_with(
-            "bug=none jitter=on jitter_rate=4 torture_ms=500 gup_rounds=5000 litmus_trials=1000000 ramdisk=16 blk_persist=off lockup_ms=5000 walk_waiters=1000 bench_rounds=5"
+            "bug=none jitter=on jitter_rate=4 torture_ms=500 gup_rounds=5000 litmus_trials=1000000 ramdisk=16 blk_persist=off readahead=on lockup_ms=5000 walk_waiters=1000 bench_rounds=5"
         ),
         "{e}"
     );

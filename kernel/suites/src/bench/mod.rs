@@ -45,11 +45,7 @@ pub struct Bench {
 
 /// Reads the time-stamp counter (cycles at a constant rate on every CPU
 /// QEMU emulates).
-#[inline]
-pub fn rdtsc() -> u64 {
-    // SAFETY: rdtsc has no side effects and is allowed at CPL 0.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
+pub use kernel::arch::time::rdtsc;
 
 /// Percentile `p` (0..=100) of `v`, which is sorted in place.
 pub fn percentile(v: &mut [u64], p: u32) -> u64 {

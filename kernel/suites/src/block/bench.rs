@@ -26,7 +26,7 @@ use contract::bench::Unit;
 
 use crate::bench::{self, Bench, Record, percentile, rdtsc, rounds};
 use kernel::{
-    arch::x86_64::time::cycles_to_ns,
+    arch::time::cycles_to_ns,
     block::{self, BlockDevice, Op, Request},
     mm::{AllocFlags, Frame, alloc_pages},
     params::Params,

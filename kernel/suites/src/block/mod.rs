@@ -18,7 +18,7 @@ use crate::{
     ktest::{Ctx, Suite, TestError, TestResult},
 };
 use kernel::{
-    arch::x86_64::{
+    arch::{
         apic,
         ioapic::{self, Polarity, Trigger, rte},
         percpu, time,
@@ -353,20 +353,20 @@ fn stable_pages_ram(_: &Ctx) -> TestResult {
     let v0 = dev.stats().stable_violations;
     // A well-behaved writer.
     let t = Tracker::new();
-    dev.stop();
+    dev.plug();
     submit(dev, Op::Write, 5, &f, &t);
     time::delay_us(1000);
-    dev.start();
+    dev.unplug();
     kassert!(t.wait(1));
     kassert_eq!(dev.stats().stable_violations, v0);
     // A writer that does not wait for writeback.
     let t = Tracker::new();
-    dev.stop();
+    dev.plug();
     submit(dev, Op::Write, 5, &f, &t);
     // SAFETY: our frame; the device reads it only when it completes, after
-    // `start` (that this write races the device is the point).
+    // `unplug` (that this write races the device is the point).
     unsafe { (f.virt() as *mut u64).add(17).write_volatile(0xdead_beef) };
-    dev.start();
+    dev.unplug();
     kassert!(t.wait(1));
     kassert_eq!(dev.stats().stable_violations, v0 + 1);
     // What the device stored is what the frame held when it copied.

@@ -87,7 +87,7 @@ use crate::{
     sched::join_timeout,
 };
 use kernel::{
-    arch::x86_64::time,
+    arch::time,
     gup::{GupError, GupFlags, pin_user_pages},
     mm::{AllocFlags, Frame, alloc_pages},
     pagelock::{Table, config, leak_table},

@@ -97,8 +97,8 @@ pub fn dma_during_writeback(_: &Ctx) -> TestResult {
         })
         .collect();
     let mut submitted = 0;
-    let deadline = kernel::arch::x86_64::time::now_ns() + 1_500 * MS;
-    while kernel::arch::x86_64::time::now_ns() < deadline {
+    let deadline = kernel::arch::time::now_ns() + 1_500 * MS;
+    while kernel::arch::time::now_ns() < deadline {
         submitted += file.writeback();
         timer::sleep_ns(MS);
     }

@@ -133,7 +133,7 @@ pub fn run(table: &'static Table, rounds: u64, seed: u64) -> RaceReport {
         })
         .collect();
     let mut threads: Vec<ThreadRef> = Vec::new();
-    let t0 = kernel::arch::x86_64::time::now_ns();
+    let t0 = kernel::arch::time::now_ns();
     for (k, p) in shared.iter().enumerate() {
         let (pa, pb) = (p.clone(), p.clone());
         threads.push(
@@ -157,10 +157,10 @@ pub fn run(table: &'static Table, rounds: u64, seed: u64) -> RaceReport {
     // `NO_PROGRESS_MS` without a single barrier arrival.
     const NO_PROGRESS_MS: u64 = 10_000;
     let arrivals = || -> u64 { shared.iter().map(|p| p.rv.arrivals()).sum() };
-    let (mut last, mut last_change) = (arrivals(), kernel::arch::x86_64::time::now_ns());
+    let (mut last, mut last_change) = (arrivals(), kernel::arch::time::now_ns());
     for t in &threads {
         while !join_timeout(t, 100) {
-            let now = kernel::arch::x86_64::time::now_ns();
+            let now = kernel::arch::time::now_ns();
             let a = arrivals();
             if a != last {
                 (last, last_change) = (a, now);
@@ -170,7 +170,7 @@ pub fn run(table: &'static Table, rounds: u64, seed: u64) -> RaceReport {
             }
         }
     }
-    r.elapsed_ms = (kernel::arch::x86_64::time::now_ns() - t0) / 1_000_000;
+    r.elapsed_ms = (kernel::arch::time::now_ns() - t0) / 1_000_000;
     r.switches = threads
         .iter()
         .map(|t| t.switches.load(Ordering::Relaxed))

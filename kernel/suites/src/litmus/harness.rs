@@ -60,7 +60,7 @@ use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crate::rendezvous::Rendezvous;
 use crate::{pagelock::torture::Rng, sched::join_timeout};
-use kernel::{arch::x86_64::time, sched, smp::online_cpus};
+use kernel::{arch::time, sched, smp::online_cpus};
 
 /// Spins a thread waits at a trial barrier before it goes on without its
 /// partner (module docs): milliseconds under TCG, about a host time slice,

@@ -19,7 +19,7 @@ use contract::bench::Unit;
 
 use crate::bench::{Bench, Hist, Record, percentile, rdtsc, rounds};
 use kernel::mm::{AllocFlags, alloc_pages, pcp};
-use kernel::{arch::x86_64::time::cycles_to_ns, params::Params, println};
+use kernel::{arch::time::cycles_to_ns, params::Params, println};
 
 /// Timed pairs per CPU per setting per round.
 pub const ITERS: usize = 5_000;

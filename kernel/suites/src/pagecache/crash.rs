@@ -58,7 +58,7 @@ pub fn crash_consistency(ctx: &Ctx) -> TestResult {
         TestError::Fail
     })?;
     let file = cache.file(0).ok_or(TestError::Fail)?.clone();
-    let run = ctx.params.seed ^ kernel::arch::x86_64::time::rdtsc();
+    let run = ctx.params.seed ^ kernel::arch::time::rdtsc();
     println!("    {}", Line::Begin { run, pages: PAGES });
     let s = Arc::new(Shared {
         stop: AtomicBool::new(false),

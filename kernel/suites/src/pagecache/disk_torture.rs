@@ -69,7 +69,7 @@ use contract::{
 use super::{device_block, put_device_block};
 use crate::{ktest::TestError, pagelock::torture::Rng, sched::join_timeout};
 use kernel::{
-    arch::x86_64::time,
+    arch::time,
     block::{BLOCK_SIZE, BlockDevice, Inject, Op, Partition},
     gup::{GupFlags, Pinned, pin_user_pages},
     mm::Frame,

@@ -383,7 +383,7 @@ fn end_writeback_reuse_race(_: &Ctx) -> TestResult {
             f.write(i * BLOCK_SIZE as u64, &pattern(6, i, round)),
             Ok(BLOCK_SIZE)
         );
-        ram.stop();
+        ram.plug();
         kassert!(f.writeback_page(i));
         {
             let page = f.find_get_page(i).unwrap();
@@ -401,7 +401,7 @@ fn end_writeback_reuse_race(_: &Ctx) -> TestResult {
             })
             .expect("spawn")
         };
-        ram.start();
+        ram.unplug();
         kassert!(
             join_timeout(&poller, 10_000),
             "round {}: truncation stuck",
@@ -473,8 +473,8 @@ fn async_reads(_: &Ctx) -> TestResult {
         }
     }
     let want = PAGES as usize * PER_PAGE;
-    let deadline = kernel::arch::x86_64::time::now_ns() + 10_000 * 1_000_000;
-    while done.load(Ordering::Acquire) < want && kernel::arch::x86_64::time::now_ns() < deadline {
+    let deadline = kernel::arch::time::now_ns() + 10_000 * 1_000_000;
+    while done.load(Ordering::Acquire) < want && kernel::arch::time::now_ns() < deadline {
         kernel::sched::timer::sleep_ns(1_000_000);
     }
     for t in &sleepers {
@@ -482,7 +482,10 @@ fn async_reads(_: &Ctx) -> TestResult {
     }
     kassert_eq!(done.load(Ordering::Acquire), want);
     kassert_eq!(good.load(Ordering::Acquire), want);
-    kassert_eq!(f.stats().reads_issued, PAGES);
+    // Each page read once however many readers raced for it: one read per
+    // cached page (read-ahead may have read pages past the ones asked for).
+    kassert_eq!(f.stats().reads_issued, f.cached_pages() as u64);
+    kassert!(f.cached_pages() as u64 >= PAGES);
     Ok(())
 }
 
@@ -551,7 +554,7 @@ fn mmap_writes_reach_the_device(_: &Ctx) -> TestResult {
     kassert_eq!(u64::from_le_bytes(b[8..16].try_into().unwrap()), 0x2002);
     // 3. A store to a page under writeback waits for the write-out.
     kassert!(run("pc-mmap3", || poke(MAP_VA + 8, 0x3000)));
-    ram.stop();
+    ram.plug();
     kassert!(f.writeback_page(0));
     let violations0 = c.dev.stats().stable_violations;
     let writer = kernel::sched::spawn_in("pc-mmap4", Some(cpu), Some(space.thread_space()), || {
@@ -563,7 +566,7 @@ fn mmap_writes_reach_the_device(_: &Ctx) -> TestResult {
         !writer.exited.load(Ordering::Acquire),
         "a store went through to a page under writeback"
     );
-    ram.start();
+    ram.unplug();
     kassert!(
         join_timeout(&writer, 10_000),
         "the store never went through"

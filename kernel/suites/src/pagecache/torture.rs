@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use super::{FILE_PAGES, fresh_cache, pattern};
 use crate::{ktest::TestError, pagelock::torture::Rng, sched::join_timeout};
 use kernel::{
-    arch::x86_64::time,
+    arch::time,
     block::BLOCK_SIZE,
     pagecache::File,
     params::Params,

@@ -52,7 +52,7 @@ use crate::{
 };
 use kernel::pagelock::{config, leak_table};
 use kernel::{
-    arch::x86_64::time,
+    arch::time,
     mm::{AllocFlags, alloc_pages},
     params::Params,
     println,

@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use crate::sched::join_timeout;
 use kernel::pagelock::Table;
 use kernel::{
-    arch::x86_64::time,
+    arch::time,
     mm::{AllocFlags, Frame, alloc_pages},
     sched::{self, timer, watchdog},
     smp::online_cpus,
@@ -130,7 +130,7 @@ pub fn wake_walk(
         .collect();
     let done = Arc::new(AtomicUsize::new(0));
     // When the first waiter woken by the walk ran on the walker's CPU.
-    let walker_cpu = kernel::arch::x86_64::percpu::cpu_index();
+    let walker_cpu = kernel::arch::percpu::cpu_index();
     let first_here = Arc::new(AtomicU64::new(u64::MAX));
     let mut ts = Vec::new();
     for k in 0..n {

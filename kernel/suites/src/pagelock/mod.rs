@@ -28,7 +28,7 @@ use crate::{
 };
 use kernel::pagelock::{Table, config, leak_table, table};
 use kernel::{
-    arch::x86_64::time,
+    arch::time,
     mm::{AllocFlags, Frame, alloc_pages},
     println,
     sched::{self, ThreadRef, timer},

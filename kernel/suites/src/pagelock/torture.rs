@@ -69,7 +69,7 @@ use crate::bench::{self, Hist};
 use kernel::pagelock::Table;
 use kernel::sched::thread::WaitQueue;
 use kernel::{
-    arch::x86_64::{percpu, time},
+    arch::{percpu, time},
     mm::{AllocFlags, Frame, alloc_pages},
     println,
     sched::{self, ThreadRef, jitter, timer, watchdog},

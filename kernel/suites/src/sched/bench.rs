@@ -11,7 +11,7 @@ use pagesync::waitqueue::WaitQueueHead;
 use super::join_timeout;
 use crate::bench::{self, Bench, Hist, Record, percentile, rounds};
 use kernel::sched::{KernelPlatform, spawn, yield_now};
-use kernel::{arch::x86_64::time, params::Params, println, smp::online_cpus};
+use kernel::{arch::time, params::Params, println, smp::online_cpus};
 
 /// Yields per thread per round of `context_switch`.
 pub const YIELDS: u64 = 5_000;

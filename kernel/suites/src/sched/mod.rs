@@ -19,7 +19,7 @@ use crate::{
     ktest::{Case, Ctx, Suite, TestError, TestResult},
 };
 use kernel::sched::{KernelPlatform, ThreadRef, spawn, timer, watchdog};
-use kernel::{arch::x86_64::time, println, smp::online_cpus};
+use kernel::{arch::time, println, smp::online_cpus};
 
 type Wq = WaitQueueHead<KernelPlatform>;
 const MS: u64 = 1_000_000;

@@ -13,7 +13,7 @@ use super::ping_pong;
 use crate::bench::{self, Bench, Hist, Record, percentile, rounds};
 use kernel::smp::online_cpus;
 use kernel::{
-    arch::x86_64::{smp as arch_smp, time},
+    arch::{smp as arch_smp, time},
     params::Params,
     println,
 };

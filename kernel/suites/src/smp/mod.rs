@@ -11,7 +11,7 @@ use crate::{
 };
 use kernel::smp::{call_on_cpu_timeout, online_cpus, present_cpus, run_on_all_cpus};
 use kernel::{
-    arch::x86_64::{apic, percpu, smp as arch_smp, time},
+    arch::{apic, percpu, smp as arch_smp, time},
     config::MAX_CPUS,
     println,
 };

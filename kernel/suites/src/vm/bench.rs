@@ -38,7 +38,7 @@ use contract::bench::Unit;
 
 use crate::bench::{self, Bench, Hist, Record, percentile, rdtsc, rounds};
 use kernel::{
-    arch::x86_64::{paging, time::cycles_to_ns},
+    arch::{paging, time::cycles_to_ns},
     params::Params,
     println,
     vm::{

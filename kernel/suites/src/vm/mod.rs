@@ -22,7 +22,7 @@ use crate::{
     ktest::{Case, Ctx, Suite, TestError, TestResult},
 };
 use kernel::{
-    arch::x86_64::{
+    arch::{
         handlers::{PageFault, PageFaultOutcome},
         paging,
     },
@@ -579,13 +579,25 @@ fn tlb_shootdown_known_bad(_: &Ctx) -> TestResult {
     if kernel::smp::online_cpus() < 2 {
         return Err(TestError::Skip("needs two CPUs"));
     }
-    let seen = shootdown_scenario(Some(KnownBad::SkipRemoteFlush));
-    kernel::println!("    # known-bad shoot-down (no IPI): {seen:?}");
-    let verdict = check_shootdown(&seen);
-    kernel::println!("    # the check on it: {verdict:?}");
+    // The stale entry must survive in the other vCPU's TLB until it reads
+    // again; QEMU's software TLB sometimes drops it on its own (seen about
+    // once in ten runs), and then there is nothing to catch. A few
+    // attempts, as the host's known-bad boots get (`tests::until_caught`).
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 0;
+    let (seen, verdict) = loop {
+        attempt += 1;
+        let seen = shootdown_scenario(Some(KnownBad::SkipRemoteFlush));
+        let verdict = check_shootdown(&seen);
+        kernel::println!("    # known-bad shoot-down (no IPI), attempt {attempt}: {seen:?}");
+        kernel::println!("    # the check on it: {verdict:?}");
+        if verdict.is_err() || attempt == ATTEMPTS {
+            break (seen, verdict);
+        }
+    };
     kassert!(
         verdict.is_err(),
-        "the shoot-down check missed a stale TLB entry"
+        "the shoot-down check missed a stale TLB entry in {ATTEMPTS} attempts"
     );
     kassert_eq!(seen.ipis, 0);
     kassert_eq!(seen.value, TLB_PATTERN);
