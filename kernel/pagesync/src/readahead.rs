@@ -58,6 +58,9 @@ impl<P: Platform> PageWaitTable<P> {
     /// true for exactly one caller per mark. A plain test first keeps the
     /// common case (no mark) free of a locked RMW.
     pub fn test_clear_page_readahead(&self, page: &Page) -> bool {
+        if let Some(took) = crate::variant::bugs::readahead_racy_clear(self.config().bug, page) {
+            return took;
+        }
         page.flags.test(PG_READAHEAD) && page.flags.test_and_clear(PG_READAHEAD)
     }
 

@@ -155,6 +155,10 @@ pub struct File {
     /// Copy on write: a reader takes the `Arc` (no allocation on the
     /// writeback path), `mapped`/`unmapped` replace the list.
     pub(super) mappings: IrqMutex<Arc<Vec<Mapping>>>,
+    /// How many entries `mappings` holds, written under its lock: lets
+    /// writeback skip the lock for a file nobody maps (see
+    /// `File::start_locked` for why a Relaxed read is enough).
+    pub(super) nr_mappings: AtomicU64,
     /// Whether writeback times its phases ([`File::set_profile`]).
     pub(super) profile: AtomicBool,
     /// Read-ahead's window (`super::readahead`).
@@ -190,6 +194,7 @@ impl File {
             error: AtomicBool::new(false),
             counters: Counters::default(),
             mappings: IrqMutex::new(Arc::new(Vec::new())),
+            nr_mappings: AtomicU64::new(0),
             profile: AtomicBool::new(false),
             ra: IrqMutex::new(super::readahead::RaState {
                 start: 0,
@@ -302,17 +307,23 @@ impl File {
         }
     }
 
-    /// Every cached page now, with a reference each.
-    pub(super) fn cached(&self) -> Vec<Frame> {
-        let pages = self
+    /// The first cached page at `from` or after it that is under writeback
+    /// now, with a reference.
+    pub(super) fn next_under_writeback(&self, from: u64) -> Option<(u64, Frame)> {
+        let found = self
             .tree
             .lock()
             .pages
-            .values()
-            .map(|s| s.frame.clone())
-            .collect();
+            .range(from..)
+            // Acquire: a page seen with writeback over is skipped without
+            // a wait; this pairs with the Release RMW of its end of
+            // writeback, so what the completion did first (an error
+            // recorded) is visible to the caller after the walk, as after
+            // a wait.
+            .find(|(_, s)| s.frame.flags().test_acquire(PG_WRITEBACK))
+            .map(|(&i, s)| (i, s.frame.clone()));
         race(pagesync::RacePoint::CacheLookup);
-        pages
+        found
     }
 
     /// Takes `page`'s entry at `index` out of the index, its dirty mark

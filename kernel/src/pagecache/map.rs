@@ -3,6 +3,7 @@
 //! stable data, and writeback cleans the mappings the file keeps.
 
 use alloc::{sync::Arc, vec::Vec};
+use core::sync::atomic::Ordering;
 
 use super::file::{File, FsError};
 use crate::{
@@ -38,12 +39,15 @@ impl MapSource for File {
         let mut list = self.mappings.lock();
         let mut new = Vec::clone(&list);
         new.push(m);
+        // Relaxed: see `File::nr_mappings`.
+        self.nr_mappings.store(new.len() as u64, Ordering::Relaxed);
         *list = Arc::new(new);
     }
 
     fn unmapped(&self, m: &Mapping) {
         let mut list = self.mappings.lock();
-        let new = list.iter().filter(|x| *x != m).cloned().collect();
+        let new: Vec<Mapping> = list.iter().filter(|x| *x != m).cloned().collect();
+        self.nr_mappings.store(new.len() as u64, Ordering::Relaxed);
         *list = Arc::new(new);
     }
 }

@@ -11,7 +11,7 @@
 //!   is sequential (the previous read was the page before, or this is page
 //!   0, or the miss is just past the current window) a new window starts
 //!   here, 4 pages the first time and growing (x4 while small, then x2)
-//!   up to [`RA_MAX`] pages (Linux's default 128 KiB); otherwise
+//!   up to [`RA_MAX`] pages (256 KiB); otherwise
 //!   (random access) only the page itself is read, as without read-ahead.
 //! * A hit on a marked page ([`File::async_readahead`],
 //!   `page_cache_async_ra`): the reader that clears the mark (exactly one,
@@ -40,8 +40,12 @@ use crate::{
     pagelock::table,
 };
 
-/// Most pages in a window: 128 KiB, Linux's default `ra_pages`.
-pub const RA_MAX: u64 = 32;
+/// Most pages in a window: 256 KiB, twice Linux's default `ra_pages`
+/// (block drivers raise it to their optimal I/O size). Under QEMU a
+/// reader that outruns the device sleeps, and a wake-up costs tens of
+/// microseconds; a 32-page window left it sleeping at most window
+/// boundaries on the RAM device (measured by `pagecache_seqread`).
+pub const RA_MAX: u64 = 64;
 /// A first window's pages (Linux `get_init_ra_size` for a one-page read
 /// with a 128 KiB maximum).
 const RA_INIT: u64 = 4;

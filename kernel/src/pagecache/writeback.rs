@@ -188,14 +188,21 @@ impl File {
         // which waits for this writeback) and move the hardware dirty bits
         // into PG_DIRTY. Under the page lock, as Linux does: a mapping
         // added after this snapshot maps the page only through a fault,
-        // which needs the lock.
-        let mappings = self.mappings.lock().clone();
-        for m in mappings.iter() {
-            if index >= m.first_index() && index < m.first_index() + m.pages() && m.clean(index) {
-                self.mark_dirty(index, &page);
+        // which needs the lock. The same argument makes a Relaxed read of
+        // the count enough: a mapping that can hold this page was added
+        // (count written under the mappings lock) before its fault took and
+        // released this page's lock, which our lock's Acquire follows.
+        if self.nr_mappings.load(Ordering::Relaxed) > 0 {
+            let mappings = self.mappings.lock().clone();
+            for m in mappings.iter() {
+                if index >= m.first_index()
+                    && index < m.first_index() + m.pages()
+                    && m.clean(index)
+                {
+                    self.mark_dirty(index, &page);
+                }
             }
         }
-        drop(mappings);
         let mkclean = lap(profile, &mut t0);
         if profile {
             self.counters.wb_mkclean_cycles.fetch_add(mkclean, Ordering::Relaxed);
@@ -456,9 +463,18 @@ impl File {
     }
 
     /// Waits until no page of the file is under writeback.
+    ///
+    /// Walks the index in order and waits on the first page under
+    /// writeback it finds (Linux waits on the writeback-tagged folios),
+    /// then goes on after it: no reference is taken on a page that is not
+    /// under writeback, so once the writes have ended the walk is a scan.
+    /// A page under writeback stays in the index until its writeback ends
+    /// ([`File::evict`]), so none is missed.
     pub fn wait_writeback(&self) {
-        for p in &self.cached() {
-            table().wait_on_page_writeback(p);
+        let mut from = 0;
+        while let Some((index, page)) = self.next_under_writeback(from) {
+            table().wait_on_page_writeback(&page);
+            from = index + 1;
         }
     }
 

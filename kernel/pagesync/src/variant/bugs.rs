@@ -139,6 +139,23 @@ pub fn sync_flushes(bug: Option<Bug>) -> bool {
     bug != Some(Bug::SyncNoFlush)
 }
 
+/// [`Bug::ReadaheadRacyClear`], in `PageWaitTable::test_clear_page_readahead`:
+/// the reader tests the mark, and if it is set clears it with a second,
+/// separate RMW. Two readers can both test before either clears; both then
+/// believe they reached the mark first and start the next window twice.
+/// Returns `None` unless this bug is configured, else whether this reader
+/// (believes it) took the mark.
+pub(crate) fn readahead_racy_clear(bug: Option<Bug>, page: &Page) -> Option<bool> {
+    (bug == Some(Bug::ReadaheadRacyClear)).then(|| {
+        if page.flags.test(crate::flags::PG_READAHEAD) {
+            page.flags.clear(crate::flags::PG_READAHEAD);
+            true
+        } else {
+            false
+        }
+    })
+}
+
 /// [`Bug::SharedWaitRelaxed`], in `PageWaitTable::shared_test`: a shared
 /// waiter tests the bit it waits on with a plain Relaxed load. When it
 /// sees the bit clear (in `wait_on_page_locked`'s first test, in the try

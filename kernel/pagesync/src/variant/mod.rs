@@ -195,11 +195,16 @@ pub enum Bug {
     /// The mutation: [`bugs::sync_flushes`] (asked by the kernel's page
     /// cache).
     SyncNoFlush,
+    /// The reader that finds a page's read-ahead mark tests it and then
+    /// clears it in a second step instead of one test-and-clear: two
+    /// readers can both see it set, and both start the next window.
+    /// The mutation: [`bugs::readahead_racy_clear`].
+    ReadaheadRacyClear,
 }
 
 impl Bug {
     /// Every known-bad variant.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::TasOutsideLock,
         Bug::ClearAfterWake,
         Bug::ClearWaitersEarly,
@@ -213,6 +218,7 @@ impl Bug {
         Bug::WritePinnedInPlace,
         Bug::SharedWaitRelaxed,
         Bug::SyncNoFlush,
+        Bug::ReadaheadRacyClear,
     ];
 
     /// The name used in boot parameters, reports and test names.
@@ -231,6 +237,7 @@ impl Bug {
             Bug::WritePinnedInPlace => "write-pinned-in-place",
             Bug::SharedWaitRelaxed => "shared-wait-relaxed",
             Bug::SyncNoFlush => "sync-no-flush",
+            Bug::ReadaheadRacyClear => "readahead-racy-clear",
         }
     }
 

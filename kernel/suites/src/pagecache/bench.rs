@@ -11,8 +11,12 @@
 //!   writeback, building and submitting requests, and the completion's
 //!   per-page work, which runs in interrupt context, overlapping the
 //!   others); and reads, page by page: a read
-//!   miss (pages evicted first), a cached read, and the device's raw read
-//!   at queue depth 1 (printed as `pagecache_read`);
+//!   miss (pages evicted first, read-ahead off), a cached read, and the
+//!   device's raw read at queue depth 1; random misses (a quarter of the
+//!   pages in a seeded order) with read-ahead on and off (printed as
+//!   `pagecache_read`); and the whole file read in order from a cold cache
+//!   with read-ahead on and off, against the device read raw at queue
+//!   depth 16 (`pagecache_seqread`);
 //! * `pagecache_fault`: read-fault latency of a thread in an address space
 //!   on a file-mapped page that is not cached (a page-cache miss: the
 //!   device read happens in the fault), against a cached one (a minor
@@ -40,6 +44,8 @@
 //! BENCH pagecache_writeback raw device=ram pages=1024 round=0 pages_per_s:per_s=.. mib_s:mib_per_s=..
 //! BENCH pagecache_read miss device=ram pages=1024 round=0 p50:ns=.. p99:ns=.. vs_cached_p50:ratio=.. vs_raw_p50:ratio=..
 //! BENCH pagecache_read cached device=ram pages=1024 round=0 p50:ns=.. p99:ns=..   (also raw_qd1)
+//! BENCH pagecache_read random_ra device=ram pages=256 round=0 p50:ns=.. p99:ns=.. vs_no_ra_p50:ratio=..   (also random_no_ra)
+//! BENCH pagecache_seqread cache_ra device=ram pages=1024 round=0 pages_per_s:per_s=.. mib_s:mib_per_s=.. vs_qd16_throughput:ratio=..   (also cache_no_ra; raw_qd16 without the ratio)
 //! BENCH pagecache_fault miss device=ram cpu=0 pages=256 round=0 p50:ns=.. p99:ns=.. vs_cached_p50:ratio=..
 //! BENCH pagecache_fault cached device=ram cpu=0 pages=256 round=0 p50:ns=.. p99:ns=..   (also mapped; cpu=1)
 //! BENCH pagecache_stable waits device=ram writers=2 pages=8 ms=400 round=0 writes:count=.. writebacks:count=.. under_writeback:count=.. wait_p50:ns=.. wait_p99:ns=.. write_p50:ns=.. write_p99:ns=.. violations:count=..
@@ -240,10 +246,15 @@ struct Phases {
 }
 
 /// Dirties every page of `file` (whole-page writes: no read first), then
-/// writes them back and waits. Returns (dirtying ns per page, writeback
-/// ns, the phases), or what went wrong: a failed write, a dirty page
-/// writeback did not submit, a write error in writeback.
-fn cache_writeback(file: &Arc<File>, round: u64) -> Result<(f64, f64, Phases), String> {
+/// writes them back and waits, timing the phases if `profile`. Returns
+/// (dirtying ns per page, writeback ns, the phases: zero unless
+/// profiled), or what went wrong: a failed write, a dirty page writeback
+/// did not submit, a write error in writeback.
+fn cache_writeback(
+    file: &Arc<File>,
+    round: u64,
+    profile: bool,
+) -> Result<(f64, f64, Phases), String> {
     let mut buf = vec![0u8; BLOCK_SIZE];
     let s0 = file.stats();
     let t0 = time::now_ns();
@@ -253,7 +264,7 @@ fn cache_writeback(file: &Arc<File>, round: u64) -> Result<(f64, f64, Phases), S
             .map_err(|e| format!("write of page {i} through the cache: {e:?}"))?;
     }
     let t1 = time::now_ns();
-    file.set_profile(true);
+    file.set_profile(profile);
     let submitted = file.writeback();
     file.wait_writeback();
     let t2 = time::now_ns();
@@ -289,21 +300,14 @@ fn cache_writeback(file: &Arc<File>, round: u64) -> Result<(f64, f64, Phases), S
 
 /// Drops every page of `file` from the cache, then reads each page
 /// through the cache twice (a miss, then a hit): per-page ns of both.
-fn cache_reads(file: &File) -> Result<(Vec<u64>, Vec<u64>), String> {
-    for i in 0..PAGES {
-        file.evict(i);
-    }
-    // Nothing maps these pages and writeback has ended: each must go.
-    let left = file.cached_pages();
-    if left != 0 {
-        return Err(format!(
-            "{left} pages still cached after evicting every page"
-        ));
-    }
+fn cache_reads(file: &File, order: &[u64], ra: bool) -> Result<(Vec<u64>, Vec<u64>), String> {
+    evict_all(file)?;
+    kernel::pagecache::readahead::set_enabled(ra);
     let mut buf = vec![0u8; BLOCK_SIZE];
     let mut pass = || -> Result<Vec<u64>, String> {
-        (0..PAGES)
-            .map(|i| {
+        order
+            .iter()
+            .map(|&i| {
                 let t0 = rdtsc();
                 let r = file.read(i * PAGE, &mut buf);
                 let ns = cycles_to_ns(rdtsc() - t0);
@@ -312,13 +316,101 @@ fn cache_reads(file: &File) -> Result<(Vec<u64>, Vec<u64>), String> {
             })
             .collect()
     };
-    let miss = pass()?;
-    let hit = pass()?;
-    Ok((miss, hit))
+    let miss = pass();
+    let hit = pass();
+    kernel::pagecache::readahead::set_enabled(config_readahead());
+    Ok((miss?, hit?))
 }
 
-fn pagecache_writeback(_: &Params) {
+/// The boot's `readahead=`, which the read benchmarks restore.
+fn config_readahead() -> bool {
+    READAHEAD_AT_BOOT.load(Ordering::Relaxed)
+}
+
+static READAHEAD_AT_BOOT: AtomicBool = AtomicBool::new(true);
+
+/// Drops every page of `file` from the cache (nothing maps them and no
+/// writeback is running, so each must go).
+fn evict_all(file: &File) -> Result<(), String> {
+    for i in 0..PAGES {
+        file.evict(i);
+    }
+    let left = file.cached_pages();
+    if left != 0 {
+        return Err(format!(
+            "{left} pages still cached after evicting every page"
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the whole file in order, 4 KiB at a time, from a cold cache, with
+/// read-ahead `ra`: nanoseconds.
+fn sequential_read(file: &File, ra: bool) -> Result<u64, String> {
+    evict_all(file)?;
+    kernel::pagecache::readahead::set_enabled(ra);
+    let mut buf = vec![0u8; BLOCK_SIZE];
+    let t0 = time::now_ns();
+    let r = (0..PAGES).try_for_each(|i| {
+        file.read(i * PAGE, &mut buf)
+            .map(|_| ())
+            .map_err(|e| format!("sequential read of page {i}: {e:?}"))
+    });
+    let ns = time::now_ns() - t0;
+    kernel::pagecache::readahead::set_enabled(config_readahead());
+    r.map(|()| ns)
+}
+
+/// Reads blocks `first..first + frames.len()` of `dev` into `frames`,
+/// keeping `depth` single-block reads in flight: nanoseconds, or how many
+/// failed.
+fn raw_read_depth(dev: &dyn BlockDevice, first: u64, frames: &[Frame], depth: u64) -> Result<u64, u64> {
+    struct Q {
+        inflight: AtomicU64,
+        done: AtomicU64,
+        failed: AtomicU64,
+        wq: WaitQueue,
+    }
+    let q = Arc::new(Q {
+        inflight: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        wq: WaitQueue::new(),
+    });
+    let n = frames.len() as u64;
+    let t0 = time::now_ns();
+    for (i, f) in frames.iter().enumerate() {
+        // Acquire pairs with the completion's Release decrement.
+        q.wq.wait_event(|| q.inflight.load(Ordering::Acquire) < depth);
+        q.inflight.fetch_add(1, Ordering::Relaxed);
+        let q2 = q.clone();
+        dev.submit(Request {
+            op: Op::Read,
+            block: first + i as u64,
+            frames: f.clone().into(),
+            done: Box::new(move |r| {
+                if r.is_err() {
+                    // Relaxed: published by the Release below.
+                    q2.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                // Release pairs with the Acquire loads of the submitter.
+                q2.done.fetch_add(1, Ordering::Release);
+                q2.inflight.fetch_sub(1, Ordering::Release);
+                q2.wq.wake_up_all();
+            }),
+        });
+    }
+    q.wq.wait_event(|| q.done.load(Ordering::Acquire) == n);
+    let ns = time::now_ns() - t0;
+    match q.failed.load(Ordering::Relaxed) {
+        0 => Ok(ns),
+        f => Err(f),
+    }
+}
+
+fn pagecache_writeback(params: &Params) {
     const NAME: &str = "pagecache_writeback";
+    READAHEAD_AT_BOOT.store(params.readahead, Ordering::Relaxed);
     let devs = devices();
     // Per device: the cache's file, the raw frames, the raw partition's
     // first block (a second partition of the same size right after it).
@@ -369,15 +461,29 @@ fn pagecache_writeback(_: &Params) {
             // requests the device takes, as batched writeback may.
             let seg = d.dev.max_segments();
             let raw = || raw_batch(d.dev, Op::Write, d.raw_first, &d.raw_frames, seg);
+            if round == 0 {
+                // A warm-up of both, untimed: the first pass allocates the
+                // cache's pages and fills the device's caches.
+                if let Err(why) = cache_writeback(&file, 1 << 32, false) {
+                    return failed(&why);
+                }
+                let _ = raw();
+            }
             let (cache, raw_ns) = if round % 2 == 0 {
-                let c = cache_writeback(&file, round.into());
+                let c = cache_writeback(&file, round.into(), false);
                 (c, raw())
             } else {
                 let r = raw();
-                (cache_writeback(&file, round.into()), r)
+                (cache_writeback(&file, round.into(), false), r)
             };
-            let (dirty_ns, cache_ns, phases) = match cache {
+            let (dirty_ns, cache_ns, _) = match cache {
                 Ok(c) => c,
+                Err(why) => return failed(&why),
+            };
+            // The phase breakdown from a pass of its own (timing the
+            // phases costs a few `rdtsc`s per page, kept out of the ratio).
+            let phases = match cache_writeback(&file, (1 << 33) + u64::from(round), true) {
+                Ok((_, _, p)) => p,
                 Err(why) => return failed(&why),
             };
             let raw_ns = match raw_ns {
@@ -405,7 +511,10 @@ fn pagecache_writeback(_: &Params) {
                     _ => rec.emit(),
                 }
             }
-            let (mut miss, mut hit) = match cache_reads(&file) {
+            // Page by page, in order, read-ahead off: one miss is one
+            // device round trip (the figure comparable with earlier runs).
+            let in_order: Vec<u64> = (0..PAGES).collect();
+            let (mut miss, mut hit) = match cache_reads(&file, &in_order, false) {
                 Ok(r) => r,
                 Err(why) => return failed(&why),
             };
@@ -436,6 +545,70 @@ fn pagecache_writeback(_: &Params) {
                     _ => rec.emit(),
                 }
             }
+            // Random 4 KiB reads, cold: read-ahead on must cost nothing
+            // (a random miss reads one page either way).
+            let mut order: Vec<u64> = (0..PAGES).collect();
+            let mut rng = Rng::new(0x5eed ^ u64::from(round));
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            let random: Vec<u64> = order[..(PAGES / 4) as usize].to_vec();
+            let mut rand_p50 = [0.0; 2];
+            let mut rand_p99 = [0.0; 2];
+            // Alternate which goes first, round by round.
+            for k in [round as usize % 2, 1 - round as usize % 2] {
+                let ra = k == 0;
+                match cache_reads(&file, &random, ra) {
+                    Ok((mut m, _)) => {
+                        rand_p50[k] = percentile(&mut m, 50) as f64;
+                        rand_p99[k] = percentile(&mut m, 99) as f64;
+                    }
+                    Err(why) => return failed(&why),
+                }
+            }
+            for (k, what) in ["random_ra", "random_no_ra"].into_iter().enumerate() {
+                let rec = Record::new("pagecache_read", what)
+                    .label("device", d.name)
+                    .label("pages", PAGES / 4)
+                    .round(round)
+                    .metric("p50", Unit::Ns, rand_p50[k])
+                    .metric("p99", Unit::Ns, rand_p99[k]);
+                match k {
+                    0 => rec
+                        .metric("vs_no_ra_p50", Unit::Ratio, ratio(rand_p50[0], rand_p50[1]))
+                        .emit(),
+                    _ => rec.emit(),
+                }
+            }
+            // Sequential read of the whole file, cold, with and without
+            // read-ahead, against the device read raw at queue depth 16.
+            let seq = [true, false].map(|ra| sequential_read(&file, ra));
+            let qd16 = raw_read_depth(d.dev, d.raw_first, &d.raw_frames, 16);
+            let qd16_ns = match qd16 {
+                Ok(ns) => ns as f64,
+                Err(n) => return failed(&format_args!("{n} of {PAGES} raw QD16 reads failed")),
+            };
+            for (what, ns) in [("cache_ra", &seq[0]), ("cache_no_ra", &seq[1])] {
+                let ns = match ns {
+                    Ok(ns) => *ns as f64,
+                    Err(why) => return failed(why),
+                };
+                Record::new("pagecache_seqread", what)
+                    .label("device", d.name)
+                    .label("pages", PAGES)
+                    .round(round)
+                    .metric("pages_per_s", Unit::PerS, PAGES as f64 * 1e9 / ns)
+                    .metric("mib_s", Unit::MibPerS, mib * 1e9 / ns)
+                    .metric("vs_qd16_throughput", Unit::Ratio, qd16_ns / ns)
+                    .emit();
+            }
+            Record::new("pagecache_seqread", "raw_qd16")
+                .label("device", d.name)
+                .label("pages", PAGES)
+                .round(round)
+                .metric("pages_per_s", Unit::PerS, PAGES as f64 * 1e9 / qd16_ns)
+                .metric("mib_s", Unit::MibPerS, mib * 1e9 / qd16_ns)
+                .emit();
         }
     }
 }

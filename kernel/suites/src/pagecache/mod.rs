@@ -13,6 +13,7 @@
 //! torture and `persist` use fixed regions of the virtio disk
 //! (`contract::disk`), which the host reads back.
 
+pub mod batch;
 pub mod bench;
 pub mod crash;
 pub mod disk_torture;
@@ -857,6 +858,30 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "end_writeback_reuse_race",
             run: end_writeback_reuse_race,
+        },
+        Case {
+            name: "writeback_merges_adjacent_pages",
+            run: batch::writeback_merges_adjacent_pages,
+        },
+        Case {
+            name: "background_writeback_skips_a_locked_page",
+            run: batch::background_writeback_skips_a_locked_page,
+        },
+        Case {
+            name: "failed_request_keeps_every_page_dirty",
+            run: batch::failed_request_keeps_every_page_dirty,
+        },
+        Case {
+            name: "readahead_reads_in_windows",
+            run: batch::readahead_reads_in_windows,
+        },
+        Case {
+            name: "random_reads_read_one_page",
+            run: batch::random_reads_read_one_page,
+        },
+        Case {
+            name: "failed_window_reads_again",
+            run: batch::failed_window_reads_again,
         },
         Case {
             name: "torture",
