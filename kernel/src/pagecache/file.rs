@@ -242,8 +242,12 @@ impl File {
         if let Some(f) = self.find_get_page(index) {
             return Ok((f, false));
         }
-        // Allocate outside the tree lock; a racing creator may win.
-        let new = alloc_pages(0, AllocFlags::ZERO).ok_or(FsError::NoMemory)?;
+        // Allocate outside the tree lock; a racing creator may win. Not
+        // zeroed (as Linux's `filemap_alloc_folio`): a new page is locked
+        // and not up to date, and nothing shows its contents before they
+        // are filled, by a read that ends with PG_UPTODATE or by a write of
+        // the whole page; a failed read leaves it not up to date.
+        let new = alloc_pages(0, AllocFlags::NONE).ok_or(FsError::NoMemory)?;
         // Nobody else can see the page yet: the trylock cannot fail.
         assert!(table().trylock_page(&new));
         new.set_mapping(key(self), index);

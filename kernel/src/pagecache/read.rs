@@ -70,10 +70,15 @@ impl File {
                             missed = true;
                             self.counters.misses.fetch_add(1, Ordering::Relaxed);
                         }
-                        self.sync_readahead(index);
-                        // Inserted and being read, or (out of memory)
-                        // not: the plain path below then creates it.
-                        match self.find_get_page(index) {
+                        // A window inserted it and is reading it, or
+                        // (random access, out of memory, a racing
+                        // eviction) not: the plain path creates it then.
+                        let found = if self.sync_readahead(index) {
+                            self.find_get_page(index)
+                        } else {
+                            None
+                        };
+                        match found {
                             Some(page) => (page, false),
                             None => self.find_or_create(index)?,
                         }

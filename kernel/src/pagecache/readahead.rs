@@ -93,11 +93,12 @@ impl File {
         self.ra.lock().prev = Some(index);
     }
 
-    /// A reader missed page `index`: read it, and a window after it if the
-    /// access is sequential (module docs). On return the page is cached
-    /// (or another thread's insertion won, or memory ran out: the caller
-    /// looks it up again either way).
-    pub(super) fn sync_readahead(&self, index: u64) {
+    /// A reader missed page `index`: if the access is sequential (module
+    /// docs), read a window from it and return true (the page is then
+    /// cached, unless another thread's insertion won or memory ran out:
+    /// the caller looks it up again either way); a random miss returns
+    /// false and the caller reads the one page as without read-ahead.
+    pub(super) fn sync_readahead(&self, index: u64) -> bool {
         let (start, size, async_size) = {
             let mut ra = self.ra.lock();
             let sequential = index == 0
@@ -119,7 +120,11 @@ impl File {
             ra.prev = Some(index);
             w
         };
+        if size == 1 {
+            return false;
+        }
         self.read_window(start, size, async_size);
+        true
     }
 
     /// A reader reached page `index` and cleared its mark: start the next

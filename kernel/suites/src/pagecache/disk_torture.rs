@@ -193,6 +193,8 @@ struct Shared {
     write_failures: AtomicU64,
     syncs: AtomicU64,
     evictions: AtomicU64,
+    /// Pages read by the reader (through read-ahead windows, mostly).
+    reads: AtomicU64,
     armed: AtomicU64,
 }
 
@@ -285,6 +287,7 @@ pub fn run(o: &Options) -> Result<Report, TestError> {
         write_failures: AtomicU64::new(0),
         syncs: AtomicU64::new(0),
         evictions: AtomicU64::new(0),
+        reads: AtomicU64::new(0),
         armed: AtomicU64::new(0),
     });
     // Owners: the first pages of file 0 go to the DMA engines, the rest to
@@ -439,6 +442,15 @@ pub fn run(o: &Options) -> Result<Report, TestError> {
         );
     }
     {
+        let (s, seed, pages) = (s.clone(), o.seed, o.pages);
+        spawn(
+            &mut flushing,
+            String::from("pcd-r0"),
+            None,
+            Box::new(move || reader(&s, pages, seed)),
+        );
+    }
+    {
         let (s, seed, pages, every) = (s.clone(), o.seed, o.pages, o.inject_every_ms);
         spawn(
             &mut flushing,
@@ -531,6 +543,20 @@ pub fn run(o: &Options) -> Result<Report, TestError> {
             "no write of a pinned page went through a bounce copy",
         ));
     }
+    {
+        let st: Vec<_> = s.files.iter().map(|f| f.stats()).collect();
+        let sum = |g: fn(&kernel::pagecache::FileStats) -> u64| st.iter().map(g).sum::<u64>();
+        println!(
+            "    # {}: {} pages read by the reader; {} pages read in {} requests, {} read-ahead windows started by a mark; {} pages written back in {} requests",
+            o.case,
+            s.reads.load(Ordering::Relaxed),
+            sum(|x| x.reads_issued),
+            sum(|x| x.read_requests),
+            sum(|x| x.readahead_async),
+            sum(|x| x.writes_issued),
+            sum(|x| x.write_requests),
+        );
+    }
     println!(
         "    # {}: {} writes, {} DMA writes, {} syncs, {} evictions, {} failed device writes ({} armed), final pass: {} pages, {} retried; {} bounce copies, {} stable-page violations; disk against the manifest: {}: {}",
         o.case,
@@ -574,9 +600,12 @@ pub fn run(o: &Options) -> Result<Report, TestError> {
         }
         drop(space);
     }
-    for p in 0..o.pages {
-        let (f, i) = place(p);
-        s.files[f as usize].evict(i);
+    // Every page of every file: read-ahead windows may have brought in
+    // pages past the torture's.
+    for f in &s.files {
+        for i in 0..f.pages() {
+            f.evict(i);
+        }
     }
     let left: usize = s.files.iter().map(|f| f.cached_pages()).sum();
     if left != 0 {
@@ -850,6 +879,34 @@ fn evictor(s: &Shared, pages: u64, k: u64, seed: u64) {
         let (f, i) = place(rng.below(pages));
         if s.files[f as usize].evict_clean(i) {
             s.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        timer::sleep_ns(MS / 2);
+    }
+}
+
+/// Reads runs of up to 32 pages of one file in order from a random page,
+/// after dropping the clean ones (read-ahead windows form and bring them
+/// back while writers, flushers and the evictor act on them). What it reads is checked by nobody here: a
+/// page may be read halfway through a write; the disk check at the end is
+/// the judge. A read may fail only with an I/O error (none are injected on
+/// reads here).
+fn reader(s: &Shared, pages: u64, seed: u64) {
+    let mut rng = Rng::new(seed ^ 0x2ead);
+    let mut buf = page_buf();
+    while !s.stop_flush.load(Ordering::Acquire) {
+        // A run of one file's pages: drop the clean ones first (writers
+        // keep most pages cached), so reading them in order misses and
+        // read-ahead windows go to the disk.
+        let (f, first) = place(rng.below(pages));
+        let file = &s.files[f as usize];
+        let end = (first + 1 + rng.below(32)).min(file.pages());
+        for i in first..end {
+            file.evict_clean(i);
+        }
+        for i in first..end {
+            if file.read(i * BLOCK_SIZE as u64, &mut buf[..]).is_ok() {
+                s.reads.fetch_add(1, Ordering::Relaxed);
+            }
         }
         timer::sleep_ns(MS / 2);
     }

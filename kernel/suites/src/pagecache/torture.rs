@@ -138,6 +138,14 @@ struct Shared {
     evictions: AtomicU64,
     reads: AtomicU64,
     torn: AtomicU64,
+    /// Reads that returned an I/O error (an injected read failure that
+    /// struck twice: allowed, counted).
+    read_errors: AtomicU64,
+    /// Read failures armed by the injector.
+    injected: AtomicU64,
+    /// The blocks of the file: the injector arms read failures on them.
+    blocks: core::ops::Range<u64>,
+    dev: Arc<dyn kernel::block::BlockDevice>,
 }
 
 /// Runs the torture (module docs).
@@ -154,6 +162,10 @@ pub fn run(o: &Options) -> Result<Report, TestError> {
         evictions: AtomicU64::new(0),
         reads: AtomicU64::new(0),
         torn: AtomicU64::new(0),
+        read_errors: AtomicU64::new(0),
+        injected: AtomicU64::new(0),
+        blocks: cache.layout.block(0, 0)..cache.layout.block(0, o.pages - 1) + 1,
+        dev: cache.dev.clone(),
     });
     println!(
         "    # pagecache-torture: {} writers, {} flushers, {} evictors, {} readers, {} pages, {} ms, protocol: {}",
@@ -185,6 +197,7 @@ pub fn run(o: &Options) -> Result<Report, TestError> {
     for k in 0..o.readers {
         spawn(format!("pct-r{k}"), reader, k);
     }
+    spawn(String::from("pct-inject"), injector, 0);
     timer::sleep_ns(o.duration_ms * MS);
     s.stop.store(true, Ordering::Release);
     let deadline = time::now_ns() + 10_000 * MS;
@@ -203,6 +216,20 @@ pub fn run(o: &Options) -> Result<Report, TestError> {
     if torn != 0 {
         r.failures.push(format!("{torn} torn or foreign reads"));
     }
+    // Read failures still armed would fail the final check's reads.
+    cache.dev.disarm(s.blocks.clone());
+    let st = file.stats();
+    println!(
+        "    # pagecache-torture: {} read failures armed, {} reads failed twice; {} pages read in {} requests, {} read-ahead windows started by a mark; {} pages written in {} requests, {} skipped by background passes",
+        s.injected.load(Ordering::Relaxed),
+        s.read_errors.load(Ordering::Relaxed),
+        st.reads_issued,
+        st.read_requests,
+        st.readahead_async,
+        st.writes_issued,
+        st.write_requests,
+        st.writeback_skipped
+    );
     if r.ok() {
         check_final(o, &file, &s, &mut r);
     }
@@ -306,18 +333,51 @@ fn evictor(s: &Shared, file: &Arc<File>, o: &Options, k: usize) {
     }
 }
 
+/// Reads a random page, or a run of up to 16 pages from one, in order (so
+/// read-ahead windows form, and their marks start the next, while writers,
+/// flushers, evictors and the injector act on the same pages).
 fn reader(s: &Shared, file: &Arc<File>, o: &Options, k: usize) {
     let mut rng = Rng::new(o.seed ^ 0x2eu64 << k);
     let mut buf = [0u8; BLOCK_SIZE];
     while !s.stop.load(Ordering::Acquire) {
-        let p = rng.below(o.pages);
-        if file.read(p * BLOCK_SIZE as u64, &mut buf) == Ok(BLOCK_SIZE) {
-            s.reads.fetch_add(1, Ordering::Relaxed);
-            if !plausible(&buf, p, o.writers as u64) {
-                s.torn.fetch_add(1, Ordering::Relaxed);
+        let first = rng.below(o.pages);
+        let run = if rng.below(2) == 0 { 1 } else { 1 + rng.below(16) };
+        for p in first..(first + run).min(o.pages) {
+            match file.read(p * BLOCK_SIZE as u64, &mut buf) {
+                Ok(BLOCK_SIZE) => {
+                    s.reads.fetch_add(1, Ordering::Relaxed);
+                    if !plausible(&buf, p, o.writers as u64) {
+                        s.torn.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(kernel::pagecache::FsError::Io(_)) => {
+                    s.read_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                // A short read or another error: counted with the torn
+                // reads, which fail the run.
+                _ => {
+                    s.torn.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         sched::yield_now();
+    }
+}
+
+/// Arms a one-shot read failure on a random page's block every 2 ms: it
+/// strikes the next read request that covers the block, a read-ahead
+/// window of several pages or a single page's read, failing all of it.
+fn injector(s: &Shared, _file: &Arc<File>, o: &Options, _k: usize) {
+    let mut rng = Rng::new(o.seed ^ 0x1ec7);
+    while !s.stop.load(Ordering::Acquire) {
+        let block = s.blocks.start + rng.below(s.blocks.end - s.blocks.start);
+        s.dev.inject(kernel::block::Inject {
+            op: kernel::block::Op::Read,
+            block: Some(block),
+            count: 1,
+        });
+        s.injected.fetch_add(1, Ordering::Relaxed);
+        timer::sleep_ns(2 * MS);
     }
 }
 
