@@ -371,6 +371,23 @@ impl File {
         );
     }
 
+    /// Clears the dirty marks of these `(index, page)` entries in one hold
+    /// of the index lock (a writeback run's, `super::writeback`): each
+    /// entry must still be that page, which writeback keeps in the cache.
+    pub(super) fn clear_marks<'a>(&self, entries: impl Iterator<Item = (u64, &'a Page)>) {
+        let mut tree = self.tree.lock();
+        for (index, page) in entries {
+            let found = tree.slot_of(index, page).map(|s| s.dirty = false);
+            debug_assert!(
+                found.is_some(),
+                "pagecache: page {index} of file {} under writeback is not in the cache",
+                self.id
+            );
+        }
+        drop(tree);
+        race(pagesync::RacePoint::CacheUpdate);
+    }
+
     /// Whether page `index` is cached and dirty or under writeback.
     pub fn page_state(&self, index: u64) -> Option<(bool, bool)> {
         let p = self.find_get_page(index)?;

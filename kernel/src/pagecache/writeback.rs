@@ -103,6 +103,8 @@ struct Run {
     first: u64,
     data: Vec<Frame>,
     pages: Vec<WritebackPage>,
+    /// Whether each page's dirty mark is still to be cleared (at submit).
+    deferred: Vec<bool>,
 }
 
 impl File {
@@ -143,7 +145,8 @@ impl File {
         // completion still pending); wait, so writeback starts only once.
         table().wait_on_page_writeback(&page);
         let force = how.force;
-        let Some((data, wb)) = self.start_locked(index, page, force, how.started.as_mut(), &mut 0)
+        let Some((data, wb, _)) =
+            self.start_locked(index, page, force, how.started.as_mut(), false, &mut 0)
         else {
             return Ok(false);
         };
@@ -170,16 +173,19 @@ impl File {
     /// mark and `PG_DIRTY` for I/O, start writeback, take a bounce copy if
     /// it may be pinned, then unlock. Returns the frame the device is to
     /// write and the page as its completion sees it, or None (the page
-    /// unlocked) if it was clean or no frame was left for the copy.
-    /// `cycles` gathers the mkclean phase's time when profiling.
+    /// unlocked) if it was clean or no frame was left for the copy, and
+    /// whether the caller is to clear the page's mark ( `defer_mark`: see
+    /// the comment at the clear). `cycles` gathers the phase's time when
+    /// profiling.
     fn start_locked(
         &self,
         index: u64,
         page: Frame,
         force: bool,
         started: Option<&mut &mut dyn FnMut(&Frame)>,
+        defer_mark: bool,
         cycles: &mut u64,
-    ) -> Option<(Frame, WritebackPage)> {
+    ) -> Option<(Frame, WritebackPage, bool)> {
         let t = table();
         let profile = self.profile.load(Ordering::Relaxed);
         let mut t0 = if profile { crate::arch::time::rdtsc() } else { 0 };
@@ -227,7 +233,19 @@ impl File {
         // while PG_WRITEBACK is not yet set, and such a sync would return
         // before this write ended. Under the page lock, so a writer that
         // dirties the page again (it needs the lock) marks it after this.
-        self.set_mark(index, &page, false);
+        //
+        // A batch may instead clear the marks of a whole run at once, when
+        // it submits the run (`defer_mark`, [`File::submit_run`]): still
+        // after PG_WRITEBACK is set, and before anyone can dirty the page
+        // again, because from here until the run is submitted and its
+        // write ends, a writer (CPU store or `page_mkwrite`) waits for
+        // stable data. Not a page that may be pinned: a device may write
+        // it through the pin meanwhile, and its holder mark it dirty, so
+        // its mark goes now, under the lock, as above.
+        let deferred = defer_mark && !start.maybe_pinned;
+        if !deferred {
+            self.set_mark(index, &page, false);
+        }
         let wb = WritebackPage(NonNull::from(&*page));
         // A page that may be DMA-pinned can change under the device at any
         // moment (a device writes through the pin, not through the page
@@ -258,14 +276,21 @@ impl File {
                     }
                 }
             } else {
-                page.clone()
+                // The page itself goes to the device: its reference moves
+                // into the request (no clone, no put).
+                if let Some(started) = started {
+                    started(&page);
+                }
+                unlock_page(&page);
+                *cycles += lap(profile, &mut t0);
+                return Some((page, wb, deferred));
             };
         if let Some(started) = started {
             started(&data);
         }
         unlock_page(&page);
         *cycles += lap(profile, &mut t0);
-        Some((data, wb))
+        Some((data, wb, deferred))
     }
 
     /// Writes back every page of the file marked dirty, in index order, as
@@ -340,7 +365,9 @@ impl File {
                 }
             }
             lock_c += lap(profile, &mut t0);
-            let Some((data, wb)) = self.start_locked(index, page, false, None, &mut start_c) else {
+            let Some((data, wb, deferred)) =
+                self.start_locked(index, page, false, None, true, &mut start_c)
+            else {
                 continue;
             };
             let _ = lap(profile, &mut t0);
@@ -349,6 +376,7 @@ impl File {
                 Some(r) if r.first + r.data.len() as u64 == index && r.data.len() < max => {
                     r.data.push(data);
                     r.pages.push(wb);
+                    r.deferred.push(deferred);
                 }
                 _ => {
                     if let Some(r) = run.take() {
@@ -358,9 +386,11 @@ impl File {
                         first: index,
                         data: Vec::with_capacity(max),
                         pages: Vec::with_capacity(max),
+                        deferred: Vec::with_capacity(max),
                     };
                     r.data.push(data);
                     r.pages.push(wb);
+                    r.deferred.push(deferred);
                     run = Some(r);
                 }
             }
@@ -391,7 +421,23 @@ impl File {
     fn submit_run(self: &Arc<Self>, run: Run) -> usize {
         let n = run.data.len();
         let file = self.clone();
-        let Run { first, data, pages } = run;
+        let Run {
+            first,
+            data,
+            pages,
+            deferred,
+        } = run;
+        // The run's deferred marks, in one hold of the index lock (see
+        // `start_locked`): before the submit, so before any write of the
+        // run can end.
+        self.clear_marks(
+            pages
+                .iter()
+                .zip(&deferred)
+                .enumerate()
+                .filter(|(_, (_, d))| **d)
+                .map(|(i, (wb, _))| (first + i as u64, wb.page())),
+        );
         self.counters.writes_issued.fetch_add(n as u64, Ordering::Relaxed);
         self.counters.write_requests.fetch_add(1, Ordering::Relaxed);
         let frames = if n == 1 {
