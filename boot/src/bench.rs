@@ -148,7 +148,7 @@ pub struct Metric {
 }
 
 impl Metric {
-    fn of(name: &str, unit: Unit, samples: Vec<f64>) -> Metric {
+    pub fn of(name: &str, unit: Unit, samples: Vec<f64>) -> Metric {
         let mut s = samples.clone();
         s.sort_by(f64::total_cmp);
         let n = s.len();

@@ -15,7 +15,8 @@
 //! - [`symbolize`]: names the functions of a kernel backtrace;
 //! - [`toolchain`]: the toolchain's LLVM tools;
 //! - [`bench`]: benchmark results as data (JSON schema, CSV, tables),
-//!   [`plot`]: their SVG plots, [`sweep`]: parameter sweeps;
+//!   [`plot`]: their SVG plots, [`sweep`]: parameter sweeps, [`compare`]:
+//!   two configurations compared with a verdict per metric;
 //! - [`progress`]: the live progress display;
 //! - [`junit`]: test results as JUnit XML for CI dashboards.
 //!
@@ -23,6 +24,7 @@
 //! there is exactly one runner and one parser.
 
 pub mod bench;
+pub mod compare;
 pub mod build;
 pub mod disk;
 pub mod image;

@@ -439,19 +439,49 @@ pub fn figures(r: &Results) -> Vec<Figure> {
 
 /// Draws every figure of `r` into `dir`; returns the files written.
 pub fn write_plots(r: &Results, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let figs = figures(r);
+    let colors = Palette::of(&figs);
     let mut paths = Vec::new();
-    for f in figures(r) {
+    for f in &figs {
         let path = dir.join(format!("{}.svg", f.name));
-        draw(&f, &path).map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
+        draw(f, &path, &colors)
+            .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))?;
         paths.push(path);
     }
     Ok(paths)
 }
 
+/// One colour per series name across every panel of every figure of a run,
+/// in order of first appearance, so a series (a variant, a configuration)
+/// keeps its colour from panel to panel and plot to plot.
+pub struct Palette(Vec<String>);
+
+impl Palette {
+    pub fn of(figs: &[Figure]) -> Palette {
+        let mut names: Vec<String> = Vec::new();
+        for s in figs.iter().flat_map(|f| &f.panels).flat_map(|p| &p.series) {
+            if !names.contains(&s.name) {
+                names.push(s.name.clone());
+            }
+        }
+        Palette(names)
+    }
+
+    /// The colour index of a series (past the palette's size, colours
+    /// repeat).
+    pub fn index(&self, name: &str) -> usize {
+        self.0.iter().position(|n| n == name).unwrap_or(self.0.len()) % COLORS.len()
+    }
+
+    fn color(&self, name: &str) -> RGBColor {
+        COLORS[self.index(name)]
+    }
+}
+
 type DrawResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Draws one figure as an SVG file.
-pub fn draw(f: &Figure, path: &Path) -> DrawResult<()> {
+pub fn draw(f: &Figure, path: &Path, colors: &Palette) -> DrawResult<()> {
     const W: u32 = 560;
     const H: u32 = 380;
     let cols = f.columns.max(1);
@@ -462,7 +492,7 @@ pub fn draw(f: &Figure, path: &Path) -> DrawResult<()> {
     top.titled(&f.title, ("sans-serif", 18))?;
     let areas = body.split_evenly((rows, cols));
     for (panel, area) in f.panels.iter().zip(areas.iter()) {
-        draw_panel(panel, area)?;
+        draw_panel(panel, area, colors)?;
     }
     root.present()?;
     Ok(())
@@ -471,6 +501,7 @@ pub fn draw(f: &Figure, path: &Path) -> DrawResult<()> {
 fn draw_panel<DB: DrawingBackend>(
     p: &Panel,
     area: &DrawingArea<DB, plotters::coord::Shift>,
+    colors: &Palette,
 ) -> DrawResult<()>
 where
     DB::ErrorType: 'static,
@@ -528,7 +559,7 @@ where
         .draw()?;
     let ns = p.series.len();
     for (si, s) in p.series.iter().enumerate() {
-        let color = COLORS[si % COLORS.len()];
+        let color = colors.color(&s.name);
         // Spread the series a little so that their bars do not overlap.
         let dx = if ns > 1 {
             (si as f64 - (ns as f64 - 1.0) / 2.0) * (0.3 / ns as f64)
@@ -647,6 +678,52 @@ mod tests {
         assert_eq!((pl[1].x, pl[1].min, pl[1].max), (1, 6000.0, 6001.0));
         assert_eq!(f[1].panels.len(), 3, "p50, p99, max");
         assert!(f[1].panels.iter().all(|p| p.log_y));
+    }
+
+    /// A series keeps its colour in every panel of every figure, whatever
+    /// its position in a panel (the committed fairness plot once drew the
+    /// page lock blue in one panel and red in the next).
+    #[test]
+    fn a_series_has_one_colour_across_panels() {
+        let series = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| Series {
+                    name: n.to_string(),
+                    points: vec![],
+                })
+                .collect()
+        };
+        let panel = |names: &[&str]| Panel {
+            title: String::new(),
+            x_label: String::new(),
+            x: vec![],
+            y_label: String::new(),
+            log_y: false,
+            connect: false,
+            series: series(names),
+        };
+        let figs = [
+            Figure {
+                name: "a".into(),
+                title: String::new(),
+                panels: vec![panel(&["pagelock", "ticket"]), panel(&["ticket"])],
+                columns: 2,
+            },
+            Figure {
+                name: "b".into(),
+                title: String::new(),
+                panels: vec![panel(&["other", "ticket", "pagelock"])],
+                columns: 1,
+            },
+        ];
+        let p = Palette::of(&figs);
+        assert_eq!(p.index("pagelock"), 0);
+        assert_eq!(p.index("ticket"), 1);
+        assert_eq!(p.index("other"), 2);
+        // The real fairness figures: two series, two colours.
+        let p = Palette::of(&figures(&fairness_results()));
+        assert_ne!(p.index("pagelock"), p.index("ticket"));
     }
 
     #[test]

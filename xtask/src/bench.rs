@@ -77,7 +77,7 @@ pub struct PlotArgs {
 }
 
 /// `YYYYMMDD-HHMMSS` (UTC) of `t`.
-fn stamp(t: SystemTime) -> String {
+pub(crate) fn stamp(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -175,54 +175,7 @@ pub fn bench(a: BenchArgs) -> Result<bool> {
             ),
             Some(Duration::from_secs(a.timeout)),
         );
-        let (out, v) = run.run()?;
-        let parsed = parse_lines(&out.lines);
-        let finished = out.exit == Exit::SUCCESS && out.contains(END_OF_RUN);
-        let idx = results.add_boot(
-            Boot {
-                index: 0,
-                sweep: combo.iter().cloned().collect::<BTreeMap<_, _>>(),
-                params: run.param_string(),
-                passed: finished,
-                exit: out.exit.to_string(),
-                elapsed_s: out.elapsed.as_secs_f64(),
-                serial_log: show(&out.serial_log),
-                failures: Vec::new(),
-                line_errors: Vec::new(),
-            },
-            &parsed,
-        );
-        let b = &results.boots[idx];
-        if !b.passed {
-            let mut why = String::new();
-            if !finished {
-                why.push_str(&format!(
-                    "  - QEMU: {}, end-of-run line {}\n",
-                    out.exit,
-                    if out.contains(END_OF_RUN) {
-                        "printed"
-                    } else {
-                        "missing"
-                    }
-                ));
-            }
-            for f in &b.failures {
-                why.push_str(&format!("  - correctness failure: {f}\n"));
-            }
-            for e in &b.line_errors {
-                why.push_str(&format!("  - malformed benchmark line: {e}\n"));
-            }
-            progress.say(&format!(
-                "xtask: boot {} FAILED:\n{why}{}",
-                i + 1,
-                v.explain(&out)
-                    .lines()
-                    .filter(|l| !l.contains("KTAP") && !l.contains("no end-of-run"))
-                    .map(|l| format!("{l}\n"))
-                    .collect::<String>()
-            ));
-        }
-        print_notes(&v.notes);
+        boot_into(&run, combo.iter().cloned().collect(), &mut results, &progress)?;
     }
     progress.finish();
     let json = dir.join("results.json");
@@ -259,6 +212,66 @@ pub fn bench(a: BenchArgs) -> Result<bool> {
         }
     }
     Ok(ok)
+}
+
+/// Boots `run` once, adds its benchmark results to `results` (with `sweep`
+/// as the boot's sweep values) and says on `progress` why it failed, if it
+/// did. Returns whether the boot passed.
+pub(crate) fn boot_into(
+    run: &Run,
+    sweep: BTreeMap<String, String>,
+    results: &mut Results,
+    progress: &Progress,
+) -> Result<bool> {
+    let (out, v) = run.run()?;
+    let parsed = parse_lines(&out.lines);
+    let finished = out.exit == Exit::SUCCESS && out.contains(END_OF_RUN);
+    let idx = results.add_boot(
+        Boot {
+            index: 0,
+            sweep,
+            params: run.param_string(),
+            passed: finished,
+            exit: out.exit.to_string(),
+            elapsed_s: out.elapsed.as_secs_f64(),
+            serial_log: show(&out.serial_log),
+            failures: Vec::new(),
+            line_errors: Vec::new(),
+        },
+        &parsed,
+    );
+    let b = &results.boots[idx];
+    if !b.passed {
+        let mut why = String::new();
+        if !finished {
+            why.push_str(&format!(
+                "  - QEMU: {}, end-of-run line {}\n",
+                out.exit,
+                if out.contains(END_OF_RUN) {
+                    "printed"
+                } else {
+                    "missing"
+                }
+            ));
+        }
+        for f in &b.failures {
+            why.push_str(&format!("  - correctness failure: {f}\n"));
+        }
+        for e in &b.line_errors {
+            why.push_str(&format!("  - malformed benchmark line: {e}\n"));
+        }
+        progress.say(&format!(
+            "xtask: boot {} FAILED:\n{why}{}",
+            idx + 1,
+            v.explain(&out)
+                .lines()
+                .filter(|l| !l.contains("KTAP") && !l.contains("no end-of-run"))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        ));
+    }
+    print_notes(&v.notes);
+    Ok(b.passed)
 }
 
 pub fn plot(a: PlotArgs) -> Result<bool> {

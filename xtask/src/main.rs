@@ -23,6 +23,7 @@
 //! reported at once, with the key's help.
 
 mod bench;
+mod compare;
 mod test;
 
 use std::{
@@ -74,6 +75,10 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Print the table and draw the plots of a results file again.
     Plot(bench::PlotArgs),
+    /// Run the same benchmarks under two configurations (parameter sets or
+    /// git revisions) in interleaved rounds: per metric both medians, the
+    /// ratio with a bootstrap interval, and a verdict.
+    Compare(compare::CompareArgs),
     /// Run every test: in-kernel suites, host and QEMU integration tests,
     /// loom.
     Test(test::TestArgs),
@@ -127,6 +132,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => run(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Plot(a) => bench::plot(a),
+        Cmd::Compare(a) => compare::compare(a),
         Cmd::Test(a) => test::test(a),
         Cmd::Orderings(a) => orderings::run(&a),
         Cmd::Params { markdown } => {
