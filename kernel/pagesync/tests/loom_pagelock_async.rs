@@ -131,3 +131,79 @@ fn async_tas_outside_lock_inner() {
 fn async_with_tas_outside_lock_is_caught() {
     expect_failure("async_tas_outside_lock_inner", &[DEADLOCK]);
 }
+
+/// The async registration races the release it waits for: main holds page
+/// 0's lock; thread U unlocks it while main queues an async waiter
+/// (`exclusive`: `lock_page_async`; else `wait_on_page_locked_async`).
+/// No other waiter is queued, so nothing else sets PG_WAITERS or wakes the
+/// queue to mask a lost wake-up. Once both are done, the waiter either got
+/// the lock (or saw it free) at once, or its callback has run in U's
+/// unlock: the callback runs in the waker's context, before `unlock_page`
+/// returns.
+fn async_registration_races_unlock(cfg: Config, exclusive: bool) {
+    model(PREEMPTIONS, move || {
+        let w = World::new(cfg, 1);
+        w.table.lock_page(w.page(0));
+        let unlocker = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.arrive();
+                w.table.unlock_page(w.page(0));
+            })
+        };
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let callback: pagesync::AsyncCallback = Box::new(move |why, held| {
+            let _ = why;
+            let _ = held.put();
+            // Release pairs with the Acquire load after the join.
+            r.fetch_add(1, Ordering::Release);
+        });
+        let now = if exclusive {
+            w.table.lock_page_async(w.page(0), callback)
+        } else {
+            w.table.wait_on_page_locked_async(w.page(0), callback)
+        };
+        unlocker.join().unwrap();
+        let ran = ran.load(Ordering::Acquire);
+        assert!(
+            now != (ran == 1),
+            "async {} waiter: queued, and the unlock did not run its callback (lost wake-up), or ran it twice (now={now}, ran={ran})",
+            if exclusive { "exclusive" } else { "shared" }
+        );
+        if exclusive {
+            // The waiter owns the lock now, either way: release it.
+            w.table.unlock_page(w.page(0));
+        }
+        w.assert_quiescent();
+    });
+}
+
+#[test]
+fn async_locker_races_the_unlock() {
+    async_registration_races_unlock(Config::default(), true);
+}
+
+#[test]
+fn async_shared_waiter_races_the_unlock() {
+    async_registration_races_unlock(Config::default(), false);
+}
+
+#[test]
+#[ignore = "known-bad model, run in a child by async_racing_clear_after_wake_is_caught"]
+fn async_racing_clear_after_wake_inner() {
+    async_registration_races_unlock(
+        Config {
+            bug: Some(Bug::ClearAfterWake),
+            ..Config::default()
+        },
+        true,
+    );
+}
+
+/// Teeth: an unlock that wakes before it clears the bit (the seed's
+/// rejected order) loses the async waiter that registers in between.
+#[test]
+fn async_racing_clear_after_wake_is_caught() {
+    expect_failure("async_racing_clear_after_wake_inner", &["lost wake-up"]);
+}
