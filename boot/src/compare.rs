@@ -239,7 +239,7 @@ fn num(v: f64) -> String {
 /// The verdicts as a Markdown table (the terminal shows the same).
 pub fn markdown(vs: &[Verdict], a_name: &str, b_name: &str, rule: &Rule) -> String {
     let mut s = format!(
-        "| benchmark | variant | labels | metric | A: {a_name} | B: {b_name} | B/A | {:.0}% interval | verdict |\n|---|---|---|---|---|---|---|---|---|\n",
+        "| benchmark | variant | labels | metric | {a_name} | {b_name} | B/A | {:.0}% interval | verdict |\n|---|---|---|---|---|---|---|---|---|\n",
         rule.confidence * 100.0
     );
     for v in vs {
