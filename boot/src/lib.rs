@@ -25,6 +25,7 @@
 
 pub mod bench;
 pub mod compare;
+pub mod hunt;
 pub mod build;
 pub mod disk;
 pub mod image;

@@ -34,44 +34,34 @@ pub fn check(cond: bool, what: &str, out: &Outcome) {
     }
 }
 
-/// The boots a known-bad variant gets before its test gives up: its race
-/// has no widening of its own, so one boot may miss it on a loaded host.
-/// The first boot has the defaults' parameters, the later ones other
-/// seeds with jitter at every race point (`jitter_rate=1`, the jitter's
-/// own knob, not the variant's).
-pub const KNOWN_BAD_BOOTS: [&[&str]; 3] = [
-    &["seed=1"],
-    &["seed=2", "jitter_rate=1"],
-    &["seed=3", "jitter_rate=1"],
-];
-
-/// [`KNOWN_BAD_BOOTS`] with jitter at every race point from the first
-/// boot on, for races that one boot at the default rate missed on a loaded
-/// CI host.
-pub const KNOWN_BAD_BOOTS_JITTER: [&[&str]; 3] = [
-    &["seed=1", "jitter_rate=1"],
-    &["seed=2", "jitter_rate=1"],
-    &["seed=3", "jitter_rate=1"],
-];
-
-/// Boots `run(extra)` for each parameter set of `boots` in turn until a
-/// boot fails (the variant was caught) or none is left; returns that boot.
-/// The caller checks *how* it failed, and that it did.
+/// Boots a known-bad variant's check (`boot::hunt::CHECKS`: its cases,
+/// parameters and CPUs, the same boot `cargo xtask hunt` measures) with
+/// seeds 1, 2, ... until a boot fails (the variant was caught) or the
+/// check's `boots` are used up; returns that boot. `boots` comes from the
+/// measured catch probability (enough for 99.9% detection at the lower
+/// end of its interval), so a variant whose race the jitter opens only
+/// now and then is not reported escaped after one unlucky boot. `adjust`
+/// may add to the run (a timeout). The caller checks *how* it failed, and
+/// that it did.
 pub fn until_caught(
-    what: &str,
-    boots: &[&[&str]],
-    mut run: impl FnMut(&[&str]) -> (Outcome, boot::verdict::Verdict),
+    bug: &str,
+    adjust: impl Fn(Run) -> Run,
 ) -> (Outcome, boot::verdict::Verdict) {
-    for (i, extra) in boots.iter().enumerate() {
-        let (out, v) = run(extra);
-        if !v.passed || i + 1 == boots.len() {
+    let c = boot::hunt::check(bug)
+        .unwrap_or_else(|| panic!("no booted check for bug={bug} in boot::hunt::CHECKS"));
+    for seed in 1..=c.boots {
+        let run = boot(&format!("known-bad-{bug}"))
+            .smp(c.smp)
+            .params(c.params)
+            .params([format!("bug={bug}"), format!("seed={seed}")]);
+        let (out, v) = adjust(run).run().expect("QEMU run");
+        if !v.passed || seed == c.boots {
             return (out, v);
         }
         eprintln!(
-            "{what}: boot {} ({extra:?}) passed: the race did not happen; next {:?}",
-            i + 1,
-            boots[i + 1]
+            "bug={bug}: boot {seed} of {} passed: the race did not happen; next seed",
+            c.boots
         );
     }
-    unreachable!("at least one boot")
+    unreachable!("a check has at least one boot")
 }

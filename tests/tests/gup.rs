@@ -32,17 +32,7 @@ fn both_schemes_keep_the_invariant() {
 /// invariant, and one must fail.
 #[test]
 fn checking_writeback_outside_the_lock_is_caught() {
-    let (out, v) = tests::until_caught(
-        "gup-check-outside-lock",
-        &tests::KNOWN_BAD_BOOTS_JITTER,
-        |extra| {
-            tests::boot("gup-check-outside-lock")
-                .params(["filter=gup.race_lock_scheme", "bug=gup-check-outside-lock"])
-                .params(extra)
-                .run()
-                .expect("QEMU run")
-        },
-    );
+    let (out, v) = tests::until_caught("gup-check-outside-lock", |run| run);
     check(
         out.contains("pagelock: jitter on"),
         "the rounds must run with jitter on (the variant has no window widening)",

@@ -35,20 +35,7 @@ fn no_stable_wait_is_caught() {
 /// with the reference check, and one must fail.
 #[test]
 fn end_writeback_without_reference_is_caught() {
-    let (out, v) = tests::until_caught(
-        "end-writeback-no-ref",
-        &tests::KNOWN_BAD_BOOTS_JITTER,
-        |extra| {
-            tests::boot("pc-end-wb-no-ref")
-                .params([
-                    "filter=pagecache.end_writeback_reuse_race",
-                    "bug=end-writeback-no-ref",
-                ])
-                .params(extra)
-                .run()
-                .expect("QEMU run")
-        },
-    );
+    let (out, v) = tests::until_caught("end-writeback-no-ref", |run| run);
     check(
         out.contains("pagelock: jitter on"),
         "the case must run with jitter on (the variant has no window widening)",

@@ -24,6 +24,8 @@
 
 mod bench;
 mod compare;
+mod hunt;
+mod soak;
 mod test;
 
 use std::{
@@ -79,6 +81,13 @@ enum Cmd {
     /// git revisions) in interleaved rounds: per metric both medians, the
     /// ratio with a bootstrap interval, and a verdict.
     Compare(compare::CompareArgs),
+    /// Boot a known-bad variant's check again and again with fresh seeds:
+    /// the catch probability per boot with an interval, the time to catch,
+    /// and the boots needed for 99.9% detection.
+    Hunt(hunt::HuntArgs),
+    /// Run the page-lock torture for a long time with live progress; stop
+    /// at the first failure; write a results file.
+    Soak(soak::SoakArgs),
     /// Run every test: in-kernel suites, host and QEMU integration tests,
     /// loom.
     Test(test::TestArgs),
@@ -133,6 +142,8 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Plot(a) => bench::plot(a),
         Cmd::Compare(a) => compare::compare(a),
+        Cmd::Hunt(a) => hunt::hunt(a),
+        Cmd::Soak(a) => soak::soak(a),
         Cmd::Test(a) => test::test(a),
         Cmd::Orderings(a) => orderings::run(&a),
         Cmd::Params { markdown } => {

@@ -1,0 +1,182 @@
+//! `cargo xtask hunt`: how likely one booted check is to catch a
+//! known-bad variant.
+//!
+//! Boots the variant's check (`boot::hunt::CHECKS`: the boot its host test
+//! makes) again and again with seeds 1, 2, ..., counts the boots that
+//! failed, and reports the catch probability per boot with a 95% Wilson
+//! interval, the time to catch, and the boots needed for 99.9% detection.
+//! `--correct` boots the same check with `bug=none` instead: every boot
+//! must pass (a "catch" there is a false alarm). Written to
+//! `target/hunt/<date>-<time>/hunt.json`.
+
+use std::{fs, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
+
+use boot::{
+    Run,
+    build::Profile,
+    hunt::{Attempt, CHECKS, Check, Hunt, check},
+    progress::{Mode, Progress},
+};
+use clap::Args;
+
+use crate::{Result, bench::stamp, prepare, show, user_path};
+
+#[derive(Args)]
+pub struct HuntArgs {
+    /// The `bug=` variant to hunt (see `cargo xtask params`); omit with
+    /// `--all`.
+    bug: Option<String>,
+    /// Hunt every variant a booted run can catch, one after another.
+    #[arg(long)]
+    all: bool,
+    /// Boots per variant.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=10000))]
+    runs: u64,
+    /// Stop at the first boot that catches it.
+    #[arg(long)]
+    until_caught: bool,
+    /// Boot the same check with `bug=none`: every boot must pass.
+    #[arg(long)]
+    correct: bool,
+    /// First seed (boot i uses seed FIRST + i).
+    #[arg(long, default_value_t = 1)]
+    first_seed: u64,
+    /// Kill QEMU after this many seconds (per boot).
+    #[arg(long, default_value_t = 240)]
+    timeout: u64,
+    /// Where to write hunt.json (default: target/hunt/<date>-<time>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Echo the kernel console.
+    #[arg(long)]
+    verbose: bool,
+}
+
+/// The first console line that reports the failure, and when it came.
+fn first_failure(out: &boot::qemu::Outcome) -> Option<(String, f64)> {
+    const SIGNS: [&str; 5] = ["not ok", "FAILURE", "PANIC", "EXCEPTION", "FATAL"];
+    let i = out
+        .lines
+        .iter()
+        .position(|l| SIGNS.iter().any(|s| l.contains(s)))?;
+    let t = out.times.get(i).map_or(out.elapsed, |d| *d);
+    Some((out.lines[i].trim().to_string(), t.as_secs_f64()))
+}
+
+fn hunt_one(c: &Check, a: &HuntArgs, progress: &Arc<Progress>) -> Result<Hunt> {
+    let bug = if a.correct { "none" } else { c.bug };
+    let mut params: Vec<String> = c.params.iter().map(|s| s.to_string()).collect();
+    params.push(format!("bug={bug}"));
+    let base = Run::new(&format!("hunt-{}", c.bug))
+        .profile(Profile::Dev)
+        .smp(c.smp)
+        .mem("256M")
+        .timeout(Duration::from_secs(a.timeout))
+        .params(&params);
+    prepare(&base)?;
+    let mut attempts = Vec::new();
+    for i in 0..a.runs {
+        let seed = a.first_seed + i;
+        progress.stage(
+            &format!(
+                "[{} boot {}/{}] bug={bug} seed={seed}",
+                c.bug,
+                i + 1,
+                a.runs
+            ),
+            Some(Duration::from_secs(a.timeout)),
+        );
+        let run = base
+            .clone()
+            .params([format!("seed={seed}")])
+            .sink(progress.clone() as Arc<dyn boot::progress::LineSink>);
+        let (out, v) = run.run()?;
+        let failure = first_failure(&out);
+        let caught = !v.passed;
+        attempts.push(Attempt {
+            seed,
+            caught,
+            seconds: failure
+                .as_ref()
+                .filter(|_| caught)
+                .map_or(out.elapsed.as_secs_f64(), |f| f.1),
+            line: failure.filter(|_| caught).map(|f| f.0),
+            exit: out.exit.to_string(),
+        });
+        if caught && a.until_caught {
+            break;
+        }
+    }
+    Ok(Hunt::of(bug, params, c.smp, attempts))
+}
+
+fn row(h: &Hunt, of: &str) -> String {
+    let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.1} s"));
+    format!(
+        "| `{}` | {} | {} of {} | {:.2} ({:.2}–{:.2}) | {} / {} | {} |",
+        of,
+        if h.bug == "none" { "correct protocol" } else { "known-bad" },
+        h.caught,
+        h.boots,
+        h.p,
+        h.p_low,
+        h.p_high,
+        secs(h.catch_p50_s),
+        secs(h.catch_max_s),
+        h.boots_for_999.map_or("-".to_string(), |b| b.to_string())
+    )
+}
+
+pub fn hunt(a: HuntArgs) -> Result<bool> {
+    let checks: Vec<&Check> = match (&a.bug, a.all) {
+        (_, true) => CHECKS.iter().collect(),
+        (Some(b), false) => match check(b) {
+            Some(c) => vec![c],
+            None => {
+                eprintln!(
+                    "xtask: hunt: no booted check catches `{b}` (the loom-only variants are caught by their models, whatever the seed); hunted: {}",
+                    CHECKS.iter().map(|c| c.bug).collect::<Vec<_>>().join(", ")
+                );
+                return Ok(false);
+            }
+        },
+        (None, false) => {
+            eprintln!("xtask: hunt: name a variant (`cargo xtask hunt tas-outside-lock`) or give --all");
+            return Ok(false);
+        }
+    };
+    let dir = match &a.out {
+        Some(d) => user_path(d),
+        None => boot::target_dir()
+            .join("hunt")
+            .join(stamp(SystemTime::now())),
+    };
+    fs::create_dir_all(&dir)?;
+    let progress = Arc::new(Progress::new(Mode::detect(), a.verbose));
+    let mut hunts = Vec::new();
+    for c in checks {
+        let h = hunt_one(c, &a, &progress)?;
+        progress.say(&format!("xtask: {}", row(&h, c.bug)));
+        hunts.push(h);
+        // Written after each variant, so a long hunt keeps what it found.
+        fs::write(
+            dir.join("hunt.json"),
+            serde_json::to_string_pretty(&hunts)? + "\n",
+        )?;
+    }
+    progress.finish();
+    println!(
+        "| variant | boots of | caught | p per boot (95% interval) | time to catch p50 / max | boots for 99.9% |\n|---|---|---|---|---|---|"
+    );
+    let of: Vec<&str> = match (&a.bug, a.all) {
+        (_, true) => CHECKS.iter().map(|c| c.bug).collect(),
+        (Some(b), _) => vec![b.as_str()],
+        _ => vec![],
+    };
+    for (h, name) in hunts.iter().zip(of) {
+        println!("{}", row(h, name));
+    }
+    println!("xtask: report: {}", show(&dir.join("hunt.json")));
+    // With --correct, a catch is a false alarm: the run fails.
+    Ok(!a.correct || hunts.iter().all(|h| h.caught == 0))
+}
