@@ -129,10 +129,17 @@ impl<T: ?Sized> IrqMutex<T> {
     /// Takes the lock if it is free.
     #[track_caller]
     pub fn try_lock(&self) -> Option<IrqMutexGuard<'_, T>> {
-        self.raw.try_lock_here().then_some(IrqMutexGuard {
+        // `then`, not `then_some`: a guard built eagerly for a failed try
+        // would be dropped at once and release the holder's lock.
+        self.raw.try_lock_here().then(|| IrqMutexGuard {
             mutex: self,
             _not_send: PhantomData,
         })
+    }
+
+    /// Whether some CPU holds the lock now (a snapshot, for checks).
+    pub fn is_locked(&self) -> bool {
+        self.raw.lock.is_locked()
     }
 
     /// The value, without locking: `&mut self` proves nobody holds it.
