@@ -176,40 +176,10 @@ impl fmt::Display for Metric {
     }
 }
 
-/// Sub-buckets per power of two: values within 1/8 (12.5 %) share one.
-pub const SUB_BUCKETS: u64 = 8;
-/// Number of histogram buckets: 0..8 exactly, then 8 per power of two up
-/// to 2^64.
-pub const NUM_BUCKETS: usize = 8 + 61 * 8;
-
-/// The bucket of `v`: values below 8 have their own; above, each power of
-/// two `[2^h, 2^(h+1))` is cut into 8 equal buckets.
-pub const fn bucket_of(v: u64) -> usize {
-    if v < SUB_BUCKETS {
-        return v as usize;
-    }
-    let h = 63 - v.leading_zeros() as u64; // >= 3
-    let sub = (v >> (h - 3)) & (SUB_BUCKETS - 1);
-    (SUB_BUCKETS + (h - 3) * SUB_BUCKETS + sub) as usize
-}
-
-/// `[lo, hi)` of bucket `i` (`hi` saturates at `u64::MAX` for the last).
-///
-/// # Panics
-///
-/// If `i >= NUM_BUCKETS`.
-pub const fn bucket_bounds(i: usize) -> (u64, u64) {
-    assert!(i < NUM_BUCKETS, "no such histogram bucket");
-    let i = i as u64;
-    if i < SUB_BUCKETS {
-        return (i, i + 1);
-    }
-    let h = (i - SUB_BUCKETS) / SUB_BUCKETS + 3;
-    let sub = (i - SUB_BUCKETS) % SUB_BUCKETS;
-    let lo = (SUB_BUCKETS + sub) << (h - 3);
-    let width = 1u64 << (h - 3);
-    (lo, lo.saturating_add(width))
-}
+// The histogram buckets are pagesync's (`pagesync::stats`), where the
+// hand-off statistics count in them too: one bucketing for the kernel,
+// its benchmarks and the host.
+pub use pagesync::stats::{NUM_BUCKETS, SUB_BUCKETS, bucket_bounds, bucket_of};
 
 /// One parsed benchmark line.
 #[derive(Clone, Copy, Debug, PartialEq)]

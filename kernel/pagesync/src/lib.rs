@@ -61,6 +61,7 @@ pub mod platform;
 pub mod race;
 pub mod readahead;
 pub mod refcount;
+pub mod stats;
 pub mod sync;
 pub mod variant;
 pub mod wait_table;

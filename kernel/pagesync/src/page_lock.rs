@@ -139,6 +139,11 @@ pub(crate) unsafe fn wake_page_function<P: Platform>(
                     return -1;
                 }
                 flags |= WQ_FLAG_DONE;
+                // The hand-off's time, for its idle-time statistics
+                // (`crate::stats`); published by the Release store below.
+                (*entry)
+                    .handed_at
+                    .store(P::now_ns().max(1), core::sync::atomic::Ordering::Relaxed);
             }
         }
         // Release pairs with the waiter's Acquire load of its flags (in the
@@ -319,6 +324,12 @@ impl<P: Platform> PageWaitTable<P> {
         let flags = entry.flags().load(Ordering::Acquire);
         if behavior == Behavior::Exclusive {
             if flags & WQ_FLAG_DONE != 0 {
+                // A hand-off: the lock was ours, idle, from the waker's
+                // stamp until now (`crate::stats`).
+                let at = entry.handed_at.load(core::sync::atomic::Ordering::Relaxed);
+                if at != 0 {
+                    self.handoffs.record(P::now_ns().saturating_sub(at));
+                }
                 // Includes a hand-off that raced with cancellation: we own
                 // the bit and report success, as Linux does.
                 return Ok(());

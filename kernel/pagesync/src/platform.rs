@@ -74,4 +74,11 @@ pub trait Platform: 'static {
     fn race_point(point: RacePoint) {
         let _ = point;
     }
+    /// A monotonic clock in nanoseconds, for statistics only (the hand-off
+    /// idle time, `crate::stats`); never used to decide anything. The
+    /// default (0) turns the statistics off.
+    #[inline(always)]
+    fn now_ns() -> u64 {
+        0
+    }
 }

@@ -106,6 +106,8 @@ pub struct PageWaitTable<P: Platform> {
     /// This table's tag (1..=0xffff), written into the flags of the pages
     /// its waiters wait on ([`crate::flags::TABLE_SHIFT`]).
     tag: u16,
+    /// How long hand-offs left the lock idle (`crate::stats`).
+    pub(crate) handoffs: crate::stats::HandoffStats,
 }
 
 /// Tags handed to tables so far. Not part of the protocol (each table
@@ -134,6 +136,7 @@ impl<P: Platform> PageWaitTable<P> {
             buckets: buckets.into_boxed_slice(),
             cfg,
             tag: (n % 0xffff) as u16 + 1,
+            handoffs: crate::stats::HandoffStats::new(),
         }
     }
 
@@ -176,6 +179,12 @@ impl<P: Platform> PageWaitTable<P> {
             bit < PG_WAITERS,
             "wait on page bit {bit}: only bits below PG_waiters (7) are woken when they clear"
         );
+    }
+
+    /// How long this table's hand-offs left the lock idle, so far
+    /// (`crate::stats`; counts per bucket, and the largest).
+    pub fn handoff_idle(&self) -> ([u64; crate::stats::NUM_BUCKETS], u64) {
+        self.handoffs.snapshot()
     }
 
     /// The configuration the table was built with.

@@ -144,6 +144,11 @@ pub struct WaitEntry<P: Platform, K: WaitKind = Plain> {
     /// the entry's owner links it, so only the owner writes this, and only
     /// the owner reads it: program order suffices (Relaxed).
     queue: AtomicPtr<WaitQueueHead<P, K>>,
+    /// When a waker handed this waiter the lock (`Platform::now_ns`, at
+    /// least 1), or 0: statistics only (`crate::stats`), so a core atomic
+    /// even under loom. Written by the waker before its Release store of
+    /// the flags, read by the owner after it saw them.
+    pub(crate) handed_at: core::sync::atomic::AtomicU64,
     _pinned: PhantomPinned,
 }
 
@@ -158,6 +163,7 @@ impl<P: Platform, K: WaitKind> WaitEntry<P, K> {
             thread: P::current(),
             key,
             queue: AtomicPtr::new(ptr::null_mut()),
+            handed_at: core::sync::atomic::AtomicU64::new(0),
             _pinned: PhantomPinned,
         }
     }

@@ -2,10 +2,20 @@
 //!
 //! Mental model: every CPU has a run queue (a FIFO of runnable threads,
 //! round-robin) behind a spin lock taken with interrupts off, an idle thread
-//! (the CPU's boot context on APs), and a current thread. Threads never
-//! migrate: a thread is spawned onto a CPU and always runs there, so a
-//! thread can only ever be switched in by one CPU and the run queue lock of
-//! its CPU protects all its scheduling state.
+//! (the CPU's boot context on APs), and a current thread. A thread belongs
+//! to one CPU at a time (`Thread::cpu`), whose run queue lock protects all
+//! its scheduling state. A thread spawned onto a named CPU stays there
+//! (pinned); any other may move, but only while it is neither running nor
+//! queued elsewhere: at its wake-up, to an idle CPU if its own is busy
+//! ([`wake`]), or when an idle CPU pulls it from a busy CPU's queue
+//! (`balance`, both locks held). So a thread is only ever switched in by
+//! the CPU that owns it, and it may resume on another CPU than the one it
+//! left (`finish_switch` releases the lock of the CPU it resumes on).
+//!
+//! Wake-up preemption: a woken thread that has run at least
+//! [`WAKEUP_GRANULARITY_NS`] less than a busy CPU's current thread goes to
+//! the head of that queue and an IPI switches to it at once, instead of at
+//! the next tick ([`wake`]).
 //!
 //! Sleeping and waking follow Linux's order, which makes lost wake-ups
 //! impossible (the contract is in `pagesync::platform`):
@@ -85,6 +95,20 @@ pub struct RunQueue {
     pub last_switch_ns: AtomicU64,
     /// Set once the scheduler runs on this CPU.
     pub active: AtomicBool,
+    /// `time::now_ns()` when the current thread was switched in (its
+    /// running slice; `Thread::runtime_ns` gets the slice at switch-out).
+    /// Written under the lock at each switch.
+    pub slice_start_ns: AtomicU64,
+    /// A switch was asked for while preemption was off here: taken at the
+    /// `preempt_enable` that turns it back on.
+    pub need_resched: AtomicBool,
+    /// Wake-ups that preempted this CPU's current thread.
+    pub wake_preemptions: AtomicU64,
+    /// The idle thread is current (written under the lock at each switch;
+    /// read without it by wakers choosing a CPU: a hint).
+    pub idle_now: AtomicBool,
+    /// Threads moved here: placed by a wake-up, or pulled by `balance`.
+    pub migrations_in: AtomicU64,
 }
 
 // SAFETY: `inner` is only accessed with `lock` held (and interrupts off).
@@ -106,6 +130,11 @@ impl RunQueue {
             switches: AtomicU64::new(0),
             last_switch_ns: AtomicU64::new(0),
             active: AtomicBool::new(false),
+            slice_start_ns: AtomicU64::new(0),
+            need_resched: AtomicBool::new(false),
+            wake_preemptions: AtomicU64::new(0),
+            idle_now: AtomicBool::new(false),
+            migrations_in: AtomicU64::new(0),
         }
     }
 
@@ -166,6 +195,7 @@ fn init_cpu(name: &str) -> ThreadRef {
         NEXT_ID.fetch_add(1, Ordering::Relaxed),
         String::from(name),
         cpu,
+        true,
         None,
         None,
     ));
@@ -175,7 +205,10 @@ fn init_cpu(name: &str) -> ThreadRef {
         .store(Arc::as_ptr(&t) as *mut (), Ordering::Relaxed);
     let r = rq(cpu);
     r.with(|inner| inner.current = Some(t.clone()));
+    // An AP's boot context is its idle thread.
+    r.idle_now.store(cpu != 0, Ordering::Relaxed);
     r.last_switch_ns.store(time::now_ns(), Ordering::Relaxed);
+    r.slice_start_ns.store(time::now_ns(), Ordering::Relaxed);
     r.active.store(true, Ordering::Release);
     drop(g);
     t
@@ -186,7 +219,7 @@ fn init_cpu(name: &str) -> ThreadRef {
 pub fn init() {
     stack::init();
     init_cpu("main");
-    let idle = new_thread("idle/0", 0, None, Box::new(|| idle_loop()))
+    let idle = new_thread("idle/0", 0, true, None, Box::new(|| idle_loop()))
         .expect("no memory for the idle thread");
     {
         let _g = percpu::CpuGuard::new();
@@ -204,6 +237,7 @@ pub fn init() {
 fn new_thread(
     name: &str,
     cpu: usize,
+    pinned: bool,
     space: Option<SpaceRef>,
     f: Box<dyn FnOnce() + Send>,
 ) -> Option<ThreadRef> {
@@ -214,6 +248,7 @@ fn new_thread(
         NEXT_ID.fetch_add(1, Ordering::Relaxed),
         String::from(name),
         cpu,
+        pinned,
         Some(stack),
         Some(f),
     ));
@@ -235,7 +270,9 @@ pub enum SpawnError {
 /// Round-robin CPU choice for `spawn` without a CPU.
 static NEXT_CPU: AtomicUsize = AtomicUsize::new(0);
 
-/// Starts `f` in a new thread on `cpu` (or the next CPU round-robin).
+/// Starts `f` in a new thread on `cpu`, which it never leaves (affinity),
+/// or, with `None`, on the next CPU round-robin, from which the scheduler
+/// may move it (`wake`'s placement, `balance`).
 pub fn spawn(
     name: &str,
     cpu: Option<usize>,
@@ -253,11 +290,13 @@ pub fn spawn_in(
     f: impl FnOnce() + Send + 'static,
 ) -> Result<ThreadRef, SpawnError> {
     let n = crate::smp::online_cpus();
+    let pinned_cpu = cpu;
     let cpu = cpu.unwrap_or_else(|| NEXT_CPU.fetch_add(1, Ordering::Relaxed) % n);
     if cpu >= n || !rq(cpu).active.load(Ordering::Acquire) {
         return Err(SpawnError::NoSuchCpu(cpu));
     }
-    let t = new_thread(name, cpu, space, Box::new(f)).ok_or(SpawnError::OutOfMemory)?;
+    let pinned = pinned_cpu.is_some();
+    let t = new_thread(name, cpu, pinned, space, Box::new(f)).ok_or(SpawnError::OutOfMemory)?;
     THREADS.lock().push(t.clone());
     let live = NR_THREADS.fetch_add(1, Ordering::Relaxed) + 1;
     MAX_THREADS.fetch_max(live, Ordering::Relaxed);
@@ -288,30 +327,180 @@ fn kick(cpu: usize, idle: bool) {
     }
 }
 
+/// How much less a woken thread must have run than the current one to
+/// preempt it (Linux's `sysctl_sched_wakeup_granularity`, 1 ms): two
+/// threads waking each other take turns no faster than this.
+pub const WAKEUP_GRANULARITY_NS: u64 = 1_000_000;
+
+/// The wake-up preemption rule (in the spirit of CFS's
+/// `check_preempt_wakeup`, with run time in place of vruntime): a woken
+/// thread preempts a busy CPU's current thread if it has run at least
+/// [`WAKEUP_GRANULARITY_NS`] less, counting the current thread's running
+/// slice. A thread that mostly sleeps (a lock waiter, a latency probe)
+/// preempts a CPU hog at once; two hogs do not thrash. Run queue lock
+/// held.
+fn wake_preempts(r: &RunQueue, inner: &RqInner, woken: &Thread, now: u64) -> bool {
+    let Some(cur) = inner.current.as_ref() else {
+        return false;
+    };
+    if is_idle(inner) {
+        return false;
+    }
+    let slice = now.saturating_sub(r.slice_start_ns.load(Ordering::Relaxed));
+    let cur_rt = cur.runtime_ns.load(Ordering::Relaxed) + slice;
+    woken.runtime_ns.load(Ordering::Relaxed) + WAKEUP_GRANULARITY_NS < cur_rt
+}
+
+/// An idle CPU other than `not`, if one is seen idle with nothing queued
+/// (a lock-free snapshot: a hint for placement), this CPU first.
+fn idle_cpu(not: usize) -> Option<usize> {
+    let n = crate::smp::online_cpus();
+    let me = percpu::cpu_index();
+    (0..n).map(|i| (me + i) % n).find(|&c| {
+        c != not
+            && rq(c).active.load(Ordering::Acquire)
+            && rq(c).idle_now.load(Ordering::Relaxed)
+            && rq(c).nr_queued.load(Ordering::Relaxed) == 0
+    })
+}
+
+/// What `wake` does once the run queue lock is dropped.
+enum AfterWake {
+    /// Nothing (not sleeping, already queued, or still current).
+    Nothing,
+    /// Queued at the tail: IPI the CPU if it idles.
+    Kick(bool),
+    /// Queued at the head of a busy CPU: IPI it to switch now.
+    Preempt,
+    /// Moved to this idle CPU: queue it there.
+    Move(usize),
+}
+
 /// Makes a sleeping `t` runnable; returns whether it was sleeping. Callable
 /// from any CPU and from interrupt handlers.
+///
+/// Placement (Linux's `select_idle_sibling`, much reduced): a thread that
+/// is not pinned, whose CPU is busy, goes to an idle CPU if one is seen.
+/// Otherwise: if its CPU idles, an IPI wakes it; if it is busy and `t`
+/// should run before its current thread ([`wake_preempts`]), `t` goes to
+/// the head of the queue and a reschedule IPI (to itself, if this is the
+/// CPU) makes the switch on that interrupt's return path, not at the next
+/// tick; where interrupts or preemption are off, it waits for them to come
+/// back on ([`preempt_enable`]).
 pub fn wake(t: &ThreadRef) -> bool {
     let _g = percpu::CpuGuard::new();
-    let r = rq(t.cpu);
-    let mut idle = false;
-    let woke = r.with(|inner| {
-        if t.state.load(Ordering::Relaxed) != SLEEPING {
-            return false;
-        }
-        t.state.store(RUNNABLE, Ordering::Release);
-        // SAFETY: run queue lock held.
-        let queued = unsafe { &mut *t.on_rq.get() };
-        let is_current = inner.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, t));
-        if !*queued && !is_current {
+    let now = time::now_ns();
+    loop {
+        let cpu = t.cpu();
+        let r = rq(cpu);
+        let (woke, then) = r.with(|inner| {
+            if t.cpu() != cpu {
+                // Moved between our read and the lock: look again.
+                return (None, AfterWake::Nothing);
+            }
+            if t.state.load(Ordering::Relaxed) != SLEEPING {
+                return (Some(false), AfterWake::Nothing);
+            }
+            t.state.store(RUNNABLE, Ordering::Release);
+            // SAFETY: run queue lock held.
+            let queued = unsafe { &mut *t.on_rq.get() };
+            let is_current = inner.current.as_ref().is_some_and(|c| Arc::ptr_eq(c, t));
+            if *queued || is_current {
+                return (Some(true), AfterWake::Nothing);
+            }
+            // Neither current nor queued, under this lock: it is fully
+            // switched out (the lock is held across a switch until the
+            // next thread runs), so it may move.
+            if !t.pinned
+                && !is_idle(inner)
+                && let Some(c) = idle_cpu(cpu)
+            {
+                t.set_cpu(c);
+                return (Some(true), AfterWake::Move(c));
+            }
             *queued = true;
-            inner.queue.push_back(t.clone());
+            let preempt = wake_preempts(r, inner, t, now);
+            if preempt {
+                inner.queue.push_front(t.clone());
+            } else {
+                inner.queue.push_back(t.clone());
+            }
             r.nr_queued.store(inner.queue.len(), Ordering::Relaxed);
-            idle = is_idle(inner);
+            let then = if preempt {
+                AfterWake::Preempt
+            } else {
+                AfterWake::Kick(is_idle(inner))
+            };
+            (Some(true), then)
+        });
+        let Some(woke) = woke else { continue };
+        match then {
+            AfterWake::Nothing => {}
+            AfterWake::Kick(idle) => kick(cpu, idle),
+            AfterWake::Preempt => {
+                r.wake_preemptions.fetch_add(1, Ordering::Relaxed);
+                arch_smp::send_ipi(cpu, apic::RESCHEDULE_VECTOR);
+            }
+            AfterWake::Move(c) => {
+                let to = rq(c);
+                let idle = to.with(|inner| {
+                    // SAFETY: `t` belongs to `c`'s queue now; lock held.
+                    unsafe { *t.on_rq.get() = true };
+                    inner.queue.push_back(t.clone());
+                    to.nr_queued.store(inner.queue.len(), Ordering::Relaxed);
+                    is_idle(inner)
+                });
+                to.migrations_in.fetch_add(1, Ordering::Relaxed);
+                kick(c, idle);
+            }
         }
-        true
-    });
-    kick(t.cpu, idle);
-    woke
+        return woke;
+    }
+}
+
+/// From the idle loop (interrupts off): pull one queued, unpinned thread
+/// from a CPU that is busy with others waiting, onto this idle CPU. Takes
+/// both run queue locks in CPU order (the lock-order check allows two run
+/// queues only in ascending address order, which is CPU order). Returns
+/// whether it pulled one.
+fn balance(me: usize) -> bool {
+    let n = crate::smp::online_cpus();
+    let Some(from) = (1..n).map(|i| (me + i) % n).find(|&c| {
+        rq(c).active.load(Ordering::Acquire)
+            && !rq(c).idle_now.load(Ordering::Relaxed)
+            && rq(c).nr_queued.load(Ordering::Relaxed) > 0
+    }) else {
+        return false;
+    };
+    let (a, b) = (rq(me.min(from)), rq(me.max(from)));
+    a.lock.lock_raw();
+    b.lock.lock_raw();
+    // SAFETY: both locks held.
+    let (mine, theirs) = unsafe { (&mut *rq(me).inner.get(), &mut *rq(from).inner.get()) };
+    let pulled = if !rq(from).idle_now.load(Ordering::Relaxed) && mine.queue.is_empty() {
+        // From the tail: the thread that would wait longest there. A
+        // queued thread is switched out (or never ran): it may move.
+        theirs
+            .queue
+            .iter()
+            .rposition(|t| !t.pinned)
+            .and_then(|i| theirs.queue.remove(i))
+    } else {
+        None
+    };
+    if let Some(t) = &pulled {
+        t.set_cpu(me);
+        mine.queue.push_back(t.clone());
+        rq(me).nr_queued.store(mine.queue.len(), Ordering::Relaxed);
+        rq(from).nr_queued.store(theirs.queue.len(), Ordering::Relaxed);
+        rq(me).migrations_in.fetch_add(1, Ordering::Relaxed);
+    }
+    // SAFETY: taken above, released in reverse order.
+    unsafe {
+        b.lock.unlock_raw();
+        a.lock.unlock_raw();
+    }
+    pulled.is_some()
 }
 
 /// Preempt-disable nesting on this CPU.
@@ -322,11 +511,23 @@ pub fn preempt_disable() {
         .fetch_add(1, Ordering::Relaxed);
 }
 
+/// Ends a preempt-disabled region; the outermost one takes a switch that a
+/// wake-up asked for meanwhile (`need_resched`), if interrupts are on (a
+/// caller with interrupts off may hold a spin lock: the switch then waits
+/// for the next interrupt).
 pub fn preempt_enable() {
     let g = percpu::CpuGuard::new();
-    rq(percpu::this_cpu(&g).index())
-        .preempt_count
-        .fetch_sub(1, Ordering::Relaxed);
+    let cpu = percpu::this_cpu(&g).index();
+    let r = rq(cpu);
+    let was = r.preempt_count.fetch_sub(1, Ordering::Relaxed);
+    drop(g);
+    if was == 1
+        && r.need_resched.load(Ordering::Relaxed)
+        && x86_64::instructions::interrupts::are_enabled()
+    {
+        r.need_resched.store(false, Ordering::Relaxed);
+        preempt_check(cpu);
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -409,11 +610,20 @@ fn schedule_inner(why: Why) {
         inner.dead = Some(prev.clone());
     }
     inner.current = Some(next.clone());
+    r.idle_now.store(
+        inner.idle.as_ref().is_some_and(|i| Arc::ptr_eq(i, &next)),
+        Ordering::Relaxed,
+    );
     percpu::this_cpu(&g)
         .current_thread
         .store(Arc::as_ptr(&next) as *mut (), Ordering::Relaxed);
     r.switches.fetch_add(1, Ordering::Relaxed);
-    r.last_switch_ns.store(time::now_ns(), Ordering::Relaxed);
+    let now = time::now_ns();
+    r.last_switch_ns.store(now, Ordering::Relaxed);
+    // The slice `prev` ran goes to its run time (lock held: wakers read
+    // both under it).
+    let slice = now.saturating_sub(r.slice_start_ns.swap(now, Ordering::Relaxed));
+    prev.runtime_ns.fetch_add(slice, Ordering::Relaxed);
     // SAFETY: interrupts are off; `prev` is the current thread, whose space
     // CR3 holds (`space` module invariant), and neither thread writes its
     // `space` now (prev is us, here; next is switched out). `next` keeps
@@ -430,13 +640,19 @@ fn schedule_inner(why: Why) {
     let next_rsp = unsafe { *next.rsp.get() };
     drop(prev);
     drop(next);
-    // SAFETY: interrupts are off (g); next_rsp was saved by switch_to or
-    // built by initial_frame, and `next` runs on no other CPU (threads do
-    // not migrate and it was not current here). `prev` stays alive: the
-    // thread list, a waiter entry, a timer or `inner.dead` holds a
-    // reference, and the idle/main threads are held by the run queue.
+    // SAFETY: interrupts are off (g); next_rsp was saved by switch_to (on
+    // whichever CPU it last ran: that save happened-before through that
+    // CPU's run queue lock and the lock of whoever moved it) or built by
+    // initial_frame, and `next` runs on no other CPU (it was queued here,
+    // and a thread moves only while neither running nor queued elsewhere,
+    // under its run queue's lock). `prev` stays alive: the thread list, a
+    // waiter entry, a timer or `inner.dead` holds a reference, and the
+    // idle/main threads are held by the run queue.
     unsafe { switch::switch_to(prev_rsp, next_rsp) };
-    finish_switch(cpu);
+    // We run again, maybe on another CPU (we may have been moved while
+    // switched out): the lock to release is the one of the CPU that
+    // switched to us, this one.
+    finish_switch(percpu::cpu_index());
     drop(g);
 }
 
@@ -552,14 +768,18 @@ pub fn tick(cpu: usize, rip: u64) {
     preempt_check(cpu);
 }
 
-/// From an interrupt handler: switch if allowed and someone waits.
+/// From an interrupt handler (or `preempt_enable`): switch if allowed and
+/// someone waits; with preemption off, remember to switch when it comes
+/// back on.
 pub fn preempt_check(cpu: usize) {
     let r = rq(cpu);
-    if r.active.load(Ordering::Acquire)
-        && r.preempt_count.load(Ordering::Relaxed) == 0
-        && r.nr_queued.load(Ordering::Relaxed) > 0
-    {
+    if !r.active.load(Ordering::Acquire) || r.nr_queued.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    if r.preempt_count.load(Ordering::Relaxed) == 0 {
         schedule_inner(Why::Preempt);
+    } else {
+        r.need_resched.store(true, Ordering::Relaxed);
     }
 }
 
@@ -570,7 +790,7 @@ pub fn idle_loop() -> ! {
     loop {
         x86_64::instructions::interrupts::disable();
         let cpu = percpu::cpu_index();
-        if rq(cpu).nr_queued.load(Ordering::Relaxed) > 0 {
+        if rq(cpu).nr_queued.load(Ordering::Relaxed) > 0 || balance(cpu) {
             x86_64::instructions::interrupts::enable();
             schedule();
         } else {

@@ -24,8 +24,13 @@ pub type ThreadRef = Arc<Thread>;
 pub struct Thread {
     pub id: u64,
     pub name: String,
-    /// The CPU whose run queue owns this thread (threads do not migrate).
-    pub cpu: usize,
+    /// The CPU whose run queue owns this thread ([`Thread::cpu`]). It
+    /// changes only while the thread is neither running nor being switched
+    /// (`super::wake`'s placement, `super::balance`), under that run
+    /// queue's lock; a reader locks `rq(cpu)` and checks it again.
+    cpu: core::sync::atomic::AtomicUsize,
+    /// Spawned onto a CPU by name: it never leaves it (affinity).
+    pub pinned: bool,
     /// One of RUNNING, RUNNABLE, SLEEPING, DEAD. Written under the owning
     /// run queue's lock, except `prepare_to_sleep`/`set_running` by the
     /// thread itself (see `KernelPlatform`).
@@ -56,6 +61,10 @@ pub struct Thread {
     pub idle_wait: AtomicBool,
     /// Times it was switched in.
     pub switches: AtomicU64,
+    /// Nanoseconds it has run, up to its last switch-out (written by its
+    /// CPU's scheduler under the run queue lock; read by wakers under the
+    /// same lock: `super::wake`'s preemption rule).
+    pub runtime_ns: AtomicU64,
 }
 
 // SAFETY: the UnsafeCell fields are only touched under the owning run
@@ -71,13 +80,15 @@ impl Thread {
         id: u64,
         name: String,
         cpu: usize,
+        pinned: bool,
         stack: Option<Stack>,
         entry: Option<Box<dyn FnOnce() + Send>>,
     ) -> Thread {
         Thread {
             id,
             name,
-            cpu,
+            cpu: core::sync::atomic::AtomicUsize::new(cpu),
+            pinned,
             state: AtomicU8::new(RUNNABLE),
             on_rq: UnsafeCell::new(false),
             rsp: UnsafeCell::new(0),
@@ -92,7 +103,22 @@ impl Thread {
             hung_reported: AtomicBool::new(false),
             idle_wait: AtomicBool::new(false),
             switches: AtomicU64::new(0),
+            runtime_ns: AtomicU64::new(0),
         }
+    }
+
+    /// The CPU whose run queue owns the thread now (see the field).
+    pub fn cpu(&self) -> usize {
+        // Acquire pairs with the Release store of a move: the new CPU's
+        // queue is the one to lock.
+        self.cpu.load(Ordering::Acquire)
+    }
+
+    /// Moves the thread to `cpu`'s run queue. The caller holds the current
+    /// run queue's lock and the thread is neither running nor queued there.
+    pub(super) fn set_cpu(&self, cpu: usize) {
+        // Release: pairs with the Acquire in `cpu`.
+        self.cpu.store(cpu, Ordering::Release);
     }
 
     pub fn wait_desc(&self) -> &'static str {

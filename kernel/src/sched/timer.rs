@@ -13,24 +13,29 @@ use pagesync::{
 use super::{KernelPlatform, RUNNING, SLEEPING, ThreadRef, current, rq, schedule};
 use crate::arch::{percpu, time};
 
-fn add_timer(deadline: u64) {
+/// Puts the calling thread's deadline on its CPU's timer list; returns
+/// that CPU, which `del_timer` must be given (the thread may move to
+/// another CPU while it sleeps; the timer stays where it was put).
+fn add_timer(deadline: u64) -> usize {
     let me = current();
-    let cpu = me.cpu;
     let _g = percpu::CpuGuard::new();
+    // The running thread does not move: its CPU is this one.
+    let cpu = me.cpu();
     rq(cpu).with(|inner| inner.timers.push((deadline, me)));
+    cpu
 }
 
-fn del_timer() {
+fn del_timer(cpu: usize) {
     let me = current();
     let _g = percpu::CpuGuard::new();
-    rq(me.cpu).with(|inner| inner.timers.retain(|(_, t)| !Arc::ptr_eq(t, &me)));
+    rq(cpu).with(|inner| inner.timers.retain(|(_, t)| !Arc::ptr_eq(t, &me)));
 }
 
 /// Sleeps at least `ns` nanoseconds (rounded up to the next tick). Not a
 /// watched sleep: the hung-task watchdog ignores it.
 pub fn sleep_ns(ns: u64) {
     let deadline = time::now_ns() + ns;
-    add_timer(deadline);
+    let timer_cpu = add_timer(deadline);
     let me = current();
     loop {
         // SeqCst: as in `KernelPlatform::prepare_to_sleep`; the deadline
@@ -43,7 +48,7 @@ pub fn sleep_ns(ns: u64) {
     }
     me.state.store(RUNNING, Ordering::Relaxed);
     drop(me);
-    del_timer();
+    del_timer(timer_cpu);
 }
 
 /// Waits on `wq` until `cond()` or `timeout_ns` passes; returns whether the
@@ -57,7 +62,7 @@ pub fn wait_event_timeout(
         return true;
     }
     let deadline = time::now_ns() + timeout_ns;
-    add_timer(deadline);
+    let timer_cpu = add_timer(deadline);
     let entry = core::pin::pin!(WaitEntry::<KernelPlatform>::new(
         autoremove_wake_function,
         ()
@@ -76,7 +81,7 @@ pub fn wait_event_timeout(
         KernelPlatform::sleep();
     };
     wq.finish_wait(entry);
-    del_timer();
+    del_timer(timer_cpu);
     ok
 }
 

@@ -228,7 +228,7 @@ fn scan_hung(now: u64) {
                 "watchdog: hung task: thread '{}' (tid {}, cpu{}) blocked for {} ms on {}",
                 t.name,
                 t.id,
-                t.cpu,
+                t.cpu(),
                 (now - since) / 1_000_000,
                 t.wait_desc()
             );

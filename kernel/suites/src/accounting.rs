@@ -214,7 +214,7 @@ impl Accounting for Accounted {
         if !still.is_empty() {
             let names: Vec<String> = still
                 .iter()
-                .map(|t| format!("'{}' (cpu{}, {})", t.name, t.cpu, t.wait_desc()))
+                .map(|t| format!("'{}' (cpu{}, {})", t.name, t.cpu(), t.wait_desc()))
                 .collect();
             out.push(format!(
                 "{} thread(s) still running {REAP_MS} ms after being cancelled: {}",

@@ -47,7 +47,7 @@ use pagesync::{
 
 use super::{herd, torture};
 use crate::{
-    bench::{self, Bench, Record, median, rounds},
+    bench::{self, Bench, Hist, Record, median, rounds},
     sched::join_timeout,
 };
 use kernel::pagelock::{config, leak_table};
@@ -197,7 +197,7 @@ fn uncontended(_: &Params) {
 }
 
 /// `pagelock_fairness` shapes: (threads per CPU, pages).
-pub const FAIRNESS_SHAPES: [(usize, usize); 4] = [(1, 1), (1, 64), (4, 1), (4, 64)];
+pub const FAIRNESS_SHAPES: [(usize, usize); 5] = [(1, 1), (1, 64), (2, 1), (4, 1), (4, 64)];
 /// Length of one measurement.
 pub const FAIRNESS_MS: u64 = 500;
 
@@ -246,7 +246,15 @@ fn fairness(p: &Params) {
                     wait_hist: true,
                     seed: p.seed ^ u64::from(round),
                 };
+                let idle0 = pages_table.handoff_idle();
                 let r = torture::run(target, &o);
+                // Hand-offs of this run: the table's counts since `idle0`
+                // (the ticket lock has none).
+                let mut handoff = Hist::new();
+                if name == "pagelock" {
+                    let idle1 = pages_table.handoff_idle();
+                    handoff.add_counts(idle1.0.iter().zip(idle0.0.iter()).map(|(a, b)| a - b));
+                }
                 if !r.ok() {
                     bench::fail(
                         NAME,
@@ -270,15 +278,21 @@ fn fairness(p: &Params) {
                     .metric("wait_p50", Unit::Ns, waits.percentile(50) as f64)
                     .metric("wait_p99", Unit::Ns, waits.percentile(99) as f64)
                     .metric("wait_max", Unit::Ns, r.max_wait_ns as f64);
-                recs.push((name, rec, waits));
+                recs.push((name, rec, waits, handoff));
             }
-            for (name, rec, waits) in recs {
+            for (name, rec, waits, handoff) in recs {
                 let rec = if name == "pagelock" {
                     rec.metric("vs_ticket", Unit::Ratio, acq[0] / acq[1].max(1.0))
+                        .metric("handoffs", Unit::Count, handoff.count() as f64)
+                        .metric("handoff_idle_p50", Unit::Ns, handoff.percentile(50) as f64)
+                        .metric("handoff_idle_p99", Unit::Ns, handoff.percentile(99) as f64)
                 } else {
                     rec
                 };
                 rec.emit_hist("wait", Unit::Ns, &waits);
+                if name == "pagelock" {
+                    rec.emit_hist("handoff_idle", Unit::Ns, &handoff);
+                }
                 rec.emit();
             }
         }
