@@ -108,7 +108,7 @@ fn register_handlers() {
     use arch::handlers;
     handlers::register_fatal(panic::fatal_exception, panic::is_dying);
     handlers::register_tick(sched::tick);
-    handlers::register_reschedule(sched::preempt_check);
+    handlers::register_reschedule(sched::reschedule_ipi);
     handlers::register_call_function(smp::handle_call_ipi);
     handlers::register_nmi(sched::watchdog::nmi);
     handlers::register_page_fault(vm::handle_page_fault);

@@ -109,8 +109,10 @@ pub fn soak(a: SoakArgs) -> Result<bool> {
     };
     // The result as a bench record, so the results file is the bench's.
     let line = format!(
-        "BENCH pagelock_soak torture cpus={} minutes={} round=0 acquisitions:count={acquisitions} acq_per_s:per_s={rate:.1} failures:count={failures} lost_wakeups:count={lost}",
-        a.smp, a.minutes
+        "{} pagelock_soak torture cpus={} minutes={} round=0 acquisitions:count={acquisitions} acq_per_s:per_s={rate:.1} failures:count={failures} lost_wakeups:count={lost}",
+        boot::contract::marker::BENCH,
+        a.smp,
+        a.minutes
     );
     let mut results = Results::new(
         &id,

@@ -69,6 +69,11 @@ use crate::{
 
 struct RqInner {
     queue: VecDeque<ThreadRef>,
+    /// The first `preempting` queued threads were queued by preempting
+    /// wake-ups: a new one goes behind them, so threads woken in one walk
+    /// run in the order they were woken (a lock handed off first runs
+    /// first), ahead of the threads that were already waiting.
+    preempting: usize,
     current: Option<ThreadRef>,
     idle: Option<ThreadRef>,
     /// A thread that exited on this CPU, reaped by the next one after the
@@ -104,6 +109,11 @@ pub struct RunQueue {
     pub need_resched: AtomicBool,
     /// Wake-ups that preempted this CPU's current thread.
     pub wake_preemptions: AtomicU64,
+    /// A preempting wake-up's reschedule IPI is on its way here: later
+    /// wake-ups queue behind it without sending another (as Linux's
+    /// `resched_curr` does nothing when `TIF_NEED_RESCHED` is already set).
+    /// A walk that wakes thousands of threads with interrupts off sends one.
+    pub resched_ipi_pending: AtomicBool,
     /// The idle thread is current (written under the lock at each switch;
     /// read without it by wakers choosing a CPU: a hint).
     pub idle_now: AtomicBool,
@@ -120,6 +130,7 @@ impl RunQueue {
             lock: RawSpinLock::new(),
             inner: UnsafeCell::new(RqInner {
                 queue: VecDeque::new(),
+                preempting: 0,
                 current: None,
                 idle: None,
                 dead: None,
@@ -133,6 +144,7 @@ impl RunQueue {
             slice_start_ns: AtomicU64::new(0),
             need_resched: AtomicBool::new(false),
             wake_preemptions: AtomicU64::new(0),
+            resched_ipi_pending: AtomicBool::new(false),
             idle_now: AtomicBool::new(false),
             migrations_in: AtomicU64::new(0),
         }
@@ -383,10 +395,11 @@ enum AfterWake {
 /// is not pinned, whose CPU is busy, goes to an idle CPU if one is seen.
 /// Otherwise: if its CPU idles, an IPI wakes it; if it is busy and `t`
 /// should run before its current thread ([`wake_preempts`]), `t` goes to
-/// the head of the queue and a reschedule IPI (to itself, if this is the
-/// CPU) makes the switch on that interrupt's return path, not at the next
-/// tick; where interrupts or preemption are off, it waits for them to come
-/// back on ([`preempt_enable`]).
+/// the head of the queue (behind threads queued there the same way) and a
+/// reschedule IPI (to itself, if this is the CPU; one per batch of such
+/// wake-ups) makes the switch on that interrupt's return path, not at the
+/// next tick; where interrupts or preemption are off, it waits for them to
+/// come back on ([`preempt_enable`]).
 pub fn wake(t: &ThreadRef) -> bool {
     let _g = percpu::CpuGuard::new();
     let now = time::now_ns();
@@ -421,7 +434,8 @@ pub fn wake(t: &ThreadRef) -> bool {
             *queued = true;
             let preempt = wake_preempts(r, inner, t, now);
             if preempt {
-                inner.queue.push_front(t.clone());
+                inner.queue.insert(inner.preempting, t.clone());
+                inner.preempting += 1;
             } else {
                 inner.queue.push_back(t.clone());
             }
@@ -439,7 +453,14 @@ pub fn wake(t: &ThreadRef) -> bool {
             AfterWake::Kick(idle) => kick(cpu, idle),
             AfterWake::Preempt => {
                 r.wake_preemptions.fetch_add(1, Ordering::Relaxed);
-                arch_smp::send_ipi(cpu, apic::RESCHEDULE_VECTOR);
+                // AcqRel pairs with the swap in `reschedule_ipi`: if that
+                // swap already cleared the flag, ours sends a new IPI; if
+                // ours finds it set, the handler's swap comes later and
+                // then sees our queueing (done under the run queue lock
+                // before this release).
+                if !r.resched_ipi_pending.swap(true, Ordering::AcqRel) {
+                    arch_smp::send_ipi(cpu, apic::RESCHEDULE_VECTOR);
+                }
             }
             AfterWake::Move(c) => {
                 let to = rq(c);
@@ -484,7 +505,12 @@ fn balance(me: usize) -> bool {
             .queue
             .iter()
             .rposition(|t| !t.pinned)
-            .and_then(|i| theirs.queue.remove(i))
+            .and_then(|i| {
+                if i < theirs.preempting {
+                    theirs.preempting -= 1;
+                }
+                theirs.queue.remove(i)
+            })
     } else {
         None
     };
@@ -584,6 +610,7 @@ fn schedule_inner(why: Why) {
     }
     let next = match inner.queue.pop_front() {
         Some(t) => {
+            inner.preempting = inner.preempting.saturating_sub(1);
             // SAFETY: lock held.
             unsafe { *t.on_rq.get() = false };
             t
@@ -765,6 +792,23 @@ pub fn tick(cpu: usize, rip: u64) {
     }
     timer::expire(cpu);
     watchdog::tick(cpu, rip);
+    preempt_check(cpu);
+}
+
+/// The reschedule IPI (a wake-up queued a thread here that should run now,
+/// or this idle CPU has work); `rip` was interrupted. The stretch that ends
+/// with this switch is checked as a tick would check it: an interrupts-off
+/// stretch (a wake walk) that queued threads here is over the moment its
+/// interrupts come back on, before the next tick could see it.
+pub fn reschedule_ipi(cpu: usize, rip: u64) {
+    let r = rq(cpu);
+    // AcqRel pairs with the wakers' swap in `wake`: a waker that saw the
+    // flag set and sent nothing queued its thread before its swap, so
+    // `preempt_check` below sees it.
+    r.resched_ipi_pending.swap(false, Ordering::AcqRel);
+    if r.active.load(Ordering::Acquire) {
+        watchdog::check_stall(cpu, rip, time::now_ns());
+    }
     preempt_check(cpu);
 }
 

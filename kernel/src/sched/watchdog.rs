@@ -9,7 +9,11 @@
 //!   threads wait for it, is reported with the CPU, the running thread and
 //!   the interrupted RIP (its own tick samples it; a stretch with
 //!   interrupts off is therefore seen at the first tick after it, as
-//!   Linux's watchdog sees it).
+//!   Linux's watchdog sees it, or at the reschedule IPI that ends it when a
+//!   wake-up made during the stretch preempts: that IPI is taken the
+//!   moment interrupts come back on, before the tick, and Linux's check
+//!   would still see the stretch, because its touch comes from the
+//!   watchdog's own thread, not from any switch).
 //! - **Hard lockup**: a CPU that takes no timer tick for `LOCKUP_LIMIT_NS`
 //!   (interrupts disabled) is found by its neighbour CPU (i+1 checks i),
 //!   which sends it an NMI; the NMI handler reports the CPU and its RIP.
@@ -126,9 +130,10 @@ fn running_thread_name<R>(f: impl FnOnce(&str) -> R) -> R {
     f(unsafe { &(*p).name })
 }
 
-/// From the tick on `cpu`; `rip` is the interrupted instruction.
-pub fn tick(cpu: usize, rip: u64) {
-    let now = time::now_ns();
+/// The soft-lockup check of the stretch since `cpu`'s last switch, from
+/// its tick or from the reschedule IPI that is about to end the stretch;
+/// `rip` is the interrupted instruction.
+pub fn check_stall(cpu: usize, rip: u64, now: u64) {
     let limit = LOCKUP_LIMIT_NS.load(Ordering::Relaxed);
     let r = rq(cpu);
     let since = now.saturating_sub(r.last_switch_ns.load(Ordering::Relaxed));
@@ -154,6 +159,13 @@ pub fn tick(cpu: usize, rip: u64) {
     } else {
         SOFT_REPORTED[cpu].store(false, Ordering::Relaxed);
     }
+}
+
+/// From the tick on `cpu`; `rip` is the interrupted instruction.
+pub fn tick(cpu: usize, rip: u64) {
+    let now = time::now_ns();
+    let limit = LOCKUP_LIMIT_NS.load(Ordering::Relaxed);
+    check_stall(cpu, rip, now);
 
     // Hard lockup: check the previous CPU in the ring.
     let n = crate::smp::online_cpus();

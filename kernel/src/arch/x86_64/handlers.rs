@@ -59,7 +59,7 @@ use super::{
 /// The tick handler: `(cpu, interrupted rip)`; may switch threads.
 pub type TickHandler = fn(usize, u64);
 /// The reschedule-IPI handler: `(cpu)`; may switch threads.
-pub type RescheduleHandler = fn(usize);
+pub type RescheduleHandler = fn(usize, u64);
 /// The function-call IPI handler: runs this CPU's pending request.
 pub type CallFunctionHandler = fn();
 /// The NMI handler: `(interrupted rip, interrupted code had RFLAGS.IF
@@ -146,9 +146,9 @@ macro_rules! handler_fn {
     )*};
 }
 
+// `RescheduleHandler` is the same fn type as `TickHandler`.
 handler_fn!(
     TickHandler,
-    RescheduleHandler,
     CallFunctionHandler,
     NmiHandler,
     FatalHandler,
@@ -204,7 +204,8 @@ pub fn register_tick(f: TickHandler) {
     TICK.set(f);
 }
 
-/// Boot: the reschedule IPI calls `f(cpu)` after its EOI.
+/// Boot: the reschedule IPI calls `f(cpu, rip)` after its EOI (`rip` was
+/// interrupted).
 pub fn register_reschedule(f: RescheduleHandler) {
     RESCHEDULE.set(f);
 }
@@ -265,10 +266,10 @@ pub(super) fn tick(cpu: usize, rip: u64) {
     }
 }
 
-pub(super) fn reschedule(cpu: usize) {
+pub(super) fn reschedule(cpu: usize, rip: u64) {
     // Unregistered: no run queue exists yet, so nothing can be waiting.
     if let Some(f) = RESCHEDULE.get() {
-        f(cpu);
+        f(cpu, rip);
     }
 }
 

@@ -65,9 +65,9 @@ pub extern "x86-interrupt" fn call_function(_frame: InterruptStackFrame) {
     handlers::call_function();
 }
 
-pub extern "x86-interrupt" fn reschedule(_frame: InterruptStackFrame) {
+pub extern "x86-interrupt" fn reschedule(frame: InterruptStackFrame) {
     apic::eoi();
-    handlers::reschedule(percpu::cpu_index());
+    handlers::reschedule(percpu::cpu_index(), frame.instruction_pointer.as_u64());
 }
 
 pub extern "x86-interrupt" fn ping(_frame: InterruptStackFrame) {
