@@ -12,6 +12,8 @@
 //!   without a sweep, against the variant.
 //! * `pagelock_fairness_wait.svg`: the wait-time distribution (p50, p99,
 //!   max) per variant, per shape (log scale).
+//! * `pagelock_fairness_handoff.svg`: the hand-off's idle time (p50, p99:
+//!   the lock handed to a waiter that is not yet running), per shape.
 //! * `pagelock_herd.svg`: wake-walk time and queue-lock hold against the
 //!   number of waiters, bookmarks off and on.
 //! * `mm_frame_alloc.svg`: allocate+free p50 and p99 against the number of
@@ -153,6 +155,12 @@ fn wait_p99(g: &Group) -> Option<&Metric> {
 }
 fn wait_max(g: &Group) -> Option<&Metric> {
     g.histogram("wait")?.percentile("max")
+}
+fn handoff_idle_p50(g: &Group) -> Option<&Metric> {
+    g.metric("handoff_idle_p50")
+}
+fn handoff_idle_p99(g: &Group) -> Option<&Metric> {
+    g.metric("handoff_idle_p99")
 }
 
 /// Panels of `metrics` (name, picks the figure from a group) per facet,
@@ -402,6 +410,35 @@ pub fn figures(r: &Results) -> Vec<Figure> {
                     panels,
                     columns,
                 });
+                let panels = against_sweep_or_variant(
+                    r,
+                    bench,
+                    &["threads", "pages"],
+                    &[
+                        (
+                            "hand-off idle p50",
+                            "handed-off lock owned, owner not running (ns, log)",
+                            true,
+                            handoff_idle_p50,
+                        ),
+                        (
+                            "hand-off idle p99",
+                            "handed-off lock owned, owner not running (ns, log)",
+                            true,
+                            handoff_idle_p99,
+                        ),
+                    ],
+                );
+                // Results from before the hand-off was timed have none.
+                if !panels.is_empty() {
+                    let columns = panels.len().div_ceil(2).max(1);
+                    out.push(Figure {
+                        name: format!("{bench}_handoff"),
+                        title: title("page-lock hand-off idle time"),
+                        panels,
+                        columns,
+                    });
+                }
             }
             "pagelock_herd" => {
                 let panels =
@@ -633,8 +670,14 @@ mod tests {
                     ("pagelock", 5000 + 1000 * i + round),
                     ("ticket", 3000 + round),
                 ] {
+                    // Only the page lock hands off (and times it).
+                    let handoff = if v == "pagelock" {
+                        format!(" handoff_idle_p50:ns={} handoff_idle_p99:ns=9000", 100 + round)
+                    } else {
+                        String::new()
+                    };
                     lines.push(format!(
-                        "{BENCH}pagelock_fairness {v} cpus=2 threads=8 pages=1 round={round} acq_per_s:per_s={acq} jain:index=0.9{round}"
+                        "{BENCH}pagelock_fairness {v} cpus=2 threads=8 pages=1 round={round} acq_per_s:per_s={acq} jain:index=0.9{round}{handoff}"
                     ));
                     lines.push(format!(
                         "{BENCH_HIST}pagelock_fairness {v} cpus=2 threads=8 pages=1 round={round} wait:ns 100={} 200=1",
@@ -667,7 +710,14 @@ mod tests {
         let r = fairness_results();
         let f = figures(&r);
         let names: Vec<&str> = f.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["pagelock_fairness", "pagelock_fairness_wait"]);
+        assert_eq!(
+            names,
+            [
+                "pagelock_fairness",
+                "pagelock_fairness_wait",
+                "pagelock_fairness_handoff"
+            ]
+        );
         let acq = &f[0].panels[0];
         assert_eq!(acq.x, ["0", "5"]);
         assert_eq!(acq.x_label, "unfairness");
@@ -678,6 +728,14 @@ mod tests {
         assert_eq!((pl[1].x, pl[1].min, pl[1].max), (1, 6000.0, 6001.0));
         assert_eq!(f[1].panels.len(), 3, "p50, p99, max");
         assert!(f[1].panels.iter().all(|p| p.log_y));
+        let handoff = &f[2].panels;
+        assert_eq!(handoff.len(), 2, "p50, p99");
+        let series: Vec<&str> = handoff[0].series.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(series, ["pagelock"], "only the page lock hands off");
+        assert_eq!(
+            (handoff[0].series[0].points[0].min, handoff[0].series[0].points[0].max),
+            (100.0, 101.0)
+        );
     }
 
     /// A series keeps its colour in every panel of every figure, whatever

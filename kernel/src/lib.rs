@@ -112,6 +112,7 @@ fn register_handlers() {
     handlers::register_call_function(smp::handle_call_ipi);
     handlers::register_nmi(sched::watchdog::nmi);
     handlers::register_page_fault(vm::handle_page_fault);
+    handlers::register_idle(sched::idle_loop);
 }
 
 /// Boots the kernel (module docs, steps 1 to 6) on the boot CPU and

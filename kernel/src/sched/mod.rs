@@ -834,6 +834,12 @@ pub fn idle_loop() -> ! {
     loop {
         x86_64::instructions::interrupts::disable();
         let cpu = percpu::cpu_index();
+        if !rq(cpu).active.load(Ordering::Acquire) {
+            // An AP whose scheduler is not running yet (it is entered from
+            // the AP's boot context, which becomes its idle thread).
+            x86_64::instructions::interrupts::enable_and_hlt();
+            continue;
+        }
         if rq(cpu).nr_queued.load(Ordering::Relaxed) > 0 || balance(cpu) {
             x86_64::instructions::interrupts::enable();
             schedule();

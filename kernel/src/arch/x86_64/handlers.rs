@@ -58,8 +58,11 @@ use super::{
 
 /// The tick handler: `(cpu, interrupted rip)`; may switch threads.
 pub type TickHandler = fn(usize, u64);
-/// The reschedule-IPI handler: `(cpu)`; may switch threads.
+/// The reschedule-IPI handler: `(cpu, interrupted rip)`; may switch
+/// threads.
 pub type RescheduleHandler = fn(usize, u64);
+/// An AP's idle loop, entered from its boot context once registered.
+pub type IdleHandler = fn() -> !;
 /// The function-call IPI handler: runs this CPU's pending request.
 pub type CallFunctionHandler = fn();
 /// The NMI handler: `(interrupted rip, interrupted code had RFLAGS.IF
@@ -153,7 +156,8 @@ handler_fn!(
     NmiHandler,
     FatalHandler,
     DyingHandler,
-    PageFaultHandler
+    PageFaultHandler,
+    IdleHandler
 );
 // `DeviceIrqHandler` is `fn()`, the same type as `CallFunctionHandler`,
 // whose implementation above serves it.
@@ -198,6 +202,7 @@ static FATAL: Slot<FatalHandler> = Slot::new();
 static DYING: Slot<DyingHandler> = Slot::new();
 static DEVICE: [Slot<DeviceIrqHandler>; DEVICE_LINES] = [const { Slot::new() }; DEVICE_LINES];
 static PAGE_FAULT: Slot<PageFaultHandler> = Slot::new();
+static IDLE: Slot<IdleHandler> = Slot::new();
 
 /// Boot: the local APIC tick calls `f(cpu, rip)` after its EOI.
 pub fn register_tick(f: TickHandler) {
@@ -208,6 +213,18 @@ pub fn register_tick(f: TickHandler) {
 /// interrupted).
 pub fn register_reschedule(f: RescheduleHandler) {
     RESCHEDULE.set(f);
+}
+
+/// Boot: an AP's boot context, halted between interrupts, runs `f` from the
+/// first interrupt that finds it registered (the scheduler's idle loop,
+/// which must cope with a CPU whose scheduler is not running yet).
+pub fn register_idle(f: IdleHandler) {
+    IDLE.set(f);
+}
+
+/// The registered idle loop, if any.
+pub(super) fn idle() -> Option<IdleHandler> {
+    IDLE.get()
 }
 
 /// Boot: the function-call IPI calls `f()` after its EOI.

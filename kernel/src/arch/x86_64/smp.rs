@@ -231,10 +231,14 @@ pub extern "C" fn ap_main(apic_id: u64) -> ! {
     idle()
 }
 
-/// The idle loop: halt until an interrupt, forever.
+/// An AP's boot context: halt until an interrupt, until an idle loop is
+/// registered (`handlers::register_idle`), then run that for ever.
 pub fn idle() -> ! {
     loop {
         x86_64::instructions::interrupts::enable_and_hlt();
+        if let Some(f) = super::handlers::idle() {
+            f();
+        }
     }
 }
 
