@@ -796,7 +796,11 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["pagelock_fairness.svg", "pagelock_fairness_wait.svg"]
+            [
+                "pagelock_fairness.svg",
+                "pagelock_fairness_wait.svg",
+                "pagelock_fairness_handoff.svg"
+            ]
         );
         for p in &paths {
             let text = std::fs::read_to_string(p).unwrap();
