@@ -802,11 +802,17 @@ fn histogram(name: &str, unit: Unit, rounds: &[&HistSample]) -> Histogram {
             max.push(bucket_bounds(i).0 as f64);
         }
     }
+    // An empty distribution (no hand-off on 64 pages, say) has no
+    // percentiles: a metric with no samples would have no median (NaN,
+    // which JSON cannot hold: the results file would not read back).
     let mut percentiles: Vec<Metric> = per
         .into_iter()
+        .filter(|(_, _, v)| !v.is_empty())
         .map(|(n, _, v)| Metric::of(n, unit, v))
         .collect();
-    percentiles.push(Metric::of("max", unit, max));
+    if !max.is_empty() {
+        percentiles.push(Metric::of("max", unit, max));
+    }
     Histogram {
         name: name.into(),
         unit: unit.name().into(),
@@ -920,6 +926,41 @@ mod tests {
             [bucket_bounds(100).0 as f64, bucket_bounds(101).0 as f64]
         );
         assert_eq!(h.percentile("max").unwrap().n, 2);
+    }
+
+    /// A distribution with nothing in it (the kernel's empty hand-off
+    /// histogram on 64 pages) reads back: the compare of two revisions
+    /// found no metric because every results file of the new one failed
+    /// to read (a NaN median written as null).
+    #[test]
+    fn an_empty_histogram_reads_back() {
+        let p = parse_lines(&[
+            format!("{BENCH}fair pagelock pages=64 round=0 acq:per_s=10"),
+            format!("{BENCH_HIST}fair pagelock pages=64 round=0 handoff_idle:ns"),
+        ]);
+        let mut r = Results::new("t", RunInfo::default());
+        r.add_boot(
+            Boot {
+                index: 0,
+                sweep: BTreeMap::new(),
+                params: String::new(),
+                passed: true,
+                exit: "success".into(),
+                elapsed_s: 1.0,
+                serial_log: "x".into(),
+                failures: vec![],
+                line_errors: vec![],
+            },
+            &p,
+        );
+        let h = r.results[0].histogram("handoff_idle").expect("the histogram");
+        assert_eq!((h.count, h.percentile("p50")), (0, None));
+        let dir = std::env::temp_dir().join(format!("pcs-bench-empty-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.json");
+        r.write(&path).unwrap();
+        assert_eq!(Results::read(&path).unwrap(), r);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -813,8 +813,15 @@ mod tests {
                 .filter_map(|n| n.text())
                 .map(str::trim)
                 .collect();
-            // The legend names both series; the axis names the sweep.
-            for want in ["pagelock", "ticket", "unfairness"] {
+            // The legend names the series (both, but only the page lock
+            // hands off); the axis names the sweep.
+            let handoff = p.ends_with("pagelock_fairness_handoff.svg");
+            let series: &[&str] = if handoff {
+                &["pagelock", "unfairness"]
+            } else {
+                &["pagelock", "ticket", "unfairness"]
+            };
+            for &want in series {
                 assert!(
                     texts.contains(&want),
                     "{}: no text {want:?} in {texts:?}",
