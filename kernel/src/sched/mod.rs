@@ -649,8 +649,15 @@ fn schedule_inner(why: Why) {
     r.last_switch_ns.store(now, Ordering::Relaxed);
     // The slice `prev` ran goes to its run time (lock held: wakers read
     // both under it).
-    let slice = now.saturating_sub(r.slice_start_ns.swap(now, Ordering::Relaxed));
-    prev.runtime_ns.fetch_add(slice, Ordering::Relaxed);
+    // Loads and stores, not read-modify-writes (a locked instruction each,
+    // on the path `context_switch` times): both words are written only
+    // here, under this run queue's lock, and `prev` runs nowhere else.
+    let slice = now.saturating_sub(r.slice_start_ns.load(Ordering::Relaxed));
+    r.slice_start_ns.store(now, Ordering::Relaxed);
+    prev.runtime_ns.store(
+        prev.runtime_ns.load(Ordering::Relaxed) + slice,
+        Ordering::Relaxed,
+    );
     // SAFETY: interrupts are off; `prev` is the current thread, whose space
     // CR3 holds (`space` module invariant), and neither thread writes its
     // `space` now (prev is us, here; next is switched out). `next` keeps
