@@ -100,6 +100,23 @@ struct Report<'a> {
     verdicts: &'a [Verdict],
 }
 
+/// A revision as the reports name it: as given, with the commit it
+/// resolves to when that is not what was given (`HEAD (0cf161f)`), so a
+/// committed report says which code it measured.
+fn describe_rev(rev: &str) -> String {
+    let short = Command::new("git")
+        .args(["rev-parse", "--short", "--verify", &format!("{rev}^{{commit}}")])
+        .current_dir(boot::workspace_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match short {
+        Some(s) if !s.starts_with(rev) && !rev.starts_with(&s) => format!("{rev} ({s})"),
+        _ => rev.to_string(),
+    }
+}
+
 /// Splits `A... -- B...` (or, with revisions, the shared parameters).
 fn configs(a: &CompareArgs) -> std::result::Result<(Vec<String>, Config, Config), String> {
     let mut parts = a.params.split(|w| w == "--");
@@ -110,7 +127,7 @@ fn configs(a: &CompareArgs) -> std::result::Result<(Vec<String>, Config, Config)
     }
     let name = |tag: &str, ps: &[String], rev: Option<&str>| {
         let what = match rev {
-            Some(r) => r.to_string(),
+            Some(r) => describe_rev(r),
             None if ps.is_empty() => "defaults".to_string(),
             None => ps.join(" "),
         };
