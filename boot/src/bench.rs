@@ -867,15 +867,8 @@ mod tests {
         let mut r = Results::new("t", RunInfo::default());
         r.add_boot(
             Boot {
-                index: 0,
-                sweep: BTreeMap::new(),
-                params: String::new(),
-                passed: true,
-                exit: "success".into(),
-                elapsed_s: 1.0,
                 serial_log: String::new(),
-                failures: vec![],
-                line_errors: vec![],
+                ..passed_boot()
             },
             &p,
         );
@@ -928,6 +921,21 @@ mod tests {
         assert_eq!(h.percentile("max").unwrap().n, 2);
     }
 
+    /// A boot that passed, with no sweep and no parameters.
+    fn passed_boot() -> Boot {
+        Boot {
+            index: 0,
+            sweep: BTreeMap::new(),
+            params: String::new(),
+            passed: true,
+            exit: "success".into(),
+            elapsed_s: 1.0,
+            serial_log: "x".into(),
+            failures: vec![],
+            line_errors: vec![],
+        }
+    }
+
     /// A distribution with nothing in it (the kernel's empty hand-off
     /// histogram on 64 pages) reads back: the compare of two revisions
     /// found no metric because every results file of the new one failed
@@ -939,21 +947,10 @@ mod tests {
             format!("{BENCH_HIST}fair pagelock pages=64 round=0 handoff_idle:ns"),
         ]);
         let mut r = Results::new("t", RunInfo::default());
-        r.add_boot(
-            Boot {
-                index: 0,
-                sweep: BTreeMap::new(),
-                params: String::new(),
-                passed: true,
-                exit: "success".into(),
-                elapsed_s: 1.0,
-                serial_log: "x".into(),
-                failures: vec![],
-                line_errors: vec![],
-            },
-            &p,
-        );
-        let h = r.results[0].histogram("handoff_idle").expect("the histogram");
+        r.add_boot(passed_boot(), &p);
+        let h = r.results[0]
+            .histogram("handoff_idle")
+            .expect("the histogram");
         assert_eq!((h.count, h.percentile("p50")), (0, None));
         let dir = std::env::temp_dir().join(format!("pcs-bench-empty-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();

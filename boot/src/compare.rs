@@ -154,7 +154,8 @@ pub fn judge(a: &[f64], b: &[f64], unit: Option<Unit>, rule: &Rule) -> (f64, f64
     }
     ratios.sort_by(f64::total_cmp);
     let tail = (1.0 - rule.confidence) / 2.0;
-    let at = |q: f64| ratios[((q * (ratios.len() - 1) as f64).round() as usize).min(ratios.len() - 1)];
+    let at =
+        |q: f64| ratios[((q * (ratios.len() - 1) as f64).round() as usize).min(ratios.len() - 1)];
     let (lo, hi) = (at(tail), at(1.0 - tail));
     let up = lo > 1.0 + rule.noise;
     let down = hi < 1.0 - rule.noise;
@@ -297,9 +298,16 @@ mod tests {
         let mut rng = Rng::new(7);
         for trial in 0..50 {
             let a = noisy(&mut rng, 5, 1000.0, 0.3);
-            let b: Vec<f64> = noisy(&mut rng, 5, 1000.0, 0.3).iter().map(|v| v * 2.0).collect();
+            let b: Vec<f64> = noisy(&mut rng, 5, 1000.0, 0.3)
+                .iter()
+                .map(|v| v * 2.0)
+                .collect();
             let (ratio, lo, _, change) = judge(&a, &b, Some(Unit::Ns), &Rule::default());
-            assert_eq!(change, Change::Slower, "trial {trial}: ratio {ratio}, lo {lo}");
+            assert_eq!(
+                change,
+                Change::Slower,
+                "trial {trial}: ratio {ratio}, lo {lo}"
+            );
             // The same slowdown as throughput.
             let (_, _, _, change) = judge(&b, &a, Some(Unit::PerS), &Rule::default());
             assert_eq!(change, Change::Slower, "trial {trial}: throughput halved");
@@ -330,17 +338,32 @@ mod tests {
     fn units_without_a_better_side_say_higher_or_lower() {
         let a = [1.0, 1.01, 0.99, 1.0, 1.02];
         let b = [1.5, 1.51, 1.49, 1.5, 1.52];
-        assert_eq!(judge(&a, &b, Some(Unit::Ratio), &Rule::default()).3, Change::Higher);
-        assert_eq!(judge(&b, &a, Some(Unit::Count), &Rule::default()).3, Change::Lower);
-        assert_eq!(judge(&a, &b, Some(Unit::PerS), &Rule::default()).3, Change::Faster);
+        assert_eq!(
+            judge(&a, &b, Some(Unit::Ratio), &Rule::default()).3,
+            Change::Higher
+        );
+        assert_eq!(
+            judge(&b, &a, Some(Unit::Count), &Rule::default()).3,
+            Change::Lower
+        );
+        assert_eq!(
+            judge(&a, &b, Some(Unit::PerS), &Rule::default()).3,
+            Change::Faster
+        );
     }
 
     #[test]
     fn degenerate_inputs_are_undecided_not_wrong() {
         let r = Rule::default();
         assert_eq!(judge(&[1.0], &[2.0], None, &r).3, Change::Undecided);
-        assert_eq!(judge(&[0.0, 0.0], &[0.0, 0.0], None, &r).3, Change::NoDifference);
-        assert_eq!(judge(&[0.0, 0.0], &[1.0, 2.0], None, &r).3, Change::Undecided);
+        assert_eq!(
+            judge(&[0.0, 0.0], &[0.0, 0.0], None, &r).3,
+            Change::NoDifference
+        );
+        assert_eq!(
+            judge(&[0.0, 0.0], &[1.0, 2.0], None, &r).3,
+            Change::Undecided
+        );
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), 2.5);
     }
 }

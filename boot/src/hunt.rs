@@ -165,7 +165,11 @@ impl Hunt {
         let n = attempts.len() as u64;
         let k = attempts.iter().filter(|a| a.caught).count() as u64;
         let (lo, hi) = wilson(k, n, 1.96);
-        let mut t: Vec<f64> = attempts.iter().filter(|a| a.caught).map(|a| a.seconds).collect();
+        let mut t: Vec<f64> = attempts
+            .iter()
+            .filter(|a| a.caught)
+            .map(|a| a.seconds)
+            .collect();
         t.sort_by(f64::total_cmp);
         Hunt {
             bug: bug.into(),
@@ -194,7 +198,12 @@ mod tests {
         let need = boots_for(low, 0.999).expect("a catch probability above 0");
         assert_eq!(need, 6);
         for c in CHECKS {
-            assert!(c.boots >= need, "{}: {} boots, {need} needed", c.bug, c.boots);
+            assert!(
+                c.boots >= need,
+                "{}: {} boots, {need} needed",
+                c.bug,
+                c.boots
+            );
         }
     }
 

@@ -24,10 +24,10 @@
 //! there is exactly one runner and one parser.
 
 pub mod bench;
-pub mod compare;
-pub mod hunt;
 pub mod build;
+pub mod compare;
 pub mod disk;
+pub mod hunt;
 pub mod image;
 pub mod junit;
 pub mod ktap;

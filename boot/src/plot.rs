@@ -140,6 +140,8 @@ fn in_facet(g: &Group, f: &[(String, String)]) -> bool {
 
 /// Picks a figure from a group.
 type Pick = fn(&Group) -> Option<&Metric>;
+/// A panel's metric: its name, the y axis label, log scale, and the pick.
+type PanelMetric = (&'static str, &'static str, bool, Pick);
 
 fn acq_per_s(g: &Group) -> Option<&Metric> {
     g.metric("acq_per_s")
@@ -372,10 +374,27 @@ pub fn figures(r: &Results) -> Vec<Figure> {
     for bench in r.benches() {
         match bench {
             "pagelock_fairness" => {
-                let panels = against_sweep_or_variant(
-                    r,
-                    bench,
-                    &["threads", "pages"],
+                // One figure per group of metrics, panels per shape, `per_row`
+                // panels a row; a figure none of whose metrics the run has
+                // (results from before the hand-off was timed) is left out.
+                let mut figure =
+                    |name: String, what: &str, per_row: usize, metrics: &[PanelMetric]| {
+                        let panels =
+                            against_sweep_or_variant(r, bench, &["threads", "pages"], metrics);
+                        if !panels.is_empty() {
+                            let columns = panels.len().div_ceil(per_row).max(1);
+                            out.push(Figure {
+                                name,
+                                title: title(what),
+                                panels,
+                                columns,
+                            });
+                        }
+                    };
+                figure(
+                    bench.into(),
+                    "page-lock throughput and fairness",
+                    2,
                     &[
                         (
                             "acquisitions/s",
@@ -386,59 +405,26 @@ pub fn figures(r: &Results) -> Vec<Figure> {
                         ("Jain's fairness", "Jain's index (1 = fair)", false, jain),
                     ],
                 );
-                let columns = panels.len().div_ceil(2).max(1);
-                out.push(Figure {
-                    name: bench.into(),
-                    title: title("page-lock throughput and fairness"),
-                    panels,
-                    columns,
-                });
-                let panels = against_sweep_or_variant(
-                    r,
-                    bench,
-                    &["threads", "pages"],
+                figure(
+                    format!("{bench}_wait"),
+                    "page-lock wait-time distribution",
+                    3,
                     &[
                         ("wait p50", "wait for the lock (ns, log)", true, wait_p50),
                         ("wait p99", "wait for the lock (ns, log)", true, wait_p99),
                         ("wait max", "wait for the lock (ns, log)", true, wait_max),
                     ],
                 );
-                let columns = panels.len().div_ceil(3).max(1);
-                out.push(Figure {
-                    name: format!("{bench}_wait"),
-                    title: title("page-lock wait-time distribution"),
-                    panels,
-                    columns,
-                });
-                let panels = against_sweep_or_variant(
-                    r,
-                    bench,
-                    &["threads", "pages"],
+                const IDLE: &str = "handed-off lock owned, owner not running (ns, log)";
+                figure(
+                    format!("{bench}_handoff"),
+                    "page-lock hand-off idle time",
+                    2,
                     &[
-                        (
-                            "hand-off idle p50",
-                            "handed-off lock owned, owner not running (ns, log)",
-                            true,
-                            handoff_idle_p50,
-                        ),
-                        (
-                            "hand-off idle p99",
-                            "handed-off lock owned, owner not running (ns, log)",
-                            true,
-                            handoff_idle_p99,
-                        ),
+                        ("hand-off idle p50", IDLE, true, handoff_idle_p50),
+                        ("hand-off idle p99", IDLE, true, handoff_idle_p99),
                     ],
                 );
-                // Results from before the hand-off was timed have none.
-                if !panels.is_empty() {
-                    let columns = panels.len().div_ceil(2).max(1);
-                    out.push(Figure {
-                        name: format!("{bench}_handoff"),
-                        title: title("page-lock hand-off idle time"),
-                        panels,
-                        columns,
-                    });
-                }
             }
             "pagelock_herd" => {
                 let panels =
@@ -507,7 +493,11 @@ impl Palette {
     /// The colour index of a series (past the palette's size, colours
     /// repeat).
     pub fn index(&self, name: &str) -> usize {
-        self.0.iter().position(|n| n == name).unwrap_or(self.0.len()) % COLORS.len()
+        self.0
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or(self.0.len())
+            % COLORS.len()
     }
 
     fn color(&self, name: &str) -> RGBColor {
@@ -672,7 +662,10 @@ mod tests {
                 ] {
                     // Only the page lock hands off (and times it).
                     let handoff = if v == "pagelock" {
-                        format!(" handoff_idle_p50:ns={} handoff_idle_p99:ns=9000", 100 + round)
+                        format!(
+                            " handoff_idle_p50:ns={} handoff_idle_p99:ns=9000",
+                            100 + round
+                        )
                     } else {
                         String::new()
                     };
@@ -733,7 +726,10 @@ mod tests {
         let series: Vec<&str> = handoff[0].series.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(series, ["pagelock"], "only the page lock hands off");
         assert_eq!(
-            (handoff[0].series[0].points[0].min, handoff[0].series[0].points[0].max),
+            (
+                handoff[0].series[0].points[0].min,
+                handoff[0].series[0].points[0].max
+            ),
             (100.0, 101.0)
         );
     }
