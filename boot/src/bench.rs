@@ -980,15 +980,9 @@ mod tests {
         sweep.insert("unfairness".to_string(), "5".to_string());
         r.add_boot(
             Boot {
-                index: 0,
                 sweep,
                 params: "mode=bench unfairness=5".into(),
-                passed: true,
-                exit: "success".into(),
-                elapsed_s: 1.0,
-                serial_log: "x".into(),
-                failures: vec![],
-                line_errors: vec![],
+                ..passed_boot()
             },
             &p,
         );
