@@ -54,7 +54,8 @@ pub fn kernel(profile: Profile, verbose: bool) -> io::Result<PathBuf> {
         // LTO the page-lock and pin fast paths are calls across crates.
         // Measured (`docs/bench/compare-lto/`): lock+unlock 0.59x the time,
         // GUP pins 0.40-0.55x, `fault_in` 0.85x.
-        cmd.arg("--release").env("CARGO_PROFILE_RELEASE_LTO", "thin");
+        cmd.arg("--release")
+            .env("CARGO_PROFILE_RELEASE_LTO", "thin");
     }
     let out = if verbose {
         cmd.stdout(Stdio::inherit())

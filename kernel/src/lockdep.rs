@@ -224,7 +224,10 @@ fn released(addr: usize) {
     let (depth, held) = unsafe { (&mut *me.depth.get(), &mut *me.held.get()) };
     // Locks need not be released in reverse order: remove the newest entry
     // with this address (an untracked one, taken inside an NMI, is absent).
-    if let Some(i) = (0..*depth).rev().find(|&i| held[i].is_some_and(|h| h.addr == addr)) {
+    if let Some(i) = (0..*depth)
+        .rev()
+        .find(|&i| held[i].is_some_and(|h| h.addr == addr))
+    {
         held.copy_within(i + 1..*depth, i);
         *depth -= 1;
         held[*depth] = None;
@@ -286,9 +289,8 @@ fn find_path(start: u16, goal: u16, path: &mut [u16; MAX_CLASSES]) -> Option<usi
             }
             return Some(top);
         }
-        let succ = (next as usize..MAX_CLASSES).find(|&b| {
-            has_edge(c, b as u16) && seen[b / 64] & (1 << (b % 64)) == 0
-        });
+        let succ = (next as usize..MAX_CLASSES)
+            .find(|&b| has_edge(c, b as u16) && seen[b / 64] & (1 << (b % 64)) == 0);
         match succ {
             Some(b) => {
                 stack[top - 1].1 = b as u16 + 1;
@@ -305,7 +307,13 @@ fn find_path(start: u16, goal: u16, path: &mut [u16; MAX_CLASSES]) -> Option<usi
 fn first_sites(a: u16, b: u16) -> Option<EdgeSites> {
     let n = SITES_USED.load(Ordering::Relaxed);
     // SAFETY: called under `GRAPH_BUSY` (from `add_edge`).
-    unsafe { (&(*&raw const SITES))[..n].iter().flatten().find(|e| e.from == a && e.to == b).copied() }
+    unsafe {
+        (&(*&raw const SITES))[..n]
+            .iter()
+            .flatten()
+            .find(|e| e.from == a && e.to == b)
+            .copied()
+    }
 }
 
 fn stand_down() {
@@ -370,7 +378,9 @@ fn overflow(what: &str, max: usize) {
 
 /// The graph seen so far, for the log: `(held class, taken class, first
 /// held site, first taken site)`, each in the order first seen.
-pub fn for_each_edge(mut f: impl FnMut(&Location<'static>, &Location<'static>, &Location<'static>, &Location<'static>)) {
+pub fn for_each_edge(
+    mut f: impl FnMut(&Location<'static>, &Location<'static>, &Location<'static>, &Location<'static>),
+) {
     let _g = percpu::CpuGuard::new();
     while GRAPH_BUSY
         .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -390,7 +400,10 @@ pub fn for_each_edge(mut f: impl FnMut(&Location<'static>, &Location<'static>, &
 
 /// How many lock classes have been seen.
 pub fn classes() -> usize {
-    CLASSES.iter().filter(|c| !c.load(Ordering::Relaxed).is_null()).count()
+    CLASSES
+        .iter()
+        .filter(|c| !c.load(Ordering::Relaxed).is_null())
+        .count()
 }
 
 /// How many spin locks this CPU holds, as the check sees them (0 in

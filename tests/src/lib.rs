@@ -43,10 +43,7 @@ pub fn check(cond: bool, what: &str, out: &Outcome) {
 /// now and then is not reported escaped after one unlucky boot. `adjust`
 /// may add to the run (a timeout). The caller checks *how* it failed, and
 /// that it did.
-pub fn until_caught(
-    bug: &str,
-    adjust: impl Fn(Run) -> Run,
-) -> (Outcome, boot::verdict::Verdict) {
+pub fn until_caught(bug: &str, adjust: impl Fn(Run) -> Run) -> (Outcome, boot::verdict::Verdict) {
     let c = boot::hunt::check(bug)
         .unwrap_or_else(|| panic!("no booted check for bug={bug} in boot::hunt::CHECKS"));
     for seed in 1..=c.boots {

@@ -302,10 +302,7 @@ fn every_cpu_stuck_is_diagnosed_from_the_host() {
         );
     }
     check(
-        report
-            .matches("suites::boot::deliberate_crash")
-            .count()
-            >= 2,
+        report.matches("suites::boot::deliberate_crash").count() >= 2,
         &format!("each vCPU's RIP must be symbolized to the spinning case:\n{report}"),
         &out,
     );

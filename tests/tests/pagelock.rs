@@ -73,9 +73,7 @@ fn boot(name: &str, bug: &str, extra: &[&str]) -> (boot::qemu::Outcome, boot::ve
 /// run at once, so a narrow window rarely opens: `non-atomic-flags` once
 /// escaped a 4 s run). The first failing run is checked.
 fn must_fail(bug: &str, expect: Expect) {
-    let (out, v) = tests::until_caught(bug, |run| {
-        run.timeout(Duration::from_secs(TIMEOUT_S))
-    });
+    let (out, v) = tests::until_caught(bug, |run| run.timeout(Duration::from_secs(TIMEOUT_S)));
     check(
         out.contains(&format!("pagelock: RUNNING KNOWN-BAD VARIANT {bug}")),
         "the known-bad variant must be announced",

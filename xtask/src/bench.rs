@@ -175,7 +175,12 @@ pub fn bench(a: BenchArgs) -> Result<bool> {
             ),
             Some(Duration::from_secs(a.timeout)),
         );
-        boot_into(&run, combo.iter().cloned().collect(), &mut results, &progress)?;
+        boot_into(
+            &run,
+            combo.iter().cloned().collect(),
+            &mut results,
+            &progress,
+        )?;
     }
     progress.finish();
     let json = dir.join("results.json");

@@ -105,7 +105,12 @@ struct Report<'a> {
 /// committed report says which code it measured.
 fn describe_rev(rev: &str) -> String {
     let short = Command::new("git")
-        .args(["rev-parse", "--short", "--verify", &format!("{rev}^{{commit}}")])
+        .args([
+            "rev-parse",
+            "--short",
+            "--verify",
+            &format!("{rev}^{{commit}}"),
+        ])
         .current_dir(boot::workspace_root())
         .output()
         .ok()
@@ -183,7 +188,9 @@ fn worktree(rev: &str) -> Result<PathBuf> {
         return Err(format!("not a git revision: {rev}").into());
     }
     let sha = String::from_utf8_lossy(&sha.stdout).trim().to_string();
-    let dir = boot::target_dir().join("compare").join(format!("rev-{}", &sha[..12]));
+    let dir = boot::target_dir()
+        .join("compare")
+        .join(format!("rev-{}", &sha[..12]));
     if !dir.join(".git").exists() {
         let ok = Command::new("git")
             .args(["worktree", "add", "--detach"])
@@ -391,8 +398,14 @@ pub fn compare(a: CompareArgs) -> Result<bool> {
     println!(
         "xtask: {} metrics compared: {changed} changed beyond the noise, {} no difference, {} undecided",
         verdicts.len(),
-        verdicts.iter().filter(|v| v.change == Change::NoDifference).count(),
-        verdicts.iter().filter(|v| v.change == Change::Undecided).count()
+        verdicts
+            .iter()
+            .filter(|v| v.change == Change::NoDifference)
+            .count(),
+        verdicts
+            .iter()
+            .filter(|v| v.change == Change::Undecided)
+            .count()
     );
     println!("xtask: report: {}", show(&json));
     println!("xtask:         {}", show(&md_path));
@@ -436,7 +449,10 @@ mod tests {
         assert_eq!(b.name, "B: unfairness=5");
         let (shared, a, b) = parse(&["--rev", "HEAD~1", "--rev", "HEAD", "--", "hz=250"]).unwrap();
         assert_eq!(shared, ["hz=250"]);
-        assert_eq!((a.rev.as_deref(), b.rev.as_deref()), (Some("HEAD~1"), Some("HEAD")));
+        assert_eq!(
+            (a.rev.as_deref(), b.rev.as_deref()),
+            (Some("HEAD~1"), Some("HEAD"))
+        );
         let (_, a, _) = parse(&["--", "--", "bits=4"]).unwrap();
         assert_eq!(a.name, "A: defaults");
         assert!(parse(&["--", "bits=4"]).is_err());

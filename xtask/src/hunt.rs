@@ -115,7 +115,11 @@ fn row(h: &Hunt, of: &str) -> String {
     format!(
         "| `{}` | {} | {} of {} | {:.2} ({:.2}–{:.2}) | {} / {} | {} |",
         of,
-        if h.bug == "none" { "correct protocol" } else { "known-bad" },
+        if h.bug == "none" {
+            "correct protocol"
+        } else {
+            "known-bad"
+        },
         h.caught,
         h.boots,
         h.p,
@@ -141,7 +145,9 @@ pub fn hunt(a: HuntArgs) -> Result<bool> {
             }
         },
         (None, false) => {
-            eprintln!("xtask: hunt: name a variant (`cargo xtask hunt tas-outside-lock`) or give --all");
+            eprintln!(
+                "xtask: hunt: name a variant (`cargo xtask hunt tas-outside-lock`) or give --all"
+            );
             return Ok(false);
         }
     };

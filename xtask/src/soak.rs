@@ -78,7 +78,10 @@ pub fn soak(a: SoakArgs) -> Result<bool> {
     prepare(&run)?;
     let progress = Arc::new(Progress::new(Mode::detect(), a.verbose));
     progress.stage(
-        &format!("soak: pagelock.torture for {} min on {} CPUs", a.minutes, a.smp),
+        &format!(
+            "soak: pagelock.torture for {} min on {} CPUs",
+            a.minutes, a.smp
+        ),
         Some(Duration::from_secs(a.minutes * 60 + 300)),
     );
     let run = run.sink(progress.clone() as Arc<dyn boot::progress::LineSink>);
@@ -96,7 +99,11 @@ pub fn soak(a: SoakArgs) -> Result<bool> {
             elapsed_ms += m;
         }
     }
-    let lost = out.lines.iter().filter(|l| l.contains("lost wake-up")).count();
+    let lost = out
+        .lines
+        .iter()
+        .filter(|l| l.contains("lost wake-up"))
+        .count();
     let failures = out
         .lines
         .iter()

@@ -95,7 +95,12 @@ pub struct RawSpinLock {
 
 /// What the lock-order hooks are told: the class (where the lock was
 /// made), the lock's address, and where it is being taken.
-pub type AcquiredHook = fn(&'static core::panic::Location<'static>, usize, &'static core::panic::Location<'static>, bool);
+pub type AcquiredHook = fn(
+    &'static core::panic::Location<'static>,
+    usize,
+    &'static core::panic::Location<'static>,
+    bool,
+);
 /// The release hook: the lock's address.
 pub type ReleasedHook = fn(usize);
 

@@ -38,7 +38,10 @@ fn window(cfg: Config, ok: bool, readers: usize) {
                     w.table.wait_on_page_locked(w.page(1));
                     // Acquire: as `read_page` tests it.
                     let up = w.page(1).flags().test_acquire(PG_UPTODATE);
-                    assert_eq!(up, ok, "a reader saw page 1 up to date = {up} after a read that returned {ok}");
+                    assert_eq!(
+                        up, ok,
+                        "a reader saw page 1 up to date = {up} after a read that returned {ok}"
+                    );
                 })
             })
             .collect();
@@ -56,7 +59,10 @@ fn window(cfg: Config, ok: bool, readers: usize) {
             // failure itself takes it otherwise. Never two.
             assert!(n <= 1, "{n} readers started the next window for one mark");
         }
-        assert!(!w.page(1).flags().test(PG_READAHEAD), "the mark outlived the window");
+        assert!(
+            !w.page(1).flags().test(PG_READAHEAD),
+            "the mark outlived the window"
+        );
         assert!(!w.page(0).flags().test(PG_UPTODATE) || ok);
     });
 }
@@ -89,5 +95,8 @@ fn readahead_racy_clear_inner() {
 /// Teeth: a test-then-clear lets both readers take the mark.
 #[test]
 fn readahead_racy_clear_is_caught() {
-    common::expect_failure("readahead_racy_clear_inner", &["readers started the next window"]);
+    common::expect_failure(
+        "readahead_racy_clear_inner",
+        &["readers started the next window"],
+    );
 }

@@ -378,7 +378,9 @@ impl BlockDevice for RamDisk {
 
     fn unplug(&self) {
         let mut plugs = self.plugs.lock();
-        *plugs = plugs.checked_sub(1).expect("ramdisk: unplug without a plug");
+        *plugs = plugs
+            .checked_sub(1)
+            .expect("ramdisk: unplug without a plug");
         if *plugs == 0 {
             self.release();
         }

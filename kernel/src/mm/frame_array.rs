@@ -131,7 +131,10 @@ pub fn descriptor(page: &Page) -> (&'static Page, Pfn) {
         "mm: {:#x} is not a frame descriptor",
         page as *const Page as usize
     );
-    (&a.pages[idx], Pfn(idx as u64 + u64::from(a.rbias[idx / GROUP as usize])))
+    (
+        &a.pages[idx],
+        Pfn(idx as u64 + u64::from(a.rbias[idx / GROUP as usize])),
+    )
 }
 
 /// The kernel's virtual address of frame `pfn` (in the physical map).

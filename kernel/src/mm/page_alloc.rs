@@ -208,9 +208,7 @@ pub fn try_free_raw(pfn: Pfn, order: u32) -> Result<(), FreeError> {
 pub(super) fn put_frame(head: &'static Page) {
     match head.put_page() {
         Ok(PutOutcome::StillReferenced) => {}
-        Ok(PutOutcome::LastReference) => {
-            free_counted_out(head, frame_array::pfn_of(head))
-        }
+        Ok(PutOutcome::LastReference) => free_counted_out(head, frame_array::pfn_of(head)),
         // The count was already 0: a reference dropped twice.
         Err(RefError::Unused) => bad_page(frame_array::pfn_of(head), FreeError::DoubleFree),
         Err(e) => bad_page(frame_array::pfn_of(head), format_args!("put_page: {e:?}")),

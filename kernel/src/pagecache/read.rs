@@ -16,6 +16,9 @@ use crate::{
     pagelock::{table, unlock_page},
 };
 
+/// What an async read calls with its page (locked, up to date) or error.
+pub type ReadDone = Box<dyn FnOnce(Result<Frame, FsError>) + Send>;
+
 impl File {
     /// Issues the read of page `index` into `page`, which the caller has
     /// locked; the completion (device interrupt) unlocks it, marking it up
@@ -131,11 +134,7 @@ impl File {
     /// worker thread; there the page is checked, read again once if a read
     /// failed, unlocked, and `done` runs. `done` runs exactly once, from
     /// the caller or from the worker.
-    pub fn read_async(
-        self: &Arc<Self>,
-        index: u64,
-        done: Box<dyn FnOnce(Result<Frame, FsError>) + Send>,
-    ) {
+    pub fn read_async(self: &Arc<Self>, index: u64, done: ReadDone) {
         let (page, created) = match self.find_or_create(index) {
             Ok(x) => x,
             Err(e) => return done(Err(e)),
@@ -153,13 +152,7 @@ impl File {
 
     /// Queues the async locker of `read_async` (or, if the lock is free,
     /// finishes at once).
-    fn lock_async(
-        self: &Arc<Self>,
-        index: u64,
-        page: Frame,
-        done: Box<dyn FnOnce(Result<Frame, FsError>) + Send>,
-        may_retry: bool,
-    ) {
+    fn lock_async(self: &Arc<Self>, index: u64, page: Frame, done: ReadDone, may_retry: bool) {
         let (file, p) = (self.clone(), page.clone());
         // `done` moves into the callback; if the lock is taken at once the
         // callback is dropped unrun, so keep a way back to it.
@@ -186,7 +179,7 @@ impl File {
         self: &Arc<Self>,
         index: u64,
         page: Frame,
-        done: Box<dyn FnOnce(Result<Frame, FsError>) + Send>,
+        done: ReadDone,
         may_retry: bool,
     ) {
         let _t = table();

@@ -146,7 +146,9 @@ impl File {
             ra.async_size = size;
             (start, size)
         };
-        self.counters.readahead_async.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .readahead_async
+            .fetch_add(1, Ordering::Relaxed);
         self.read_window(start, size, size);
     }
 
@@ -196,7 +198,9 @@ impl File {
         }
         self.counters.reads_issued.fetch_add(n, Ordering::Relaxed);
         self.counters.read_requests.fetch_add(1, Ordering::Relaxed);
-        self.counters.readahead_pages.fetch_add(n, Ordering::Relaxed);
+        self.counters
+            .readahead_pages
+            .fetch_add(n, Ordering::Relaxed);
         let pages = run.clone();
         self.dev.submit(Request {
             op: Op::Read,

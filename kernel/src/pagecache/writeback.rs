@@ -188,7 +188,11 @@ impl File {
     ) -> Option<(Frame, WritebackPage, bool)> {
         let t = table();
         let profile = self.profile.load(Ordering::Relaxed);
-        let mut t0 = if profile { crate::arch::time::rdtsc() } else { 0 };
+        let mut t0 = if profile {
+            crate::arch::time::rdtsc()
+        } else {
+            0
+        };
         // `folio_mkclean`: write-protect every mapping of the page (the
         // next write through one faults and goes through `page_mkwrite`,
         // which waits for this writeback) and move the hardware dirty bits
@@ -201,9 +205,7 @@ impl File {
         if self.nr_mappings.load(Ordering::Relaxed) > 0 {
             let mappings = self.mappings.lock().clone();
             for m in mappings.iter() {
-                if index >= m.first_index()
-                    && index < m.first_index() + m.pages()
-                    && m.clean(index)
+                if index >= m.first_index() && index < m.first_index() + m.pages() && m.clean(index)
                 {
                     self.mark_dirty(index, &page);
                 }
@@ -211,7 +213,9 @@ impl File {
         }
         let mkclean = lap(profile, &mut t0);
         if profile {
-            self.counters.wb_mkclean_cycles.fetch_add(mkclean, Ordering::Relaxed);
+            self.counters
+                .wb_mkclean_cycles
+                .fetch_add(mkclean, Ordering::Relaxed);
         }
         if force {
             // Written whether dirty or not: dirty it under the lock, as a
@@ -310,7 +314,11 @@ impl File {
     pub fn writeback_pages(self: &Arc<Self>, mode: SyncMode) -> usize {
         let t = table();
         let profile = self.profile.load(Ordering::Relaxed);
-        let mut t0 = if profile { crate::arch::time::rdtsc() } else { 0 };
+        let mut t0 = if profile {
+            crate::arch::time::rdtsc()
+        } else {
+            0
+        };
         let marked = self.marked_pages();
         let lookup = lap(profile, &mut t0);
         let max = self.dev.max_segments().max(1);
@@ -328,7 +336,9 @@ impl File {
             // holding back, behind a second pass that waits for us.
             if !t.trylock_page(&page) {
                 if mode == SyncMode::None {
-                    self.counters.writeback_skipped.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .writeback_skipped
+                        .fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
                 if let Some(r) = run.take() {
@@ -348,7 +358,9 @@ impl File {
                 match mode {
                     SyncMode::None => {
                         unlock_page(&page);
-                        self.counters.writeback_skipped.fetch_add(1, Ordering::Relaxed);
+                        self.counters
+                            .writeback_skipped
+                            .fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     // A write of it is in flight; the page may have been
@@ -438,7 +450,9 @@ impl File {
                 .filter(|(_, (_, d))| **d)
                 .map(|(i, (wb, _))| (first + i as u64, wb.page())),
         );
-        self.counters.writes_issued.fetch_add(n as u64, Ordering::Relaxed);
+        self.counters
+            .writes_issued
+            .fetch_add(n as u64, Ordering::Relaxed);
         self.counters.write_requests.fetch_add(1, Ordering::Relaxed);
         let frames = if n == 1 {
             data.into_iter().next().expect("one frame").into()
@@ -451,7 +465,11 @@ impl File {
             frames,
             done: Box::new(move |r| {
                 let profile = file.profile.load(Ordering::Relaxed);
-                let mut t0 = if profile { crate::arch::time::rdtsc() } else { 0 };
+                let mut t0 = if profile {
+                    crate::arch::time::rdtsc()
+                } else {
+                    0
+                };
                 // One result for the whole request: a failed request
                 // leaves every page of it dirty, marked, with the error.
                 for (i, wb) in pages.into_iter().enumerate() {
@@ -459,7 +477,9 @@ impl File {
                 }
                 let c = lap(profile, &mut t0);
                 if profile {
-                    file.counters.wb_complete_cycles.fetch_add(c, Ordering::Relaxed);
+                    file.counters
+                        .wb_complete_cycles
+                        .fetch_add(c, Ordering::Relaxed);
                 }
             }),
         });

@@ -501,16 +501,12 @@ fn balance(me: usize) -> bool {
     let pulled = if !rq(from).idle_now.load(Ordering::Relaxed) && mine.queue.is_empty() {
         // From the tail: the thread that would wait longest there. A
         // queued thread is switched out (or never ran): it may move.
-        theirs
-            .queue
-            .iter()
-            .rposition(|t| !t.pinned)
-            .and_then(|i| {
-                if i < theirs.preempting {
-                    theirs.preempting -= 1;
-                }
-                theirs.queue.remove(i)
-            })
+        theirs.queue.iter().rposition(|t| !t.pinned).and_then(|i| {
+            if i < theirs.preempting {
+                theirs.preempting -= 1;
+            }
+            theirs.queue.remove(i)
+        })
     } else {
         None
     };
@@ -518,7 +514,9 @@ fn balance(me: usize) -> bool {
         t.set_cpu(me);
         mine.queue.push_back(t.clone());
         rq(me).nr_queued.store(mine.queue.len(), Ordering::Relaxed);
-        rq(from).nr_queued.store(theirs.queue.len(), Ordering::Relaxed);
+        rq(from)
+            .nr_queued
+            .store(theirs.queue.len(), Ordering::Relaxed);
         rq(me).migrations_in.fetch_add(1, Ordering::Relaxed);
     }
     // SAFETY: taken above, released in reverse order.

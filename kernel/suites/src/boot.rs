@@ -66,7 +66,9 @@ fn recurse(depth: u64) -> u64 {
 fn lock_inversion() -> TestResult {
     use kernel::sync::IrqMutex;
     if !kernel::lockdep::enabled() {
-        return Err(TestError::Skip("the lock-order check runs in debug builds only"));
+        return Err(TestError::Skip(
+            "the lock-order check runs in debug builds only",
+        ));
     }
     static A: IrqMutex<u32> = IrqMutex::new(0);
     static B: IrqMutex<u32> = IrqMutex::new(0);

@@ -181,7 +181,8 @@ fn suites() -> &'static [&'static Suite] {
 /// `[ERROR`/`[WARN` lines logged during the running case that it did not
 /// declare ([`Suite::expect_log`]), and the first one's text.
 static UNEXPECTED: AtomicUsize = AtomicUsize::new(0);
-static FIRST_UNEXPECTED: kernel::sync::IrqMutex<([u8; 160], usize)> = kernel::sync::IrqMutex::new(([0; 160], 0));
+static FIRST_UNEXPECTED: kernel::sync::IrqMutex<([u8; 160], usize)> =
+    kernel::sync::IrqMutex::new(([0; 160], 0));
 
 /// Sees every `[ERROR`/`[WARN` line the logger prints (registered with
 /// `kernel::console::set_observer`): one a running case did not declare

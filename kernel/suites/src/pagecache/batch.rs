@@ -43,7 +43,10 @@ pub fn writeback_merges_adjacent_pages(_: &Ctx) -> TestResult {
     kassert_eq!(c.dev.max_segments(), 32);
     let pages: Vec<u64> = (0..40).chain(50..52).collect();
     for &i in &pages {
-        kassert_eq!(f.write(i * BLOCK_SIZE as u64, &pattern(1, i, 1)), Ok(BLOCK_SIZE));
+        kassert_eq!(
+            f.write(i * BLOCK_SIZE as u64, &pattern(1, i, 1)),
+            Ok(BLOCK_SIZE)
+        );
     }
     let s0 = f.stats();
     kassert_eq!(f.writeback(), pages.len());
@@ -69,7 +72,10 @@ pub fn background_writeback_skips_a_locked_page(_: &Ctx) -> TestResult {
     let c = fresh_cache(1)?;
     let f = c.file(0).unwrap().clone();
     for i in 0..4 {
-        kassert_eq!(f.write(i * BLOCK_SIZE as u64, &pattern(2, i, 1)), Ok(BLOCK_SIZE));
+        kassert_eq!(
+            f.write(i * BLOCK_SIZE as u64, &pattern(2, i, 1)),
+            Ok(BLOCK_SIZE)
+        );
     }
     let held = f.find_lock_page(2).unwrap();
     let skipped0 = f.stats().writeback_skipped;
@@ -99,7 +105,10 @@ pub fn failed_request_keeps_every_page_dirty(_: &Ctx) -> TestResult {
     let c = fresh_cache(1)?;
     let f = c.file(0).unwrap().clone();
     for i in 0..8 {
-        kassert_eq!(f.write(i * BLOCK_SIZE as u64, &pattern(3, i, 1)), Ok(BLOCK_SIZE));
+        kassert_eq!(
+            f.write(i * BLOCK_SIZE as u64, &pattern(3, i, 1)),
+            Ok(BLOCK_SIZE)
+        );
     }
     c.dev.inject(Inject {
         op: Op::Write,
@@ -144,14 +153,23 @@ pub fn readahead_reads_in_windows(ctx: &Ctx) -> TestResult {
         let mut buf = [0u8; BLOCK_SIZE];
         for i in 0..pages {
             kassert_eq!(f.read(i * BLOCK_SIZE as u64, &mut buf), Ok(BLOCK_SIZE));
-            kassert!(buf == pattern(4, i, 1), "page {} differs (readahead {})", i, ra);
+            kassert!(
+                buf == pattern(4, i, 1),
+                "page {} differs (readahead {})",
+                i,
+                ra
+            );
         }
         let s = f.stats();
         kassert_eq!(s.reads_issued, pages);
         if ra {
             // 4 + 8 + 16 + 32 pages in growing windows: 4 requests (a
             // window is split at the segment limit, 32).
-            kassert!(s.read_requests <= pages / 8, "{} read requests", s.read_requests);
+            kassert!(
+                s.read_requests <= pages / 8,
+                "{} read requests",
+                s.read_requests
+            );
             kassert!(s.readahead_async >= 2);
             kassert_eq!(s.readahead_pages, pages);
         } else {
@@ -211,7 +229,11 @@ pub fn failed_window_reads_again(ctx: &Ctx) -> TestResult {
     }
     for i in 1..4 {
         kassert_eq!(f.read(i * BLOCK_SIZE as u64, &mut buf), Ok(BLOCK_SIZE));
-        kassert!(buf == pattern(5, i, 1), "page {} differs after the retry", i);
+        kassert!(
+            buf == pattern(5, i, 1),
+            "page {} differs after the retry",
+            i
+        );
     }
     // A read that keeps failing reports the error.
     c.dev.inject(Inject {
@@ -219,6 +241,9 @@ pub fn failed_window_reads_again(ctx: &Ctx) -> TestResult {
         block: Some(c.layout.block(0, 10)),
         count: 2,
     });
-    kassert_eq!(f.read(10 * BLOCK_SIZE as u64, &mut buf), Err(FsError::Io(IoError::Device)));
+    kassert_eq!(
+        f.read(10 * BLOCK_SIZE as u64, &mut buf),
+        Err(FsError::Io(IoError::Device))
+    );
     Ok(())
 }

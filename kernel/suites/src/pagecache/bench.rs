@@ -369,7 +369,12 @@ fn sequential_read(file: &File, ra: bool) -> Result<u64, String> {
 /// Reads blocks `first..first + frames.len()` of `dev` into `frames`,
 /// keeping `depth` single-block reads in flight: nanoseconds, or how many
 /// failed.
-fn raw_read_depth(dev: &dyn BlockDevice, first: u64, frames: &[Frame], depth: u64) -> Result<u64, u64> {
+fn raw_read_depth(
+    dev: &dyn BlockDevice,
+    first: u64,
+    frames: &[Frame],
+    depth: u64,
+) -> Result<u64, u64> {
     struct Q {
         inflight: AtomicU64,
         done: AtomicU64,

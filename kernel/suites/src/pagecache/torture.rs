@@ -341,7 +341,11 @@ fn reader(s: &Shared, file: &Arc<File>, o: &Options, k: usize) {
     let mut buf = [0u8; BLOCK_SIZE];
     while !s.stop.load(Ordering::Acquire) {
         let first = rng.below(o.pages);
-        let run = if rng.below(2) == 0 { 1 } else { 1 + rng.below(16) };
+        let run = if rng.below(2) == 0 {
+            1
+        } else {
+            1 + rng.below(16)
+        };
         for p in first..(first + run).min(o.pages) {
             match file.read(p * BLOCK_SIZE as u64, &mut buf) {
                 Ok(BLOCK_SIZE) => {

@@ -208,7 +208,10 @@ fn irq_mutex_excludes(_: &Ctx) -> TestResult {
     {
         let held = M.lock();
         kassert!(M.try_lock().is_none());
-        kassert!(M.is_locked(), "a failed try_lock released the holder's lock");
+        kassert!(
+            M.is_locked(),
+            "a failed try_lock released the holder's lock"
+        );
         drop(held);
     }
     kassert!(!M.is_locked());
