@@ -8,7 +8,7 @@
 //! * `pagelock_fairness.svg`: acquisitions per second and Jain's index per
 //!   shape (threads, pages), against the first swept parameter (e.g.
 //!   `unfairness`), one series per variant and value of the other swept
-//!   parameters (`pagelock handoff=off`, `ticket ...`: the baseline);
+//!   parameters (`pagelock protocol=linux-5.8`, `ticket ...`: the baseline);
 //!   without a sweep, against the variant.
 //! * `pagelock_fairness_wait.svg`: the wait-time distribution (p50, p99,
 //!   max) per variant, per shape (log scale).

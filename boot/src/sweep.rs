@@ -1,5 +1,5 @@
 //! Parameter sweeps: `cargo xtask bench --sweep unfairness=0,1,5,20 --sweep
-//! handoff=on,off` boots once per combination of the swept values.
+//! bookmarks=on,off` boots once per combination of the swept values.
 //!
 //! Every sweep is checked with the contract's parameter table before
 //! anything is built or booted ([`Sweep::parse`]): the key must exist (a
@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn combinations_in_order() {
         let s = Sweep::parse(
-            &["unfairness=0,1,5,20", "handoff=on,off"],
+            &["unfairness=0,1,5,20", "bookmarks=on,off"],
             &["bench_rounds=3"],
         )
         .unwrap();
@@ -218,9 +218,9 @@ mod tests {
                     .join(" ")
             })
             .collect();
-        assert_eq!(text[0], "unfairness=0 handoff=on");
-        assert_eq!(text[1], "unfairness=0 handoff=off");
-        assert_eq!(text[7], "unfairness=20 handoff=off");
+        assert_eq!(text[0], "unfairness=0 bookmarks=on");
+        assert_eq!(text[1], "unfairness=0 bookmarks=off");
+        assert_eq!(text[7], "unfairness=20 bookmarks=off");
         assert_eq!(s.axes()[0].values, ["0", "1", "5", "20"]);
         let none = Sweep::parse::<&str, &str>(&[], &[]).unwrap();
         assert!(none.is_empty());
@@ -244,24 +244,24 @@ mod tests {
             "{e}"
         );
         assert!(
-            bad(&["handoff=on,off,on"], &[])
+            bad(&["bookmarks=on,off,on"], &[])
                 .error
                 .contains("given twice")
         );
         assert!(
-            bad(&["handoff=on,1"], &[])
+            bad(&["bookmarks=on,1"], &[])
                 .error
                 .contains("repeats an earlier value")
         );
-        assert!(bad(&["handoff=on,"], &[]).error.contains("empty value"));
-        assert!(bad(&["handoff"], &[]).error.contains("key=value1,value2"));
+        assert!(bad(&["bookmarks=on,"], &[]).error.contains("empty value"));
+        assert!(bad(&["bookmarks"], &[]).error.contains("key=value1,value2"));
         assert!(
-            bad(&["handoff=on", "handoff=off"], &[])
+            bad(&["bookmarks=on", "bookmarks=off"], &[])
                 .error
                 .contains("swept twice")
         );
         assert!(
-            bad(&["handoff=on,off"], &["handoff=on"])
+            bad(&["bookmarks=on,off"], &["bookmarks=on"])
                 .error
                 .contains("both swept and given")
         );
@@ -280,7 +280,7 @@ mod tests {
         );
         assert!(e.error.contains("72 combinations"), "{e}");
         // A fixed parameter that is itself bad is caught with the sweep.
-        let e = bad(&["handoff=on,off"], &["hz=5"]);
+        let e = bad(&["bookmarks=on,off"], &["hz=5"]);
         assert!(e.error.contains("'hz'"), "{e}");
     }
 }

@@ -54,7 +54,7 @@ pub struct Params {
     pub ap_skip: Option<u32>,
     /// Per-CPU caches of free single frames in the frame allocator.
     pub pcp: bool,
-    /// The page-lock protocol: `bits=`, `handoff=`, `unfairness=`,
+    /// The page-lock protocol: `bits=`, `protocol=`, `unfairness=`,
     /// `bookmarks=`, `bookmark_batch=`, `killable_fix=`, `bug=`.
     pub pagelock: pagesync::Config,
     /// `gup_rounds=`: pin/writeback race rounds per pair of CPUs.
@@ -128,7 +128,7 @@ impl Params {
             pcp: p.flag(Key::Pcp),
             pagelock: pagesync::Config {
                 table_bits: u32_of(&p, Key::Bits).expect("key has a default"),
-                handoff: p.flag(Key::Handoff),
+                protocol: chosen(&p, Key::Protocol, contract::params::protocol),
                 unfairness: u32_of(&p, Key::Unfairness).expect("key has a default"),
                 bookmarks: p.flag(Key::Bookmarks),
                 bookmark_batch: u32_of(&p, Key::BookmarkBatch).expect("key has a default"),

@@ -50,6 +50,11 @@ pub struct HuntArgs {
     /// Echo the kernel console.
     #[arg(long)]
     verbose: bool,
+    /// Kernel parameters added to every boot, after `--` (e.g.
+    /// `-- protocol=hugh-rfc`: hunt under another page-lock protocol, or
+    /// with `--correct`, check that protocol with every check).
+    #[arg(last = true)]
+    extra: Vec<String>,
 }
 
 /// The first console line that reports the failure, and when it came.
@@ -67,6 +72,7 @@ fn hunt_one(c: &Check, a: &HuntArgs, progress: &Arc<Progress>) -> Result<Hunt> {
     let bug = if a.correct { "none" } else { c.bug };
     let mut params: Vec<String> = c.params.iter().map(|s| s.to_string()).collect();
     params.push(format!("bug={bug}"));
+    params.extend(a.extra.iter().cloned());
     let base = Run::new(&format!("hunt-{}", c.bug))
         .profile(Profile::Dev)
         .smp(c.smp)

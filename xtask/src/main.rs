@@ -16,7 +16,8 @@
 //!   non-Relaxed ordering of `kernel/pagesync/src` in turn, in a scratch
 //!   copy, and runs the loom models: which ones are load-bearing
 //!   (`orderings.rs`).
-//! - `cargo xtask params [--markdown]`: the kernel parameter table.
+//! - `cargo xtask params [--markdown | --protocols]`: the kernel parameter
+//!   table, or the registered page-lock protocols.
 //!
 //! Every boot goes through `boot::Run`. Kernel parameters are checked with
 //! the contract's parser before anything is built or booted, so a typo is
@@ -37,7 +38,7 @@ use std::{
 use boot::{
     Disk, Run,
     build::Profile,
-    contract::params::{MarkdownTable, TextTable},
+    contract::params::{MarkdownTable, ProtocolTable, TextTable},
     image::Firmware,
 };
 use clap::{Args, Parser, Subcommand};
@@ -61,7 +62,7 @@ booted. `cargo xtask params` lists every key with its values, default and meanin
 const BENCH_HELP: &str = "Kernel parameters are `key=value` words after `--`, e.g. \
 `cargo xtask bench --filter pagelock_fairness -- bench_rounds=9`. `--sweep key=v1,v2` \
 boots once per value (several --sweep: once per combination), e.g. `--sweep \
-unfairness=0,1,5,20 --sweep handoff=on,off`. Parameters and sweeps are checked before \
+unfairness=0,1,5,20 --sweep protocol=linux-5.9,linux-5.8`. Parameters and sweeps are checked before \
 anything is built or booted. `cargo xtask params` lists every key with its values, \
 default and meaning. Results: target/bench/<run>/results.json (schema: \
 docs/bench-results.md), <bench>.csv, <bench>.svg.";
@@ -99,6 +100,10 @@ enum Cmd {
         /// Print the table as Markdown (the README's).
         #[arg(long)]
         markdown: bool,
+        /// Print the registered page-lock protocols (`protocol=`) as the
+        /// README's Markdown table instead.
+        #[arg(long)]
+        protocols: bool,
     },
 }
 
@@ -146,8 +151,13 @@ fn main() -> ExitCode {
         Cmd::Soak(a) => soak::soak(a),
         Cmd::Test(a) => test::test(a),
         Cmd::Orderings(a) => orderings::run(&a),
-        Cmd::Params { markdown } => {
-            if markdown {
+        Cmd::Params {
+            markdown,
+            protocols,
+        } => {
+            if protocols {
+                print!("{ProtocolTable}");
+            } else if markdown {
                 print!("{MarkdownTable}");
             } else {
                 print!("{TextTable}");

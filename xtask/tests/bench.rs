@@ -191,9 +191,9 @@ fn bad_sweeps_are_rejected_before_qemu() {
     for (sweep, names) in [
         ("unfairnes=0,1", &["'unfairnes'", "'unfairness'"][..]),
         ("unfairness=0,x", &["'x'", "'unfairness'"][..]),
-        ("handoff=on,on", &["given twice"][..]),
+        ("bookmarks=on,on", &["given twice"][..]),
         ("mode=test,bench", &["cannot be swept"][..]),
-        ("handoff", &["key=value1,value2"][..]),
+        ("bookmarks", &["key=value1,value2"][..]),
     ] {
         let (out, _, pid) = xtask(&["bench", "--sweep", sweep, "--sweep", "seed=1,2"]);
         let stderr = text(&out.stderr);

@@ -156,8 +156,15 @@ unsafe fn async_wake_page_function<P: Platform>(
         // Every async locker asks for the hand-off (CUSTOM). AcqRel:
         // Acquire pairs with the previous owner's Release unlock, so the
         // callback's work sees its critical section.
-        if exclusive && page.flags.test_and_set(key.bit) {
-            return -1;
+        // A handing walk (`WaitPageKey::handing`) holds the bit for us
+        // already; its critical section is ordered before the callback by
+        // program order (the callback runs in the waker).
+        if exclusive {
+            if key.handing {
+                key.handing = false;
+            } else if page.flags.test_and_set(key.bit) {
+                return -1;
+            }
         }
         (*entry)
             .flags()

@@ -460,6 +460,28 @@ impl PageFlags {
 }
 
 impl PageFlags {
+    /// A compare-exchange of the whole word, for a protocol whose unlock is
+    /// a compare-exchange loop (`crate::variant`): `Ok(current)` if the
+    /// word was `current` and is now `new`, else `Err(actual)`. `success`
+    /// orders a successful exchange (the caller says what it pairs with);
+    /// a failed one is Relaxed and publishes nothing.
+    pub(crate) fn compare_exchange(
+        &self,
+        current: u64,
+        new: u64,
+        success: Ordering,
+    ) -> Result<u64, u64> {
+        let r = self
+            .word
+            .compare_exchange(current, new, success, Ordering::Relaxed);
+        hit(if r.is_ok() {
+            RacePoint::FlagsRmw
+        } else {
+            RacePoint::FlagsRead
+        });
+        r
+    }
+
     /// Sets `PG_WAITERS` and claims the page for the wait table tagged
     /// `tag` (the caller holds that table's queue lock for the page), in
     /// one RMW; or, if another table's tag is on the page, changes nothing

@@ -75,7 +75,7 @@ pub use pin::Pinned;
 pub use platform::Platform;
 pub use race::RacePoint;
 pub use refcount::{GUP_PIN_COUNTING_BIAS, PutOutcome, RefError};
-pub use variant::{Bug, Config, PinScheme};
+pub use variant::{Bug, Config, PinScheme, Protocol};
 pub use wait_table::PageWaitTable;
 pub use waitqueue::{Interrupted, WaitEntry, WaitQueueHead};
 pub use writeback::{WriteResult, WritebackStart};

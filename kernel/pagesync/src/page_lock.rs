@@ -26,8 +26,9 @@
 //! never re-queues while it holds a hand-off; without one it races once for
 //! the bit and re-queues at the tail if it loses.
 //!
-//! This file is Linux 6.7+ alone. The pre-5.9 loop that `Config::handoff
-//! == false` selects lives in `crate::variant::legacy`; each known-bad
+//! This file is Linux 6.7+ alone (registered as `protocol=linux-5.9` in
+//! `crate::variant::linux_5_9`). The other protocols live in
+//! `crate::variant`, one file each; each known-bad
 //! [`crate::Bug`] is a function named after it in `crate::variant::bugs`,
 //! called from the one spot it mutates here (search for `bugs::`).
 
@@ -101,7 +102,11 @@ pub(crate) unsafe fn wake_page_begin<P: Platform>(
             return Err(0);
         }
         let flags = (*entry).flags().load(Ordering::Relaxed);
-        if (any_waiter || flags & WQ_FLAG_EXCLUSIVE != 0) && (*key.page).flags.test(key.bit) {
+        // A handing walk's bit is set on purpose: it is the one handed.
+        if !key.handing
+            && (any_waiter || flags & WQ_FLAG_EXCLUSIVE != 0)
+            && (*key.page).flags.test(key.bit)
+        {
             return Err(-1);
         }
         Ok(flags)
@@ -130,7 +135,20 @@ pub(crate) unsafe fn wake_page_function<P: Platform>(
         };
         let page = &*key.page;
         if flags & WQ_FLAG_EXCLUSIVE != 0 {
-            if flags & WQ_FLAG_CUSTOM != 0 {
+            if key.handing {
+                // The waker holds the bit for the first exclusive waiter
+                // (`WaitPageKey::handing`): it is ours already. Nothing
+                // here orders the waker's critical section before ours
+                // but the Release store of DONE below, which the waiter's
+                // Acquire loads of its flags (and `finish_wait`'s Acquire
+                // against `del_init_careful`'s Release) pair with: for this
+                // hand-off those are not redundant.
+                key.handing = false;
+                flags |= WQ_FLAG_DONE;
+                (*entry)
+                    .handed_at
+                    .store(P::now_ns().max(1), core::sync::atomic::Ordering::Relaxed);
+            } else if flags & WQ_FLAG_CUSTOM != 0 {
                 // Hand-off: take the bit for the waiter. AcqRel: Acquire
                 // pairs with the unlocker's Release xor (the previous
                 // critical section happens-before the waiter's, through the
@@ -217,7 +235,8 @@ impl<P: Platform> PageWaitTable<P> {
             .unwrap_or_else(|| page.flags.test_acquire(bit))
     }
 
-    /// `folio_wait_bit_common`, the 5.9+ algorithm (module docs).
+    /// `folio_wait_bit_common`: the configured protocol's wait
+    /// (`crate::variant::Protocol`).
     #[cold]
     #[inline(never)]
     fn wait_bit_common(
@@ -226,11 +245,22 @@ impl<P: Platform> PageWaitTable<P> {
         bit: u32,
         behavior: Behavior,
         killable: bool,
+        free: Option<impl FnOnce(&Page)>,
+    ) -> Result<(), Interrupted> {
+        self.cfg
+            .protocol
+            .wait(self, page, bit, behavior, killable, free)
+    }
+
+    /// `folio_wait_bit_common`, the 5.9+ algorithm (module docs).
+    pub(crate) fn wait_bit_handoff(
+        &self,
+        page: &Page,
+        bit: u32,
+        behavior: Behavior,
+        killable: bool,
         mut free: Option<impl FnOnce(&Page)>,
     ) -> Result<(), Interrupted> {
-        if !self.cfg.handoff {
-            return self.wait_bit_legacy(page, bit, behavior, killable, free);
-        }
         let q = self.queue(page);
         let entry = pin!(PageEntry::<P>::new(
             wake_page_function::<P>,
@@ -397,10 +427,11 @@ impl<P: Platform> PageWaitTable<P> {
         if !page.flags.test(PG_LOCKED) {
             unlock_of_unlocked(page);
         }
-        // The fast path's only look at the variant: is any known-bad one
-        // configured at all (never by default)? Which one, and whether it
-        // replaces the unlock, is decided out of line.
-        if self.cfg.bug.is_some() && self.unlock_page_variant(page) {
+        // The fast path's only look at the variant: does the configured
+        // protocol or known-bad mutation replace the unlock (never by
+        // default)? Which one is decided out of line.
+        if self.own_unlock {
+            self.unlock_page_variant(page);
             return;
         }
         // Release pairs with the next owner's Acquire test-and-set.
@@ -410,18 +441,16 @@ impl<P: Platform> PageWaitTable<P> {
         }
     }
 
-    /// [`Self::unlock_page`] with a known-bad variant configured: runs the
-    /// variant's unlock if it replaces the unlock ([`crate::Bug`]'s
-    /// `mutates_unlock`) and says so; `false` lets the correct unlock run.
+    /// [`Self::unlock_page`] when the configuration replaces it: a
+    /// known-bad mutation of the unlock ([`crate::Bug`]'s
+    /// `mutates_unlock`) if one is configured, else the protocol's own
+    /// unlock.
     #[cold]
     #[inline(never)]
-    fn unlock_page_variant(&self, page: &Page) -> bool {
+    fn unlock_page_variant(&self, page: &Page) {
         match self.cfg.bug.filter(|b| b.mutates_unlock()) {
-            Some(bug) => {
-                bugs::unlock_page(bug, page, || self.wake_page_bit(page, PG_LOCKED));
-                true
-            }
-            None => false,
+            Some(bug) => bugs::unlock_page(bug, page, || self.wake_page_bit(page, PG_LOCKED)),
+            None => self.cfg.protocol.unlock(self, page),
         }
     }
 

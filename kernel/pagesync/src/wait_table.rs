@@ -65,6 +65,27 @@ pub struct WaitPageKey {
     pub(crate) bit: u32,
     /// Set when the walk meets any entry of `page` (any bit).
     pub(crate) page_match: bool,
+    /// The waker holds `bit` for the first exclusive waiter the walk
+    /// meets: a hand-off decided inside the walk whatever the waiter asked
+    /// for (a protocol whose unlock keeps the lock bit set while it walks,
+    /// `crate::variant::hugh_rfc`). The wake functions then do not test the
+    /// bit (it is set: it is the one being handed), and the first exclusive
+    /// entry takes it without a test-and-set and clears this. Still set
+    /// after the walk: nobody took it, and the waker must clear the bit.
+    pub(crate) handing: bool,
+}
+
+impl WaitPageKey {
+    /// The key of a walk that wakes (`page`, `bit`); `handing` as the
+    /// field says.
+    pub(crate) fn new(page: &Page, bit: u32, handing: bool) -> Self {
+        Self {
+            page: ptr::from_ref(page),
+            bit,
+            page_match: false,
+            handing,
+        }
+    }
 }
 
 /// The kind of the table's queues: entries carry a [`PageBit`], walks a
@@ -103,6 +124,10 @@ struct Bucket<P: Platform>(WaitQueueHead<P, PageKind>);
 pub struct PageWaitTable<P: Platform> {
     buckets: Box<[Bucket<P>]>,
     pub(crate) cfg: Config,
+    /// Whether `unlock_page` is not the 5.9+ one: the configured protocol
+    /// has its own, or a known-bad mutation replaces it (the unlock fast
+    /// path's one look at the configuration).
+    pub(crate) own_unlock: bool,
     /// This table's tag (1..=0xffff), written into the flags of the pages
     /// its waiters wait on ([`crate::flags::TABLE_SHIFT`]).
     tag: u16,
@@ -134,6 +159,7 @@ impl<P: Platform> PageWaitTable<P> {
         let n = TABLES_MADE.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         Self {
             buckets: buckets.into_boxed_slice(),
+            own_unlock: cfg.protocol.own_unlock() || cfg.bug.is_some_and(|b| b.mutates_unlock()),
             cfg,
             tag: (n % 0xffff) as u16 + 1,
             handoffs: crate::stats::HandoffStats::new(),
@@ -251,14 +277,22 @@ impl<P: Platform> PageWaitTable<P> {
     #[cold]
     #[inline(never)]
     pub fn wake_page_bit(&self, page: &Page, bit: u32) {
+        drop(self.walk_page_bit(page, &mut WaitPageKey::new(page, bit, false)));
+    }
+
+    /// The walk of [`Self::wake_page_bit`] with the caller's `key` (of
+    /// `page`), returning with the queue still locked: a protocol can act
+    /// on what the walk found (`key`) before any new waiter can queue
+    /// (`crate::variant`).
+    pub(crate) fn walk_page_bit<'a>(
+        &'a self,
+        page: &Page,
+        key: &mut WaitPageKey,
+    ) -> LockedQueue<'a, P, PageKind> {
         #[cfg(any(loom, debug_assertions))]
         assert_referenced(page);
+        debug_assert!(ptr::eq(key.page, page));
         let q = self.queue(page);
-        let mut key = WaitPageKey {
-            page: ptr::from_ref(page),
-            bit,
-            page_match: false,
-        };
         P::race_point(RacePoint::WakeBeforeWalk);
         let mut locked = q.lock();
         #[cfg(any(loom, debug_assertions))]
@@ -274,7 +308,7 @@ impl<P: Platform> PageWaitTable<P> {
             loop {
                 // SAFETY: `bookmark` is resumed by the next call before the
                 // loop can end, so it is unlinked when dropped.
-                unsafe { locked.wake_up_locked_key(&mut key, 1, Some(bookmark), batch) };
+                unsafe { locked.wake_up_locked_key(key, 1, Some(bookmark), batch) };
                 if bookmark.flags().load(Ordering::Relaxed) & WQ_FLAG_BOOKMARK == 0 {
                     break;
                 }
@@ -285,7 +319,7 @@ impl<P: Platform> PageWaitTable<P> {
         } else {
             // SAFETY: no bookmark; the entries' wake functions are this
             // crate's page wake functions.
-            unsafe { locked.wake_up_locked_key(&mut key, 1, None, 0) };
+            unsafe { locked.wake_up_locked_key(key, 1, None, 0) };
         }
         P::race_point(RacePoint::WakeBeforeWaitersClear);
         // The walk visited every entry unless a wake function of *this*
@@ -307,6 +341,7 @@ impl<P: Platform> PageWaitTable<P> {
         }
         #[cfg(any(loom, debug_assertions))]
         check_waiters_invariant(&locked, page);
+        locked
     }
 }
 

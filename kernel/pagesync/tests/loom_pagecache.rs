@@ -12,7 +12,7 @@ use common::{
 };
 use loom::thread;
 use pagesync::flags::{PG_DIRTY, PG_ERROR, PG_UPTODATE, PG_WRITEBACK};
-use pagesync::{Bug, Config, PutOutcome, WriteResult};
+use pagesync::{Bug, Config, Protocol, PutOutcome, WriteResult};
 
 fn one_queue(cfg: Config) -> Config {
     Config {
@@ -60,7 +60,7 @@ fn shared_writeback_waiters() {
 #[test]
 fn shared_writeback_waiters_pre_5_9() {
     writeback_waiters(Config {
-        handoff: false,
+        protocol: Protocol::Linux58,
         ..Config::default()
     });
 }
@@ -216,7 +216,7 @@ fn visibility_wait_on_page_bit() {
 #[test]
 fn visibility_wait_on_page_writeback_pre_5_9() {
     let cfg = Config {
-        handoff: false,
+        protocol: Protocol::Linux58,
         ..Config::default()
     };
     writeback_visibility(cfg, "wait_on_page_writeback (pre-5.9 loop)", |w| {

@@ -16,7 +16,7 @@ use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 use pagesync::flags::{PG_LOCKED, PG_WAITERS};
 use pagesync::loom_platform::spawn_cancellable;
-use pagesync::{Bug, Config};
+use pagesync::{Bug, Config, Protocol};
 
 /// Two threads lock, check ownership, unlock page 0.
 pub fn two_lockers(cfg: Config) {
@@ -78,7 +78,7 @@ fn mutual_exclusion_strict_fifo() {
 #[test]
 fn mutual_exclusion_pre_5_9_loop() {
     two_lockers(Config {
-        handoff: false,
+        protocol: Protocol::Linux58,
         ..Config::default()
     });
 }
@@ -200,7 +200,7 @@ fn killable_window_linux_has_it() {
 #[test]
 fn killable_window_pre_5_9_fixed() {
     killable_window(Config {
-        handoff: false,
+        protocol: Protocol::Linux58,
         ..Config::default()
     });
 }
@@ -209,7 +209,7 @@ fn killable_window_pre_5_9_fixed() {
 #[ignore = "known-bad model, run in a child by killable_window_pre_5_9_has_it"]
 fn killable_window_pre_5_9_inner() {
     killable_window(Config {
-        handoff: false,
+        protocol: Protocol::Linux58,
         killable_fix: false,
         ..Config::default()
     });
@@ -371,7 +371,7 @@ fn visibility_wait_on_page_locked_killable() {
 #[test]
 fn visibility_wait_on_page_locked_pre_5_9() {
     let cfg = Config {
-        handoff: false,
+        protocol: Protocol::Linux58,
         ..Config::default()
     };
     lock_visibility(cfg, "wait_on_page_locked (pre-5.9 loop)", |w| {

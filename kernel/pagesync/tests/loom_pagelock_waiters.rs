@@ -11,7 +11,7 @@ use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 use pagesync::flags::{PG_LOCKED, PG_WAITERS};
 use pagesync::loom_platform::LoomPlatform;
-use pagesync::{Config, PutOutcome, WaitQueueHead, WriteResult};
+use pagesync::{Config, Protocol, PutOutcome, WaitQueueHead, WriteResult};
 
 fn one_queue(cfg: Config) -> Config {
     Config {
@@ -62,7 +62,7 @@ fn colliding_pages_one_queue_strict_fifo() {
 #[test]
 fn colliding_pages_one_queue_pre_5_9() {
     colliding_lockers(Config {
-        handoff: false,
+        protocol: Protocol::Linux58,
         ..Config::default()
     });
 }

@@ -5,7 +5,7 @@
 //! bounded unfairness, killable waits, the known-bad variants) is the
 //! portable `pagesync` crate, model-checked with loom on the host. This
 //! module only decides *which* protocol runs in this boot ([`init`], from
-//! `bits=`, `handoff=`, `unfairness=`, `bookmarks=`, `bookmark_batch=`,
+//! `bits=`, `protocol=`, `unfairness=`, `bookmarks=`, `bookmark_batch=`,
 //! `killable_fix=`, `bug=`), whether its race points jitter (`jitter=`,
 //! `jitter_rate=`, [`crate::sched::jitter`]) and runs it on the scheduler
 //! ([`crate::sched::KernelPlatform`]). Its checks live in the `suites`
@@ -39,6 +39,12 @@ pub fn init(params: &Params) {
     let t = TABLE.call_once(|| Table::new(cfg));
     if let Some(bug) = cfg.bug {
         crate::println!("pagelock: RUNNING KNOWN-BAD VARIANT {bug}");
+    }
+    if cfg.protocol.is_known_bad() {
+        crate::println!(
+            "pagelock: RUNNING KNOWN-BAD VARIANT protocol={}",
+            cfg.protocol
+        );
     }
     log::info!("pagelock: {}", Describe(t.config()));
     // The race points of pagesync's non-generic code (flags, reference
@@ -129,10 +135,10 @@ impl core::fmt::Display for Describe<'_> {
         let on = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "bits={} ({} queues) handoff={} unfairness={} bookmarks={} bookmark_batch={} killable_fix={} gup={} bug={}",
+            "bits={} ({} queues) protocol={} unfairness={} bookmarks={} bookmark_batch={} killable_fix={} gup={} bug={}",
             c.table_bits,
             1u32 << c.table_bits,
-            on(c.handoff),
+            c.protocol.name(),
             c.unfairness,
             on(c.bookmarks),
             c.bookmark_batch,

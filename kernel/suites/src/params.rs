@@ -60,7 +60,7 @@ fn rejects_malformed(_: &Ctx) -> TestResult {
         ("hz=1001", Key::Hz),
         ("bug=nope", Key::Bug),
         ("bits=17", Key::Bits),
-        ("handoff=maybe", Key::Handoff),
+        ("protocol=linux-5.10", Key::Protocol),
         ("bookmark_batch=0", Key::BookmarkBatch),
         ("torture_threads=0", Key::TortureThreads),
     ] {
@@ -77,7 +77,7 @@ fn rejects_malformed(_: &Ctx) -> TestResult {
 /// The page-lock keys fill `pagesync::Config` field by field.
 fn pagelock_config(_: &Ctx) -> TestResult {
     let p = parse(
-        "bits=0 handoff=off unfairness=0 bookmarks=on bookmark_batch=7 killable_fix=0 gup=barrier bug=clear-after-wake torture_ms=500 torture_pages=9",
+        "bits=0 protocol=linux-5.8 unfairness=0 bookmarks=on bookmark_batch=7 killable_fix=0 gup=barrier bug=clear-after-wake torture_ms=500 torture_pages=9",
     );
     kassert!(p.is_ok(), "parse failed: {:?}", p.err());
     let p = p.unwrap();
@@ -85,7 +85,7 @@ fn pagelock_config(_: &Ctx) -> TestResult {
         p.pagelock,
         pagesync::Config {
             table_bits: 0,
-            handoff: false,
+            protocol: pagesync::Protocol::Linux58,
             unfairness: 0,
             bookmarks: true,
             bookmark_batch: 7,

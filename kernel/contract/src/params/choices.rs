@@ -3,12 +3,13 @@
 //! the kernel both name them: [`Mode`] (`mode=`), [`Crash`] (`crash=`),
 //! [`Persist`] (`blk_persist=`) and [`LogLevel`] (`loglevel=`). The
 //! protocol's come from `pagesync`: [`BUG_CHOICES`] (`bug=`: `none` and
-//! every [`pagesync::Bug`]) and [`GUP_CHOICES`] (`gup=`: every
-//! [`pagesync::PinScheme`]). The table ([`super::TABLE`]) takes its lists
+//! every [`pagesync::Bug`]), [`GUP_CHOICES`] (`gup=`: every
+//! [`pagesync::PinScheme`]) and [`PROTOCOL_CHOICES`] (`protocol=`: every
+//! registered [`pagesync::Protocol`]). The table ([`super::TABLE`]) takes its lists
 //! and defaults from here, and the kernel its typed values: a new choice is
 //! one new variant.
 
-use pagesync::{Bug, PinScheme};
+use pagesync::{Bug, PinScheme, Protocol};
 
 /// An enum whose variants are a key's choices: `ALL` in table order,
 /// `name()`, `NAMES` (the table's list) and `from_name`.
@@ -147,6 +148,15 @@ pub const GUP_CHOICES: [&str; PinScheme::ALL.len()] = {
 /// `bug=`'s value: `none`, or the variant called `name`.
 pub fn bug(name: &str) -> Option<Bug> {
     Bug::ALL.into_iter().find(|b| b.name() == name)
+}
+
+/// `protocol=`: every registered page-lock protocol's name, from
+/// [`pagesync::Protocol`].
+pub const PROTOCOL_CHOICES: [&str; Protocol::ALL.len()] = Protocol::NAMES;
+
+/// `protocol=`'s value.
+pub fn protocol(name: &str) -> Option<Protocol> {
+    Protocol::from_name(name)
 }
 
 /// `gup=`'s value.

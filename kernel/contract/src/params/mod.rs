@@ -36,8 +36,11 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use choices::{BUG_CHOICES, Crash, GUP_CHOICES, LogLevel, Mode, Persist, bug, pin_scheme};
+pub use choices::{
+    BUG_CHOICES, Crash, GUP_CHOICES, LogLevel, Mode, PROTOCOL_CHOICES, Persist, bug, pin_scheme,
+    protocol,
+};
 pub use kind::{BOOL_FALSE, BOOL_TRUE, Kind, Value};
 pub use parse::{NoEffect, ParamError, Parsed, Why, parse, parse_bytes};
-pub use render::{Help, MarkdownTable, TextTable};
+pub use render::{Help, MarkdownTable, ProtocolTable, TextTable};
 pub use table::{DefaultValue, Key, Spec, TABLE};

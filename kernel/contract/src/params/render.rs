@@ -85,6 +85,31 @@ impl fmt::Display for MarkdownTable {
     }
 }
 
+/// The registered page-lock protocols (`protocol=`, from
+/// [`pagesync::Protocol`]) as a Markdown table (the README's).
+pub struct ProtocolTable;
+
+impl fmt::Display for ProtocolTable {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        writeln!(f, "| `protocol=` | known-bad | what it is |")?;
+        writeln!(f, "|---|---|---|")?;
+        for (i, p) in pagesync::Protocol::ALL.into_iter().enumerate() {
+            write!(f, "| `{}`", p.name())?;
+            if i == 0 {
+                f.write_str(" (default)")?;
+            }
+            f.write_str(if p.is_known_bad() {
+                " | yes | "
+            } else {
+                " | no | "
+            })?;
+            write!(PipeEscape(f), "{}", p.summary())?;
+            writeln!(f, " |")?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes through, escaping `|` as `\|`.
 struct PipeEscape<'f, 'g>(&'f mut fmt::Formatter<'g>);
 

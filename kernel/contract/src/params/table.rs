@@ -5,12 +5,12 @@ use core::fmt;
 use pagesync::Config;
 
 use super::{
-    BUG_CHOICES, Crash, GUP_CHOICES, Help, Kind, LogLevel, Mode, Persist, Value,
+    BUG_CHOICES, Crash, GUP_CHOICES, Help, Kind, LogLevel, Mode, PROTOCOL_CHOICES, Persist, Value,
     suggest::edit_distance,
 };
 
 /// The protocol's defaults (`pagesync::Config::DEFAULT`), which the table's
-/// `bits=`, `handoff=`, `unfairness=`, `bookmarks=`, `bookmark_batch=`,
+/// `bits=`, `protocol=`, `unfairness=`, `bookmarks=`, `bookmark_batch=`,
 /// `killable_fix=` and `gup=` rows take as their own.
 const PROTOCOL: Config = Config::DEFAULT;
 
@@ -75,7 +75,7 @@ keys! {
     Pcp = "pcp",
     ApSkip = "ap_skip",
     Bits = "bits",
-    Handoff = "handoff",
+    Protocol = "protocol",
     Unfairness = "unfairness",
     Bookmarks = "bookmarks",
     BookmarkBatch = "bookmark_batch",
@@ -182,10 +182,10 @@ pub static TABLE: [Spec; Key::COUNT] = [
         scope: None,
     },
     Spec {
-        key: Key::Handoff,
-        kind: Kind::Bool,
-        default: DefaultValue::Is(Value::Bool(PROTOCOL.handoff)),
-        help: "unlock hands the page lock to the queue head (off = the pre-5.9 wake-then-race loop)",
+        key: Key::Protocol,
+        kind: Kind::Choice(&PROTOCOL_CHOICES),
+        default: DefaultValue::Is(Value::Choice(PROTOCOL.protocol.name())),
+        help: "the page-lock protocol: how waiters wait and unlock wakes (one file each in kernel/pagesync/src/variant/; the README's protocol table)",
         scope: None,
     },
     Spec {

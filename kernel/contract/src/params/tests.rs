@@ -76,7 +76,7 @@ fn the_kernels_keys_and_ranges() {
             "pcp",
             "ap_skip",
             "bits",
-            "handoff",
+            "protocol",
             "unfairness",
             "bookmarks",
             "bookmark_batch",
@@ -111,7 +111,8 @@ fn the_kernels_keys_and_ranges() {
     assert_eq!(p.uint(Key::Bits), Some(8));
     assert_eq!(p.uint(Key::Unfairness), Some(5));
     assert_eq!(p.uint(Key::BookmarkBatch), Some(64));
-    assert!(p.flag(Key::Handoff) && p.flag(Key::KillableFix) && !p.flag(Key::Bookmarks));
+    assert!(p.flag(Key::KillableFix) && !p.flag(Key::Bookmarks));
+    assert_eq!(p.choice(Key::Protocol), "linux-5.9");
     assert_eq!(p.choice(Key::Bug), "none");
     assert_eq!(p.choice(Key::Mode), "test");
     assert_eq!(p.uint(Key::TortureMs), None);

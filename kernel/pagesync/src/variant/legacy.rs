@@ -1,5 +1,5 @@
-//! The pre-5.9 wait loop (Linux 4.10–5.8), selected by `Config::handoff ==
-//! false`: wake, then race.
+//! The pre-5.9 wait loop (Linux 4.10–5.8), `protocol=linux-5.8`: wake,
+//! then race.
 //!
 //! Mental model: a waiter queues at the tail and sets `PG_WAITERS` under the
 //! queue lock, sleeps if the bit is set, and then races for the bit
@@ -34,16 +34,35 @@ use crate::page_lock::{Behavior, PageEntry, drop_ref, wake_page_begin};
 use crate::platform::Platform;
 use crate::race::RacePoint;
 use crate::sync::Ordering;
+use crate::variant::LockProtocol;
 use crate::wait_table::{PageBit, PageKind, PageWaitTable, WaitPageKey};
 use crate::waitqueue::{
     FinishWait, Interrupted, LockedQueue, WQ_FLAG_EXCLUSIVE, WQ_FLAG_WOKEN,
     autoremove_wake_function,
 };
 
+/// Linux 4.10–5.8 (module docs).
+pub struct Linux58;
+
+impl LockProtocol for Linux58 {
+    const SUMMARY: &'static str = "Linux 4.10-5.8: wake, then race: a woken waiter tries the bit outside the queue lock and re-queues at the tail if it loses (no hand-off)";
+
+    fn wait<P: Platform>(
+        table: &PageWaitTable<P>,
+        page: &Page,
+        bit: u32,
+        behavior: Behavior,
+        killable: bool,
+        free: Option<impl FnOnce(&Page)>,
+    ) -> Result<(), Interrupted> {
+        table.wait_bit_legacy(page, bit, behavior, killable, free)
+    }
+}
+
 impl<P: Platform> PageWaitTable<P> {
     /// The pre-5.9 loop (module docs). Same contract as the 5.9+
-    /// `wait_bit_common` it replaces.
-    pub(crate) fn wait_bit_legacy(
+    /// `wait_bit_handoff` it replaces.
+    fn wait_bit_legacy(
         &self,
         page: &Page,
         bit: u32,

@@ -1,22 +1,161 @@
 //! Protocol variants: the knobs a [`crate::PageWaitTable`] is built with.
 //!
-//! Mental model: one [`Config`] value selects which historical version of
-//! the Linux protocol runs, and optionally one deliberately broken
-//! mutation ([`Bug`]). The kernel fills it from its boot parameters (the
-//! parsing lives with the parameter table, not here); tests build it
-//! directly. [`Config::default`] is the correct, current protocol.
+//! Mental model: one [`Config`] value selects which page-lock protocol
+//! runs ([`Protocol`]), and optionally one deliberately broken mutation
+//! ([`Bug`]). The kernel fills it from its boot parameters (the parsing
+//! lives with the parameter table, not here); tests build it directly.
+//! [`Config::default`] is the correct, current protocol.
 //!
 //! Where each variant lives:
-//! * the 5.9+ algorithm with hand-off: `crate::page_lock` (Linux 6.7+ alone);
-//! * `handoff: false`, the pre-5.9 wake-then-race loop: [`legacy`];
+//! * each page-lock protocol: one file in this folder, which implements
+//!   [`LockProtocol`], registered by one line of [`protocols!`] below.
+//!   Everything else follows from that line: `protocol=`'s accepted
+//!   values (the kernel's parameter table takes [`Protocol::NAMES`]), the
+//!   README's protocol table (generated, and checked by a host test), the
+//!   loom models that run over [`Protocol::ALL`]
+//!   (`tests/loom_protocols.rs`: a correct protocol must pass them all, a
+//!   known-bad one must fail one), the in-kernel torture that runs every
+//!   correct protocol (`pagelock.torture_protocols`), and the benchmarks
+//!   and comparisons (`cargo xtask compare -- protocol=A -- protocol=B`).
+//!   The 5.9+ algorithm itself is `crate::page_lock` (Linux 6.7+ alone);
+//!   [`linux_5_9`] registers it;
 //! * each known-bad [`Bug`]: the function of the same name in [`bugs`],
 //!   called from the one spot of the correct code it mutates. A bug is
 //!   never on by default.
 
 pub mod bugs;
-pub mod legacy;
 
 use core::fmt;
+
+use crate::page::Page;
+use crate::page_lock::Behavior;
+use crate::platform::Platform;
+use crate::wait_table::PageWaitTable;
+use crate::waitqueue::Interrupted;
+
+/// A page-lock protocol: how a waiter waits for a page bit, and how the
+/// lock is released. One file per protocol, registered in [`protocols!`].
+pub(crate) trait LockProtocol {
+    /// One line: what the protocol is, where it comes from. No `|` (it
+    /// goes into a Markdown table).
+    const SUMMARY: &'static str;
+    /// Whether the protocol is known to be wrong. A known-bad protocol is
+    /// announced by the kernel, never the default, and the checks must
+    /// catch it (`tests/loom_protocols.rs`).
+    const KNOWN_BAD: bool = false;
+    /// Whether [`LockProtocol::unlock`] replaces the 5.9+ unlock (one XOR
+    /// that reads `PG_WAITERS`, then a walk). If not, the unlock fast path
+    /// never looks at the protocol.
+    const OWN_UNLOCK: bool = false;
+
+    /// `folio_wait_bit_common`: wait for `bit` of `page` as `behavior`
+    /// says (take it, see it clear, or drop the reference `free` frees).
+    fn wait<P: Platform>(
+        table: &PageWaitTable<P>,
+        page: &Page,
+        bit: u32,
+        behavior: Behavior,
+        killable: bool,
+        free: Option<impl FnOnce(&Page)>,
+    ) -> Result<(), Interrupted>;
+
+    /// `folio_unlock` of a locked page, when [`LockProtocol::OWN_UNLOCK`].
+    fn unlock<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
+        let _ = (table, page);
+        unreachable!("this protocol keeps the 5.9+ unlock");
+    }
+}
+
+/// Registers the page-lock protocols: one line per file of this folder,
+/// `module::{Type = "name", ...}`, where each `Type` implements
+/// [`LockProtocol`]. Declares the modules and makes [`Protocol`].
+macro_rules! protocols {
+    ($($module:ident :: { $($ty:ident = $name:literal),+ $(,)? },)*) => {
+        $(pub mod $module;)*
+
+        /// A registered page-lock protocol (`protocol=`); see
+        /// [`Protocol::summary`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Protocol {
+            $($(#[doc = concat!("`", $name, "`: `", stringify!($module), "::", stringify!($ty), "`.")] $ty,)+)*
+        }
+
+        impl Protocol {
+            /// Every protocol, in registration order.
+            pub const ALL: [Protocol; [$($(Protocol::$ty,)+)*].len()] = [$($(Protocol::$ty,)+)*];
+            /// Every protocol's name, in registration order.
+            pub const NAMES: [&'static str; Protocol::ALL.len()] = [$($($name,)+)*];
+
+            /// The name used in boot parameters, reports and test names.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $($(Protocol::$ty => $name,)+)*
+                }
+            }
+
+            /// One line: what it is.
+            pub const fn summary(self) -> &'static str {
+                match self {
+                    $($(Protocol::$ty => <$module::$ty as LockProtocol>::SUMMARY,)+)*
+                }
+            }
+
+            /// Whether it is known to be wrong (module docs).
+            pub const fn is_known_bad(self) -> bool {
+                match self {
+                    $($(Protocol::$ty => <$module::$ty as LockProtocol>::KNOWN_BAD,)+)*
+                }
+            }
+
+            /// Whether it replaces the 5.9+ unlock.
+            pub(crate) const fn own_unlock(self) -> bool {
+                match self {
+                    $($(Protocol::$ty => <$module::$ty as LockProtocol>::OWN_UNLOCK,)+)*
+                }
+            }
+
+            /// The protocol called `name`.
+            pub fn from_name(name: &str) -> Option<Protocol> {
+                Self::ALL.into_iter().find(|p| p.name() == name)
+            }
+
+            /// [`LockProtocol::wait`] of this protocol.
+            #[inline]
+            pub(crate) fn wait<P: Platform>(
+                self,
+                table: &PageWaitTable<P>,
+                page: &Page,
+                bit: u32,
+                behavior: Behavior,
+                killable: bool,
+                free: Option<impl FnOnce(&Page)>,
+            ) -> Result<(), Interrupted> {
+                match self {
+                    $($(Protocol::$ty => <$module::$ty as LockProtocol>::wait(table, page, bit, behavior, killable, free),)+)*
+                }
+            }
+
+            /// [`LockProtocol::unlock`] of this protocol.
+            pub(crate) fn unlock<P: Platform>(self, table: &PageWaitTable<P>, page: &Page) {
+                match self {
+                    $($(Protocol::$ty => <$module::$ty as LockProtocol>::unlock(table, page),)+)*
+                }
+            }
+        }
+    };
+}
+
+// The registry: one line per protocol file. The first is the default.
+protocols! {
+    linux_5_9::{Linux59 = "linux-5.9"},
+    legacy::{Linux58 = "linux-5.8"},
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Linux's `PAGE_WAIT_TABLE_BITS`.
 pub const DEFAULT_TABLE_BITS: u32 = 8;
@@ -31,14 +170,13 @@ pub const DEFAULT_BOOKMARK_BATCH: u32 = 64;
 pub struct Config {
     /// log2 of the number of hashed wait queues (0 = one queue). Default 8.
     pub table_bits: u32,
-    /// true: the 5.9+ algorithm, where the wake function can hand the lock
-    /// bit over to the waiter it wakes. false: the pre-5.9 loop (wake, then
-    /// the woken waiter races for the bit outside the queue lock and
-    /// re-queues at the tail if it loses).
-    pub handoff: bool,
+    /// Which page-lock protocol runs ([`Protocol`]); default
+    /// [`Protocol::Linux59`], the 5.9+ algorithm, where the wake function
+    /// can hand the lock bit over to the waiter it wakes.
+    pub protocol: Protocol,
     /// How many times an exclusive waiter lets others steal the lock before
     /// it asks for a hand-off (`page_lock_unfairness`, default 5; 0 = strict
-    /// FIFO hand-off). Only with `handoff`.
+    /// FIFO hand-off). Read by the protocols that steal (`linux-5.9`).
     pub unfairness: u32,
     /// Break long wake walks every `bookmark_batch` entries, dropping the
     /// queue lock in between (Linux 4.14–6.6).
@@ -86,7 +224,7 @@ impl Config {
     /// bookmarks, killable fix on, 256 queues).
     pub const DEFAULT: Self = Self {
         table_bits: DEFAULT_TABLE_BITS,
-        handoff: true,
+        protocol: Protocol::ALL[0],
         unfairness: 5,
         bookmarks: false,
         bookmark_batch: DEFAULT_BOOKMARK_BATCH,
@@ -103,15 +241,15 @@ impl Config {
 
     /// Linux 4.14–5.8: wake-then-race with bookmarks.
     pub const LINUX_5_8: Self = Self {
-        handoff: false,
+        protocol: Protocol::Linux58,
         bookmarks: true,
         killable_fix: false,
         ..Self::DEFAULT
     };
 
-    /// Whether this configuration runs a known-bad mutation.
+    /// Whether this configuration runs a known-bad mutation or protocol.
     pub fn is_known_bad(&self) -> bool {
-        self.bug.is_some()
+        self.bug.is_some() || self.protocol.is_known_bad()
     }
 }
 
@@ -271,8 +409,21 @@ mod tests {
     fn default_is_correct() {
         let c = Config::default();
         assert!(!c.is_known_bad());
-        assert!(c.handoff && c.killable_fix && !c.bookmarks);
+        assert!(c.protocol == Protocol::Linux59 && c.killable_fix && !c.bookmarks);
         assert_eq!((c.unfairness, c.table_bits), (5, 8));
-        assert!(!Config::LINUX_5_8.handoff && !Config::LINUX_6_7.killable_fix);
+        assert!(Config::LINUX_5_8.protocol == Protocol::Linux58 && !Config::LINUX_6_7.killable_fix);
+    }
+
+    #[test]
+    fn protocol_names_are_distinct_and_the_default_is_correct() {
+        assert!(!Protocol::ALL[0].is_known_bad());
+        for (i, a) in Protocol::ALL.iter().enumerate() {
+            assert_eq!(Protocol::from_name(a.name()), Some(*a));
+            assert_eq!(Protocol::NAMES[i], a.name());
+            assert!(!a.summary().is_empty() && !a.summary().contains('|'));
+            for b in &Protocol::ALL[i + 1..] {
+                assert_ne!(a.name(), b.name());
+            }
+        }
     }
 }

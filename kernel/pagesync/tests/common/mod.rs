@@ -216,6 +216,12 @@ pub fn assert_both_paths(what: &str) {
 /// model notices), this returns at once: a known-bad model fails whatever
 /// the weakening, so running it would only cost time.
 pub fn expect_failure(name: &str, signs: &[&str]) {
+    expect_failure_with(name, &[], signs);
+}
+
+/// [`expect_failure`] with environment variables `env` set in the child
+/// (how a test that loops over variants names the one the child runs).
+pub fn expect_failure_with(name: &str, env: &[(&str, &str)], signs: &[&str]) {
     if std::env::var_os("PAGESYNC_CORRECT_MODELS_ONLY").is_some() {
         return;
     }
@@ -228,6 +234,7 @@ pub fn expect_failure(name: &str, signs: &[&str]) {
             "--test-threads=1",
             "--nocapture",
         ])
+        .envs(env.iter().copied())
         .env("RUST_BACKTRACE", "0")
         .env_remove("LOOM_LOG")
         .output()

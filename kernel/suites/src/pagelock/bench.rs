@@ -19,10 +19,10 @@
 //!   spoils one pair, not the round; its cost is its median chunk.
 //! * `pagelock_fairness`: throughput, Jain's index and the wait-time
 //!   distribution with one and four threads per CPU on 1 and 64 pages,
-//!   all CPUs, for the boot's protocol (`pagelock`: `handoff=`,
+//!   all CPUs, for the boot's protocol (`pagelock`: `protocol=`,
 //!   `unfairness=`, `bits=`... as given) and a ticket spin lock, the two
-//!   alternating. `cargo xtask bench --sweep unfairness=0,1,5,20 --sweep
-//!   handoff=on,off --filter pagelock_fairness` compares protocols.
+//!   alternating. `cargo xtask compare -- protocol=linux-5.9 --
+//!   protocol=hugh-rfc --filter pagelock_fairness` compares protocols.
 //! * `pagelock_herd`: the wake walk over N waiters in one queue, bookmarks
 //!   off and on (see `super::herd`).
 //! * `pagelock_bookmark_livelock`: Bin Lai's 6.7 report: shared waiters on

@@ -468,6 +468,53 @@ fn torture_fifo(ctx: &Ctx) -> TestResult {
     )
 }
 
+/// Every correct registered protocol (`pagesync::Protocol`), whatever the
+/// boot's `protocol=`: in lockstep on one page, then free-running on one
+/// colliding queue (`bits=0`) with half the threads killable and cancelled
+/// several times a tick. A protocol added to the registry is tortured here
+/// with no other edit; a known-bad one is left to the checks that must
+/// catch it (`tests/loom_protocols.rs`, `protocol=` boots).
+fn torture_protocols(ctx: &Ctx) -> TestResult {
+    for p in pagesync::Protocol::ALL {
+        if p.is_known_bad() {
+            println!("    # pagelock: protocol {p} is known-bad: not tortured here");
+            continue;
+        }
+        let cfg = Config {
+            protocol: p,
+            ..config()
+        };
+        let base = opts(ctx, shape("protocols", 600, 1));
+        torture_with(
+            Some(cfg),
+            Options {
+                lockstep: true,
+                stutter_ms: 0,
+                threads_per_cpu: 1,
+                hold_yield_one_in: 0,
+                max_hold_spins: 4,
+                ..base
+            },
+        )?;
+        torture_with(
+            Some(Config {
+                table_bits: 0,
+                ..cfg
+            }),
+            opts(
+                ctx,
+                Options {
+                    killable_one_in: 2,
+                    cancels_per_tick: 4,
+                    ..shape("protocols", 900, 16)
+                },
+            ),
+        )?;
+        println!("    # pagelock: protocol {p}: torture passed");
+    }
+    Ok(())
+}
+
 fn sleeping(t: &ThreadRef) -> bool {
     t.state.load(Ordering::Acquire) == sched::SLEEPING
 }
@@ -667,6 +714,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "torture_fifo",
             run: torture_fifo,
+        },
+        Case {
+            name: "torture_protocols",
+            run: torture_protocols,
         },
         Case {
             name: "herd_wake_walk",
