@@ -149,6 +149,7 @@ macro_rules! protocols {
 protocols! {
     linux_5_9::{Linux59 = "linux-5.9"},
     legacy::{Linux58 = "linux-5.8"},
+    hugh_rfc::{HughRfc = "hugh-rfc", HughRfcLateClear = "hugh-rfc-late-clear"},
 }
 
 impl fmt::Display for Protocol {
