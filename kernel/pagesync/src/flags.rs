@@ -465,6 +465,7 @@ impl PageFlags {
     /// word was `current` and is now `new`, else `Err(actual)`. `success`
     /// orders a successful exchange (the caller says what it pairs with);
     /// a failed one is Relaxed and publishes nothing.
+    #[inline]
     pub(crate) fn compare_exchange(
         &self,
         current: u64,

@@ -85,6 +85,7 @@ impl LockProtocol for HughRfc {
         table.wait_bit_handoff(page, bit, behavior, killable, free)
     }
 
+    #[inline]
     fn unlock<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
         unlock_passing_on(table, page, false);
     }
@@ -116,31 +117,14 @@ impl LockProtocol for HughRfcLateClear {
 }
 
 /// The RFC's `unlock_page` (module docs); `late` moves the no-taker clear
-/// after the queue unlock (known-bad).
+/// after the queue unlock (known-bad). Inlined into `unlock_page` as the
+/// 5.9+ unlock is; the walk is out of line.
+#[inline]
 fn unlock_passing_on<P: Platform>(table: &PageWaitTable<P>, page: &Page, late: bool) {
     let mut old = page.flags.load(Ordering::Relaxed);
     loop {
         if old & mask(PG_WAITERS) != 0 {
-            // Pass the lock on: walk with the bit held for the first
-            // exclusive taker.
-            let mut key = WaitPageKey::new(page, PG_LOCKED, true);
-            let locked = table.walk_page_bit(page, &mut key);
-            P::race_point(RacePoint::WakeBeforeWaitersClear);
-            if late {
-                drop(locked);
-                if key.handing {
-                    page.flags.clear_bit_unlock(PG_LOCKED);
-                }
-                return;
-            }
-            if key.handing {
-                // `if (exclude && !exclusive) clear_bit(...)`, after waking
-                // and before the queue unlock (module docs). Release pairs
-                // with the next locker's Acquire test-and-set (its try
-                // under this queue lock, or the fast path's).
-                page.flags.clear_bit_unlock(PG_LOCKED);
-            }
-            drop(locked);
+            pass_on(table, page, late);
             return;
         }
         // Release pairs with the next locker's Acquire test-and-set. The
@@ -154,4 +138,29 @@ fn unlock_passing_on<P: Platform>(table: &PageWaitTable<P>, page: &Page, late: b
             Err(now) => old = now,
         }
     }
+}
+
+/// The walk that passes the lock on: with the bit held for the first
+/// exclusive taker; with no taker, the clear.
+#[cold]
+#[inline(never)]
+fn pass_on<P: Platform>(table: &PageWaitTable<P>, page: &Page, late: bool) {
+    let mut key = WaitPageKey::new(page, PG_LOCKED, true);
+    let locked = table.walk_page_bit(page, &mut key);
+    P::race_point(RacePoint::WakeBeforeWaitersClear);
+    if late {
+        drop(locked);
+        if key.handing {
+            page.flags.clear_bit_unlock(PG_LOCKED);
+        }
+        return;
+    }
+    if key.handing {
+        // `if (exclude && !exclusive) clear_bit(...)`, after waking and
+        // before the queue unlock (module docs). Release pairs with the
+        // next locker's Acquire test-and-set (its try under this queue
+        // lock, or the fast path's).
+        page.flags.clear_bit_unlock(PG_LOCKED);
+    }
+    drop(locked);
 }

@@ -136,6 +136,7 @@ macro_rules! protocols {
             }
 
             /// [`LockProtocol::unlock`] of this protocol.
+            #[inline]
             pub(crate) fn unlock<P: Platform>(self, table: &PageWaitTable<P>, page: &Page) {
                 match self {
                     $($(Protocol::$ty => <$module::$ty as LockProtocol>::unlock(table, page),)+)*

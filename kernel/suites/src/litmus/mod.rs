@@ -71,7 +71,7 @@ use alloc::sync::Arc;
 use self::harness::{Histogram, Litmus, RunError};
 
 /// Batches a Sometimes test may take to show its outcome (`check`).
-const SOMETIMES_BATCHES: u64 = 8;
+const SOMETIMES_BATCHES: u64 = 16;
 use crate::{
     kassert,
     ktest::{Case, Ctx, Suite, TestError, TestResult},
@@ -209,6 +209,22 @@ fn check<T: Litmus>(
     }
     report(spec, &h);
     let positive = h.counts[usize::from(spec.exists.0)][usize::from(spec.exists.1)];
+    if expect == Expect::Sometimes && positive == 0 && !canary_sings(ctx) {
+        // Once, from a clean clone, `gup-plain-stores` showed nothing in
+        // 8 million trials while the canary at the suite's start had seen
+        // 23% (10 boots after: 3 to 120 per million). A Never of a
+        // known-bad reordering test means "the harness lost its teeth"
+        // only while the hardware reorders at all: asked again now, the
+        // canary says whether it does.
+        println!(
+            "    # {}: not seen in {} trials, and plain store buffering, run again now, shows no reordering either: the two vCPUs do not run in parallel at the moment (a busy host), so this run could not test the case",
+            spec.name,
+            h.total()
+        );
+        return Err(TestError::Skip(
+            "could not test: no store-buffer reordering visible at the moment (busy host)",
+        ));
+    }
     match expect {
         Expect::Never => kassert!(
             positive == 0,
@@ -229,6 +245,32 @@ fn check<T: Litmus>(
 }
 
 const SB_EXISTS: (u8, u8) = (0, 0);
+
+/// Runs the canary (plain store buffering, `litmus_trials=` trials, jitter
+/// suspended) once more, silently: whether this moment of the run shows
+/// store-buffer reordering at all.
+fn canary_sings(ctx: &Ctx) -> bool {
+    let test = Arc::new(sb::Sb::new(sb::Flavour::Plain, SB_SIZE));
+    let quiet = kernel::sched::jitter::suspend();
+    let r = harness::run(
+        test,
+        ctx.params.litmus_trials,
+        SB_SIZE,
+        ctx.params.seed + 1000,
+    );
+    drop(quiet);
+    match r {
+        Ok(h) => {
+            let n = h.counts[usize::from(SB_EXISTS.0)][usize::from(SB_EXISTS.1)];
+            println!(
+                "    # canary again: {n} store-buffer reorderings in {} trials",
+                h.total()
+            );
+            n > 0
+        }
+        Err(_) => false,
+    }
+}
 
 /// Says what a dead canary means.
 const DEAD_CANARY: &str = "THE CANARY IS DEAD: this run shows no store-buffer reordering, so it \
