@@ -12,7 +12,9 @@
 //! A pin adds [`GUP_PIN_COUNTING_BIAS`] to the reference count
 //! ([`Page::pin`]); writeback reads `page_maybe_dma_pinned` (count ≥ bias).
 //! Two ways to make the two sides see each other, selected by
-//! [`PinScheme`]:
+//! [`crate::PinScheme`]; each is a file of its own in `crate::variant`
+//! (`pin_lock.rs`, `pin_barrier.rs`, one registration line each), and a
+//! new scheme is one more:
 //!
 //! **Lock** (John Hubbard, Jan Kara): the pinner takes the page lock; if
 //! the page is under writeback it unlocks, waits for the write-out and
@@ -57,12 +59,9 @@
 //! writes plain stores with no fence, the store-buffer reordering x86 does
 //! perform, so the kernel's race rounds can catch it too.
 
-use crate::flags::{PG_LOCKED, PG_WRITEBACK};
 use crate::page::Page;
 use crate::platform::Platform;
 use crate::refcount::{GUP_PIN_COUNTING_BIAS, PutOutcome, RefError};
-use crate::sync::{Ordering, fence};
-use crate::variant::{Bug, PinScheme};
 use crate::wait_table::PageWaitTable;
 
 /// How one pin went: whether the pinner saw the page under writeback (and
@@ -76,7 +75,7 @@ pub struct Pinned {
 impl<P: Platform> PageWaitTable<P> {
     /// `FOLL_PIN` on one page the caller holds a reference on: add the pin
     /// bias once the page is not under writeback, by the configured
-    /// [`PinScheme`] (module docs): tries, and while the page is under
+    /// [`crate::PinScheme`] (module docs): tries, and while the page is under
     /// writeback waits for stable data and tries again. Refused as
     /// [`Page::pin`] refuses (count 0, or near overflow), nothing changed.
     pub fn pin_page(&self, page: &Page) -> Result<Pinned, RefError> {
@@ -96,82 +95,7 @@ impl<P: Platform> PageWaitTable<P> {
     /// directly: per race with one `start_page_writeback`, `Ok(true)` here
     /// and `maybe_pinned == false` there never both happen.
     pub fn try_pin_page(&self, page: &Page) -> Result<bool, RefError> {
-        match self.cfg.gup {
-            PinScheme::Lock => {
-                if self.cfg.bug == Some(Bug::GupCheckOutsideLock) {
-                    // BUG(GupCheckOutsideLock): the test before the lock,
-                    // none under it. Writeback may take the lock, start and
-                    // read "no pin" between our test and our pin.
-                    if page.flags.test(PG_WRITEBACK) {
-                        return Ok(false);
-                    }
-                    self.lock_page(page);
-                    let r = page.pin();
-                    self.unlock_page(page);
-                    return r.map(|_| true);
-                }
-                self.lock_page(page);
-                // Acquire, although we hold the page lock: the lock keeps
-                // writeback from *starting*, but its end (the completion's
-                // Release RMW, which takes no lock) may clear the bit
-                // between our lock and this test, and a Relaxed test that
-                // sees that clear is ordered after nothing the completion
-                // wrote. Pairs with that Release (loom found this:
-                // `visibility_pin_lock_scheme` in `tests/loom_gup.rs`).
-                if page.flags.test_acquire(PG_WRITEBACK) {
-                    self.unlock_page(page);
-                    return Ok(false);
-                }
-                // Under the page lock: `start_page_writeback` (which needs
-                // the lock) either ran before us, and we saw its bit, or
-                // runs after our unlock and sees the bias (the lock's
-                // Release/Acquire).
-                let r = page.pin();
-                self.unlock_page(page);
-                r.map(|_| true)
-            }
-            PinScheme::Barrier => {
-                if self.cfg.bug == Some(Bug::GupPlainStores) {
-                    // BUG(GupPlainStores): the bias added with a plain load
-                    // and store, no fence. On x86 the store can wait in the
-                    // store buffer while the flags load below runs (the one
-                    // reordering x86 allows); with writeback's plain store
-                    // of the bit doing the same, both sides read old values.
-                    // Unlike a missing fence after an atomic RMW (a `lock`
-                    // instruction, itself a full barrier on x86), this is
-                    // visible on x86 and under TCG.
-                    let c = page.refcount.load(Ordering::Relaxed);
-                    if c == 0 {
-                        return Err(RefError::Unused);
-                    }
-                    page.refcount
-                        .store(c + GUP_PIN_COUNTING_BIAS, Ordering::Relaxed);
-                } else {
-                    page.pin()?;
-                }
-                // F1: pairs with F2 in `start_page_writeback` (module
-                // docs): our bias is visible to its count load, or its bit
-                // to our flags load below.
-                if !matches!(self.cfg.bug, Some(Bug::GupNoFence | Bug::GupPlainStores)) {
-                    fence(Ordering::SeqCst);
-                }
-                // Acquire pairs with the Release RMW that ended the last
-                // writeback (`end_page_writeback`): a pinner that finds
-                // writeback over sees what the completion wrote before it,
-                // as a pinner that waited for it does (through the wait).
-                // F1 orders our bias before this load, not the completion's
-                // writes before our later accesses; without the Acquire the
-                // fast path would promise less than the slow one
-                // (`visibility_pin_barrier_scheme` in `tests/loom_gup.rs`).
-                if !page.flags.test_acquire(PG_WRITEBACK) {
-                    return Ok(true);
-                }
-                // Back off: remove the bias (never the last reference: the
-                // caller holds one).
-                let _ = page.unpin();
-                Ok(false)
-            }
-        }
+        self.cfg.gup.try_pin(self, page)
     }
 
     /// Drops one pin (`unpin_user_page`). On `LastReference` the caller
@@ -184,27 +108,7 @@ impl<P: Platform> PageWaitTable<P> {
     /// reading the pin state, by scheme (called by `start_page_writeback`
     /// between the two). Returns whether the page may be pinned.
     pub(crate) fn pin_state_after_writeback_set(&self, page: &Page) -> bool {
-        match self.cfg.gup {
-            // Under the page lock (asserted by the caller): the lock
-            // orders us against the pinner's critical section.
-            PinScheme::Lock => debug_assert!(page.flags.test(PG_LOCKED)),
-            PinScheme::Barrier => {
-                if self.cfg.bug == Some(Bug::GupPlainStores) {
-                    // BUG(GupPlainStores): no fence at all (see the pinner).
-                } else if self.cfg.bug == Some(Bug::GupWmbOnly) {
-                    // BUG(GupWmbOnly): the seed's `smp_wmb()`. It orders
-                    // the bit's store before later stores only; the count
-                    // load below may still read the count from before a
-                    // concurrent pin while that pinner reads the flags
-                    // from before our set. Known-bad only: no correct
-                    // model runs this fence.
-                    fence(Ordering::Release);
-                } else {
-                    // F2: pairs with F1 in the barrier pinner.
-                    fence(Ordering::SeqCst);
-                }
-            }
-        }
+        self.cfg.gup.after_writeback_set(self, page);
         page.ref_count() >= GUP_PIN_COUNTING_BIAS
     }
 }

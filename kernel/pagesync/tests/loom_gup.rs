@@ -44,14 +44,14 @@ fn scheme(gup: PinScheme, bug: Option<Bug>) -> Config {
     }
 }
 
+/// Every registered pin scheme (`kernel/pagesync/src/variant/`, the lock
+/// and barrier schemes and any added later) keeps the invariant.
 #[test]
-fn lock_scheme_keeps_the_invariant() {
-    race(scheme(PinScheme::Lock, None));
-}
-
-#[test]
-fn barrier_scheme_keeps_the_invariant() {
-    race(scheme(PinScheme::Barrier, None));
+fn pin_schemes_keep_the_invariant() {
+    for gup in PinScheme::ALL {
+        eprintln!("scheme {}", gup.name());
+        race(scheme(gup, None));
+    }
 }
 
 #[test]
@@ -174,12 +174,12 @@ fn pin_visibility(gup: PinScheme) {
     assert_both_paths(gup.name());
 }
 
+/// Every registered pin scheme's `pin_page` makes the completion's write
+/// visible.
 #[test]
-fn visibility_pin_lock_scheme() {
-    pin_visibility(PinScheme::Lock);
-}
-
-#[test]
-fn visibility_pin_barrier_scheme() {
-    pin_visibility(PinScheme::Barrier);
+fn visibility_pin_schemes() {
+    for gup in PinScheme::ALL {
+        eprintln!("scheme {}", gup.name());
+        pin_visibility(gup);
+    }
 }

@@ -86,7 +86,8 @@ impl fmt::Display for MarkdownTable {
 }
 
 /// The registered page-lock protocols (`protocol=`, from
-/// [`pagesync::Protocol`]) as a Markdown table (the README's).
+/// [`pagesync::Protocol`]) and pin schemes (`gup=`, from
+/// [`pagesync::PinScheme`]) as two Markdown tables (the README's).
 pub struct ProtocolTable;
 
 impl fmt::Display for ProtocolTable {
@@ -104,6 +105,18 @@ impl fmt::Display for ProtocolTable {
                 " | no | "
             })?;
             write!(PipeEscape(f), "{}", p.summary())?;
+            writeln!(f, " |")?;
+        }
+        writeln!(f)?;
+        writeln!(f, "| `gup=` | what it is |")?;
+        writeln!(f, "|---|---|")?;
+        for (i, s) in pagesync::PinScheme::ALL.into_iter().enumerate() {
+            write!(f, "| `{}`", s.name())?;
+            if i == 0 {
+                f.write_str(" (default)")?;
+            }
+            f.write_str(" | ")?;
+            write!(PipeEscape(f), "{}", s.summary())?;
             writeln!(f, " |")?;
         }
         Ok(())

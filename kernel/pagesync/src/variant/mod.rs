@@ -8,7 +8,7 @@
 //!
 //! Where each variant lives:
 //! * each page-lock protocol: one file in this folder, which implements
-//!   [`LockProtocol`], registered by one line of [`protocols!`] below.
+//!   `LockProtocol`, registered by one line of `protocols!` below.
 //!   Everything else follows from that line: `protocol=`'s accepted
 //!   values (the kernel's parameter table takes [`Protocol::NAMES`]), the
 //!   README's protocol table (generated, and checked by a host test), the
@@ -19,6 +19,10 @@
 //!   and comparisons (`cargo xtask compare -- protocol=A -- protocol=B`).
 //!   The 5.9+ algorithm itself is `crate::page_lock` (Linux 6.7+ alone);
 //!   [`linux_5_9`] registers it;
+//! * each pin scheme (`gup=`): one file in this folder, which implements
+//!   `PinProtocol`, registered by one line of `pin_schemes!`; `gup=`'s
+//!   values, the README's table of schemes and the GUP benchmark (which
+//!   runs every scheme) follow from it;
 //! * each known-bad [`Bug`]: the function of the same name in [`bugs`],
 //!   called from the one spot of the correct code it mutates. A bug is
 //!   never on by default.
@@ -30,11 +34,12 @@ use core::fmt;
 use crate::page::Page;
 use crate::page_lock::Behavior;
 use crate::platform::Platform;
+use crate::refcount::RefError;
 use crate::wait_table::PageWaitTable;
 use crate::waitqueue::Interrupted;
 
 /// A page-lock protocol: how a waiter waits for a page bit, and how the
-/// lock is released. One file per protocol, registered in [`protocols!`].
+/// lock is released. One file per protocol, registered in `protocols!`.
 pub(crate) trait LockProtocol {
     /// One line: what the protocol is, where it comes from. No `|` (it
     /// goes into a Markdown table).
@@ -43,7 +48,7 @@ pub(crate) trait LockProtocol {
     /// announced by the kernel, never the default, and the checks must
     /// catch it (`tests/loom_protocols.rs`).
     const KNOWN_BAD: bool = false;
-    /// Whether [`LockProtocol::unlock`] replaces the 5.9+ unlock (one XOR
+    /// Whether `LockProtocol::unlock` replaces the 5.9+ unlock (one XOR
     /// that reads `PG_WAITERS`, then a walk). If not, the unlock fast path
     /// never looks at the protocol.
     const OWN_UNLOCK: bool = false;
@@ -59,7 +64,7 @@ pub(crate) trait LockProtocol {
         free: Option<impl FnOnce(&Page)>,
     ) -> Result<(), Interrupted>;
 
-    /// `folio_unlock` of a locked page, when [`LockProtocol::OWN_UNLOCK`].
+    /// `folio_unlock` of a locked page, when `LockProtocol::OWN_UNLOCK`.
     fn unlock<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
         let _ = (table, page);
         unreachable!("this protocol keeps the 5.9+ unlock");
@@ -68,7 +73,7 @@ pub(crate) trait LockProtocol {
 
 /// Registers the page-lock protocols: one line per file of this folder,
 /// `module::{Type = "name", ...}`, where each `Type` implements
-/// [`LockProtocol`]. Declares the modules and makes [`Protocol`].
+/// `LockProtocol`. Declares the modules and makes [`Protocol`].
 macro_rules! protocols {
     ($($module:ident :: { $($ty:ident = $name:literal),+ $(,)? },)*) => {
         $(pub mod $module;)*
@@ -119,7 +124,7 @@ macro_rules! protocols {
                 Self::ALL.into_iter().find(|p| p.name() == name)
             }
 
-            /// [`LockProtocol::wait`] of this protocol.
+            /// `LockProtocol::wait` of this protocol.
             #[inline]
             pub(crate) fn wait<P: Platform>(
                 self,
@@ -135,7 +140,7 @@ macro_rules! protocols {
                 }
             }
 
-            /// [`LockProtocol::unlock`] of this protocol.
+            /// `LockProtocol::unlock` of this protocol.
             #[inline]
             pub(crate) fn unlock<P: Platform>(self, table: &PageWaitTable<P>, page: &Page) {
                 match self {
@@ -198,27 +203,84 @@ pub struct Config {
     pub bug: Option<Bug>,
 }
 
-/// The two schemes of the second seed for ordering a DMA pin against the
-/// start of writeback (`crate::pin`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinScheme {
-    /// The pinner takes the page lock (can contend).
-    Lock,
-    /// A full barrier on each side (never contends).
-    Barrier,
+/// A scheme for ordering a DMA pin against the start of writeback
+/// (`crate::pin`: the invariant both sides keep). One file per scheme,
+/// registered in `pin_schemes!`.
+pub(crate) trait PinProtocol {
+    /// One line: what the scheme is. No `|`.
+    const SUMMARY: &'static str;
+
+    /// One attempt of `pin_page` on a page the caller holds a reference
+    /// on: `Ok(true)` if the page is now pinned (the pinner saw no
+    /// writeback), `Ok(false)` if it found the page under writeback and
+    /// holds no pin.
+    fn try_pin<P: Platform>(table: &PageWaitTable<P>, page: &Page) -> Result<bool, RefError>;
+
+    /// The writeback side, between setting `PG_WRITEBACK` and reading the
+    /// pin state (`start_page_writeback`, the page lock held): whatever
+    /// ordering the scheme needs there.
+    fn after_writeback_set<P: Platform>(table: &PageWaitTable<P>, page: &Page);
 }
 
-impl PinScheme {
-    /// Both schemes.
-    pub const ALL: [PinScheme; 2] = [PinScheme::Lock, PinScheme::Barrier];
+/// Registers the pin schemes: one line per file of this folder,
+/// `module::{Type = "name", ...}`, where each `Type` implements
+/// `PinProtocol`. Declares the modules and makes [`PinScheme`].
+macro_rules! pin_schemes {
+    ($($module:ident :: { $($ty:ident = $name:literal),+ $(,)? },)*) => {
+        $(pub mod $module;)*
 
-    /// The name used in boot parameters and reports.
-    pub const fn name(self) -> &'static str {
-        match self {
-            PinScheme::Lock => "lock",
-            PinScheme::Barrier => "barrier",
+        /// A registered pin scheme (`gup=`); see [`PinScheme::summary`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum PinScheme {
+            $($(#[doc = concat!("`", $name, "`: `", stringify!($module), "::", stringify!($ty), "`.")] $ty,)+)*
         }
-    }
+
+        impl PinScheme {
+            /// Every scheme, in registration order.
+            pub const ALL: [PinScheme; [$($(PinScheme::$ty,)+)*].len()] = [$($(PinScheme::$ty,)+)*];
+
+            /// The name used in boot parameters and reports.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $($(PinScheme::$ty => $name,)+)*
+                }
+            }
+
+            /// One line: what it is.
+            pub const fn summary(self) -> &'static str {
+                match self {
+                    $($(PinScheme::$ty => <$module::$ty as PinProtocol>::SUMMARY,)+)*
+                }
+            }
+
+            /// `PinProtocol::try_pin` of this scheme.
+            #[inline]
+            pub(crate) fn try_pin<P: Platform>(
+                self,
+                table: &PageWaitTable<P>,
+                page: &Page,
+            ) -> Result<bool, RefError> {
+                match self {
+                    $($(PinScheme::$ty => <$module::$ty as PinProtocol>::try_pin(table, page),)+)*
+                }
+            }
+
+            /// `PinProtocol::after_writeback_set` of this scheme.
+            #[inline]
+            pub(crate) fn after_writeback_set<P: Platform>(self, table: &PageWaitTable<P>, page: &Page) {
+                match self {
+                    $($(PinScheme::$ty => <$module::$ty as PinProtocol>::after_writeback_set(table, page),)+)*
+                }
+            }
+        }
+    };
+}
+
+// The registry of pin schemes: one line per file. The first is the
+// default.
+pin_schemes! {
+    pin_lock::{Lock = "lock"},
+    pin_barrier::{Barrier = "barrier"},
 }
 
 impl Config {
@@ -231,7 +293,7 @@ impl Config {
         bookmarks: false,
         bookmark_batch: DEFAULT_BOOKMARK_BATCH,
         killable_fix: true,
-        gup: PinScheme::Lock,
+        gup: PinScheme::ALL[0],
         bug: None,
     };
 
@@ -296,24 +358,24 @@ pub enum Bug {
     NoStableWait,
     /// The barrier scheme's pinner has no full barrier between adding the
     /// pin bias and testing `PG_WRITEBACK` (F1 in `crate::pin`): both sides
-    /// can miss each other. The mutation: in `crate::pin`'s barrier pinner.
+    /// can miss each other. The mutation: in [`pin_barrier`]'s pinner.
     GupNoFence,
     /// The barrier scheme's writeback side uses the seed's `smp_wmb()`
     /// (a Release fence) instead of a full barrier between setting
     /// `PG_WRITEBACK` and reading the pin state (F2 in `crate::pin`). The
-    /// mutation: `pin_state_after_writeback_set` in `crate::pin`.
+    /// mutation: [`pin_barrier`]'s writeback side.
     GupWmbOnly,
     /// The barrier scheme done with plain stores and no fences on both
     /// sides: the pinner adds the pin bias, and writeback sets
     /// `PG_WRITEBACK`, each with a plain load and store, so each store can
     /// wait in a store buffer past the other side's load, even on x86. The
-    /// mutations: in `crate::pin`'s barrier pinner and
+    /// mutations: in [`pin_barrier`]'s pinner and
     /// [`bugs::set_writeback_plain`].
     GupPlainStores,
     /// The lock scheme's pinner tests `PG_WRITEBACK` before it takes the
     /// page lock and pins under the lock without testing again: writeback
     /// can start in between, see no pin, and the page is pinned under it.
-    /// The mutation: in `crate::pin`'s lock pinner.
+    /// The mutation: in [`pin_lock`]'s pinner.
     GupCheckOutsideLock,
     /// Writeback writes a page that may be DMA-pinned from the page itself
     /// instead of a bounce copy taken after writeback started: a device

@@ -159,6 +159,9 @@ struct Shared<T> {
     rendezvous: Rendezvous,
     /// Filled in by thread 0: `counts[r0][r1]`, flattened, then lonely.
     counts: [AtomicU64; 5],
+    /// Trials counted so far (thread 0, after each run), for the progress
+    /// lines.
+    done: AtomicU64,
 }
 
 /// Waits at trial barrier `b`: one `lock xadd`, then up to [`SPIN_LIMIT`]
@@ -234,6 +237,8 @@ fn thread<T: Litmus>(sh: &Shared<T>, me: usize, seed: u64) {
                 sh.barrier[s].0.store(0, Ordering::Relaxed);
             }
             shuffle(&sh.perm, &mut rng);
+            // Relaxed: a progress figure, read by nobody who needs more.
+            sh.done.fetch_add(sh.size as u64, Ordering::Relaxed);
         }
     }
     // Relaxed: read after `join`, whose Acquire orders our exit after it.
@@ -261,6 +266,9 @@ pub fn cpus() -> Option<(usize, usize)> {
     (n >= 2).then(|| (n - 2, n - 1))
 }
 
+/// How long `run` waits for its threads between progress lines.
+const PROGRESS_MS: u64 = 5_000;
+
 /// Runs `test` for at least `trials` trials in runs of `size` (slots
 /// `0..size` of the test), on the CPUs of [`cpus`].
 pub fn run<T: Litmus>(test: T, trials: u64, size: usize, seed: u64) -> Result<Histogram, RunError> {
@@ -279,6 +287,7 @@ pub fn run<T: Litmus>(test: T, trials: u64, size: usize, seed: u64) -> Result<Hi
         r1: (0..size).map(|_| AtomicU8::new(0)).collect(),
         rendezvous: Rendezvous::new(),
         counts: Default::default(),
+        done: AtomicU64::new(0),
     });
     let t0 = time::now_ns();
     let threads: Vec<_> = [(0usize, c0), (1, c1)]
@@ -296,7 +305,21 @@ pub fn run<T: Litmus>(test: T, trials: u64, size: usize, seed: u64) -> Result<Hi
     let limit_ms = 120_000 + trials / 10;
     let mut stuck = false;
     for t in &threads {
-        stuck |= !join_timeout(t, limit_ms);
+        // In slices, with a progress line after each: a slow case (the
+        // lock scheme's sleeping trials on a busy host) must not leave the
+        // console silent, which the host takes for every CPU stuck after
+        // 30 s.
+        while !stuck && !join_timeout(t, PROGRESS_MS) {
+            let elapsed_ms = (time::now_ns() - t0) / 1_000_000;
+            stuck = elapsed_ms >= limit_ms;
+            crate::bench::progress(
+                "litmus",
+                sh.done.load(Ordering::Relaxed),
+                "trials",
+                elapsed_ms,
+                limit_ms,
+            );
+        }
     }
     if stuck {
         // The threads still use `sh`: keep it for ever.
