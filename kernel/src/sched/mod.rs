@@ -90,8 +90,13 @@ pub struct RunQueue {
     /// and the thread switched to releases it in `finish_switch`.
     lock: RawSpinLock,
     inner: UnsafeCell<RqInner>,
-    /// Threads queued (mirror of queue.len(), readable without the lock).
+    /// Threads queued (mirror of queue.len(), readable without the lock;
+    /// written through `set_queued`).
     pub nr_queued: AtomicUsize,
+    /// `time::now_ns()` when the queue last stopped being empty: the
+    /// soft-lockup check counts a stall with waiters from here, not from a
+    /// switch long before anybody waited.
+    pub queued_since_ns: AtomicU64,
     /// Nesting depth of preempt_disable; the tick switches only at zero.
     pub preempt_count: AtomicU32,
     /// Context switches on this CPU.
@@ -125,6 +130,17 @@ pub struct RunQueue {
 unsafe impl Sync for RunQueue {}
 
 impl RunQueue {
+    /// Publishes the queue's length for the lock-free readers (the caller
+    /// holds this queue's lock, so it is the only writer), stamping when
+    /// the queue stops being empty (`queued_since_ns`).
+    fn set_queued(&self, len: usize) {
+        if len > 0 && self.nr_queued.load(Ordering::Relaxed) == 0 {
+            self.queued_since_ns
+                .store(time::now_ns(), Ordering::Relaxed);
+        }
+        self.nr_queued.store(len, Ordering::Relaxed);
+    }
+
     const fn new() -> RunQueue {
         RunQueue {
             lock: RawSpinLock::new(),
@@ -137,6 +153,7 @@ impl RunQueue {
                 timers: Vec::new(),
             }),
             nr_queued: AtomicUsize::new(0),
+            queued_since_ns: AtomicU64::new(0),
             preempt_count: AtomicU32::new(0),
             switches: AtomicU64::new(0),
             last_switch_ns: AtomicU64::new(0),
@@ -318,7 +335,7 @@ pub fn spawn_in(
         // SAFETY: run queue lock held.
         unsafe { *t.on_rq.get() = true };
         inner.queue.push_back(t.clone());
-        r.nr_queued.store(inner.queue.len(), Ordering::Relaxed);
+        r.set_queued(inner.queue.len());
         is_idle(inner)
     });
     kick(cpu, idle);
@@ -439,7 +456,7 @@ pub fn wake(t: &ThreadRef) -> bool {
             } else {
                 inner.queue.push_back(t.clone());
             }
-            r.nr_queued.store(inner.queue.len(), Ordering::Relaxed);
+            r.set_queued(inner.queue.len());
             let then = if preempt {
                 AfterWake::Preempt
             } else {
@@ -468,7 +485,7 @@ pub fn wake(t: &ThreadRef) -> bool {
                     // SAFETY: `t` belongs to `c`'s queue now; lock held.
                     unsafe { *t.on_rq.get() = true };
                     inner.queue.push_back(t.clone());
-                    to.nr_queued.store(inner.queue.len(), Ordering::Relaxed);
+                    to.set_queued(inner.queue.len());
                     is_idle(inner)
                 });
                 to.migrations_in.fetch_add(1, Ordering::Relaxed);
@@ -513,10 +530,8 @@ fn balance(me: usize) -> bool {
     if let Some(t) = &pulled {
         t.set_cpu(me);
         mine.queue.push_back(t.clone());
-        rq(me).nr_queued.store(mine.queue.len(), Ordering::Relaxed);
-        rq(from)
-            .nr_queued
-            .store(theirs.queue.len(), Ordering::Relaxed);
+        rq(me).set_queued(mine.queue.len());
+        rq(from).set_queued(theirs.queue.len());
         rq(me).migrations_in.fetch_add(1, Ordering::Relaxed);
     }
     // SAFETY: taken above, released in reverse order.
@@ -615,7 +630,7 @@ fn schedule_inner(why: Why) {
         }
         None => inner.idle.clone().unwrap_or_else(|| prev.clone()),
     };
-    r.nr_queued.store(inner.queue.len(), Ordering::Relaxed);
+    r.set_queued(inner.queue.len());
     if Arc::ptr_eq(&next, &prev) {
         if state != SLEEPING && state != DEAD {
             prev.state.store(RUNNING, Ordering::Relaxed);

@@ -136,9 +136,21 @@ fn running_thread_name<R>(f: impl FnOnce(&str) -> R) -> R {
 pub fn check_stall(cpu: usize, rip: u64, now: u64) {
     let limit = LOCKUP_LIMIT_NS.load(Ordering::Relaxed);
     let r = rq(cpu);
-    let since = now.saturating_sub(r.last_switch_ns.load(Ordering::Relaxed));
-    let stuck =
-        r.preempt_count.load(Ordering::Relaxed) > 0 || r.nr_queued.load(Ordering::Relaxed) > 0;
+    let preempt_off = r.preempt_count.load(Ordering::Relaxed) > 0;
+    let waiters = r.nr_queued.load(Ordering::Relaxed) > 0;
+    // A stall is a stretch without a switch while something wanted one.
+    // With preemption off, from the last switch (when preemption went off
+    // is not recorded). With only waiters, from when the first of them
+    // queued: a thread that ran alone for seconds, then had a thread
+    // queued behind it, has not stalled anybody yet (that was reported as
+    // a soft lockup at the reschedule IPI of the very spawn that ended
+    // the solo run: `sched.waiter_after_a_long_solo_run`).
+    let mut from = r.last_switch_ns.load(Ordering::Relaxed);
+    if !preempt_off && waiters {
+        from = from.max(r.queued_since_ns.load(Ordering::Relaxed));
+    }
+    let since = now.saturating_sub(from);
+    let stuck = preempt_off || waiters;
     if stuck {
         LONGEST_STALL_NS[cpu].fetch_max(since, Ordering::Relaxed);
     }

@@ -368,6 +368,35 @@ fn hung_task_reported(_: &Ctx) -> TestResult {
 
 /// A CPU spinning with interrupts off is found (NMI from its neighbour);
 /// one spinning with preemption off while others wait is a soft lockup.
+/// A thread that runs alone on its CPU for longer than the soft-lockup
+/// limit has stalled nobody; a thread queued behind it at the end must not
+/// turn that solo run into a soft lockup. (It did: the stall was counted
+/// from the last switch, and the check on the queued thread's reschedule
+/// IPI saw a waiter and a long stretch. CI once failed
+/// `ping_pong_threads` that way, after `main` had run the `mm` cases alone
+/// for 10 s.)
+fn waiter_after_a_long_solo_run(_: &Ctx) -> TestResult {
+    if online_cpus() < 2 {
+        return Err(TestError::Skip("needs two CPUs"));
+    }
+    let cpu = other_cpu();
+    let old = watchdog::LOCKUP_LIMIT_NS.swap(300 * MS, Ordering::Relaxed);
+    let soft0 = watchdog::SOFT_LOCKUPS.load(Ordering::Relaxed);
+    let solo = spawn("solo-runner", Some(cpu), || time::delay_us(900_000)).expect("spawn");
+    // Well past the limit into the solo run, queue a thread behind it.
+    timer::sleep_ns(600 * MS);
+    let late = spawn("queued-late", Some(cpu), || {}).expect("spawn");
+    let ok = join_timeout(&solo, 10_000) && join_timeout(&late, 10_000);
+    watchdog::LOCKUP_LIMIT_NS.store(old, Ordering::Relaxed);
+    kassert!(ok, "threads did not finish");
+    let soft = watchdog::SOFT_LOCKUPS.load(Ordering::Relaxed) - soft0;
+    kassert!(
+        soft == 0,
+        "a solo run followed by a queued thread was reported as {soft} soft lockup(s)"
+    );
+    Ok(())
+}
+
 fn lockups_reported(_: &Ctx) -> TestResult {
     if online_cpus() < 2 {
         return Err(TestError::Skip("needs two CPUs"));
@@ -434,6 +463,10 @@ pub static SUITE: Suite = Suite {
         Case {
             name: "hung_task_reported",
             run: hung_task_reported,
+        },
+        Case {
+            name: "waiter_after_a_long_solo_run",
+            run: waiter_after_a_long_solo_run,
         },
         Case {
             name: "lockups_reported",
