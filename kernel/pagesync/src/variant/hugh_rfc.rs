@@ -59,13 +59,11 @@
 
 use crate::flags::{PG_LOCKED, PG_WAITERS, mask};
 use crate::page::Page;
-use crate::page_lock::Behavior;
 use crate::platform::Platform;
 use crate::race::RacePoint;
 use crate::sync::Ordering;
 use crate::variant::LockProtocol;
 use crate::wait_table::{PageWaitTable, WaitPageKey};
-use crate::waitqueue::Interrupted;
 
 /// The RFC (module docs).
 pub struct HughRfc;
@@ -73,17 +71,6 @@ pub struct HughRfc;
 impl LockProtocol for HughRfc {
     const SUMMARY: &'static str = "Hugh Dickins's Aug 2020 RFC over 5.9: unlock keeps PG_locked while PG_waiters is set and the wake walk hands it to the first exclusive waiter; with no taker the bit is cleared after waking, still under the queue lock";
     const OWN_UNLOCK: bool = true;
-
-    fn wait<P: Platform>(
-        table: &PageWaitTable<P>,
-        page: &Page,
-        bit: u32,
-        behavior: Behavior,
-        killable: bool,
-        free: Option<impl FnOnce(&Page)>,
-    ) -> Result<(), Interrupted> {
-        table.wait_bit_handoff(page, bit, behavior, killable, free)
-    }
 
     #[inline]
     fn unlock<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
@@ -99,17 +86,6 @@ impl LockProtocol for HughRfcLateClear {
     const SUMMARY: &'static str = "known-bad: hugh-rfc with the no-taker clear of PG_locked after the queue unlock, the race the RFC's comment names (a locker queues behind the bit, the clear wakes nobody)";
     const KNOWN_BAD: bool = true;
     const OWN_UNLOCK: bool = true;
-
-    fn wait<P: Platform>(
-        table: &PageWaitTable<P>,
-        page: &Page,
-        bit: u32,
-        behavior: Behavior,
-        killable: bool,
-        free: Option<impl FnOnce(&Page)>,
-    ) -> Result<(), Interrupted> {
-        table.wait_bit_handoff(page, bit, behavior, killable, free)
-    }
 
     fn unlock<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
         unlock_passing_on(table, page, true);

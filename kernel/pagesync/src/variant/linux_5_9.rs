@@ -4,27 +4,11 @@
 //! races), and the unlock is one XOR that reads `PG_WAITERS`. Its code is
 //! `crate::page_lock`, since the other protocols reuse parts of it.
 
-use crate::page::Page;
-use crate::page_lock::Behavior;
-use crate::platform::Platform;
 use crate::variant::LockProtocol;
-use crate::wait_table::PageWaitTable;
-use crate::waitqueue::Interrupted;
 
 /// Linux 5.9+ (`crate::page_lock`).
 pub struct Linux59;
 
 impl LockProtocol for Linux59 {
     const SUMMARY: &'static str = "Linux 5.9+ (2a9127fcf229, 5ef64cc8987a): the try under the queue lock; a waiter that lost `unfairness` races is handed the bit inside the wake walk; unlock is one XOR that reads PG_waiters";
-
-    fn wait<P: Platform>(
-        table: &PageWaitTable<P>,
-        page: &Page,
-        bit: u32,
-        behavior: Behavior,
-        killable: bool,
-        free: Option<impl FnOnce(&Page)>,
-    ) -> Result<(), Interrupted> {
-        table.wait_bit_handoff(page, bit, behavior, killable, free)
-    }
 }

@@ -55,6 +55,7 @@ pub(crate) trait LockProtocol {
 
     /// `folio_wait_bit_common`: wait for `bit` of `page` as `behavior`
     /// says (take it, see it clear, or drop the reference `free` frees).
+    /// By default the 5.9+ loop of `crate::page_lock`.
     fn wait<P: Platform>(
         table: &PageWaitTable<P>,
         page: &Page,
@@ -62,7 +63,9 @@ pub(crate) trait LockProtocol {
         behavior: Behavior,
         killable: bool,
         free: Option<impl FnOnce(&Page)>,
-    ) -> Result<(), Interrupted>;
+    ) -> Result<(), Interrupted> {
+        table.wait_bit_handoff(page, bit, behavior, killable, free)
+    }
 
     /// `folio_unlock` of a locked page, when `LockProtocol::OWN_UNLOCK`.
     fn unlock<P: Platform>(table: &PageWaitTable<P>, page: &Page) {
