@@ -9,7 +9,7 @@ mod common;
 
 use common::{
     CAUSALITY, DEADLOCK, PREEMPTIONS, World, assert_both_outcomes, assert_both_paths,
-    expect_failure, long_model, model, outcome, reset_outcomes, reset_paths, waited,
+    expect_failure, long_model, model, models, outcome, reset_outcomes, reset_paths, waited,
 };
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
@@ -147,35 +147,11 @@ fn unfair_lock_can_be_stolen() {
     );
 }
 
-/// Main holds the lock; a killable locker (1) and a plain locker (2) queue
-/// in that order; main cancels 1 and unlocks. Whatever 1 returns, 2 must
-/// get the lock.
+/// `common::models::killable_and_plain_lockers` (main holds the lock; a
+/// killable locker and a plain one queue; main cancels the killable one
+/// and unlocks: the plain one must get the lock).
 fn killable_window(cfg: Config) {
-    model(PREEMPTIONS, move || {
-        let w = World::new(cfg, 1);
-        w.table.lock_page(w.page(0));
-        let (h1, cancel1) = {
-            let w = w.clone();
-            spawn_cancellable(move || {
-                if w.table.lock_page_killable(w.page(0)).is_ok() {
-                    w.enter(0, 1);
-                    w.leave(0, 1);
-                    w.table.unlock_page(w.page(0));
-                }
-            })
-        };
-        w.wait_queued(0, 1);
-        let h2 = {
-            let w = w.clone();
-            thread::spawn(move || w.locked_section(0, 2))
-        };
-        w.wait_queued(0, 2);
-        cancel1.cancel();
-        w.table.unlock_page(w.page(0));
-        h1.join().unwrap();
-        h2.join().unwrap();
-        w.assert_quiescent();
-    });
+    models::killable_and_plain_lockers(cfg, PREEMPTIONS);
 }
 
 #[test]

@@ -14,12 +14,8 @@
 
 mod common;
 
-use common::{DEADLOCK, PREEMPTIONS, World, expect_failure_with, model};
-use loom::sync::Arc;
-use loom::sync::atomic::{AtomicUsize, Ordering};
-use loom::thread;
-use pagesync::loom_platform::spawn_cancellable;
-use pagesync::{AsyncWake, Config, Protocol, PutOutcome, WriteResult};
+use common::{DEADLOCK, PREEMPTIONS, World, expect_failure_with, model, models, spawn_with};
+use pagesync::{Config, Protocol, PutOutcome, WriteResult};
 
 /// The environment variable that names the known-bad protocol the child
 /// runs (`every_model_of_the_named_protocol`).
@@ -47,10 +43,7 @@ fn two_lockers(cfg: Config) {
     model(PREEMPTIONS, move || {
         let w = World::new(cfg, 1);
         let hs: Vec<_> = (1..=2)
-            .map(|me| {
-                let w = w.clone();
-                thread::spawn(move || w.locked_section(0, me))
-            })
+            .map(|me| spawn_with(&w, move |w| w.locked_section(0, me)))
             .collect();
         for h in hs {
             h.join().unwrap();
@@ -66,21 +59,21 @@ fn two_lockers(cfg: Config) {
 /// lock bit that comes after the walk's queue unlock sees no change).
 fn shared_waiter_then_racing_locker(cfg: Config) {
     // Bound 2: three threads; 3 takes two minutes for two protocols.
-    model(2, move || {
+    shared_waiter_and_racing_locker(cfg, 2);
+}
+
+/// The body of `shared_waiter_then_racing_locker` and
+/// `bookmarked_walk_with_racing_locker`.
+fn shared_waiter_and_racing_locker(cfg: Config, bound: usize) {
+    model(bound, move || {
         let w = World::new(cfg, 1);
         w.table.lock_page(w.page(0));
-        let shared = {
-            let w = w.clone();
-            thread::spawn(move || w.table.wait_on_page_locked(w.page(0)))
-        };
+        let shared = spawn_with(&w, |w| w.table.wait_on_page_locked(w.page(0)));
         w.wait_queued(0, 1);
-        let locker = {
-            let w = w.clone();
-            thread::spawn(move || {
-                w.arrive();
-                w.locked_section(0, 1);
-            })
-        };
+        let locker = spawn_with(&w, |w| {
+            w.arrive();
+            w.locked_section(0, 1);
+        });
         w.table.unlock_page(w.page(0));
         shared.join().unwrap();
         locker.join().unwrap();
@@ -89,141 +82,24 @@ fn shared_waiter_then_racing_locker(cfg: Config) {
     });
 }
 
-/// Main holds the lock; a killable locker (1) and a plain locker (2)
-/// queue; main cancels 1 and unlocks. Whatever 1 returns, 2 must get the
-/// lock.
+/// `common::models::killable_and_plain_lockers`, bound 2.
 fn killable_and_plain_lockers(cfg: Config) {
-    model(2, move || {
-        let w = World::new(cfg, 1);
-        w.table.lock_page(w.page(0));
-        let (h1, cancel1) = {
-            let w = w.clone();
-            spawn_cancellable(move || {
-                if w.table.lock_page_killable(w.page(0)).is_ok() {
-                    w.enter(0, 1);
-                    w.leave(0, 1);
-                    w.table.unlock_page(w.page(0));
-                }
-            })
-        };
-        w.wait_queued(0, 1);
-        let h2 = {
-            let w = w.clone();
-            thread::spawn(move || w.locked_section(0, 2))
-        };
-        w.wait_queued(0, 2);
-        cancel1.cancel();
-        w.table.unlock_page(w.page(0));
-        h1.join().unwrap();
-        h2.join().unwrap();
-        w.assert_quiescent();
-    });
+    models::killable_and_plain_lockers(cfg, 2);
 }
 
-/// An async waiter's registration races the release it waits for, on
-/// another thread, with no other waiter to mask a lost wake-up: the
-/// callback has run by the time the unlock returns, or the waiter got the
-/// lock (or saw it free) at once.
-fn async_races_unlock(cfg: Config, exclusive: bool) {
-    model(PREEMPTIONS, move || {
-        let w = World::new(cfg, 1);
-        w.table.lock_page(w.page(0));
-        let unlocker = {
-            let w = w.clone();
-            thread::spawn(move || {
-                w.arrive();
-                w.table.unlock_page(w.page(0));
-            })
-        };
-        let ran = Arc::new(AtomicUsize::new(0));
-        let r = ran.clone();
-        let callback: pagesync::AsyncCallback = Box::new(move |why, held| {
-            assert_eq!(why == AsyncWake::Locked, exclusive);
-            let _ = held.put();
-            // Release pairs with the Acquire load after the join.
-            r.fetch_add(1, Ordering::Release);
-        });
-        let now = if exclusive {
-            w.table.lock_page_async(w.page(0), callback)
-        } else {
-            w.table.wait_on_page_locked_async(w.page(0), callback)
-        };
-        unlocker.join().unwrap();
-        let ran = ran.load(Ordering::Acquire);
-        assert!(
-            now != (ran == 1),
-            "async waiter: queued and never run (lost wake-up), or run twice (now={now}, ran={ran})"
-        );
-        if exclusive {
-            w.table.unlock_page(w.page(0));
-        }
-        w.assert_quiescent();
-    });
-}
-
+/// `common::models::async_waiter_races_unlock`, an async locker.
 fn async_locker_races_unlock(cfg: Config) {
-    async_races_unlock(cfg, true);
+    models::async_waiter_races_unlock(cfg, true);
 }
 
+/// `common::models::async_waiter_races_unlock`, a shared async waiter.
 fn async_shared_races_unlock(cfg: Config) {
-    async_races_unlock(cfg, false);
+    models::async_waiter_races_unlock(cfg, false);
 }
 
-/// One colliding queue (`bits=0`): main holds page 0's lock and keeps page
-/// 1 under writeback; a sleeping locker of page 0, a writeback waiter of
-/// page 1 and an async locker of page 0 (served by main) all wait; main
-/// unlocks page 0 and ends page 1's writeback. Both lockers get the lock
-/// one at a time, nobody is left asleep.
+/// `common::models::async_locker_with_sleeper_and_writeback_waiter`.
 fn async_sleeper_and_writeback_waiter(cfg: Config) {
-    model(2, move || {
-        let w = World::new(
-            Config {
-                table_bits: 0,
-                ..cfg
-            },
-            2,
-        );
-        let t = &w.table;
-        t.lock_page(w.page(0));
-        t.lock_page(w.page(1));
-        let _ = t.start_page_writeback(w.page(1));
-        t.unlock_page(w.page(1));
-        let locker = {
-            let w = w.clone();
-            thread::spawn(move || w.locked_section(0, 1))
-        };
-        let wb = {
-            let w = w.clone();
-            thread::spawn(move || w.table.wait_on_page_writeback(w.page(1)))
-        };
-        let handed = Arc::new(AtomicUsize::new(0));
-        let h = handed.clone();
-        let now = t.lock_page_async(
-            w.page(0),
-            Box::new(move |why, held| {
-                assert_eq!(why, AsyncWake::Locked);
-                let _ = held.put();
-                // Release pairs with the worker's Acquire below.
-                h.store(1, Ordering::Release);
-            }),
-        );
-        assert!(!now, "the lock is held: the async locker must queue");
-        t.unlock_page(w.page(0));
-        assert_eq!(
-            t.end_page_writeback(w.page(1), WriteResult::Written),
-            PutOutcome::StillReferenced
-        );
-        while handed.load(Ordering::Acquire) == 0 {
-            thread::yield_now();
-        }
-        w.enter(0, 2);
-        w.leave(0, 2);
-        t.unlock_page(w.page(0));
-        locker.join().unwrap();
-        wb.join().unwrap();
-        assert_eq!(w.counter(), 2);
-        w.assert_quiescent();
-    });
+    models::async_locker_with_sleeper_and_writeback_waiter(cfg);
 }
 
 /// One page, two bits: main locks it and starts writeback; a writeback
@@ -239,18 +115,12 @@ fn writeback_and_lock_waiters_on_one_page(cfg: Config) {
         let t = &w.table;
         t.lock_page(w.page(0));
         let _ = t.start_page_writeback(w.page(0));
-        let wb = {
-            let w = w.clone();
-            thread::spawn(move || w.table.wait_on_page_writeback(w.page(0)))
-        };
+        let wb = spawn_with(&w, |w| w.table.wait_on_page_writeback(w.page(0)));
         w.wait_queued(0, 1);
-        let locker = {
-            let w = w.clone();
-            thread::spawn(move || {
-                w.arrive();
-                w.locked_section(0, 1);
-            })
-        };
+        let locker = spawn_with(&w, |w| {
+            w.arrive();
+            w.locked_section(0, 1);
+        });
         t.unlock_page(w.page(0));
         assert_eq!(
             t.end_page_writeback(w.page(0), WriteResult::Written),
@@ -271,14 +141,8 @@ fn end_of_read_with_locker_and_shared_waiter(cfg: Config) {
     model(1, move || {
         let w = World::new(cfg, 1);
         w.table.lock_page(w.page(0));
-        let locker = {
-            let w = w.clone();
-            thread::spawn(move || w.locked_section(0, 1))
-        };
-        let shared = {
-            let w = w.clone();
-            thread::spawn(move || w.table.wait_on_page_locked(w.page(0)))
-        };
+        let locker = spawn_with(&w, |w| w.locked_section(0, 1));
+        let shared = spawn_with(&w, |w| w.table.wait_on_page_locked(w.page(0)));
         w.wait_queued(0, 1);
         w.table.end_page_read(w.page(0), true);
         locker.join().unwrap();
@@ -293,34 +157,14 @@ fn end_of_read_with_locker_and_shared_waiter(cfg: Config) {
 /// unlock, so it may queue while the walk is between entries (at the tail,
 /// behind the walk's bookmark).
 fn bookmarked_walk_with_racing_locker(cfg: Config) {
-    model(2, move || {
-        let w = World::new(
-            Config {
-                bookmarks: true,
-                bookmark_batch: 1,
-                ..cfg
-            },
-            1,
-        );
-        w.table.lock_page(w.page(0));
-        let shared = {
-            let w = w.clone();
-            thread::spawn(move || w.table.wait_on_page_locked(w.page(0)))
-        };
-        w.wait_queued(0, 1);
-        let locker = {
-            let w = w.clone();
-            thread::spawn(move || {
-                w.arrive();
-                w.locked_section(0, 1);
-            })
-        };
-        w.table.unlock_page(w.page(0));
-        shared.join().unwrap();
-        locker.join().unwrap();
-        assert_eq!(w.counter(), 1);
-        w.assert_quiescent();
-    });
+    shared_waiter_and_racing_locker(
+        Config {
+            bookmarks: true,
+            bookmark_batch: 1,
+            ..cfg
+        },
+        2,
+    );
 }
 
 /// Every model, by name, in the order the known-bad child runs them.

@@ -5,6 +5,8 @@
 //! child-process runner that proves a known-bad model fails.
 #![allow(dead_code)]
 
+pub mod models;
+
 use std::cell::Cell;
 
 use loom::cell::UnsafeCell;
@@ -164,6 +166,15 @@ impl World {
             );
         }
     }
+}
+
+/// Spawns a loom thread that runs `f` on its own handle of the world.
+pub fn spawn_with<R: 'static>(
+    w: &Arc<World>,
+    f: impl FnOnce(&World) -> R + 'static,
+) -> loom::thread::JoinHandle<R> {
+    let w = w.clone();
+    loom::thread::spawn(move || f(&w))
 }
 
 std::thread_local! {
