@@ -34,29 +34,34 @@ pub fn check(cond: bool, what: &str, out: &Outcome) {
     }
 }
 
-/// Boots a known-bad variant's check (`boot::hunt::CHECKS`: its cases,
+/// Boots a known-bad variant's check (`boot::hunt::checks`: its cases,
 /// parameters and CPUs, the same boot `cargo xtask hunt` measures) with
 /// seeds 1, 2, ... until a boot fails (the variant was caught) or the
-/// check's `boots` are used up; returns that boot. `boots` comes from the
+/// check's `boots` are used up; returns that boot. `variant` is a `bug=`
+/// value or a known-bad `protocol=` value. `boots` comes from the
 /// measured catch probability (enough for 99.9% detection at the lower
 /// end of its interval), so a variant whose race the jitter opens only
 /// now and then is not reported escaped after one unlucky boot. `adjust`
 /// may add to the run (a timeout). The caller checks *how* it failed, and
 /// that it did.
-pub fn until_caught(bug: &str, adjust: impl Fn(Run) -> Run) -> (Outcome, boot::verdict::Verdict) {
-    let c = boot::hunt::check(bug)
-        .unwrap_or_else(|| panic!("no booted check for bug={bug} in boot::hunt::CHECKS"));
+pub fn until_caught(
+    variant: &str,
+    adjust: impl Fn(Run) -> Run,
+) -> (Outcome, boot::verdict::Verdict) {
+    let c = boot::hunt::check(variant)
+        .unwrap_or_else(|| panic!("no booted check for {variant} in boot::hunt::checks"));
+    let chosen = c.variant();
     for seed in 1..=c.boots {
-        let run = boot(&format!("known-bad-{bug}"))
+        let run = boot(&format!("known-bad-{variant}"))
             .smp(c.smp)
             .params(c.params)
-            .params([format!("bug={bug}"), format!("seed={seed}")]);
+            .params([chosen.clone(), format!("seed={seed}")]);
         let (out, v) = adjust(run).run().expect("QEMU run");
         if !v.passed || seed == c.boots {
             return (out, v);
         }
         eprintln!(
-            "bug={bug}: boot {seed} of {} passed: the race did not happen; next seed",
+            "{chosen}: boot {seed} of {} passed: the race did not happen; next seed",
             c.boots
         );
     }

@@ -181,33 +181,28 @@ fn non_atomic_flags_fails() {
 /// Every known-bad protocol in the registry (`protocol=`, one file each in
 /// `kernel/pagesync/src/variant/`; none needs naming here) fails the
 /// booted torture with a named lost wake-up or a stuck waiter, within the
-/// six boots a known-bad bug gets (`boot::hunt`). `hugh-rfc-late-clear`
-/// was caught in the first boot of seeds 1, 2 and 3, 0.5 to 1.3 s into
-/// the lockstep half.
+/// boots its check gets (`boot::hunt::PROTOCOL_CHECK`, the boot `cargo
+/// xtask hunt` measures). `hugh-rfc-late-clear` was caught in 26 of 40
+/// boots, most of them in the lockstep half.
 #[test]
 fn known_bad_protocols_fail() {
-    use boot::contract::params::{PROTOCOL_CHOICES, protocol};
-    for name in PROTOCOL_CHOICES
+    let protocols: Vec<_> = boot::hunt::checks()
         .into_iter()
-        .filter(|n| protocol(n).is_some_and(|p| p.is_known_bad()))
-    {
-        let chosen = format!("protocol={name}");
-        let mut caught = None;
-        for seed in 1..=6 {
-            let seed = format!("seed={seed}");
-            let (out, v) = tests::boot(&format!("known-bad-protocol-{name}"))
-                .smp(2)
-                .params(["filter=pagelock.torture", "torture_ms=4000", &chosen, &seed])
-                .timeout(Duration::from_secs(TIMEOUT_S))
-                .run()
-                .expect("QEMU run");
-            if !v.passed {
-                caught = Some(out);
-                break;
-            }
-            eprintln!("{chosen}: {seed} passed: the race did not happen; next seed");
-        }
-        let out = caught.unwrap_or_else(|| panic!("{chosen} passed six boots of the torture"));
+        .filter(|c| c.key == "protocol")
+        .collect();
+    assert!(
+        !protocols.is_empty(),
+        "the registry has known-bad protocols"
+    );
+    for c in protocols {
+        let chosen = c.variant();
+        let (out, v) =
+            tests::until_caught(c.name, |run| run.timeout(Duration::from_secs(TIMEOUT_S)));
+        check(
+            !v.passed,
+            &format!("{chosen} passed {} boots of the torture", c.boots),
+            &out,
+        );
         check(
             out.contains(&format!("pagelock: RUNNING KNOWN-BAD VARIANT {chosen}")),
             "the known-bad protocol must be announced",

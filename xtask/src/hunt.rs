@@ -1,20 +1,21 @@
 //! `cargo xtask hunt`: how likely one booted check is to catch a
 //! known-bad variant.
 //!
-//! Boots the variant's check (`boot::hunt::CHECKS`: the boot its host test
-//! makes) again and again with seeds 1, 2, ..., counts the boots that
-//! failed, and reports the catch probability per boot with a 95% Wilson
-//! interval, the time to catch, and the boots needed for 99.9% detection.
-//! `--correct` boots the same check with `bug=none` instead: every boot
-//! must pass (a "catch" there is a false alarm). Written to
-//! `target/hunt/<date>-<time>/hunt.json`.
+//! Boots the variant's check (`boot::hunt::checks`: the boot its host test
+//! makes; a `bug=` variant or a known-bad page-lock protocol) again and
+//! again with seeds 1, 2, ..., counts the boots that failed, and reports
+//! the catch probability per boot with a 95% Wilson interval, the time to
+//! catch, and the boots needed for 99.9% detection. `--correct` boots the
+//! same check with the correct code instead (`bug=none`, or the default
+//! protocol): every boot must pass (a "catch" there is a false alarm).
+//! Written to `target/hunt/<date>-<time>/hunt.json`.
 
 use std::{fs, path::PathBuf, sync::Arc, time::Duration, time::SystemTime};
 
 use boot::{
     Run,
     build::Profile,
-    hunt::{Attempt, CHECKS, Check, Hunt, check},
+    hunt::{Attempt, Check, Hunt, check, checks},
     progress::{Mode, Progress},
 };
 use clap::Args;
@@ -23,9 +24,9 @@ use crate::{Result, bench::stamp, prepare, show, user_path};
 
 #[derive(Args)]
 pub struct HuntArgs {
-    /// The `bug=` variant to hunt (see `cargo xtask params`); omit with
-    /// `--all`.
-    bug: Option<String>,
+    /// The variant to hunt: a `bug=` value or a known-bad `protocol=`
+    /// value (see `cargo xtask params`); omit with `--all`.
+    variant: Option<String>,
     /// Hunt every variant a booted run can catch, one after another.
     #[arg(long)]
     all: bool,
@@ -35,7 +36,8 @@ pub struct HuntArgs {
     /// Stop at the first boot that catches it.
     #[arg(long)]
     until_caught: bool,
-    /// Boot the same check with `bug=none`: every boot must pass.
+    /// Boot the same check with the correct code (`bug=none`, or the
+    /// default protocol): every boot must pass.
     #[arg(long)]
     correct: bool,
     /// First seed (boot i uses seed FIRST + i).
@@ -69,11 +71,16 @@ fn first_failure(out: &boot::qemu::Outcome) -> Option<(String, f64)> {
 }
 
 fn hunt_one(c: &Check, a: &HuntArgs, progress: &Arc<Progress>) -> Result<Hunt> {
-    let bug = if a.correct { "none" } else { c.bug };
+    let variant = if a.correct {
+        c.correct()
+    } else {
+        Some(c.variant())
+    };
     let mut params: Vec<String> = c.params.iter().map(|s| s.to_string()).collect();
-    params.push(format!("bug={bug}"));
+    params.extend(variant.clone());
     params.extend(a.extra.iter().cloned());
-    let base = Run::new(&format!("hunt-{}", c.bug))
+    let shown = variant.unwrap_or_else(|| "the default protocol".into());
+    let base = Run::new(&format!("hunt-{}", c.name))
         .profile(Profile::Dev)
         .smp(c.smp)
         .mem("256M")
@@ -84,12 +91,7 @@ fn hunt_one(c: &Check, a: &HuntArgs, progress: &Arc<Progress>) -> Result<Hunt> {
     for i in 0..a.runs {
         let seed = a.first_seed + i;
         progress.stage(
-            &format!(
-                "[{} boot {}/{}] bug={bug} seed={seed}",
-                c.bug,
-                i + 1,
-                a.runs
-            ),
+            &format!("[{} boot {}/{}] {shown} seed={seed}", c.name, i + 1, a.runs),
             Some(Duration::from_secs(a.timeout)),
         );
         let run = base
@@ -113,19 +115,15 @@ fn hunt_one(c: &Check, a: &HuntArgs, progress: &Arc<Progress>) -> Result<Hunt> {
             break;
         }
     }
-    Ok(Hunt::of(bug, params, c.smp, attempts))
+    Ok(Hunt::of(&shown, params, c.smp, attempts))
 }
 
-fn row(h: &Hunt, of: &str) -> String {
+fn row(h: &Hunt, of: &str, correct: bool) -> String {
     let secs = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{s:.1} s"));
     format!(
         "| `{}` | {} | {} of {} | {:.2} ({:.2}–{:.2}) | {} / {} | {} |",
         of,
-        if h.bug == "none" {
-            "correct protocol"
-        } else {
-            "known-bad"
-        },
+        if correct { "correct code" } else { "known-bad" },
         h.caught,
         h.boots,
         h.p,
@@ -138,14 +136,16 @@ fn row(h: &Hunt, of: &str) -> String {
 }
 
 pub fn hunt(a: HuntArgs) -> Result<bool> {
-    let checks: Vec<&Check> = match (&a.bug, a.all) {
-        (_, true) => CHECKS.iter().collect(),
-        (Some(b), false) => match check(b) {
+    let all = checks();
+    let names = || all.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
+    let chosen: Vec<Check> = match (&a.variant, a.all) {
+        (_, true) => all.clone(),
+        (Some(v), false) => match check(v) {
             Some(c) => vec![c],
             None => {
                 eprintln!(
-                    "xtask: hunt: no booted check catches `{b}` (the loom-only variants are caught by their models, whatever the seed); hunted: {}",
-                    CHECKS.iter().map(|c| c.bug).collect::<Vec<_>>().join(", ")
+                    "xtask: hunt: no booted check catches `{v}` (the loom-only variants are caught by their models, whatever the seed); hunted: {}",
+                    names()
                 );
                 return Ok(false);
             }
@@ -157,6 +157,50 @@ pub fn hunt(a: HuntArgs) -> Result<bool> {
             return Ok(false);
         }
     };
+    // A parameter after `--` that a check sets itself would make the
+    // kernel refuse the boot ("given twice"), which a hunt would count as
+    // a catch. A named variant's check is refused; with `--all` such a
+    // check is left out (`--all -- protocol=hugh-rfc` hunts every `bug=`
+    // variant under that protocol, not the known-bad protocols).
+    let mut chosen = chosen;
+    let key = |p: &str| p.split('=').next().unwrap_or_default().to_string();
+    let own = |c: &Check| -> Vec<String> {
+        let mut own: Vec<String> = c.params.iter().map(|s| s.to_string()).collect();
+        own.extend(if a.correct {
+            c.correct()
+        } else {
+            Some(c.variant())
+        });
+        own
+    };
+    let clash = |c: &Check| {
+        let own = own(c);
+        a.extra
+            .iter()
+            .find(|p| own.iter().any(|o| key(o) == key(p)))
+            .cloned()
+    };
+    if !a.all
+        && let Some(p) = chosen.first().and_then(clash)
+    {
+        eprintln!(
+            "xtask: hunt: `{p}` after `--` sets a parameter the check of `{}` sets itself ({})",
+            chosen[0].name,
+            own(&chosen[0]).join(" ")
+        );
+        return Ok(false);
+    }
+    chosen.retain(|c| match clash(c) {
+        Some(p) => {
+            eprintln!(
+                "xtask: hunt: `{}` left out: its check sets `{}` itself",
+                c.name,
+                key(&p)
+            );
+            false
+        }
+        None => true,
+    });
     let dir = match &a.out {
         Some(d) => user_path(d),
         None => boot::target_dir()
@@ -166,9 +210,9 @@ pub fn hunt(a: HuntArgs) -> Result<bool> {
     fs::create_dir_all(&dir)?;
     let progress = Arc::new(Progress::new(Mode::detect(), a.verbose));
     let mut hunts = Vec::new();
-    for c in checks {
+    for c in &chosen {
         let h = hunt_one(c, &a, &progress)?;
-        progress.say(&format!("xtask: {}", row(&h, c.bug)));
+        progress.say(&format!("xtask: {}", row(&h, c.name, a.correct)));
         hunts.push(h);
         // Written after each variant, so a long hunt keeps what it found.
         fs::write(
@@ -180,13 +224,8 @@ pub fn hunt(a: HuntArgs) -> Result<bool> {
     println!(
         "| variant | boots of | caught | p per boot (95% interval) | time to catch p50 / max | boots for 99.9% |\n|---|---|---|---|---|---|"
     );
-    let of: Vec<&str> = match (&a.bug, a.all) {
-        (_, true) => CHECKS.iter().map(|c| c.bug).collect(),
-        (Some(b), _) => vec![b.as_str()],
-        _ => vec![],
-    };
-    for (h, name) in hunts.iter().zip(of) {
-        println!("{}", row(h, name));
+    for (h, c) in hunts.iter().zip(&chosen) {
+        println!("{}", row(h, c.name, a.correct));
     }
     println!("xtask: report: {}", show(&dir.join("hunt.json")));
     // With --correct, a catch is a false alarm: the run fails.
