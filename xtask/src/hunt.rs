@@ -70,16 +70,44 @@ fn first_failure(out: &boot::qemu::Outcome) -> Option<(String, f64)> {
     Some((out.lines[i].trim().to_string(), t.as_secs_f64()))
 }
 
-fn hunt_one(c: &Check, a: &HuntArgs, progress: &Arc<Progress>) -> Result<Hunt> {
-    let variant = if a.correct {
+/// The variant's parameter in this hunt: `bug=NAME` or `protocol=NAME`;
+/// with `--correct`, the correct code's (`bug=none`, or none for a
+/// protocol: the default one, or one given after `--`).
+fn variant_param(c: &Check, a: &HuntArgs) -> Option<String> {
+    if a.correct {
         c.correct()
     } else {
         Some(c.variant())
-    };
+    }
+}
+
+/// The kernel parameters of one boot of `c` (without `seed=`): the
+/// check's own, where a parameter after `--` with the same key replaces
+/// the check's (`-- torture_ms=8000`: hunt with a longer torture), then
+/// the variant's. A parameter after `--` that sets the variant's key or
+/// `seed=` (each boot's own) is refused (`Err` names it): the kernel
+/// would refuse a key given twice, and a hunt would count every refused
+/// boot as a catch.
+fn boot_params(c: &Check, a: &HuntArgs) -> std::result::Result<Vec<String>, String> {
+    let key = |p: &str| p.split('=').next().unwrap_or_default().to_string();
+    let variant = variant_param(c, a);
     let mut params: Vec<String> = c.params.iter().map(|s| s.to_string()).collect();
-    params.extend(variant.clone());
-    params.extend(a.extra.iter().cloned());
-    let shown = variant.unwrap_or_else(|| "the default protocol".into());
+    for p in &a.extra {
+        if key(p) == "seed" || variant.as_deref().is_some_and(|v| key(v) == key(p)) {
+            return Err(p.clone());
+        }
+        match params.iter_mut().find(|o| key(o) == key(p)) {
+            Some(o) => *o = p.clone(),
+            None => params.push(p.clone()),
+        }
+    }
+    params.extend(variant);
+    Ok(params)
+}
+
+fn hunt_one(c: &Check, a: &HuntArgs, progress: &Arc<Progress>) -> Result<Hunt> {
+    let params = boot_params(c, a).map_err(|p| format!("hunt: {p}: refused"))?;
+    let shown = variant_param(c, a).unwrap_or_else(|| "the default protocol".into());
     let base = Run::new(&format!("hunt-{}", c.name))
         .profile(Profile::Dev)
         .smp(c.smp)
@@ -157,49 +185,30 @@ pub fn hunt(a: HuntArgs) -> Result<bool> {
             return Ok(false);
         }
     };
-    // A parameter after `--` that a check sets itself would make the
-    // kernel refuse the boot ("given twice"), which a hunt would count as
-    // a catch. A named variant's check is refused; with `--all` such a
-    // check is left out (`--all -- protocol=hugh-rfc` hunts every `bug=`
-    // variant under that protocol, not the known-bad protocols).
+    // A parameter after `--` that sets the variant's own key (or `seed=`)
+    // is refused for a named variant; with `--all` that check is left out
+    // (`--all -- protocol=hugh-rfc` hunts every `bug=` variant under that
+    // protocol, not the known-bad protocols).
     let mut chosen = chosen;
-    let key = |p: &str| p.split('=').next().unwrap_or_default().to_string();
-    let own = |c: &Check| -> Vec<String> {
-        let mut own: Vec<String> = c.params.iter().map(|s| s.to_string()).collect();
-        own.extend(if a.correct {
-            c.correct()
-        } else {
-            Some(c.variant())
-        });
-        own
-    };
-    let clash = |c: &Check| {
-        let own = own(c);
-        a.extra
-            .iter()
-            .find(|p| own.iter().any(|o| key(o) == key(p)))
-            .cloned()
-    };
     if !a.all
-        && let Some(p) = chosen.first().and_then(clash)
+        && let Some(c) = chosen.first()
+        && let Err(p) = boot_params(c, &a)
     {
         eprintln!(
-            "xtask: hunt: `{p}` after `--` sets a parameter the check of `{}` sets itself ({})",
-            chosen[0].name,
-            own(&chosen[0]).join(" ")
+            "xtask: hunt: `{p}` after `--` sets a parameter the hunt sets itself ({} seed=N)",
+            variant_param(c, &a).unwrap_or_default()
         );
         return Ok(false);
     }
-    chosen.retain(|c| match clash(c) {
-        Some(p) => {
+    chosen.retain(|c| match boot_params(c, &a) {
+        Err(p) => {
             eprintln!(
-                "xtask: hunt: `{}` left out: its check sets `{}` itself",
-                c.name,
-                key(&p)
+                "xtask: hunt: `{}` left out: `{p}` sets its variant's parameter",
+                c.name
             );
             false
         }
-        None => true,
+        Ok(_) => true,
     });
     let dir = match &a.out {
         Some(d) => user_path(d),

@@ -127,23 +127,31 @@ fn readme_protocol_table_is_generated() {
     );
 }
 
-/// A parameter after `--` that the hunted check sets itself would make the
-/// kernel refuse every boot, which a hunt would count as catches: `hunt`
-/// refuses it before anything boots.
+/// A parameter after `--` that the hunt sets itself (the variant's key,
+/// `seed=`) would make the kernel refuse every boot, which a hunt would
+/// count as catches: `hunt` refuses it before anything boots.
 #[test]
-fn hunt_refuses_a_parameter_its_check_sets() {
-    let (out, took, pid) = xtask(&["hunt", "hugh-rfc-late-clear", "--", "protocol=linux-5.9"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let what = format!("stderr:\n{stderr}");
-    assert!(!out.status.success(), "{what}");
-    assert!(
-        stderr.contains("`protocol=linux-5.9` after `--` sets a parameter the check of `hugh-rfc-late-clear` sets itself"),
-        "{what}"
-    );
-    assert!(took < Duration::from_secs(10), "{what}");
-    assert_eq!(
-        run_dirs_of(pid),
-        Vec::<String>::new(),
-        "QEMU was started; {what}"
-    );
+fn hunt_refuses_a_parameter_it_sets_itself() {
+    for (variant, param) in [
+        ("hugh-rfc-late-clear", "protocol=linux-5.9"),
+        ("tas-outside-lock", "bug=none"),
+        ("tas-outside-lock", "seed=3"),
+    ] {
+        let (out, took, pid) = xtask(&["hunt", variant, "--", param]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let what = format!("hunt {variant} -- {param}: stderr:\n{stderr}");
+        assert!(!out.status.success(), "{what}");
+        assert!(
+            stderr.contains(&format!(
+                "`{param}` after `--` sets a parameter the hunt sets itself"
+            )),
+            "{what}"
+        );
+        assert!(took < Duration::from_secs(10), "{what}");
+        assert_eq!(
+            run_dirs_of(pid),
+            Vec::<String>::new(),
+            "QEMU was started; {what}"
+        );
+    }
 }
