@@ -48,11 +48,15 @@ impl Check {
         format!("{}={}", self.key, self.name)
     }
 
-    /// The kernel parameter that selects the correct code instead, if one
-    /// is needed: `bug=none`; none for a protocol (the default protocol,
-    /// or one the caller adds).
-    pub fn correct(&self) -> Option<String> {
-        (self.key == "bug").then(|| "bug=none".to_string())
+    /// The kernel parameter that selects the correct code instead:
+    /// `bug=none`, or `protocol=` with the parameter table's default.
+    pub fn correct(&self) -> String {
+        use contract::params::{DefaultValue, Key, Value};
+        match (self.key, Key::Protocol.spec().default) {
+            ("bug", _) => "bug=none".to_string(),
+            (key, DefaultValue::Is(Value::Choice(name))) => format!("{key}={name}"),
+            (key, d) => unreachable!("{key}: the default protocol is a choice, not {d:?}"),
+        }
     }
 }
 
@@ -187,8 +191,7 @@ pub struct Attempt {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Hunt {
     /// The variant's parameter (`bug=tas-outside-lock`), or the correct
-    /// code's (`bug=none`, or nothing for a protocol's check) in a
-    /// `--correct` hunt.
+    /// code's (`bug=none`, `protocol=linux-5.9`) in a `--correct` hunt.
     #[serde(alias = "bug")]
     pub variant: String,
     pub params: Vec<String>,
@@ -300,5 +303,18 @@ mod tests {
             check("tas-outside-lock").map(|c| c.variant()).as_deref(),
             Some("bug=tas-outside-lock")
         );
+        // Every check's correct code is a correct variant.
+        for c in &all {
+            let correct = c.correct();
+            let (key, name) = correct.split_once('=').unwrap();
+            assert_eq!(key, c.key);
+            match key {
+                "bug" => assert_eq!(name, "none"),
+                _ => assert!(
+                    contract::params::protocol(name).is_some_and(|p| !p.is_known_bad()),
+                    "{correct}"
+                ),
+            }
+        }
     }
 }

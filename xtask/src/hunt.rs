@@ -37,7 +37,7 @@ pub struct HuntArgs {
     #[arg(long)]
     until_caught: bool,
     /// Boot the same check with the correct code (`bug=none`, or the
-    /// default protocol): every boot must pass.
+    /// default protocol for a protocol's check): every boot must pass.
     #[arg(long)]
     correct: bool,
     /// First seed (boot i uses seed FIRST + i).
@@ -71,14 +71,10 @@ fn first_failure(out: &boot::qemu::Outcome) -> Option<(String, f64)> {
 }
 
 /// The variant's parameter in this hunt: `bug=NAME` or `protocol=NAME`;
-/// with `--correct`, the correct code's (`bug=none`, or none for a
-/// protocol: the default one, or one given after `--`).
-fn variant_param(c: &Check, a: &HuntArgs) -> Option<String> {
-    if a.correct {
-        c.correct()
-    } else {
-        Some(c.variant())
-    }
+/// with `--correct`, the correct code's (`bug=none`, the default
+/// protocol).
+fn variant_param(c: &Check, a: &HuntArgs) -> String {
+    if a.correct { c.correct() } else { c.variant() }
 }
 
 /// The kernel parameters of one boot of `c` (without `seed=`): the
@@ -90,10 +86,9 @@ fn variant_param(c: &Check, a: &HuntArgs) -> Option<String> {
 /// boot as a catch.
 fn boot_params(c: &Check, a: &HuntArgs) -> std::result::Result<Vec<String>, String> {
     let key = |p: &str| p.split('=').next().unwrap_or_default().to_string();
-    let variant = variant_param(c, a);
     let mut params: Vec<String> = c.params.iter().map(|s| s.to_string()).collect();
     for p in &a.extra {
-        if key(p) == "seed" || variant.as_deref().is_some_and(|v| key(v) == key(p)) {
+        if key(p) == "seed" || key(p) == c.key {
             return Err(p.clone());
         }
         match params.iter_mut().find(|o| key(o) == key(p)) {
@@ -101,13 +96,13 @@ fn boot_params(c: &Check, a: &HuntArgs) -> std::result::Result<Vec<String>, Stri
             None => params.push(p.clone()),
         }
     }
-    params.extend(variant);
+    params.push(variant_param(c, a));
     Ok(params)
 }
 
 fn hunt_one(c: &Check, a: &HuntArgs, progress: &Arc<Progress>) -> Result<Hunt> {
     let params = boot_params(c, a).map_err(|p| format!("hunt: {p}: refused"))?;
-    let shown = variant_param(c, a).unwrap_or_else(|| "the default protocol".into());
+    let shown = variant_param(c, a);
     let base = Run::new(&format!("hunt-{}", c.name))
         .profile(Profile::Dev)
         .smp(c.smp)
@@ -189,27 +184,24 @@ pub fn hunt(a: HuntArgs) -> Result<bool> {
     // is refused for a named variant; with `--all` that check is left out
     // (`--all -- protocol=hugh-rfc` hunts every `bug=` variant under that
     // protocol, not the known-bad protocols).
-    let mut chosen = chosen;
-    if !a.all
-        && let Some(c) = chosen.first()
-        && let Err(p) = boot_params(c, &a)
-    {
-        eprintln!(
-            "xtask: hunt: `{p}` after `--` sets a parameter the hunt sets itself ({} seed=N)",
-            variant_param(c, &a).unwrap_or_default()
-        );
-        return Ok(false);
-    }
-    chosen.retain(|c| match boot_params(c, &a) {
-        Err(p) => {
-            eprintln!(
-                "xtask: hunt: `{}` left out: `{p}` sets its variant's parameter",
+    let mut kept = Vec::new();
+    for c in chosen {
+        match boot_params(&c, &a) {
+            Ok(_) => kept.push(c),
+            Err(p) if a.all => eprintln!(
+                "xtask: hunt: `{}` left out: `{p}` sets a parameter its hunt sets itself",
                 c.name
-            );
-            false
+            ),
+            Err(p) => {
+                eprintln!(
+                    "xtask: hunt: `{p}` after `--` sets a parameter the hunt sets itself ({} seed=N)",
+                    variant_param(&c, &a)
+                );
+                return Ok(false);
+            }
         }
-        Ok(_) => true,
-    });
+    }
+    let chosen = kept;
     let dir = match &a.out {
         Some(d) => user_path(d),
         None => boot::target_dir()

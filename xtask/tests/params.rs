@@ -10,21 +10,13 @@ use common::{run_dirs_of, xtask};
 
 use boot::contract::params::{Key, MarkdownTable, ProtocolTable, TextTable};
 
-fn rejected_before_qemu(subcommand: &str, param: &str, key: Key, names: &[&str]) {
-    let (out, took, pid) = xtask(&[subcommand, "--", param]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let what = format!("xtask {subcommand} -- {param}: stderr:\n{stderr}");
+/// Runs `cargo xtask ARGS`, which must fail within 10 s without building,
+/// booting or starting QEMU; returns its stderr.
+fn refused_before_qemu(args: &[&str]) -> String {
+    let (out, took, pid) = xtask(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let what = format!("xtask {}: stderr:\n{stderr}", args.join(" "));
     assert!(!out.status.success(), "{what}");
-    for n in names {
-        assert!(
-            stderr.contains(&format!("'{n}'")),
-            "key '{n}' not named; {what}"
-        );
-    }
-    assert!(
-        stderr.contains(key.spec().help),
-        "help of '{key}' missing; {what}"
-    );
     assert!(
         took < Duration::from_secs(10),
         "took {:.1} s; {what}",
@@ -38,6 +30,22 @@ fn rejected_before_qemu(subcommand: &str, param: &str, key: Key, names: &[&str])
         run_dirs_of(pid),
         Vec::<String>::new(),
         "QEMU was started; {what}"
+    );
+    stderr
+}
+
+fn rejected_before_qemu(subcommand: &str, param: &str, key: Key, names: &[&str]) {
+    let stderr = refused_before_qemu(&[subcommand, "--", param]);
+    let what = format!("xtask {subcommand} -- {param}: stderr:\n{stderr}");
+    for n in names {
+        assert!(
+            stderr.contains(&format!("'{n}'")),
+            "key '{n}' not named; {what}"
+        );
+    }
+    assert!(
+        stderr.contains(key.spec().help),
+        "help of '{key}' missing; {what}"
     );
 }
 
@@ -137,21 +145,12 @@ fn hunt_refuses_a_parameter_it_sets_itself() {
         ("tas-outside-lock", "bug=none"),
         ("tas-outside-lock", "seed=3"),
     ] {
-        let (out, took, pid) = xtask(&["hunt", variant, "--", param]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let what = format!("hunt {variant} -- {param}: stderr:\n{stderr}");
-        assert!(!out.status.success(), "{what}");
+        let stderr = refused_before_qemu(&["hunt", variant, "--", param]);
         assert!(
             stderr.contains(&format!(
                 "`{param}` after `--` sets a parameter the hunt sets itself"
             )),
-            "{what}"
-        );
-        assert!(took < Duration::from_secs(10), "{what}");
-        assert_eq!(
-            run_dirs_of(pid),
-            Vec::<String>::new(),
-            "QEMU was started; {what}"
+            "hunt {variant} -- {param}: stderr:\n{stderr}"
         );
     }
 }
